@@ -1,0 +1,151 @@
+//! [`Db`]: the migration's handle on the database, in the style of rusqlite.
+
+use std::rc::Rc;
+
+use crate::bindings::hsm::migration::{log as host_log, sql as host};
+use crate::{Error, FromSql, Params, Result, Value};
+
+/// The database being migrated, inside the transaction the host opened for this migration.
+///
+/// Every call runs on the host's connection; nothing is committed until `up`/`down` returns
+/// `Ok`. Do not run BEGIN/COMMIT/SAVEPOINT: the host owns the transaction and refuses them.
+#[derive(Debug)]
+pub struct Db {
+    _private: (),
+}
+
+impl Db {
+    pub(crate) fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// Runs one statement that returns no rows and returns the number of rows it changed.
+    ///
+    /// ```ignore
+    /// db.execute("UPDATE users SET role = ?1 WHERE id = ?2", ("admin", 1))?;
+    /// ```
+    pub fn execute(&self, sql: &str, params: impl Params) -> Result<u64> {
+        host::execute(sql, &params.into_values()).map_err(|e| sql_error(e, sql))
+    }
+
+    /// Runs several `;`-separated statements without parameters (a DDL script).
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        host::execute_batch(sql).map_err(|e| sql_error(e, sql))
+    }
+
+    /// Runs a query and returns all its rows.
+    pub fn query(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
+        let result = host::query(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
+        let columns: Rc<[String]> = result.columns.into();
+        Ok(result
+            .rows
+            .into_iter()
+            .map(|values| Row {
+                columns: Rc::clone(&columns),
+                values,
+            })
+            .collect())
+    }
+
+    /// Runs a query and maps every row with `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(&mut f).collect()
+    }
+
+    /// Runs a query and maps its first row with `f`; [`Error::NoRows`] when there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
+        match self.query(sql, params)?.first() {
+            Some(row) => f(row),
+            None => Err(Error::NoRows {
+                sql: sql.to_owned(),
+            }),
+        }
+    }
+
+    /// The rowid of the most recent successful INSERT.
+    pub fn last_insert_rowid(&self) -> i64 {
+        host::last_insert_rowid()
+    }
+
+    /// Reports progress of a long data migration (see [`crate::log::progress`]).
+    pub fn progress(&self, done: u64, total: u64) {
+        host_log::progress(done, total);
+    }
+}
+
+fn sql_error(error: host::SqlError, sql: &str) -> Error {
+    Error::Sql {
+        code: error.code,
+        message: error.message,
+        sql: sql.to_owned(),
+    }
+}
+
+/// One result row. Read columns by index (`row.get::<i64>(0)`) or by name (`row.get::<String>("email")`).
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Rc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// Reads a column as `T`. Reading NULL needs `Option<T>`.
+    pub fn get<T: FromSql>(&self, column: impl ColumnIndex) -> Result<T> {
+        let index = column.index(&self.columns)?;
+        T::from_sql(&self.values[index]).map_err(|message| Error::Column {
+            column: self.columns[index].clone(),
+            message,
+        })
+    }
+
+    /// The column names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The raw values, in column order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+/// Something that picks a column: its index (`usize`) or its name (`&str`).
+pub trait ColumnIndex {
+    /// The index of the column in `columns`.
+    fn index(&self, columns: &[String]) -> Result<usize>;
+}
+
+impl ColumnIndex for usize {
+    fn index(&self, columns: &[String]) -> Result<usize> {
+        if *self < columns.len() {
+            Ok(*self)
+        } else {
+            Err(Error::Column {
+                column: self.to_string(),
+                message: format!("out of range: the row has {} columns", columns.len()),
+            })
+        }
+    }
+}
+
+impl ColumnIndex for &str {
+    fn index(&self, columns: &[String]) -> Result<usize> {
+        columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(self))
+            .ok_or_else(|| Error::Column {
+                column: (*self).to_owned(),
+                message: format!("no such column; the row has {}", columns.join(", ")),
+            })
+    }
+}

@@ -1,0 +1,141 @@
+//! `hsm-guest`: write hsm-host migrations in Rust.
+//!
+//! A migration is a crate of type `cdylib` built with `cargo build --target wasm32-wasip2`. It
+//! depends on this crate, writes an `up` (and, when it can be undone, a `down`) against [`Db`],
+//! and declares itself with [`migration!`]:
+//!
+//! ```ignore
+//! use hsm_guest::{Db, Result};
+//!
+//! fn up(db: &Db) -> Result<()> {
+//!     db.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+//! }
+//!
+//! fn down(db: &Db) -> Result<()> {
+//!     db.execute_batch("DROP TABLE notes")
+//! }
+//!
+//! hsm_guest::migration! {
+//!     version: 8,
+//!     name: "add_notes",
+//!     description: "Create the notes table",
+//!     up: up,
+//!     down: down,
+//! }
+//! ```
+//!
+//! The host runs `up`/`down` inside a transaction it owns: return `Ok(())` to commit, an error
+//! (or panic) to roll everything back. Leave out `down:` to declare the migration irreversible;
+//! the host then refuses to roll it back and points the operator at a backup instead.
+
+// Lets the generated bindings and the macros below name this crate `hsm_guest` from inside too.
+extern crate self as hsm_guest;
+
+mod db;
+mod error;
+pub mod log;
+mod value;
+
+pub use db::{ColumnIndex, Db, Row};
+pub use error::{Error, Result};
+pub use value::{FromSql, Params, ToSql, Value};
+
+/// The raw bindings generated from the `hsm:migration` WIT package. Prefer [`Db`]; these are
+/// here for what the wrappers do not cover.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "migration",
+        additional_derives: [PartialEq],
+        pub_export_macro: true,
+        export_macro_name: "__export_migration",
+        default_bindings_module: "hsm_guest::bindings",
+        runtime_path: "hsm_guest::__private::wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    use crate::{Db, Result};
+
+    /// Runs one step and turns its error into the message the host reports.
+    pub fn run_step(step: fn(&Db) -> Result<()>) -> core::result::Result<(), String> {
+        step(&Db::new()).map_err(|error| error.to_string())
+    }
+
+    pub fn irreversible(version: u64, name: &str) -> core::result::Result<(), String> {
+        Err(format!(
+            "migration {version} ({name}) is irreversible: it declares no down step; \
+             restore the backup taken before it was applied instead"
+        ))
+    }
+}
+
+/// Declares this crate's migration and exports it as the component's `migration` world.
+///
+/// Takes `version` (a positive integer, unique among the migrations of a database), `name`
+/// (short, snake_case), `description`, `up` and, optionally, `down`: functions of type
+/// `fn(&Db) -> hsm_guest::Result<()>`. Without `down` the migration is irreversible.
+/// Use it once per crate.
+#[macro_export]
+macro_rules! migration {
+    (
+        version: $version:expr,
+        name: $name:expr,
+        description: $description:expr,
+        up: $up:expr,
+        down: $down:expr $(,)?
+    ) => {
+        $crate::__migration_component!($version, $name, $description, true, $up, |_v, _n| {
+            $crate::__private::run_step($down)
+        });
+    };
+    (
+        version: $version:expr,
+        name: $name:expr,
+        description: $description:expr,
+        up: $up:expr $(,)?
+    ) => {
+        $crate::__migration_component!(
+            $version,
+            $name,
+            $description,
+            false,
+            $up,
+            $crate::__private::irreversible
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __migration_component {
+    ($version:expr, $name:expr, $description:expr, $reversible:expr, $up:expr, $down:expr) => {
+        struct __HsmMigration;
+
+        impl $crate::bindings::Guest for __HsmMigration {
+            fn metadata() -> $crate::bindings::hsm::migration::types::Metadata {
+                $crate::bindings::hsm::migration::types::Metadata {
+                    version: $version,
+                    name: ::std::string::String::from($name),
+                    description: ::std::string::String::from($description),
+                    reversible: $reversible,
+                }
+            }
+
+            fn up() -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__private::run_step($up)
+            }
+
+            fn down() -> ::core::result::Result<(), ::std::string::String> {
+                let down: fn(u64, &str) -> ::core::result::Result<(), ::std::string::String> =
+                    $down;
+                down($version, $name)
+            }
+        }
+
+        $crate::bindings::__export_migration!(__HsmMigration);
+    };
+}

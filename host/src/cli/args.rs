@@ -1,0 +1,87 @@
+//! The command line's shape. Global options are accepted before or after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hsm-host",
+    version,
+    about = "Runs SQLite migrations shipped as sandboxed WebAssembly components",
+    after_help = "Exit codes: 0 success, 1 a migration or check failed, 2 usage error \
+                  (bad arguments or an impossible target)."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct Global {
+    /// The SQLite database to migrate (parent directories are created)
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_PATH",
+        default_value = "./data/home-server-monitor.db"
+    )]
+    pub database: PathBuf,
+
+    /// Directory holding the migration components (*.wasm)
+    #[arg(long, global = true, default_value = "./migrations")]
+    pub migrations: PathBuf,
+
+    /// Print results as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// File the log is appended to
+    #[arg(long, global = true, default_value = "./logs/migration.log")]
+    pub log_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the current version, applied and pending migrations, and recent history
+    Status {},
+    /// Apply pending migrations, all of them or up to TARGET
+    Up {
+        /// Version to stop at (default: the newest); `dry-run` is the same as --dry-run
+        target: Option<UpTarget>,
+        /// Run the migrations in a transaction that is rolled back, and report what they would change
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Roll back the newest migration, or every migration above TARGET (0 = all)
+    Down {
+        /// Version to roll back to
+        target: Option<u64>,
+    },
+}
+
+/// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpTarget {
+    Version(u64),
+    DryRun,
+}
+
+impl std::str::FromStr for UpTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "dry-run" {
+            return Ok(UpTarget::DryRun);
+        }
+        s.parse()
+            .map(UpTarget::Version)
+            .map_err(|_| format!("`{s}` is neither a version number nor `dry-run`"))
+    }
+}

@@ -1,0 +1,59 @@
+//! Logging: human lines on stderr, and everything at debug level appended to the log file.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
+
+/// Installs the subscriber. The returned guard flushes the log file when dropped; without a
+/// usable log file, logging goes on to stderr only (with a warning).
+pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    // Our crate and guest output at the chosen level; the wasm engine only when it warns.
+    let stderr_filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,hsm_host={level},guest={level}")));
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_filter(stderr_filter);
+
+    let (file, guard, file_error) = match open_log_file(log_file) {
+        Ok(writer) => {
+            let (writer, guard) = tracing_appender::non_blocking(writer);
+            let layer = fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("warn,hsm_host=debug,guest=debug"));
+            (Some(layer), Some(guard), None)
+        }
+        Err(error) => (None, None, Some(error)),
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    if let Some(error) = file_error {
+        tracing::warn!(
+            "not writing the log file {}: {error} (choose another with --log-file)",
+            log_file.display()
+        );
+    }
+    guard
+}
+
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}

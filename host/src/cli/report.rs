@@ -1,0 +1,143 @@
+//! What the subcommands print on stdout: a short human report, or JSON with `--json`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use hsm_host::migrator::{DryRunReport, RunReport, StepReport};
+use hsm_host::{Direction, Status};
+use serde::Serialize;
+
+fn json(value: &impl Serialize, out: &mut impl Write) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).context("cannot write JSON")?;
+    writeln!(out).context("cannot write to stdout")
+}
+
+pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(status, out);
+    }
+    let database = status
+        .database
+        .as_ref()
+        .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+    writeln!(out, "Database:        {database}")?;
+    if !status.exists {
+        writeln!(
+            out,
+            "                 (does not exist yet: `hsm-host up` creates it)"
+        )?;
+    }
+    writeln!(out, "Current version: {}", status.current_version)?;
+
+    writeln!(out, "\nApplied ({}):", status.applied.len())?;
+    for row in &status.applied {
+        let missing = if status.missing_components.contains(&row.version) {
+            "  [component file missing]"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {:>4}  {:<32} {}{missing}",
+            row.version, row.name, row.applied_at
+        )?;
+    }
+
+    writeln!(out, "\nPending ({}):", status.pending.len())?;
+    for pending in &status.pending {
+        let mut notes = Vec::new();
+        if pending.rolled_back {
+            notes.push("rolled back");
+        }
+        if !pending.reversible {
+            notes.push("irreversible");
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", notes.join(", "))
+        };
+        writeln!(out, "  {:>4}  {:<32}{notes}", pending.version, pending.name)?;
+    }
+
+    writeln!(out, "\nRecent history:")?;
+    if status.history.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for row in &status.history {
+        let error = row
+            .error_message
+            .as_deref()
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}  {:>4} {:<4} {:<7}{error}",
+            row.started_at, row.version, row.direction, row.status
+        )?;
+    }
+    Ok(())
+}
+
+pub fn run(report: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(report, out);
+    }
+    if report.steps.is_empty() {
+        writeln!(
+            out,
+            "Nothing to do: the database is at version {}.",
+            report.from
+        )?;
+        return Ok(());
+    }
+    let verb = match report.direction {
+        Direction::Up => "Applied",
+        Direction::Down => "Rolled back",
+    };
+    for step in &report.steps {
+        writeln!(out, "{verb} {}", describe(step))?;
+    }
+    writeln!(out, "Version {} -> {}.", report.from, report.to)?;
+    Ok(())
+}
+
+pub fn dry_run(report: &DryRunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(report, out);
+    }
+    if report.steps.is_empty() {
+        writeln!(out, "Dry run: nothing pending at version {}.", report.from)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Dry run: every migration below ran and was rolled back; the database is unchanged."
+    )?;
+    for step in &report.steps {
+        writeln!(out, "Would apply {}", describe(step))?;
+    }
+    writeln!(out, "Version would go {} -> {}.", report.from, report.to)?;
+    Ok(())
+}
+
+fn describe(step: &StepReport) -> String {
+    let mut parts = Vec::new();
+    for (verb, objects) in [
+        ("created", &step.schema.created),
+        ("dropped", &step.schema.dropped),
+        ("altered", &step.schema.altered),
+    ] {
+        if !objects.is_empty() {
+            parts.push(format!("{verb} {}", objects.join(", ")));
+        }
+    }
+    parts.push(format!("{} rows changed", step.rows_changed));
+    format!(
+        "{:>4} {} ({} ms): {}",
+        step.version,
+        step.name,
+        step.duration_ms,
+        parts.join("; ")
+    )
+}

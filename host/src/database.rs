@@ -1,0 +1,93 @@
+//! [`Database`]: the SQLite file being migrated, shared between the host and the guest it runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open database. The connection is shared with the guest's store while a migration runs,
+/// hence the mutex; the host never holds it across a guest call.
+#[derive(Clone)]
+pub struct Database {
+    path: Option<PathBuf>,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Database {
+    /// Opens (creating it and its parent directories if needed) the database at `path`.
+    ///
+    /// # Errors
+    /// [`Error::OpenDatabase`] when the directory cannot be made, or the file cannot be opened
+    /// or is not a SQLite database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(path, e))?;
+        }
+        Self::open_with(path, OpenFlags::default())
+    }
+
+    /// Opens an existing database without write access (for `status`).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::open_with(path.as_ref(), flags)
+    }
+
+    /// A private in-memory database: a scratch target for testing components in CI.
+    pub fn open_in_memory() -> Result<Self> {
+        let conn =
+            Connection::open_in_memory().map_err(|e| open_error(Path::new(":memory:"), e))?;
+        Ok(Self::from_connection(None, conn))
+    }
+
+    fn open_with(path: &Path, flags: OpenFlags) -> Result<Self> {
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(path, e))?;
+        // SQLite opens lazily: read the schema now so a file that is not a database fails here,
+        // with its name, rather than halfway through a command.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|e| open_error(path, e))?;
+        Ok(Self::from_connection(Some(path.to_owned()), conn))
+    }
+
+    fn from_connection(path: Option<PathBuf>, conn: Connection) -> Self {
+        Self {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// The file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Locks the connection for the host's own statements.
+    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave the connection half-updated in a way
+        // the next statement would not see, so a poisoned lock is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Mutex<Connection>> {
+        Arc::clone(&self.conn)
+    }
+}
+
+fn open_error(path: &Path, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::OpenDatabase {
+        path: path.to_owned(),
+        source: source.into(),
+    }
+}

@@ -1,0 +1,9 @@
+//! Rust types generated from `wit/migration.wit`; nothing else lives here.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "migration",
+});
+
+pub use hsm::migration::types::{SqlError, Value};
+pub use hsm::migration::{log, sql};

@@ -1,0 +1,115 @@
+//! What a guest's store holds, and the host side of the `sql` and `log` imports.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{SqlError, Value, log, sql};
+use super::progress::Progress;
+use crate::sql as proxy;
+
+/// Most a guest may print to stdout and stderr together per call.
+pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
+
+/// The store data of one guest call.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// `None` while reading metadata: a guest may not run SQL then.
+    db: Option<Arc<Mutex<Connection>>>,
+    /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
+    label: String,
+    progress: Progress,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl GuestState {
+    /// A sandbox with nothing in it: no files, no environment, no arguments, no network.
+    /// Output is captured for the host's log instead of reaching the terminal.
+    pub(crate) fn new(label: String, db: Option<Arc<Mutex<Connection>>>) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            db,
+            progress: Progress::new(label.clone()),
+            label,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn with_db<T>(
+        &self,
+        run: impl FnOnce(&Connection) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let Some(db) = &self.db else {
+            return Err(SqlError {
+                code: proxy::SQLITE_MISUSE,
+                message: "SQL is not available here: metadata() must not run SQL".into(),
+            });
+        };
+        let conn = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        run(&conn)
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::hsm::migration::types::Host for GuestState {}
+
+impl sql::Host for GuestState {
+    fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, SqlError> {
+        self.with_db(|conn| proxy::execute(conn, &sql, params))
+    }
+
+    fn execute_batch(&mut self, sql: String) -> Result<(), SqlError> {
+        self.with_db(|conn| proxy::execute_batch(conn, &sql))
+    }
+
+    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::QueryResult, SqlError> {
+        self.with_db(|conn| proxy::query(conn, &sql, params))
+    }
+
+    fn last_insert_rowid(&mut self) -> i64 {
+        self.with_db(|conn| Ok(conn.last_insert_rowid()))
+            .unwrap_or(0)
+    }
+}
+
+impl log::Host for GuestState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let label = &self.label;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "guest", "{label}: {message}"),
+            log::Level::Debug => tracing::debug!(target: "guest", "{label}: {message}"),
+            log::Level::Info => tracing::info!(target: "guest", "{label}: {message}"),
+            log::Level::Warn => tracing::warn!(target: "guest", "{label}: {message}"),
+            log::Level::Error => tracing::error!(target: "guest", "{label}: {message}"),
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: u64) {
+        self.progress.report(done, total);
+    }
+}

@@ -1,0 +1,87 @@
+//! Snapshots of the database schema, compared before and after a migration to report what it
+//! created, dropped and altered.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::error::{Result, SqliteContext};
+
+/// Every user object of the schema: (type, name) → its SQL.
+pub type Snapshot = BTreeMap<(String, String), Option<String>>;
+
+/// Reads the schema, leaving out SQLite's internal objects and the tracking tables.
+pub fn snapshot(conn: &Connection) -> Result<Snapshot> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT type, name, sql FROM sqlite_schema
+             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+               AND tbl_name NOT IN ('migrations', 'migration_history')",
+        )
+        .context("cannot read the schema")?;
+    stmt.query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .context("cannot read the schema")
+}
+
+/// What one migration did to the schema; each entry reads like `table users`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SchemaChange {
+    pub created: Vec<String>,
+    pub dropped: Vec<String>,
+    pub altered: Vec<String>,
+}
+
+impl SchemaChange {
+    /// Whether the schema is unchanged.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.dropped.is_empty() && self.altered.is_empty()
+    }
+}
+
+/// Compares two snapshots.
+pub fn diff(before: &Snapshot, after: &Snapshot) -> SchemaChange {
+    let describe = |(kind, name): &(String, String)| format!("{kind} {name}");
+    let mut change = SchemaChange::default();
+    for (key, sql) in after {
+        match before.get(key) {
+            None => change.created.push(describe(key)),
+            Some(old) if old != sql => change.altered.push(describe(key)),
+            Some(_) => {}
+        }
+    }
+    for key in before.keys().filter(|key| !after.contains_key(*key)) {
+        change.dropped.push(describe(key));
+    }
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_names_created_dropped_and_altered_objects() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE a (x); CREATE TABLE b (y); CREATE INDEX ia ON a (x);")
+            .unwrap();
+        let before = snapshot(&conn).unwrap();
+        conn.execute_batch("DROP TABLE b; ALTER TABLE a ADD COLUMN z; CREATE VIEW v AS SELECT 1;")
+            .unwrap();
+        let change = diff(&before, &snapshot(&conn).unwrap());
+        assert_eq!(change.created, vec!["view v"]);
+        assert_eq!(change.dropped, vec!["table b"]);
+        assert_eq!(change.altered, vec!["table a"]);
+    }
+
+    #[test]
+    fn snapshot_leaves_out_tracking_and_internal_tables() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::tracking::SCHEMA).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+            .unwrap();
+        let names: Vec<String> = snapshot(&conn).unwrap().into_keys().map(|k| k.1).collect();
+        assert_eq!(names, vec!["t"]);
+    }
+}

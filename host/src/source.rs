@@ -1,0 +1,55 @@
+//! Finding and loading the migration components of a directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::runtime::{MigrationComponent, Runtime};
+
+/// The `*.wasm` files directly in `dir`, sorted by name.
+///
+/// # Errors
+/// [`Error::ReadMigrations`] when `dir` does not exist or cannot be read.
+pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let read_error = |source| Error::ReadMigrations {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let path = entry.map_err(read_error)?.path();
+        if path.extension().is_some_and(|ext| ext == "wasm") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every component of `dir`, sorted by version.
+///
+/// # Errors
+/// Those of [`component_files`] and [`Runtime::load_file`], and [`Error::DuplicateVersion`].
+pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<MigrationComponent>> {
+    let components = component_files(dir)?
+        .iter()
+        .map(|path| runtime.load_file(path))
+        .collect::<Result<Vec<_>>>()?;
+    sort_unique(components)
+}
+
+/// Sorts components by version, refusing two with the same version.
+pub fn sort_unique(components: Vec<MigrationComponent>) -> Result<Vec<MigrationComponent>> {
+    let mut by_version: BTreeMap<u64, MigrationComponent> = BTreeMap::new();
+    for component in components {
+        if let Some(other) = by_version.get(&component.version()) {
+            return Err(Error::DuplicateVersion {
+                version: component.version(),
+                first: other.path().to_owned(),
+                second: component.path().to_owned(),
+            });
+        }
+        by_version.insert(component.version(), component);
+    }
+    Ok(by_version.into_values().collect())
+}

@@ -1,0 +1,111 @@
+//! Builds every guest component from source, so `cargo test` on a fresh clone needs nothing
+//! else: the example migrations (`migrations-wasm/`) and the test guests (`tests/guests/`).
+//!
+//! Each is a workspace of its own, built by a nested cargo for `wasm32-wasip2` with its target
+//! dir inside OUT_DIR (no contention for the outer build's lock). The generated `artifacts.rs`
+//! holds one `pub const NAME: &str = "<path of the .wasm>"` per guest, plus `EXAMPLES`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.join("../..").canonicalize().unwrap();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let target_dir = out_dir.join("guests");
+
+    for watched in ["wit", "guest-sdk", "migrations-wasm", "tests/guests"] {
+        watch(&root.join(watched));
+    }
+
+    let examples = build_workspace(&root.join("migrations-wasm"), &target_dir);
+    let test_guests = build_workspace(&root.join("tests/guests"), &target_dir);
+
+    let wasm_dir = target_dir.join(TARGET).join("release");
+    let mut code = String::new();
+    for name in examples.iter().chain(&test_guests) {
+        let path = wasm_dir.join(format!("{name}.wasm"));
+        assert!(
+            path.is_file(),
+            "cargo built {name} but {} is missing",
+            path.display()
+        );
+        writeln!(
+            code,
+            "/// `{name}` built for {TARGET}.\npub const {}: &str = {:?};",
+            name.to_uppercase(),
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    let list: Vec<String> = examples.iter().map(|n| n.to_uppercase()).collect();
+    writeln!(
+        code,
+        "/// The example migrations, in version order.\npub const EXAMPLES: &[&str] = &[{}];",
+        list.join(", ")
+    )
+    .unwrap();
+    std::fs::write(out_dir.join("artifacts.rs"), code).unwrap();
+}
+
+/// Builds a guest workspace and returns its members' crate names (sorted).
+fn build_workspace(workspace: &Path, target_dir: &Path) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "--target", TARGET])
+        .env("CARGO_TARGET_DIR", target_dir);
+    // Flags meant for the host build (coverage, sanitizers, clippy) must not reach the guests.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("cannot run cargo to build the guests");
+    if !output.status.success() {
+        panic!(
+            "building the guest components in {} failed.\n\
+             If the error says the wasm32-wasip2 target is not installed, run\n    \
+             rustup target add wasm32-wasip2\n\n{}",
+            workspace.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut members: Vec<String> = std::fs::read_dir(workspace)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            (path.join("Cargo.toml").is_file()).then_some(name.replace('-', "_"))
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// Asks cargo to rerun this script when any source file below `dir` changes (build output
+/// directories left out, so building the guests by hand does not trigger a rebuild here).
+fn watch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            watch(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

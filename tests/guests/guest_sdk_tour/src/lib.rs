@@ -1,0 +1,131 @@
+//! Version 8: exercises every SDK call against the example schema and checks each result
+//! inside the guest; any surprise fails the migration with a message saying what differed.
+
+use hsm_guest::{Db, Error, Result, Value, log};
+
+fn check(condition: bool, what: &str) -> Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(Error::msg(format!("check failed: {what}")))
+    }
+}
+
+fn up(db: &Db) -> Result<()> {
+    db.execute_batch(
+        "CREATE TABLE tour (id INTEGER PRIMARY KEY, i INTEGER, r REAL, t TEXT, b BLOB, n TEXT);",
+    )?;
+
+    // Typed parameters of every kind, as a tuple.
+    let changed = db.execute(
+        "INSERT INTO tour (i, r, t, b, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+        (
+            42_i64,
+            2.5_f64,
+            "héllo",
+            &[0_u8, 159, 146, 150][..],
+            None::<String>,
+        ),
+    )?;
+    check(changed == 1, "execute returns rows changed")?;
+    let id = db.last_insert_rowid();
+    check(id == 1, "last_insert_rowid is the new row")?;
+
+    // Typed reads by index and by name, including NULL as Option.
+    let (i, r, t, b, n): (i64, f64, String, Vec<u8>, Option<String>) = db.query_row(
+        "SELECT i, r, t, b, n FROM tour WHERE id = ?1",
+        (id,),
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get("r")?,
+                row.get("t")?,
+                row.get(3)?,
+                row.get("n")?,
+            ))
+        },
+    )?;
+    check(i == 42 && r == 2.5 && t == "héllo", "scalars round-trip")?;
+    check(b == [0, 159, 146, 150], "blob round-trips")?;
+    check(n.is_none(), "NULL reads as None")?;
+
+    // Slices of &dyn ToSql, and query_map over several rows.
+    for k in 2..=4_i64 {
+        db.execute(
+            "INSERT INTO tour (i, t) VALUES (?1, ?2)",
+            &[&k as &dyn hsm_guest::ToSql, &format!("row{k}")],
+        )?;
+    }
+    let texts = db.query_map(
+        "SELECT t FROM tour WHERE i BETWEEN ?1 AND ?2 ORDER BY i",
+        (2, 4),
+        |row| row.get::<String>(0),
+    )?;
+    check(
+        texts == ["row2", "row3", "row4"],
+        "query_map maps every row",
+    )?;
+
+    // Raw values and column names.
+    let rows = db.query(
+        "SELECT i AS answer, NULL AS missing FROM tour WHERE id = 1",
+        (),
+    )?;
+    check(rows[0].columns() == ["answer", "missing"], "column names")?;
+    check(
+        rows[0].values() == [Value::Integer(42), Value::Null],
+        "raw values",
+    )?;
+
+    // Errors carry SQLite's code and the SQL that failed, and leave the transaction usable.
+    match db.execute("INSERT INTO no_such_table VALUES (1)", ()) {
+        Err(Error::Sql { code, message, sql }) => {
+            check(code == 1, "missing table is SQLITE_ERROR")?;
+            check(message.contains("no such table"), "SQLite's message")?;
+            check(sql.contains("no_such_table"), "error names the SQL")?;
+        }
+        other => return Err(Error::msg(format!("expected an SQL error, got {other:?}"))),
+    }
+    match db.execute("INSERT INTO tour (id) VALUES (?1)", (1,)) {
+        Err(e) => check(
+            e.sqlite_code() == Some(1555),
+            "primary key violation is SQLITE_CONSTRAINT_PRIMARYKEY",
+        )?,
+        Ok(_) => return Err(Error::msg("duplicate primary key was accepted")),
+    }
+    match db.execute("UPDATE tour SET i = ?1", ()) {
+        Err(e) => check(
+            e.sqlite_code() == Some(25),
+            "missing parameter is SQLITE_RANGE",
+        )?,
+        Ok(_) => return Err(Error::msg("missing parameter was accepted")),
+    }
+    match db.query_row("SELECT 1 WHERE 0", (), |row| row.get::<i64>(0)) {
+        Err(Error::NoRows { .. }) => {}
+        other => return Err(Error::msg(format!("expected NoRows, got {other:?}"))),
+    }
+    match db.query_row("SELECT 'text'", (), |row| row.get::<i64>(0)) {
+        Err(Error::Column { .. }) => {}
+        other => {
+            return Err(Error::msg(format!(
+                "expected a column type error, got {other:?}"
+            )));
+        }
+    }
+
+    log::info("sdk tour passed");
+    db.progress(1, 1);
+    Ok(())
+}
+
+fn down(db: &Db) -> Result<()> {
+    db.execute_batch("DROP TABLE tour")
+}
+
+hsm_guest::migration! {
+    version: 8,
+    name: "sdk_tour",
+    description: "Test guest: every SDK call, checked",
+    up: up,
+    down: down,
+}

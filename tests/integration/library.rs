@@ -1,0 +1,78 @@
+//! The library API that CI code uses to test components against a scratch database.
+
+use std::path::PathBuf;
+
+use hsm_host::{Database, Direction, Error, Migrator, Runtime};
+
+fn examples_and(extra: &[&str]) -> Migrator {
+    let runtime = Runtime::new().unwrap();
+    let components = hsm_test_artifacts::EXAMPLES
+        .iter()
+        .chain(extra)
+        .map(|path| runtime.load_file(&PathBuf::from(path)).unwrap())
+        .collect();
+    Migrator::new(runtime, components).unwrap()
+}
+
+#[test]
+fn components_report_their_metadata() {
+    let migrator = examples_and(&[]);
+    let versions: Vec<u64> = migrator.migrations().iter().map(|m| m.version()).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+    let third = migrator.migrations()[2].metadata();
+    assert_eq!(third.name, "normalize_email_addresses");
+    assert!(!third.reversible);
+    assert!(migrator.migrations()[1].metadata().reversible);
+}
+
+#[test]
+fn sdk_tour_passes_every_check_on_a_scratch_database() {
+    let migrator = examples_and(&[hsm_test_artifacts::GUEST_SDK_TOUR]);
+    let db = Database::open_in_memory().unwrap();
+    let report = migrator.up(&db, None).unwrap_or_else(|e| panic!("{e}"));
+    let tour = report.steps.last().unwrap();
+    assert_eq!((tour.version, tour.direction), (8, Direction::Up));
+    assert_eq!(tour.schema.created, ["table tour"]);
+    assert_eq!(tour.rows_changed, 4);
+
+    let rolled_back = migrator.down(&db, None).unwrap();
+    assert_eq!(rolled_back.steps[0].schema.dropped, ["table tour"]);
+    assert_eq!(migrator.status(Some(&db)).unwrap().current_version, 7);
+}
+
+#[test]
+fn up_then_down_to_an_irreversible_step_on_a_file() {
+    let migrator = examples_and(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("nested/dir/scratch.db")).unwrap();
+    assert_eq!(migrator.up(&db, Some(6)).unwrap().to, 6);
+    assert_eq!(migrator.down(&db, Some(3)).unwrap().to, 3);
+    match migrator.down(&db, Some(0)) {
+        Err(Error::Plan(plan)) => assert!(plan.to_string().contains("irreversible")),
+        other => panic!(
+            "expected an irreversible refusal, got {:?}",
+            other.map(|r| r.to)
+        ),
+    }
+}
+
+#[test]
+fn failed_guest_error_names_version_direction_and_cause() {
+    let migrator = examples_and(&[hsm_test_artifacts::GUEST_FAILS_UP]);
+    let db = Database::open_in_memory().unwrap();
+    let error = migrator.up(&db, None).unwrap_err();
+    match &error {
+        Error::MigrationFailed {
+            version,
+            direction,
+            cause,
+            ..
+        } => {
+            assert_eq!((*version, *direction), (8, Direction::Up));
+            assert_eq!(cause, "refusing on purpose after writing");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(!error.is_usage());
+    assert_eq!(migrator.status(Some(&db)).unwrap().current_version, 7);
+}

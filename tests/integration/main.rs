@@ -1,0 +1,8 @@
+//! Integration tests: real guest components (built from source by `hsm-test-artifacts`), real
+//! SQLite files in a temporary directory per test, and the real `hsm-host` binary.
+
+mod cli;
+mod failures;
+mod library;
+mod support;
+mod tracking_schema;

@@ -1,0 +1,94 @@
+//! The tracking tables match the guide's schema column for column, and a database made by the
+//! older Node tool is adopted as it is.
+
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+
+use crate::support::{Env, applied, assert_same_bytes, columns};
+
+/// `shared/seed-schema.sql`, which lives beside the repository (as in CI's clone).
+fn seed_schema() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed-schema.sql");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the reference schema {} is needed: {e}", path.display()))
+}
+
+#[test]
+fn tracking_columns_equal_the_reference_schema() {
+    let reference = Connection::open_in_memory().unwrap();
+    reference.execute_batch(&seed_schema()).unwrap();
+
+    let env = Env::with_examples();
+    env.hsm(&["up", "1"]).assert_success();
+    let ours = env.open();
+    for table in ["migrations", "migration_history"] {
+        assert_eq!(
+            columns(&ours, table),
+            columns(&reference, table),
+            "columns of {table}"
+        );
+    }
+}
+
+#[test]
+fn a_database_from_the_node_tool_is_adopted() {
+    let env = Env::with_examples();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = env.open();
+    conn.execute_batch(&seed_schema()).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL);
+         INSERT INTO users (name) VALUES ('kept');
+         INSERT INTO migrations (version, name, description, applied_at, backup_path)
+           VALUES (1, 'initial_schema', 'Create initial database schema', '2025-11-16T10:00:00.000Z',
+                   './data/backups/monitor.db.backup-2025-11-16T10-00-00-000Z');
+         INSERT INTO migration_history (version, direction, status, started_at, completed_at)
+           VALUES (1, 'up', 'success', '2025-11-16T10:00:00.000Z', '2025-11-16T10:00:00.100Z');",
+    )
+    .unwrap();
+    drop(conn);
+
+    let status = env.status();
+    assert_eq!(status["current_version"], 1);
+    assert_eq!(
+        status["applied"][0]["applied_at"],
+        "2025-11-16T10:00:00.000Z"
+    );
+
+    env.hsm(&["up"])
+        .assert_success()
+        .assert_stdout_contains("Version 1 -> 7.");
+    let conn = env.open();
+    assert_eq!(applied(&conn), [1, 2, 3, 4, 5, 6, 7]);
+    let kept: String = conn
+        .query_row("SELECT name FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "kept");
+    let node_row: String = conn
+        .query_row(
+            "SELECT applied_at FROM migrations WHERE version = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        node_row, "2025-11-16T10:00:00.000Z",
+        "the Node tool's row is left as it was"
+    );
+}
+
+#[test]
+fn foreign_tables_with_our_names_are_refused() {
+    let env = Env::with_examples();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    env.open()
+        .execute_batch("CREATE TABLE migrations (id INTEGER PRIMARY KEY, script TEXT);")
+        .unwrap();
+    let before = std::fs::read(&env.db).unwrap();
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("table `migrations` exists but has no column `version`");
+    env.hsm(&["status"]).assert_code(1);
+    assert_same_bytes(&env.db, &before, "the database");
+}
