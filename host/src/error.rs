@@ -72,6 +72,114 @@ pub enum Error {
         second: PathBuf,
     },
 
+    /// Another process holds the migration lock and did not release it in time.
+    #[error(
+        "another hsm-host holds the migration lock {path} ({holder}); gave up after {} s \
+         (wait longer with --lock-timeout)", waited.as_secs()
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it: pid, host and since when.
+        holder: String,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+
+    /// The lock file could not be used.
+    #[error("cannot use the lock file {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A backup could not be written. Nothing was changed.
+    #[error("cannot write a backup to {path}: {reason}; the database was not changed")]
+    Backup {
+        /// The backup file or directory.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The backup filesystem lacks room for a backup. Nothing was written.
+    #[error(
+        "not enough free space for a backup in {dir}: {} needed, {} free; \
+         remove old backups, choose another --backup-dir, or (at your own risk) --no-backup",
+        human_bytes(*needed), human_bytes(*available)
+    )]
+    NoSpace {
+        /// The backup directory.
+        dir: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
+
+    /// The database failed its integrity or foreign-key check before the run; nothing changed.
+    #[error(
+        "{} {problems}; nothing was changed. {}",
+        path.as_ref().map_or("the database:".to_owned(), |p| format!("database {}:", p.display())),
+        restore_hint(newest_backup.as_deref())
+    )]
+    Damaged {
+        /// The database file.
+        path: Option<PathBuf>,
+        /// What the checks found.
+        problems: String,
+        /// The newest backup of this database, to restore.
+        newest_backup: Option<PathBuf>,
+    },
+
+    /// The integrity check failed after the run.
+    #[error(
+        "integrity_check failed after the run: {problems}. {}",
+        restore_hint(backup.as_deref())
+    )]
+    DamagedAfterRun {
+        /// What the check found.
+        problems: String,
+        /// The backup taken before this run.
+        backup: Option<PathBuf>,
+    },
+
+    /// An applied migration's component file is not the one that was applied.
+    #[error(
+        "migration {version} ({name}) was applied from a component with sha256 {recorded}, \
+         but {} now has sha256 {found}: put the original file back, or run `hsm-host repair` \
+         to accept the file as it is now", file.display()
+    )]
+    ComponentChanged {
+        version: u64,
+        name: String,
+        file: PathBuf,
+        recorded: String,
+        found: String,
+    },
+
+    /// A file given to `restore` cannot be restored; nothing was changed.
+    #[error("will not restore {path}: {reason}; the database was not changed")]
+    RestoreRefused {
+        /// The file given.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
+    /// Replacing the database file failed.
+    #[error("restore failed at {path}: {source}")]
+    Restore {
+        /// The file being written or removed.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The wasm engine could not be set up.
     #[error("cannot start the wasm runtime: {0}")]
     Runtime(String),
@@ -117,5 +225,28 @@ pub(crate) trait SqliteContext<T> {
 impl<T> SqliteContext<T> for rusqlite::Result<T> {
     fn context(self, context: impl Into<String>) -> Result<T> {
         self.map_err(|source| Error::sqlite(context, source))
+    }
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn restore_hint(backup: Option<&std::path::Path>) -> String {
+    match backup {
+        Some(path) => format!("Restore a backup: hsm-host restore {}", path.display()),
+        None => "No backup of this database was found to restore.".to_owned(),
     }
 }

@@ -20,10 +20,14 @@
 //! wasm side, which reaches the database only through [`sql`]), and the leaves [`tracking`],
 //! [`plan`] and [`schema`], which know nothing of wasm.
 
+pub mod backup;
 pub mod database;
 pub mod error;
+pub mod integrity;
+pub mod lock;
 pub mod migrator;
 pub mod plan;
+pub mod restore;
 pub mod runtime;
 pub mod schema;
 pub mod source;
@@ -34,7 +38,7 @@ pub mod tracking;
 
 pub use database::Database;
 pub use error::{Error, Result};
-pub use migrator::{DryRunReport, Migrator, RunReport, StepReport};
+pub use migrator::{DryRunReport, Migrator, RunReport, Safety, StepReport};
 pub use plan::Direction;
 pub use runtime::{Metadata, MigrationComponent, Runtime};
 pub use status::Status;

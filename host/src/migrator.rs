@@ -1,25 +1,52 @@
-//! [`Migrator`]: plans a run and executes it, one host-owned transaction per migration.
+//! [`Migrator`]: plans a run and executes it under the migration lock, after integrity checks
+//! and a backup, one host-owned transaction per migration.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::backup::{self, BackupConfig};
 use crate::database::Database;
 use crate::error::{Error, Result, SqliteContext};
-use crate::plan::{self, Available, Direction, Plan};
+use crate::integrity;
+use crate::lock::{self, MigrationLock};
+use crate::plan::{self, Available, Direction};
 use crate::runtime::{MigrationComponent, Runtime};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
-use crate::{source, time, tracking};
+use crate::tracking::{self, MigrationRow};
+use crate::{source, time};
+
+/// How a run protects the database. The default is the safe one: backups on, full
+/// `integrity_check`, wait up to a minute for the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Safety {
+    /// Where to keep backups; `None` disables them (`--no-backup`).
+    pub backups: Option<BackupConfig>,
+    /// `quick_check` instead of `integrity_check` (faster on large databases).
+    pub quick_check: bool,
+    /// How long to wait for another process's migration lock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            backups: Some(BackupConfig::default()),
+            quick_check: false,
+            lock_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// A set of migration components and the operations on a database that use them.
 pub struct Migrator {
     migrations: Vec<MigrationComponent>,
-    // Components hold handles into the runtime's engine; keep it alive with them.
-    _runtime: Runtime,
+    runtime: Runtime,
+    safety: Safety,
 }
 
 /// What one migration did.
@@ -35,13 +62,17 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
-/// What a run did: the version before and after, and each migration's report.
+/// What a run did: the version before and after, the backup taken, and each migration's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub direction: Direction,
     pub from: u64,
     pub to: u64,
     pub steps: Vec<StepReport>,
+    /// The backup taken before the first step, if any.
+    pub backup: Option<PathBuf>,
+    /// Versions of earlier attempts found interrupted (their process died) and marked failed.
+    pub interrupted: Vec<u64>,
 }
 
 /// What a dry run found: the run it would make; nothing of it was kept.
@@ -52,8 +83,24 @@ pub struct DryRunReport {
     pub steps: Vec<StepReport>,
 }
 
+/// A component to run: loaded from the migrations directory, or from the exact bytes the
+/// database stored when it was applied.
+enum Held<'a> {
+    File(&'a MigrationComponent),
+    Stored(Box<MigrationComponent>),
+}
+
+impl Held<'_> {
+    fn get(&self) -> &MigrationComponent {
+        match self {
+            Held::File(component) => component,
+            Held::Stored(component) => component,
+        }
+    }
+}
+
 impl Migrator {
-    /// Loads every `*.wasm` component of `dir` with a new [`Runtime`].
+    /// Loads every `*.wasm` component of `dir` with a new [`Runtime`], with default [`Safety`].
     ///
     /// # Errors
     /// See [`source::load_dir`]: unreadable directory, invalid component, duplicate version.
@@ -62,19 +109,32 @@ impl Migrator {
         let migrations = source::load_dir(&runtime, dir.as_ref())?;
         Ok(Self {
             migrations,
-            _runtime: runtime,
+            runtime,
+            safety: Safety::default(),
         })
     }
 
-    /// A migrator over components already loaded with `runtime`.
+    /// A migrator over components already loaded with `runtime`, with default [`Safety`].
     ///
     /// # Errors
     /// [`Error::DuplicateVersion`] when two components share a version.
     pub fn new(runtime: Runtime, migrations: Vec<MigrationComponent>) -> Result<Self> {
         Ok(Self {
             migrations: source::sort_unique(migrations)?,
-            _runtime: runtime,
+            runtime,
+            safety: Safety::default(),
         })
+    }
+
+    /// Replaces the safety settings.
+    pub fn with_safety(mut self, safety: Safety) -> Self {
+        self.safety = safety;
+        self
+    }
+
+    /// The safety settings in force.
+    pub fn safety(&self) -> &Safety {
+        &self.safety
     }
 
     /// The components, by ascending version.
@@ -82,124 +142,241 @@ impl Migrator {
         &self.migrations
     }
 
-    fn component(&self, version: u64) -> &MigrationComponent {
-        self.migrations
-            .iter()
-            .find(|m| m.version() == version)
-            .expect("the plan only names versions whose component is loaded")
-    }
-
-    fn available(&self) -> Vec<Available> {
-        self.migrations
-            .iter()
-            .map(|m| Available {
-                version: m.version(),
-                name: m.metadata().name.clone(),
-                reversible: m.metadata().reversible,
-            })
-            .collect()
+    fn file_component(&self, version: u64) -> Option<&MigrationComponent> {
+        self.migrations.iter().find(|m| m.version() == version)
     }
 
     /// Applies pending migrations up to `target` (all when `None`), each in its own transaction.
-    /// Stops at the first failure, leaving the failed migration's changes rolled back and the
-    /// ones before it applied.
+    /// Under the lock: recovers interrupted attempts, refuses a damaged database or changed
+    /// component files, backs up, runs, then checks integrity again. Stops at the first failure,
+    /// with that migration rolled back and the ones before it applied.
     ///
     /// # Errors
-    /// [`Error::Plan`] before anything runs; [`Error::MigrationFailed`] when a guest fails or
-    /// traps; [`Error::Sqlite`] when the host's own statements fail.
+    /// [`Error::Plan`], [`Error::Damaged`], [`Error::ComponentChanged`], [`Error::Locked`],
+    /// [`Error::Backup`]/[`Error::NoSpace`] before anything runs; [`Error::MigrationFailed`]
+    /// when a guest fails, traps or leaves foreign-key violations; [`Error::DamagedAfterRun`].
     pub fn up(&self, db: &Database, target: Option<u64>) -> Result<RunReport> {
-        let plan = {
-            let conn = db.connection();
-            tracking::ensure_tables(&conn)?;
-            plan::plan_up(&self.available(), &applied_versions(&conn)?, target)?
-        };
-        self.execute(db, plan)
+        self.guarded_run(db, Direction::Up, target)
     }
 
     /// Rolls back applied migrations: the newest one when `target` is `None`, otherwise every
-    /// one above `target` (0 = all), newest first.
+    /// one above `target` (0 = all), newest first. Each runs the exact component that applied
+    /// it (stored in the database), even if its file changed or is gone.
     ///
     /// # Errors
-    /// As [`Migrator::up`]; an irreversible or missing migration in the range is refused
+    /// As [`Migrator::up`]; an irreversible or unavailable migration in the range is refused
     /// before anything runs.
     pub fn down(&self, db: &Database, target: Option<u64>) -> Result<RunReport> {
-        let plan = {
-            let conn = db.connection();
-            tracking::ensure_tables(&conn)?;
-            plan::plan_down(&self.available(), &applied_versions(&conn)?, target)?
-        };
-        self.execute(db, plan)
+        self.guarded_run(db, Direction::Down, target)
     }
 
-    fn execute(&self, db: &Database, plan: Plan) -> Result<RunReport> {
+    fn guarded_run(
+        &self,
+        db: &Database,
+        direction: Direction,
+        target: Option<u64>,
+    ) -> Result<RunReport> {
+        let _lock = self.lock(db)?;
+        let (plan, components, interrupted, backup) = {
+            let conn = db.connection();
+            self.preflight(db, &conn)?;
+            tracking::ensure_tables(&conn)?;
+            let interrupted = recover_interrupted(&conn)?;
+            let rows = tracking::migrations(&conn)?;
+            let applied = applied_versions(&rows);
+            let (plan, components) = match direction {
+                Direction::Up => {
+                    self.refuse_changed_components(&rows)?;
+                    let components = self.migrations.iter().map(Held::File).collect();
+                    let plan = plan::plan_up(&self.available(), &applied, target)?;
+                    (plan, components)
+                }
+                Direction::Down => {
+                    let components = self.components_for_down(&conn, &rows)?;
+                    let available = available(components.iter().map(Held::get));
+                    (plan::plan_down(&available, &applied, target)?, components)
+                }
+            };
+            let backup = if plan.steps.is_empty() {
+                None
+            } else {
+                self.take_backup(db, &conn)?
+            };
+            (plan, components, interrupted, backup)
+        };
+
         let mut steps = Vec::with_capacity(plan.steps.len());
         for &version in &plan.steps {
-            let component = self.component(version);
-            tracing::info!("{} {}: starting", plan.direction, component.label());
-            let step = self.run_tracked(db, component, plan.direction)?;
+            let component = components
+                .iter()
+                .map(Held::get)
+                .find(|c| c.version() == version)
+                .expect("the plan only names versions whose component is held");
+            tracing::info!("{direction} {}: starting", component.label());
+            let step = run_tracked(db, component, direction, backup.as_deref())?;
             tracing::info!(
-                "{} {}: done in {} ms, {} rows changed",
-                plan.direction,
+                "{direction} {}: done in {} ms, {} rows changed",
                 component.label(),
                 step.duration_ms,
                 step.rows_changed
             );
             steps.push(step);
         }
+        if !steps.is_empty() {
+            let problems = integrity::problems(&db.connection(), self.safety.quick_check);
+            if !problems.is_empty() {
+                return Err(Error::DamagedAfterRun {
+                    problems: integrity::summarize(&problems),
+                    backup,
+                });
+            }
+        }
         Ok(RunReport {
-            direction: plan.direction,
+            direction,
             from: plan.from,
             to: plan.to,
             steps,
+            backup,
+            interrupted,
         })
     }
 
-    /// Runs one migration with its history row and in its own transaction.
-    fn run_tracked(
-        &self,
-        db: &Database,
-        component: &MigrationComponent,
-        direction: Direction,
-    ) -> Result<StepReport> {
-        let attempt = {
-            let conn = db.connection();
-            tracking::start_attempt(
-                &conn,
-                component.version(),
-                direction,
-                None,
-                &time::now_iso(),
-            )?
+    fn lock(&self, db: &Database) -> Result<Option<MigrationLock>> {
+        db.path()
+            .map(|path| lock::acquire(path, self.safety.lock_timeout))
+            .transpose()
+    }
+
+    /// Refuses a database that fails the integrity or foreign-key check, naming the newest
+    /// backup to restore.
+    fn preflight(&self, db: &Database, conn: &Connection) -> Result<()> {
+        let problems = integrity::problems(conn, self.safety.quick_check);
+        let violations = if problems.is_empty() {
+            integrity::foreign_key_violations(conn)?
+        } else {
+            Vec::new()
         };
-        let result = run_in_transaction(db, component, direction, |conn| {
-            let now = time::now_iso();
-            match direction {
-                Direction::Up => {
-                    let metadata = component.metadata();
-                    let applied = tracking::Applied {
-                        version: metadata.version,
-                        name: &metadata.name,
-                        description: &metadata.description,
-                        backup_path: None,
-                    };
-                    tracking::record_applied(conn, &applied, &now)?;
-                }
-                Direction::Down => {
-                    tracking::record_rolled_back(conn, component.version(), None, &now)?
-                }
-            }
-            tracking::finish_attempt(conn, attempt, None, &now)
-        });
-        if let Err(error) = &result {
-            let conn = db.connection();
-            let message = error.to_string();
-            if let Err(record_error) =
-                tracking::finish_attempt(&conn, attempt, Some(&message), &time::now_iso())
-            {
-                tracing::error!("cannot record the failure in migration_history: {record_error}");
+        if problems.is_empty() && violations.is_empty() {
+            return Ok(());
+        }
+        let problems = if problems.is_empty() {
+            format!(
+                "foreign_key_check found {} violation(s): {}",
+                violations.len(),
+                integrity::summarize(&violations)
+            )
+        } else {
+            format!(
+                "integrity_check failed: {}",
+                integrity::summarize(&problems)
+            )
+        };
+        Err(Error::Damaged {
+            path: db.path().map(ToOwned::to_owned),
+            problems,
+            newest_backup: self.newest_backup(db),
+        })
+    }
+
+    fn newest_backup(&self, db: &Database) -> Option<PathBuf> {
+        let path = db.path()?;
+        let dir = self.backup_dir(path);
+        backup::list(path, &dir)
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|b| b.path)
+    }
+
+    /// Where this database's backups are (also with `--no-backup`, to list old ones).
+    pub fn backup_dir(&self, database: &Path) -> PathBuf {
+        self.safety
+            .backups
+            .clone()
+            .unwrap_or_default()
+            .dir_for(database)
+    }
+
+    fn take_backup(&self, db: &Database, conn: &Connection) -> Result<Option<PathBuf>> {
+        let Some(path) = db.path() else {
+            return Ok(None);
+        };
+        match &self.safety.backups {
+            Some(config) => backup::create(conn, path, config).map(Some),
+            None => {
+                tracing::warn!(
+                    "NO BACKUP: --no-backup was given, so nothing can undo this run but the \
+                     migrations' own down steps"
+                );
+                Ok(None)
             }
         }
-        result
+    }
+
+    /// `up` must not build on a migration whose component is not the one that was applied.
+    fn refuse_changed_components(&self, rows: &[MigrationRow]) -> Result<()> {
+        for row in rows.iter().filter(|r| r.status == tracking::APPLIED) {
+            let (Some(recorded), Some(file)) = (&row.checksum, self.file_component(row.version))
+            else {
+                continue;
+            };
+            if recorded != file.checksum() {
+                return Err(Error::ComponentChanged {
+                    version: row.version,
+                    name: row.name.clone(),
+                    file: file.path().to_owned(),
+                    recorded: recorded.clone(),
+                    found: file.checksum().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// For each applied migration, the component that applied it: the file when it is
+    /// unchanged, otherwise the bytes stored at apply time.
+    fn components_for_down<'a>(
+        &'a self,
+        conn: &Connection,
+        rows: &[MigrationRow],
+    ) -> Result<Vec<Held<'a>>> {
+        let mut held: BTreeMap<u64, Held<'a>> = self
+            .migrations
+            .iter()
+            .map(|c| (c.version(), Held::File(c)))
+            .collect();
+        for row in rows.iter().filter(|r| r.status == tracking::APPLIED) {
+            let Some(recorded) = &row.checksum else {
+                continue;
+            };
+            if held
+                .get(&row.version)
+                .is_some_and(|c| c.get().checksum() == recorded)
+            {
+                continue;
+            }
+            let Some(bytes) = tracking::stored_component(conn, recorded)? else {
+                continue;
+            };
+            let origin = PathBuf::from(format!(
+                "<component of migration {} stored in the database, sha256 {}>",
+                row.version,
+                &recorded[..12.min(recorded.len())]
+            ));
+            tracing::info!(
+                "migration {}: its file changed or is gone; using the component that applied it",
+                row.version
+            );
+            held.insert(
+                row.version,
+                Held::Stored(Box::new(self.runtime.load(origin, &bytes)?)),
+            );
+        }
+        Ok(held.into_values().collect())
+    }
+
+    fn available(&self) -> Vec<Available> {
+        available(self.migrations.iter())
     }
 
     /// Runs the pending migrations up to `target` in one transaction that is always rolled
@@ -208,6 +385,7 @@ impl Migrator {
     /// # Errors
     /// As [`Migrator::up`]; a failing migration is reported as [`Error::MigrationFailed`].
     pub fn dry_run(&self, db: &Database, target: Option<u64>) -> Result<DryRunReport> {
+        self.preflight(db, &db.connection())?;
         begin(&db.connection())?;
         let result = self.dry_run_inside(db, target);
         let conn = db.connection();
@@ -222,21 +400,18 @@ impl Migrator {
         let plan = {
             let conn = db.connection();
             tracking::ensure_tables(&conn)?;
-            plan::plan_up(&self.available(), &applied_versions(&conn)?, target)?
+            let rows = tracking::migrations(&conn)?;
+            self.refuse_changed_components(&rows)?;
+            plan::plan_up(&self.available(), &applied_versions(&rows), target)?
         };
         let mut steps = Vec::with_capacity(plan.steps.len());
         for &version in &plan.steps {
-            let component = self.component(version);
+            let component = self
+                .file_component(version)
+                .expect("the plan only names loaded versions");
             let step = run_step(db, component, Direction::Up)?;
             // Later migrations may look at the tracking table; let them see this one applied.
-            let metadata = component.metadata();
-            let applied = tracking::Applied {
-                version,
-                name: &metadata.name,
-                description: &metadata.description,
-                backup_path: None,
-            };
-            tracking::record_applied(&db.connection(), &applied, &time::now_iso())?;
+            record_applied(&db.connection(), component, None)?;
             steps.push(step);
         }
         Ok(DryRunReport {
@@ -246,15 +421,91 @@ impl Migrator {
         })
     }
 
-    /// The database's migration state as seen from these components. `db` is `None` when the
-    /// database file does not exist yet (everything is pending). Reads only.
+    /// The database's migration state as seen from these components; `db` is `None` when the
+    /// database file does not exist yet (everything is pending). When no other process holds
+    /// the migration lock, attempts left `running` by a dead process are marked interrupted.
     ///
     /// # Errors
     /// [`Error::Sqlite`] when the tracking tables cannot be read,
     /// [`Error::IncompatibleTracking`] when they are not ours.
     pub fn status(&self, db: Option<&Database>) -> Result<Status> {
-        Status::read(self.migrations(), db)
+        let mut interrupted = Vec::new();
+        if let Some(db) = db {
+            let free = match db.path() {
+                Some(path) => lock::try_acquire(path),
+                None => None,
+            };
+            let conn = db.connection();
+            if (free.is_some() || db.path().is_none()) && tracking::exists(&conn)? {
+                interrupted = recover_interrupted(&conn)?;
+            }
+        }
+        let backups = match db.and_then(Database::path) {
+            Some(path) => backup::list(path, &self.backup_dir(path))?,
+            None => Vec::new(),
+        };
+        let mut status = Status::read(self.migrations(), db)?;
+        status.backups = backups;
+        status.interrupted = interrupted;
+        Ok(status)
     }
+
+    /// Accepts the component files as they are now for applied migrations whose file changed
+    /// (`hsm-host repair`): records their checksums and stores their bytes. Returns the versions
+    /// updated.
+    ///
+    /// # Errors
+    /// [`Error::Locked`], [`Error::Sqlite`].
+    pub fn repair(&self, db: &Database) -> Result<Vec<u64>> {
+        let _lock = self.lock(db)?;
+        let conn = db.connection();
+        tracking::ensure_tables(&conn)?;
+        let now = time::now_iso();
+        let mut repaired = Vec::new();
+        for row in tracking::migrations(&conn)?
+            .iter()
+            .filter(|r| r.status == tracking::APPLIED)
+        {
+            let Some(file) = self.file_component(row.version) else {
+                continue;
+            };
+            if row.checksum.as_deref() == Some(file.checksum()) {
+                continue;
+            }
+            tracking::store_component(&conn, file.checksum(), file.bytes(), &now)?;
+            tracking::set_checksum(&conn, row.version, file.checksum())?;
+            tracing::info!(
+                "migration {}: now accepting {} (sha256 {})",
+                row.version,
+                file.path().display(),
+                file.checksum()
+            );
+            repaired.push(row.version);
+        }
+        Ok(repaired)
+    }
+}
+
+fn available<'a>(components: impl Iterator<Item = &'a MigrationComponent>) -> Vec<Available> {
+    components
+        .map(|m| Available {
+            version: m.version(),
+            name: m.metadata().name.clone(),
+            reversible: m.metadata().reversible,
+        })
+        .collect()
+}
+
+/// Marks attempts whose process died; the caller holds the lock (or the database is private).
+fn recover_interrupted(conn: &Connection) -> Result<Vec<u64>> {
+    let versions = tracking::mark_interrupted(conn, &time::now_iso())?;
+    for version in &versions {
+        tracing::warn!(
+            "migration {version} was interrupted: the process ended during the migration; \
+             SQLite rolled it back, and its history row is now marked failed"
+        );
+    }
+    Ok(versions)
 }
 
 /// `BEGIN IMMEDIATE`: takes the write lock now, so a concurrent writer makes us wait (up to
@@ -264,15 +515,83 @@ fn begin(conn: &Connection) -> Result<()> {
         .context("cannot begin a transaction")
 }
 
-/// Runs a migration inside a new transaction; `record` writes the tracking rows in that same
-/// transaction before COMMIT. On any failure everything is rolled back.
+fn record_applied(
+    conn: &Connection,
+    component: &MigrationComponent,
+    backup: Option<&str>,
+) -> Result<()> {
+    let now = time::now_iso();
+    let metadata = component.metadata();
+    tracking::store_component(conn, component.checksum(), component.bytes(), &now)?;
+    tracking::record_applied(
+        conn,
+        &tracking::Applied {
+            version: metadata.version,
+            name: &metadata.name,
+            description: &metadata.description,
+            backup_path: backup,
+            checksum: component.checksum(),
+        },
+        &now,
+    )
+}
+
+/// Runs one migration with its history row and in its own transaction.
+fn run_tracked(
+    db: &Database,
+    component: &MigrationComponent,
+    direction: Direction,
+    backup: Option<&Path>,
+) -> Result<StepReport> {
+    let backup = backup.map(|p| p.display().to_string());
+    let backup = backup.as_deref();
+    let attempt = tracking::start_attempt(
+        &db.connection(),
+        component.version(),
+        direction,
+        backup,
+        &time::now_iso(),
+    )?;
+    let result = run_in_transaction(db, component, direction, |conn| {
+        match direction {
+            Direction::Up => record_applied(conn, component, backup)?,
+            Direction::Down => {
+                tracking::record_rolled_back(conn, component.version(), backup, &time::now_iso())?
+            }
+        }
+        tracking::finish_attempt(conn, attempt, None, &time::now_iso())
+    });
+    if let Err(error) = &result {
+        let message = error.to_string();
+        if let Err(record_error) =
+            tracking::finish_attempt(&db.connection(), attempt, Some(&message), &time::now_iso())
+        {
+            tracing::error!("cannot record the failure in migration_history: {record_error}");
+        }
+    }
+    result
+}
+
+/// Runs a migration inside a new transaction with foreign keys off (set outside it, as
+/// SQLite's table-rebuild procedure requires); `record` writes the tracking rows in that same
+/// transaction before COMMIT. On any failure everything is rolled back. The connection's
+/// foreign-key setting is restored afterwards.
 fn run_in_transaction(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
     record: impl FnOnce(&Connection) -> Result<()>,
 ) -> Result<StepReport> {
-    begin(&db.connection())?;
+    let foreign_keys_were_on = {
+        let conn = db.connection();
+        let on: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .context("cannot read PRAGMA foreign_keys")?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .context("cannot turn foreign keys off")?;
+        begin(&conn)?;
+        on
+    };
     let result = run_step(db, component, direction).and_then(|step| {
         let conn = db.connection();
         record(&conn)?;
@@ -280,18 +599,21 @@ fn run_in_transaction(
             .context(format!("cannot commit {}", component.label()))?;
         Ok(step)
     });
-    if result.is_err() {
-        let conn = db.connection();
-        if !conn.is_autocommit()
-            && let Err(error) = conn.execute_batch("ROLLBACK")
-        {
-            tracing::error!("cannot roll back {}: {error}", component.label());
-        }
+    let conn = db.connection();
+    if result.is_err()
+        && !conn.is_autocommit()
+        && let Err(error) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!("cannot roll back {}: {error}", component.label());
+    }
+    if foreign_keys_were_on && let Err(error) = conn.execute_batch("PRAGMA foreign_keys = ON") {
+        tracing::error!("cannot turn foreign keys back on: {error}");
     }
     result
 }
 
-/// Runs the guest inside the caller's transaction and measures what it changed.
+/// Runs the guest inside the caller's transaction, refuses foreign-key violations it left,
+/// and measures what it changed.
 fn run_step(
     db: &Database,
     component: &MigrationComponent,
@@ -320,6 +642,14 @@ fn run_step(
                 .into(),
         ));
     }
+    let violations = integrity::foreign_key_violations(&conn)?;
+    if !violations.is_empty() {
+        return Err(failed(format!(
+            "it left {} foreign-key violation(s), so it was rolled back: {}",
+            violations.len(),
+            integrity::summarize(&violations)
+        )));
+    }
     let rows_changed = conn.total_changes() - changes_before;
     let after = schema::snapshot(&conn)?;
     Ok(StepReport {
@@ -332,10 +662,9 @@ fn run_step(
     })
 }
 
-fn applied_versions(conn: &Connection) -> Result<BTreeSet<u64>> {
-    Ok(tracking::migrations(conn)?
-        .into_iter()
+fn applied_versions(rows: &[MigrationRow]) -> BTreeSet<u64> {
+    rows.iter()
         .filter(|row| row.status == tracking::APPLIED)
         .map(|row| row.version)
-        .collect())
+        .collect()
 }

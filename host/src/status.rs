@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::backup::BackupInfo;
 use crate::database::Database;
 use crate::error::Result;
 use crate::runtime::MigrationComponent;
@@ -39,6 +40,12 @@ pub struct Status {
     pub pending: Vec<Pending>,
     /// Applied versions whose component is not in the migrations directory.
     pub missing_components: Vec<u64>,
+    /// Applied versions whose component file differs from the one applied.
+    pub changed_components: Vec<u64>,
+    /// Versions whose attempt was found interrupted (process died) and marked failed now.
+    pub interrupted: Vec<u64>,
+    /// This database's backups, newest first.
+    pub backups: Vec<BackupInfo>,
     /// The newest history rows, newest first.
     pub history: Vec<HistoryRow>,
 }
@@ -84,6 +91,14 @@ impl Status {
             .map(|row| row.version)
             .filter(|v| !components.iter().any(|c| c.version() == *v))
             .collect();
+        let changed_components = applied
+            .iter()
+            .filter(|row| {
+                let file = components.iter().find(|c| c.version() == row.version);
+                matches!((&row.checksum, file), (Some(recorded), Some(file)) if recorded != file.checksum())
+            })
+            .map(|row| row.version)
+            .collect();
         Ok(Self {
             database: db.and_then(|db| db.path().map(ToOwned::to_owned)),
             exists: db.is_some(),
@@ -91,6 +106,9 @@ impl Status {
             applied,
             pending,
             missing_components,
+            changed_components,
+            interrupted: Vec::new(),
+            backups: Vec::new(),
             history,
         })
     }

@@ -52,6 +52,22 @@ const HISTORY_COLUMNS: [&str; 8] = [
     "completed_at",
 ];
 
+/// What hsm-host adds to the guide's tables, with ALTER TABLE ... ADD COLUMN only, and its own
+/// table of the exact components it applied, keyed by their sha256.
+const HOST_ADDITIONS: &str = "
+CREATE TABLE IF NOT EXISTS hsm_components (
+  checksum TEXT PRIMARY KEY,
+  bytes BLOB NOT NULL,
+  stored_at TEXT NOT NULL
+);
+";
+
+/// The tables that belong to the host; guests may read them but never write them.
+pub const HOST_TABLES: [&str; 3] = ["migrations", "migration_history", "hsm_components"];
+
+/// `migration_history.error_message` of an attempt whose process died.
+pub const INTERRUPTED: &str = "interrupted: the process ended during the migration";
+
 /// `migrations.status` of an applied migration.
 pub const APPLIED: &str = "applied";
 /// `migrations.status` of a rolled-back migration.
@@ -68,6 +84,8 @@ pub struct MigrationRow {
     pub backup_path: Option<String>,
     pub status: String,
     pub error_message: Option<String>,
+    /// sha256 of the component that applied it; `None` for rows of the Node tool.
+    pub checksum: Option<String>,
 }
 
 /// One row of `migration_history`.
@@ -88,7 +106,16 @@ pub fn ensure_tables(conn: &Connection) -> Result<()> {
     // Check before creating: a refused database must be left exactly as it was.
     check_columns(conn)?;
     conn.execute_batch(SCHEMA)
-        .context("cannot create the tracking tables")
+        .context("cannot create the tracking tables")?;
+    if !column_names(conn, "migrations")?
+        .iter()
+        .any(|c| c == "checksum")
+    {
+        conn.execute_batch("ALTER TABLE migrations ADD COLUMN checksum TEXT")
+            .context("cannot add the checksum column to migrations")?;
+    }
+    conn.execute_batch(HOST_ADDITIONS)
+        .context("cannot create the hsm_components table")
 }
 
 /// Whether this database has the tracking tables at all.
@@ -133,12 +160,17 @@ pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
 
 /// Every row of `migrations`, by version.
 pub fn migrations(conn: &Connection) -> Result<Vec<MigrationRow>> {
+    // A database the Node tool made has no checksum column until hsm-host first writes to it.
+    let has_checksum = column_names(conn, "migrations")?
+        .iter()
+        .any(|c| c == "checksum");
+    let checksum = if has_checksum { "checksum" } else { "NULL" };
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT version, name, description, applied_at, rolled_back_at, backup_path, status,
-                    error_message
-             FROM migrations ORDER BY version",
-        )
+                    error_message, {checksum}
+             FROM migrations ORDER BY version"
+        ))
         .context("cannot read the migrations table")?;
     stmt.query_map([], |row| {
         Ok(MigrationRow {
@@ -150,6 +182,7 @@ pub fn migrations(conn: &Connection) -> Result<Vec<MigrationRow>> {
             backup_path: row.get(5)?,
             status: row.get(6)?,
             error_message: row.get(7)?,
+            checksum: row.get(8)?,
         })
     })
     .and_then(|rows| rows.collect())
@@ -217,24 +250,27 @@ pub struct Applied<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub backup_path: Option<&'a str>,
+    pub checksum: &'a str,
 }
 
 /// Marks a migration applied; re-applying a rolled-back one resets its row.
 pub fn record_applied(conn: &Connection, applied: &Applied<'_>, now: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO migrations (version, name, description, applied_at, rolled_back_at,
-                                 backup_path, status, error_message)
-         VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL)
+                                 backup_path, status, error_message, checksum)
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL, ?6)
          ON CONFLICT (version) DO UPDATE SET
            name = excluded.name, description = excluded.description,
            applied_at = excluded.applied_at, rolled_back_at = NULL,
-           backup_path = excluded.backup_path, status = 'applied', error_message = NULL",
+           backup_path = excluded.backup_path, status = 'applied', error_message = NULL,
+           checksum = excluded.checksum",
         params![
             applied.version,
             applied.name,
             applied.description,
             now,
-            applied.backup_path
+            applied.backup_path,
+            applied.checksum
         ],
     )
     .context(format!(
@@ -271,4 +307,54 @@ pub fn current_version(conn: &Connection) -> Result<u64> {
     .optional()
     .map(|v| v.flatten().unwrap_or(0))
     .context("cannot read the current version")
+}
+
+/// Marks every `running` history row `failed` as interrupted and returns their versions. Only
+/// call it while holding the migration lock: then no live process can be running them.
+pub fn mark_interrupted(conn: &Connection, now: &str) -> Result<Vec<u64>> {
+    let versions: Vec<u64> = conn
+        .prepare("SELECT version FROM migration_history WHERE status = 'running' ORDER BY id")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .context("cannot look for interrupted migrations")?;
+    if !versions.is_empty() {
+        conn.execute(
+            "UPDATE migration_history SET status = 'failed', error_message = ?1, completed_at = ?2
+             WHERE status = 'running'",
+            params![INTERRUPTED, now],
+        )
+        .context("cannot mark interrupted migrations")?;
+    }
+    Ok(versions)
+}
+
+/// Keeps the exact bytes of an applied component, so `down` can run it even after its file
+/// changed or disappeared.
+pub fn store_component(conn: &Connection, checksum: &str, bytes: &[u8], now: &str) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO hsm_components (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
+        params![checksum, bytes, now],
+    )
+    .context("cannot store the applied component")?;
+    Ok(())
+}
+
+/// The stored bytes of a component, by checksum.
+pub fn stored_component(conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
+    conn.query_row(
+        "SELECT bytes FROM hsm_components WHERE checksum = ?1",
+        [checksum],
+        |row| row.get(0),
+    )
+    .optional()
+    .context("cannot read a stored component")
+}
+
+/// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
+pub fn set_checksum(conn: &Connection, version: u64, checksum: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE migrations SET checksum = ?1 WHERE version = ?2",
+        params![checksum, version],
+    )
+    .context(format!("cannot update the checksum of migration {version}"))?;
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! Integration tests: real guest components (built from source by `hsm-test-artifacts`), real
 //! SQLite files in a temporary directory per test, and the real `hsm-host` binary.
 
+mod backups;
 mod cli;
 mod failures;
+mod integrity;
 mod library;
 mod support;
 mod tracking_schema;

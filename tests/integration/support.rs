@@ -257,3 +257,27 @@ pub fn applied(conn: &Connection) -> Vec<i64> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// Overwrites the root page of `table` with garbage, so that `integrity_check` fails while
+/// the schema (page 1) still reads.
+pub fn corrupt_table(db: &Path, table: &str) {
+    let (root, page_size): (i64, i64) = {
+        let conn = Connection::open(db).unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let page_size = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        (root, page_size)
+    };
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+        .unwrap();
+    file.write_all(&[0xA5; 64]).unwrap();
+}

@@ -45,6 +45,26 @@ pub struct Global {
     /// File the log is appended to
     #[arg(long, global = true, default_value = "./logs/migration.log")]
     pub log_file: PathBuf,
+
+    /// Where backups go [default: backups/ next to the database]
+    #[arg(long, global = true)]
+    pub backup_dir: Option<PathBuf>,
+
+    /// How many backups of this database to keep (the newest)
+    #[arg(long, global = true, default_value_t = hsm_host::backup::DEFAULT_KEEP)]
+    pub keep_backups: usize,
+
+    /// Do not back up before migrating (dangerous: only the migrations' own down steps can undo a run)
+    #[arg(long, global = true)]
+    pub no_backup: bool,
+
+    /// Use PRAGMA quick_check instead of the full integrity_check (faster on large databases)
+    #[arg(long, global = true)]
+    pub quick: bool,
+
+    /// Seconds to wait for another hsm-host's migration lock
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +84,18 @@ pub enum Command {
         /// Version to roll back to
         target: Option<u64>,
     },
+    /// Take a backup of the database now
+    Backup {},
+    /// Replace the database with a backup (without PATH: list the backups)
+    Restore {
+        /// The backup file to restore
+        path: Option<PathBuf>,
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Accept the component files as they are now for applied migrations whose file changed
+    Repair {},
 }
 
 /// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.

@@ -7,15 +7,20 @@ mod args;
 mod logging;
 mod report;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
-use hsm_host::{Database, Migrator};
+use hsm_host::backup::{self, BackupConfig};
+use hsm_host::{Database, Migrator, Safety, restore};
 
-use args::{Args, Command, UpTarget};
+use args::{Args, Command, Global, UpTarget};
+
+/// Exit code of a usage error.
+const USAGE: u8 = 2;
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
@@ -30,67 +35,111 @@ pub fn main() -> ExitCode {
     let _log_guard = logging::init(args.global.verbose, &args.global.log_file);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (`hsm-host status | head`) is the reader's choice, not a failure.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            let usage = error
-                .downcast_ref::<hsm_host::Error>()
-                .is_some_and(hsm_host::Error::is_usage);
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            let usage = error.downcast_ref::<UsageError>().is_some()
+                || error
+                    .downcast_ref::<hsm_host::Error>()
+                    .is_some_and(hsm_host::Error::is_usage);
+            ExitCode::from(if usage { USAGE } else { 1 })
         }
     }
 }
 
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A command line that is wrong in a way clap cannot see.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 fn run(args: &Args) -> Result<()> {
     let global = &args.global;
-    let migrator = Migrator::load_dir(&global.migrations).with_context(|| {
-        format!(
-            "cannot load the migrations in {} (choose the directory with --migrations)",
-            global.migrations.display()
-        )
-    })?;
     let mut out = std::io::stdout().lock();
     match &args.command {
-        Command::Status { .. } => status(&migrator, &global.database, global.json, &mut out),
+        Command::Status {} => status(&migrator(global)?, &global.database, global.json, &mut out),
         Command::Up { target, dry_run } => {
             let (target, dry_run) = match target {
                 Some(UpTarget::DryRun) => (None, true),
                 Some(UpTarget::Version(version)) => (Some(*version), *dry_run),
                 None => (None, *dry_run),
             };
+            let migrator = migrator(global)?;
             if dry_run {
                 self::dry_run(&migrator, &global.database, target, global.json, &mut out)
             } else {
-                let db = open(&global.database)?;
+                let db = Database::open(&global.database)?;
                 let run = migrator.up(&db, target)?;
                 report::run(&run, global.json, &mut out)
             }
         }
         Command::Down { target } => {
-            let db = open(&global.database)?;
+            let migrator = migrator(global)?;
+            let db = Database::open(&global.database)?;
             let run = migrator.down(&db, *target)?;
             report::run(&run, global.json, &mut out)
+        }
+        Command::Backup {} => take_backup(global, &mut out),
+        Command::Restore { path: None, .. } => {
+            let dir = backup_config(global).dir_for(&global.database);
+            let backups = backup::list(&global.database, &dir)?;
+            report::backups(&dir, &backups, global.json, &mut out)
+        }
+        Command::Restore {
+            path: Some(path),
+            yes,
+        } => restore(global, path, *yes, &mut out),
+        Command::Repair {} => {
+            let migrator = migrator(global)?;
+            let db = Database::open(&global.database)?;
+            let repaired = migrator.repair(&db)?;
+            report::repaired(&repaired, global.json, &mut out)
         }
     }?;
     out.flush().context("cannot write to stdout")
 }
 
-fn open(path: &Path) -> Result<Database> {
-    Ok(Database::open(path)?)
+fn backup_config(global: &Global) -> BackupConfig {
+    BackupConfig {
+        dir: global.backup_dir.clone(),
+        keep: global.keep_backups,
+    }
+}
+
+fn migrator(global: &Global) -> Result<Migrator> {
+    let migrator = Migrator::load_dir(&global.migrations).with_context(|| {
+        format!(
+            "cannot load the migrations in {} (choose the directory with --migrations)",
+            global.migrations.display()
+        )
+    })?;
+    Ok(migrator.with_safety(Safety {
+        backups: (!global.no_backup).then(|| backup_config(global)),
+        quick_check: global.quick,
+        lock_timeout: Duration::from_secs(global.lock_timeout),
+    }))
 }
 
 fn status(migrator: &Migrator, path: &Path, json: bool, out: &mut impl Write) -> Result<()> {
-    // Status only reads: it neither creates the file nor the tracking tables.
+    // Status never creates the database; it writes only to mark attempts whose process died.
     let db = if path.exists() {
-        Some(Database::open_read_only(path)?)
+        Some(Database::open(path)?)
     } else {
         None
     };
     let mut status = migrator.status(db.as_ref())?;
     status.database.get_or_insert_with(|| path.to_owned());
+    if !status.exists {
+        status.backups = backup::list(path, &migrator.backup_dir(path))?;
+    }
     report::status(&status, json, out)
 }
 
@@ -110,4 +159,57 @@ fn dry_run(
     };
     let report = migrator.dry_run(&db, target)?;
     report::dry_run(&report, json, out)
+}
+
+fn take_backup(global: &Global, out: &mut impl Write) -> Result<()> {
+    if !global.database.exists() {
+        bail!(
+            "database {} does not exist: there is nothing to back up",
+            global.database.display()
+        );
+    }
+    let db = Database::open(&global.database)?;
+    let path = backup::create(&db.connection(), &global.database, &backup_config(global))?;
+    report::backup_taken(&path, global.json, out)
+}
+
+fn restore(global: &Global, path: &Path, yes: bool, out: &mut impl Write) -> Result<()> {
+    // Refuse a bad file before asking anything.
+    restore::check_restorable(path)?;
+    let database = &global.database;
+    tracing::warn!(
+        "restore OVERWRITES {} with {} (the current database is backed up first{})",
+        database.display(),
+        path.display(),
+        if global.no_backup {
+            ", except that --no-backup was given"
+        } else {
+            ""
+        }
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(UsageError(
+                "restore overwrites the database: pass --yes to confirm when stdin is not a terminal"
+                    .into(),
+            )
+            .into());
+        }
+        eprint!("Type 'yes' to overwrite {}: ", database.display());
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("cannot read the confirmation")?;
+        if answer.trim() != "yes" {
+            bail!("restore cancelled: nothing was changed");
+        }
+    }
+    let config = backup_config(global);
+    let report = restore::restore(
+        database,
+        path,
+        (!global.no_backup).then_some(&config),
+        Duration::from_secs(global.lock_timeout),
+    )?;
+    report::restored(&report, global.json, out)
 }

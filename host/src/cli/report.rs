@@ -3,7 +3,12 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use std::path::Path;
+
+use hsm_host::backup::BackupInfo;
+use hsm_host::error::human_bytes;
 use hsm_host::migrator::{DryRunReport, RunReport, StepReport};
+use hsm_host::restore::RestoreReport;
 use hsm_host::{Direction, Status};
 use serde::Serialize;
 
@@ -29,10 +34,19 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
     }
     writeln!(out, "Current version: {}", status.current_version)?;
 
+    for version in &status.interrupted {
+        writeln!(
+            out,
+            "WARNING: migration {version} was interrupted (the process ended during it); it was rolled back and is now recorded as failed"
+        )?;
+    }
+
     writeln!(out, "\nApplied ({}):", status.applied.len())?;
     for row in &status.applied {
         let missing = if status.missing_components.contains(&row.version) {
             "  [component file missing]"
+        } else if status.changed_components.contains(&row.version) {
+            "  [component file CHANGED since it was applied]"
         } else {
             ""
         };
@@ -76,12 +90,111 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
             row.started_at, row.version, row.direction, row.status
         )?;
     }
+    writeln!(out)?;
+    write_backups(&status.backups, out)
+}
+
+fn write_backups(backups: &[BackupInfo], out: &mut impl Write) -> Result<()> {
+    writeln!(out, "Backups ({}):", backups.len())?;
+    for backup in backups {
+        let version = backup
+            .schema_version
+            .map_or_else(|| "unreadable".to_owned(), |v| format!("version {v}"));
+        writeln!(
+            out,
+            "  {}  {:>10}  {}  {}",
+            backup.taken_at,
+            human_bytes(backup.size),
+            version,
+            backup.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+pub fn backups(
+    dir: &Path,
+    backups: &[BackupInfo],
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_json {
+        return json(&backups, out);
+    }
+    writeln!(out, "Backup directory: {}", dir.display())?;
+    write_backups(backups, out)?;
+    if let Some(newest) = backups.first() {
+        writeln!(
+            out,
+            "\nRestore one with: hsm-host restore {}",
+            newest.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+pub fn backup_taken(path: &Path, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(&serde_json::json!({ "backup": path }), out);
+    }
+    writeln!(out, "Backup taken: {}", path.display())?;
+    Ok(())
+}
+
+pub fn restored(report: &RestoreReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(report, out);
+    }
+    writeln!(
+        out,
+        "Restored {} from {}.",
+        report.database.display(),
+        report.restored_from.display()
+    )?;
+    if let Some(previous) = &report.previous {
+        writeln!(
+            out,
+            "The database as it was is in {} (restore it to undo).",
+            previous.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "Schema version now in force: {}.",
+        report.schema_version
+    )?;
+    Ok(())
+}
+
+pub fn repaired(versions: &[u64], as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(&serde_json::json!({ "repaired": versions }), out);
+    }
+    if versions.is_empty() {
+        writeln!(
+            out,
+            "Nothing to repair: every applied migration matches its file."
+        )?;
+    } else {
+        let list: Vec<String> = versions.iter().map(u64::to_string).collect();
+        writeln!(
+            out,
+            "Accepted the current component files of migrations {}.",
+            list.join(", ")
+        )?;
+    }
     Ok(())
 }
 
 pub fn run(report: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
     if as_json {
         return json(report, out);
+    }
+    for version in &report.interrupted {
+        writeln!(
+            out,
+            "Note: an earlier attempt at migration {version} was interrupted; it had been rolled back and is now recorded as failed."
+        )?;
     }
     if report.steps.is_empty() {
         writeln!(
@@ -90,6 +203,9 @@ pub fn run(report: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()
             report.from
         )?;
         return Ok(());
+    }
+    if let Some(backup) = &report.backup {
+        writeln!(out, "Backup: {}", backup.display())?;
     }
     let verb = match report.direction {
         Direction::Up => "Applied",

@@ -7,6 +7,9 @@ mod progress;
 mod state;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -83,6 +86,8 @@ impl Runtime {
         validate_metadata(&metadata).map_err(invalid)?;
         Ok(MigrationComponent {
             path: origin,
+            checksum: sha256_hex(bytes),
+            bytes: bytes.into(),
             metadata,
             engine: self.engine.clone(),
             pre,
@@ -93,6 +98,10 @@ impl Runtime {
 /// A loaded, validated migration, ready to run against any [`Database`].
 pub struct MigrationComponent {
     path: PathBuf,
+    /// sha256 of the component's bytes, lowercase hex.
+    checksum: String,
+    /// The bytes themselves, kept so the host can store the exact component it applied.
+    bytes: Arc<[u8]>,
     metadata: Metadata,
     engine: Engine,
     pre: MigrationPre<GuestState>,
@@ -107,6 +116,16 @@ impl MigrationComponent {
     /// Its version.
     pub fn version(&self) -> u64 {
         self.metadata.version
+    }
+
+    /// sha256 of the component's bytes, lowercase hex.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The file it was loaded from.
@@ -187,6 +206,14 @@ fn validate_metadata(metadata: &Metadata) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// sha256 as lowercase hex, the form stored in `migrations.checksum`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn runtime_error(error: wasmtime::Error) -> Error {

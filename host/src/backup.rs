@@ -1,0 +1,328 @@
+//! Backups: consistent copies taken with SQLite's online backup API (correct while another
+//! process writes in WAL mode), named as the Node tool named them, pruned by count.
+//!
+//! A backup is written to a hidden `.partial` file, synced, then renamed into place, so a
+//! backup file that exists is always complete.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Backups kept per database unless the operator says otherwise.
+pub const DEFAULT_KEEP: usize = 10;
+
+/// Room left on top of the database's size before a backup is attempted.
+const SPACE_MARGIN: u64 = 1 << 20;
+
+/// Where and how many backups to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// The backup directory; `None` means `backups/` next to the database.
+    pub dir: Option<PathBuf>,
+    /// How many of this database's backups to keep (the newest).
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            keep: DEFAULT_KEEP,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The directory backups of `database` go to.
+    pub fn dir_for(&self, database: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| default_dir(database))
+    }
+}
+
+/// `backups/` next to the database (`./data/backups/` for the default database).
+pub fn default_dir(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .map_or_else(|| PathBuf::from("backups"), |p| p.join("backups"))
+}
+
+/// One backup on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    pub path: PathBuf,
+    pub size: u64,
+    /// When it was taken, read from its name (`2024-01-01T12:00:00.000Z`).
+    pub taken_at: String,
+    /// The schema version recorded inside it; `None` when it cannot be read.
+    pub schema_version: Option<u64>,
+}
+
+/// `<db file name>.backup-2024-01-01T12-00-00-000Z`.
+pub fn backup_file_name(database: &Path, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}.backup-{}",
+        file_name(database),
+        at.format("%Y-%m-%dT%H-%M-%S-%3fZ")
+    )
+}
+
+/// The time in a backup's name, if `name` is a backup of `database` (and nothing else).
+pub fn parse_backup_time(database: &Path, name: &str) -> Option<String> {
+    let stamp = name.strip_prefix(&format!("{}.backup-", file_name(database)))?;
+    let bytes = stamp.as_bytes();
+    // YYYY-MM-DDTHH-MM-SS-mmmZ
+    let shape = "dddd-dd-ddTdd-dd-dd-dddZ".as_bytes();
+    let fits = bytes.len() == shape.len()
+        && bytes.iter().zip(shape).all(|(b, s)| match s {
+            b'd' => b.is_ascii_digit(),
+            other => b == other,
+        });
+    fits.then(|| {
+        format!(
+            "{}T{}:{}:{}.{}Z",
+            &stamp[..10],
+            &stamp[11..13],
+            &stamp[14..16],
+            &stamp[17..19],
+            &stamp[20..23]
+        )
+    })
+}
+
+fn file_name(database: &Path) -> String {
+    database
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Takes a backup of the database open on `conn` (the file `database`) and prunes old ones.
+///
+/// # Errors
+/// [`Error::NoSpace`] before anything is written when the backup filesystem lacks room;
+/// [`Error::Backup`] when the directory or file cannot be written (nothing is left behind).
+pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Result<PathBuf> {
+    let dir = config.dir_for(database);
+    let fail = |reason: String| Error::Backup {
+        path: dir.clone(),
+        reason,
+    };
+    make_private_dir(&dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
+    check_space(conn, &dir)?;
+
+    let mut name = backup_file_name(database, chrono::Utc::now());
+    while dir.join(&name).exists() {
+        std::thread::sleep(Duration::from_millis(2));
+        name = backup_file_name(database, chrono::Utc::now());
+    }
+    let path = dir.join(&name);
+    let partial = dir.join(format!(".{name}.partial"));
+    let written = write_copy(conn, &partial).and_then(|()| {
+        fs::rename(&partial, &path).map_err(|e| format!("cannot move it into place: {e}"))?;
+        sync_dir(&dir).map_err(|e| format!("cannot sync the directory: {e}"))
+    });
+    if let Err(reason) = written {
+        let _ = fs::remove_file(&partial);
+        return Err(Error::Backup { path, reason });
+    }
+    tracing::info!("backup taken: {}", path.display());
+    prune(database, &dir, config.keep)?;
+    Ok(path)
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    DirBuilder::new().mode(0o700).create(dir)
+}
+
+fn check_space(conn: &Connection, dir: &Path) -> Result<()> {
+    let size: u64 = conn
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| Error::sqlite("cannot measure the database", e))?;
+    let needed = size + SPACE_MARGIN;
+    let stat = rustix::fs::statvfs(dir).map_err(|e| Error::Backup {
+        path: dir.to_owned(),
+        reason: format!("cannot read the free space: {e}"),
+    })?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if available < needed {
+        return Err(Error::NoSpace {
+            dir: dir.to_owned(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// Copies the database into `partial` (mode 0600) and syncs it to disk.
+fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), String> {
+    let _ = fs::remove_file(partial);
+    // Create the file ourselves so it is private from its first byte.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let mut target = Connection::open_with_flags(
+        partial,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
+    {
+        let backup = Backup::new(conn, &mut target).map_err(|e| format!("cannot start: {e}"))?;
+        // One step copies every page inside one read transaction: a consistent snapshot even
+        // while others write. Busy/locked only happen if the source is mid-checkpoint.
+        let mut attempts = 0;
+        loop {
+            match backup.step(-1).map_err(|e| format!("copy failed: {e}"))? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked if attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                other => return Err(format!("copy did not finish: {other:?}")),
+            }
+        }
+    }
+    target
+        .close()
+        .map_err(|(_, e)| format!("cannot close the copy: {e}"))?;
+    fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot sync the copy: {e}"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// This database's backups in `dir`, newest first. A missing directory has none.
+pub fn list(database: &Path, dir: &Path) -> Result<Vec<BackupInfo>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::Backup {
+                path: dir.to_owned(),
+                reason: format!("cannot list backups: {e}"),
+            });
+        }
+    };
+    let mut backups: Vec<BackupInfo> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let taken_at = parse_backup_time(database, &name)?;
+            let path = entry.path();
+            let size = entry.metadata().ok()?.len();
+            Some(BackupInfo {
+                schema_version: schema_version(&path),
+                path,
+                size,
+                taken_at,
+            })
+        })
+        .collect();
+    backups.sort_by(|a, b| b.taken_at.cmp(&a.taken_at));
+    Ok(backups)
+}
+
+/// The highest applied version recorded in a database file, 0 without tracking tables.
+pub fn schema_version(path: &Path) -> Option<u64> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'migrations'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .ok()?
+        == 1;
+    if !has_table {
+        return Some(0);
+    }
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM migrations WHERE status = 'applied'",
+        [],
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+/// Deletes all but the newest `keep` backups of `database` in `dir`; other files are never
+/// touched.
+pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| Error::Backup {
+            path: dir.to_owned(),
+            reason: format!("cannot list backups: {e}"),
+        })?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| parse_backup_time(database, name).is_some())
+        .collect();
+    // The time stamp sorts lexicographically in time order.
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    for old in names.iter().skip(keep) {
+        let path = dir.join(old);
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!("old backup removed: {}", path.display()),
+            Err(e) => tracing::warn!("cannot remove old backup {}: {e}", path.display()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_guide_and_parse_back() {
+        let at = chrono::DateTime::parse_from_rfc3339("2024-01-01T12:00:00.123Z")
+            .unwrap()
+            .to_utc();
+        let db = Path::new("./data/home-server-monitor.db");
+        let name = backup_file_name(db, at);
+        assert_eq!(
+            name,
+            "home-server-monitor.db.backup-2024-01-01T12-00-00-123Z"
+        );
+        assert_eq!(
+            parse_backup_time(db, &name).as_deref(),
+            Some("2024-01-01T12:00:00.123Z")
+        );
+    }
+
+    #[test]
+    fn only_this_databases_backups_match() {
+        let db = Path::new("/x/monitor.db");
+        for other in [
+            "other.db.backup-2024-01-01T12-00-00-000Z",
+            "monitor.db.backup-2024-01-01T12-00-00-000Z.txt",
+            "monitor.db.backup-2024-01-01T12-00-00Z",
+            "monitor.db.backup-latest",
+            ".monitor.db.backup-2024-01-01T12-00-00-000Z.partial",
+        ] {
+            assert_eq!(parse_backup_time(db, other), None, "{other}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Restoring a backup: refuse anything that is not a sound SQLite database, back up the
+//! current database first (so a restore can be undone), then replace the file atomically.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::backup::{self, BackupConfig};
+use crate::error::{Error, Result};
+use crate::{integrity, lock};
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The database file replaced.
+    pub database: PathBuf,
+    /// The backup it was replaced with.
+    pub restored_from: PathBuf,
+    /// The backup of the database as it was before the restore, if one was taken.
+    pub previous: Option<PathBuf>,
+    /// The schema version now in force.
+    pub schema_version: u64,
+}
+
+/// Checks that `source` is a SQLite database that passes `integrity_check`.
+///
+/// # Errors
+/// [`Error::RestoreRefused`] saying why.
+pub fn check_restorable(source: &Path) -> Result<()> {
+    let refuse = |reason: String| Error::RestoreRefused {
+        path: source.to_owned(),
+        reason,
+    };
+    let mut header = Vec::with_capacity(16);
+    fs::File::open(source)
+        .and_then(|f| f.take(16).read_to_end(&mut header))
+        .map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    if header != b"SQLite format 3\0" {
+        return Err(refuse("it is not a SQLite database".into()));
+    }
+    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+    let problems = integrity::problems(&conn, false);
+    if !problems.is_empty() {
+        return Err(refuse(format!(
+            "it fails integrity_check: {}",
+            integrity::summarize(&problems)
+        )));
+    }
+    Ok(())
+}
+
+/// Replaces `database` with the backup `source`.
+///
+/// Takes the migration lock; backs up the current database first unless `backups` is `None`;
+/// writes the copy beside the database, syncs it and renames it into place; removes the old
+/// file's `-wal`, `-shm` and `-journal` so they cannot be applied to the restored file.
+///
+/// # Errors
+/// [`Error::RestoreRefused`] before anything changes; [`Error::Locked`]; [`Error::Backup`];
+/// [`Error::Restore`] when the copy or rename fails (the database is then unchanged).
+pub fn restore(
+    database: &Path,
+    source: &Path,
+    backups: Option<&BackupConfig>,
+    lock_timeout: Duration,
+) -> Result<RestoreReport> {
+    check_restorable(source)?;
+    if database.exists() && same_file(database, source) {
+        return Err(Error::RestoreRefused {
+            path: source.to_owned(),
+            reason: "it is the database itself".into(),
+        });
+    }
+    if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| restore_error(database, e))?;
+    }
+    let _lock = lock::acquire(database, lock_timeout)?;
+
+    let previous = match (backups, database.exists()) {
+        (Some(config), true) => {
+            let conn = Connection::open(database).map_err(|e| Error::OpenDatabase {
+                path: database.to_owned(),
+                source: e.into(),
+            })?;
+            let path = backup::create(&conn, database, config)?;
+            drop(conn);
+            Some(path)
+        }
+        _ => None,
+    };
+
+    // The restored file keeps the permissions the database had (backups are private).
+    let permissions = fs::metadata(database).ok().map(|m| m.permissions());
+    let partial = sibling(database, ".restore-partial");
+    let copied = fs::copy(source, &partial)
+        .and_then(|_| match permissions {
+            Some(permissions) => fs::set_permissions(&partial, permissions),
+            None => Ok(()),
+        })
+        .and_then(|()| fs::File::open(&partial)?.sync_all())
+        .and_then(|()| fs::rename(&partial, database));
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&partial);
+        return Err(restore_error(database, e));
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let stale = sibling_suffix(database, suffix);
+        match fs::remove_file(&stale) {
+            Ok(()) => tracing::info!("removed the old {}", stale.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(restore_error(&stale, e)),
+        }
+    }
+    if let Some(dir) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| restore_error(dir, e))?;
+    }
+    Ok(RestoreReport {
+        database: database.to_owned(),
+        restored_from: source.to_owned(),
+        previous,
+        schema_version: backup::schema_version(database).unwrap_or(0),
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `.<name><suffix>` next to `database`: hidden, same filesystem, so the rename is atomic.
+fn sibling(database: &Path, suffix: &str) -> PathBuf {
+    let name = database.file_name().unwrap_or_default().to_string_lossy();
+    database.with_file_name(format!(".{name}{suffix}"))
+}
+
+/// `<name><suffix>` next to `database` (SQLite's own `-wal`, `-shm`, `-journal`).
+fn sibling_suffix(database: &Path, suffix: &str) -> PathBuf {
+    let name = database.file_name().unwrap_or_default().to_string_lossy();
+    database.with_file_name(format!("{name}{suffix}"))
+}
+
+fn restore_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Restore {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,188 @@
+//! Automatic and manual backups, retention, permissions, and restore.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, applied, assert_same_bytes};
+
+fn backups_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn up_backs_up_first_records_the_path_and_keeps_it_private() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "3"]).assert_success();
+    let backup_dir = env.db.parent().unwrap().join("backups");
+    assert_eq!(mode(&backup_dir), 0o700);
+    let first = backups_in(&backup_dir);
+    assert_eq!(first.len(), 1);
+    let name = first[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("test.db.backup-") && name.ends_with('Z'),
+        "{name}"
+    );
+    assert_eq!(mode(&first[0]), 0o600);
+
+    let run = env.hsm(&["up"]);
+    run.assert_success().assert_stdout_contains("Backup: ");
+    let second: Vec<PathBuf> = backups_in(&backup_dir)
+        .into_iter()
+        .filter(|p| !first.contains(p))
+        .collect();
+    assert_eq!(second.len(), 1, "one backup per run");
+    // The backup holds the database as it was before the run: version 3.
+    let inside = rusqlite::Connection::open(&second[0]).unwrap();
+    assert_eq!(applied(&inside), [1, 2, 3]);
+
+    let conn = env.open();
+    let recorded: Vec<String> = conn
+        .prepare("SELECT DISTINCT backup_path FROM migrations WHERE version > 3")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recorded, [second[0].display().to_string()]);
+    let history_paths: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM migration_history WHERE version > 3 AND backup_path = ?1",
+            [second[0].display().to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(history_paths, 4);
+
+    let status = env.status();
+    let listed = status["backups"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[0]["schema_version"], 3,
+        "newest first, with its version"
+    );
+    assert_eq!(listed[1]["schema_version"], 0);
+}
+
+#[test]
+fn no_backup_when_nothing_changes_or_when_told_not_to() {
+    let env = Env::with_examples();
+    let backup_dir = env.dir.path().join("elsewhere");
+    let dir_arg = backup_dir.to_str().unwrap();
+    env.hsm(&["up", "--dry-run", "--backup-dir", dir_arg])
+        .assert_success();
+    assert!(backups_in(&backup_dir).is_empty());
+    env.hsm(&["up", "2", "--no-backup", "--backup-dir", dir_arg])
+        .assert_success()
+        .assert_stderr_contains("NO BACKUP");
+    assert!(backups_in(&backup_dir).is_empty());
+    env.hsm(&["up", "2", "--backup-dir", dir_arg])
+        .assert_success()
+        .assert_stdout_contains("Nothing to do");
+    assert!(backups_in(&backup_dir).is_empty());
+    env.hsm(&["up", "--backup-dir", dir_arg]).assert_success();
+    assert_eq!(backups_in(&backup_dir).len(), 1);
+}
+
+#[test]
+fn retention_prunes_only_this_databases_backups() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "1"]).assert_success();
+    let dir = env.db.parent().unwrap().join("backups");
+    let ours_old: Vec<PathBuf> = (0..5)
+        .map(|i| dir.join(format!("test.db.backup-2020-01-0{}T00-00-00-000Z", i + 1)))
+        .collect();
+    let strangers = [
+        dir.join("other.db.backup-2020-01-01T00-00-00-000Z"),
+        dir.join("test.db.backup-notes.txt"),
+        dir.join("test.db.backup-2020-01-01T00-00-00-000Z.keep"),
+    ];
+    for path in ours_old.iter().chain(&strangers) {
+        std::fs::write(path, b"x").unwrap();
+    }
+    env.hsm(&["backup", "--keep-backups", "3"])
+        .assert_success()
+        .assert_stdout_contains("Backup taken: ");
+    let left = backups_in(&dir);
+    for stranger in &strangers {
+        assert!(
+            left.contains(stranger),
+            "{} was removed",
+            stranger.display()
+        );
+    }
+    let ours: Vec<&PathBuf> = left.iter().filter(|p| !strangers.contains(p)).collect();
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    // The newest three: the two taken now and the newest fake one.
+    assert!(ours.contains(&&ours_old[4]));
+    assert!(!ours.contains(&&ours_old[3]));
+}
+
+#[test]
+fn restore_round_trip_backs_up_the_current_database_first() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "3"]).assert_success();
+    env.hsm(&["up"]).assert_success();
+    let status = env.status();
+    let at_three = status["backups"][0]["path"].as_str().unwrap().to_owned();
+    assert_eq!(status["backups"][0]["schema_version"], 3);
+
+    let run = env.hsm(&["restore", &at_three, "--yes"]);
+    run.assert_success()
+        .assert_stdout_contains("Schema version now in force: 3.")
+        .assert_stderr_contains("OVERWRITES");
+    assert_eq!(applied(&env.open()), [1, 2, 3]);
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let stale = PathBuf::from(format!("{}{suffix}", env.db.display()));
+        assert!(!stale.exists(), "{} left behind", stale.display());
+    }
+
+    // The database as it was (version 7) was backed up first, so the restore can be undone.
+    let status = env.status();
+    let undo = status["backups"][0]["path"].as_str().unwrap().to_owned();
+    assert_eq!(status["backups"][0]["schema_version"], 7);
+    env.hsm(&["restore", &undo, "--yes"]).assert_success();
+    assert_eq!(applied(&env.open()), [1, 2, 3, 4, 5, 6, 7]);
+
+    // Without an argument, restore lists the backups.
+    env.hsm(&["restore"])
+        .assert_success()
+        .assert_stdout_contains("Restore one with: hsm-host restore");
+}
+
+#[test]
+fn restore_refuses_garbage_corrupt_files_and_unconfirmed_runs() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "3"]).assert_success();
+    let before = std::fs::read(&env.db).unwrap();
+
+    let garbage = env.dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"not a database").unwrap();
+    env.hsm(&["restore", garbage.to_str().unwrap(), "--yes"])
+        .assert_code(1)
+        .assert_stderr_contains("it is not a SQLite database");
+
+    let corrupt = env.dir.path().join("corrupt.db");
+    std::fs::copy(&env.db, &corrupt).unwrap();
+    crate::support::corrupt_table(&corrupt, "users");
+    env.hsm(&["restore", corrupt.to_str().unwrap(), "--yes"])
+        .assert_code(1)
+        .assert_stderr_contains("fails integrity_check");
+
+    let good = env.status()["backups"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // stdin is not a terminal here: without --yes the restore must not happen.
+    env.hsm(&["restore", &good])
+        .assert_code(2)
+        .assert_stderr_contains("--yes");
+    assert_same_bytes(&env.db, &before, "the database");
+}
