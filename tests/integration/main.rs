@@ -3,6 +3,7 @@
 
 mod backups;
 mod cli;
+mod crash;
 mod failures;
 mod integrity;
 mod library;
