@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
@@ -52,6 +53,7 @@ impl Database {
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_error(path, e))?;
+        harden(&conn).map_err(|e| open_error(path, e))?;
         // SQLite opens lazily: read the schema now so a file that is not a database fails here,
         // with its name, rather than halfway through a command.
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
@@ -83,6 +85,15 @@ impl Database {
     pub(crate) fn shared(&self) -> Arc<Mutex<Connection>> {
         Arc::clone(&self.conn)
     }
+}
+
+/// Guests run untrusted SQL on this connection: no writable_schema tricks (defensive mode), and
+/// no SQL functions or virtual tables reached through schema objects they planted (untrusted
+/// schema).
+fn harden(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    Ok(())
 }
 
 fn open_error(path: &Path, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {

@@ -105,7 +105,14 @@ impl Migrator {
     /// # Errors
     /// See [`source::load_dir`]: unreadable directory, invalid component, duplicate version.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let runtime = Runtime::new()?;
+        Self::load_dir_with(Runtime::new()?, dir)
+    }
+
+    /// Loads every `*.wasm` component of `dir` with `runtime` (and its limits).
+    ///
+    /// # Errors
+    /// See [`source::load_dir`].
+    pub fn load_dir_with(runtime: Runtime, dir: impl AsRef<Path>) -> Result<Self> {
         let migrations = source::load_dir(&runtime, dir.as_ref())?;
         Ok(Self {
             migrations,

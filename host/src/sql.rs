@@ -1,57 +1,221 @@
-//! The SQL proxy: runs a guest's statements on the host's connection and turns values and
-//! errors into the contract's types. Guest input never panics the host: every failure becomes
-//! a [`SqlError`] the guest can read.
+//! The SQL proxy: runs a guest's statements on the host's connection, under the SQL policy
+//! and the call's deadline, with bounds on what one call may send or receive. Values and errors
+//! become the contract's types; guest input never panics the host.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rusqlite::hooks::Authorization;
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
+use crate::error::human_bytes;
+use crate::policy;
 use crate::runtime::bindings::{SqlError, Value, sql::QueryResult};
 
-/// SQLite's primary result codes the proxy reports for failures of its own.
+/// SQLite's result codes the proxy reports for failures of its own.
 pub const SQLITE_ERROR: i32 = 1;
 /// A statement used the API wrongly (e.g. `execute` on a statement that returns rows).
 pub const SQLITE_MISUSE: i32 = 21;
 /// Wrong number of parameters.
 pub const SQLITE_RANGE: i32 = 25;
+/// Refused by the policy.
+pub const SQLITE_AUTH: i32 = 23;
+/// Over one of the proxy's size bounds.
+pub const SQLITE_TOOBIG: i32 = 18;
+/// Stopped at the deadline.
+pub const SQLITE_INTERRUPT: i32 = 9;
+/// Data type mismatch.
+const SQLITE_MISMATCH: i32 = 20;
 
-/// Runs one statement that returns no rows; returns the rows changed.
-pub fn execute(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(to_sql_error)?;
-    if stmt.column_count() > 0 {
+/// Longest SQL text one call may send: scripts are small; data goes in parameters.
+pub const MAX_SQL_BYTES: usize = 4 << 20;
+/// Most parameter bytes one call may send.
+pub const MAX_PARAM_BYTES: usize = 64 << 20;
+/// Most rows one `query` may return.
+pub const MAX_QUERY_ROWS: usize = 1_000_000;
+/// Most bytes (approximately) one `query` may return.
+pub const MAX_QUERY_BYTES: usize = 64 << 20;
+
+/// SQLite virtual machine steps between deadline checks.
+const PROGRESS_STEPS: i32 = 10_000;
+
+/// The guest's view of the database for one call: the policy is enforced and the deadline
+/// armed while it exists; dropping it disarms both.
+pub(crate) struct GuestSql {
+    db: Arc<Mutex<Connection>>,
+    /// Why the authorizer last refused, to explain SQLITE_AUTH to the guest.
+    denial: Arc<Mutex<Option<String>>>,
+    deadline: Instant,
+}
+
+impl GuestSql {
+    pub(crate) fn open(db: Arc<Mutex<Connection>>, deadline: Instant) -> Self {
+        let denial = Arc::new(Mutex::new(None));
+        {
+            let conn = lock(&db);
+            // Statements the host prepared earlier were not checked by the policy; statements
+            // the guest prepares must not outlive it.
+            conn.flush_prepared_statement_cache();
+            let record = Arc::clone(&denial);
+            let _ = conn.authorizer(Some(move |context: rusqlite::hooks::AuthContext<'_>| {
+                match policy::check(&context) {
+                    Ok(()) => Authorization::Allow,
+                    Err(reason) => {
+                        *record.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                        Authorization::Deny
+                    }
+                }
+            }));
+            let _ = conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+        }
+        Self {
+            db,
+            denial,
+            deadline,
+        }
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.db)
+    }
+
+    /// Runs one statement that returns no rows; returns the rows changed.
+    pub(crate) fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
+        check_sql(sql)?;
+        check_params(&params)?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        if stmt.column_count() > 0 {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: "this statement returns rows: run it with query, not execute".into(),
+            });
+        }
+        let changed = stmt
+            .execute(params_from_iter(params.into_iter().map(to_sqlite)))
+            .map_err(|e| self.error(e))?;
+        Ok(changed as u64)
+    }
+
+    /// Runs a `;`-separated script without parameters.
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), SqlError> {
+        check_sql(sql)?;
+        self.conn().execute_batch(sql).map_err(|e| self.error(e))
+    }
+
+    /// Runs one query and returns all its rows, within the proxy's bounds.
+    pub(crate) fn query(&self, sql: &str, params: Vec<Value>) -> Result<QueryResult, SqlError> {
+        check_sql(sql)?;
+        check_params(&params)?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let width = columns.len();
+        let mut rows = stmt
+            .query(params_from_iter(params.into_iter().map(to_sqlite)))
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let mut values = Vec::with_capacity(width);
+            for (index, column) in columns.iter().enumerate() {
+                let value = row.get_ref(index).map_err(|e| self.error(e))?;
+                bytes += value_size(&value);
+                values.push(from_sqlite(value, column)?);
+            }
+            out.push(values);
+            if out.len() > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+                return Err(SqlError {
+                    code: SQLITE_TOOBIG,
+                    message: format!(
+                        "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows or {} \
+                         per query: read it in pages (ORDER BY a key, WHERE key > ?, LIMIT n)",
+                        human_bytes(MAX_QUERY_BYTES as u64)
+                    ),
+                });
+            }
+        }
+        Ok(QueryResult { columns, rows: out })
+    }
+
+    pub(crate) fn last_insert_rowid(&self) -> i64 {
+        self.conn().last_insert_rowid()
+    }
+
+    /// Explains refusals and interruptions in the host's words.
+    fn error(&self, error: rusqlite::Error) -> SqlError {
+        let mut sql_error = to_sql_error(error);
+        // A refusal surfaces as SQLITE_AUTH when running, as a plain error when compiling:
+        // either way the authorizer has just recorded why.
+        let denial = self.denial.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(reason) = denial {
+            sql_error.code = SQLITE_AUTH;
+            sql_error.message = format!("refused by hsm-host's policy: {reason}");
+        } else if sql_error.code & 0xff == SQLITE_INTERRUPT && Instant::now() >= self.deadline {
+            sql_error.message = "interrupted: the migration ran out of time".into();
+        }
+        sql_error
+    }
+}
+
+impl Drop for GuestSql {
+    fn drop(&mut self) {
+        let conn = self.conn();
+        let _ = conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> Authorization>);
+        let _ = conn.progress_handler(0, None::<fn() -> bool>);
+        conn.flush_prepared_statement_cache();
+    }
+}
+
+fn lock(db: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn check_sql(sql: &str) -> Result<(), SqlError> {
+    if sql.len() > MAX_SQL_BYTES {
         return Err(SqlError {
-            code: SQLITE_MISUSE,
-            message: "this statement returns rows: run it with query, not execute".into(),
+            code: SQLITE_TOOBIG,
+            message: format!(
+                "the SQL text is {}, over hsm-host's limit of {}: pass data as parameters",
+                human_bytes(sql.len() as u64),
+                human_bytes(MAX_SQL_BYTES as u64)
+            ),
         });
     }
-    let changed = stmt
-        .execute(params_from_iter(params.into_iter().map(to_sqlite)))
-        .map_err(to_sql_error)?;
-    Ok(changed as u64)
+    policy::check_statement_text(sql).map_err(|reason| SqlError {
+        code: SQLITE_AUTH,
+        message: format!("refused by hsm-host's policy: {reason}"),
+    })
 }
 
-/// Runs a `;`-separated script without parameters.
-pub fn execute_batch(conn: &Connection, sql: &str) -> Result<(), SqlError> {
-    conn.execute_batch(sql).map_err(to_sql_error)
-}
-
-/// Runs one query and returns all its rows.
-pub fn query(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<QueryResult, SqlError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(to_sql_error)?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-    let width = columns.len();
-    let mut rows = stmt
-        .query(params_from_iter(params.into_iter().map(to_sqlite)))
-        .map_err(to_sql_error)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(to_sql_error)? {
-        let mut values = Vec::with_capacity(width);
-        for (index, column) in columns.iter().enumerate() {
-            let value = row.get_ref(index).map_err(to_sql_error)?;
-            values.push(from_sqlite(value, column)?);
-        }
-        out.push(values);
+fn check_params(params: &[Value]) -> Result<(), SqlError> {
+    let bytes: usize = params
+        .iter()
+        .map(|p| match p {
+            Value::Text(t) => t.len(),
+            Value::Blob(b) => b.len(),
+            _ => 8,
+        })
+        .sum();
+    if bytes > MAX_PARAM_BYTES {
+        return Err(SqlError {
+            code: SQLITE_TOOBIG,
+            message: format!(
+                "the parameters hold {}, over hsm-host's limit of {} per statement",
+                human_bytes(bytes as u64),
+                human_bytes(MAX_PARAM_BYTES as u64)
+            ),
+        });
     }
-    Ok(QueryResult { columns, rows: out })
+    Ok(())
+}
+
+fn value_size(value: &ValueRef<'_>) -> usize {
+    match value {
+        ValueRef::Text(b) | ValueRef::Blob(b) => b.len() + 16,
+        _ => 16,
+    }
 }
 
 fn to_sqlite(value: Value) -> SqliteValue {
@@ -86,11 +250,8 @@ fn from_sqlite(value: ValueRef<'_>, column: &str) -> Result<Value, SqlError> {
     })
 }
 
-/// Data type mismatch.
-const SQLITE_MISMATCH: i32 = 20;
-
 /// SQLite's own code and message when SQLite failed; the proxy's reason otherwise.
-pub(crate) fn to_sql_error(error: rusqlite::Error) -> SqlError {
+fn to_sql_error(error: rusqlite::Error) -> SqlError {
     match error {
         rusqlite::Error::SqliteFailure(failure, message) => SqlError {
             code: failure.extended_code,

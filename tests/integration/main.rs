@@ -7,5 +7,6 @@ mod crash;
 mod failures;
 mod integrity;
 mod library;
+mod sandbox;
 mod support;
 mod tracking_schema;

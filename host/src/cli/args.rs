@@ -1,6 +1,7 @@
 //! The command line's shape. Global options are accepted before or after the subcommand.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
@@ -62,6 +63,14 @@ pub struct Global {
     #[arg(long, global = true)]
     pub quick: bool,
 
+    /// Time one migration may run (`300`, `90s`, `5m`, `1h`)
+    #[arg(long, global = true, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Memory one migration may use (`256MiB`, `1GiB`, `65536`)
+    #[arg(long, global = true, default_value = "256MiB", value_parser = parse_size)]
+    pub max_memory: usize,
+
     /// Seconds to wait for another hsm-host's migration lock
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     pub lock_timeout: u64,
@@ -115,5 +124,67 @@ impl std::str::FromStr for UpTarget {
         s.parse()
             .map(UpTarget::Version)
             .map_err(|_| format!("`{s}` is neither a version number nor `dry-run`"))
+    }
+}
+
+/// `300`, `300s`, `5m`, `1h`, `500ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 300, 90s, 5m or 1h"))?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(number),
+        "ms" => Duration::from_millis(number),
+        "m" | "min" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        other => return Err(format!("unknown time unit `{other}` (use ms, s, m or h)")),
+    };
+    if duration.is_zero() {
+        return Err("the time limit must be above zero".into());
+    }
+    Ok(duration)
+}
+
+/// `65536`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 256MiB or 1GiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes >= 1 << 20)
+        .ok_or_else(|| format!("`{text}` must be between 1 MiB and the machine's address space"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("12").is_err(), "below 1 MiB");
+        assert!(parse_size("lots").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Logging: human lines on stderr, and everything at debug level appended to the log file.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -20,6 +21,7 @@ pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,hsm_host={level},guest={level}")));
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .with_filter(stderr_filter);

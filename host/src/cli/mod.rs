@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hsm_host::backup::{self, BackupConfig};
-use hsm_host::{Database, Migrator, Safety, restore};
+use hsm_host::{Database, Limits, Migrator, Runtime, Safety, restore};
 
 use args::{Args, Command, Global, UpTarget};
 
@@ -115,7 +115,11 @@ fn backup_config(global: &Global) -> BackupConfig {
 }
 
 fn migrator(global: &Global) -> Result<Migrator> {
-    let migrator = Migrator::load_dir(&global.migrations).with_context(|| {
+    let runtime = Runtime::with_limits(Limits {
+        timeout: global.timeout,
+        max_memory: global.max_memory,
+    })?;
+    let migrator = Migrator::load_dir_with(runtime, &global.migrations).with_context(|| {
         format!(
             "cannot load the migrations in {} (choose the directory with --migrations)",
             global.migrations.display()

@@ -2,12 +2,15 @@
 //! and calling their `metadata`/`up`/`down` in a fresh, empty sandbox each time.
 
 pub(crate) mod bindings;
+mod imports;
+mod limits;
 mod output;
 mod progress;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -16,32 +19,59 @@ use wasmtime::{Config, Engine, Store};
 
 pub use bindings::Metadata;
 use bindings::{Migration, MigrationPre};
+use limits::EpochTicker;
+pub use limits::{Limits, describe_duration};
 use state::GuestState;
 
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::plan::Direction;
 
+/// Longest `metadata()` may run: it only returns constants.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Compiles and runs migration components. Create one and load every component with it.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
+    limits: Limits,
+    // Drives the time limit of every call; stops with the runtime.
+    _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// Sets up the engine and the host functions guests may import.
+    /// A runtime with the default [`Limits`] (5 minutes and 256 MiB per call).
     ///
     /// # Errors
     /// [`Error::Runtime`] if wasmtime cannot be configured on this machine.
     pub fn new() -> Result<Self> {
+        Self::with_limits(Limits::default())
+    }
+
+    /// Sets up the engine and the host functions guests may import, with these limits.
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] if wasmtime cannot be configured on this machine.
+    pub fn with_limits(limits: Limits) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(runtime_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime_error)?;
         Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(runtime_error)?;
-        Ok(Self { engine, linker })
+        Ok(Self {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            limits,
+        })
+    }
+
+    /// The limits every call gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Reads, compiles and validates the component in `path` and reads its metadata.
@@ -79,17 +109,32 @@ impl Runtime {
         })?;
 
         let label = origin.display().to_string();
-        let (result, _) = call(&self.engine, &pre, GuestState::new(label, None), |m, s| {
+        let timeout = METADATA_TIMEOUT.min(self.limits.timeout);
+        let state = GuestState::new(
+            label,
+            None,
+            Instant::now() + timeout,
+            self.limits.max_memory,
+        );
+        let (result, _) = call(&self.engine, &pre, state, timeout, |m, s| {
             m.call_metadata(s)
         });
         let metadata = result.map_err(|e| invalid(format!("metadata() failed: {e}")))?;
         validate_metadata(&metadata).map_err(invalid)?;
+        imports::check(&component, &self.engine).map_err(|import| {
+            invalid(format!(
+                "migration {} imports {import}, which hsm-host does not provide: migrations \
+                 may use SQL through the host and nothing else (no network, no HTTP)",
+                metadata.version
+            ))
+        })?;
         Ok(MigrationComponent {
             path: origin,
             checksum: sha256_hex(bytes),
             bytes: bytes.into(),
             metadata,
             engine: self.engine.clone(),
+            limits: self.limits,
             pre,
         })
     }
@@ -104,6 +149,7 @@ pub struct MigrationComponent {
     bytes: Arc<[u8]>,
     metadata: Metadata,
     engine: Engine,
+    limits: Limits,
     pre: MigrationPre<GuestState>,
 }
 
@@ -144,34 +190,75 @@ impl MigrationComponent {
     /// Calls `up` or `down` in a fresh sandbox whose SQL runs on `db`. The caller owns the
     /// transaction. Returns the guest's error message, or the trap and what the guest printed.
     pub(crate) fn run(&self, direction: Direction, db: &Database) -> Result<(), String> {
-        let state = GuestState::new(self.label(), Some(db.shared()));
-        let (result, stderr) = call(&self.engine, &self.pre, state, |m, s| match direction {
-            Direction::Up => m.call_up(s),
-            Direction::Down => m.call_down(s),
-        });
+        let Limits {
+            timeout,
+            max_memory,
+        } = self.limits;
+        let deadline = Instant::now() + timeout;
+        let state = GuestState::new(self.label(), Some(db.shared()), deadline, max_memory);
+        let (result, outcome) = call(
+            &self.engine,
+            &self.pre,
+            state,
+            timeout,
+            |m, s| match direction {
+                Direction::Up => m.call_up(s),
+                Direction::Down => m.call_down(s),
+            },
+        );
+        let out_of_time = || {
+            format!(
+                "it exceeded its time limit of {} (raise it with --timeout)",
+                describe_duration(timeout)
+            )
+        };
         match result {
             Ok(Ok(())) => Ok(()),
+            // A guest that ran out of time mid-SQL gets an error it may pass on or replace:
+            // either way the cause is the deadline.
+            Ok(Err(_)) if Instant::now() >= deadline => Err(out_of_time()),
             Ok(Err(message)) => Err(message),
-            Err(trap) => Err(output::describe_trap(&trap, &stderr)),
+            Err(_) if outcome.memory_exceeded.is_some() => Err(outcome.memory_exceeded.unwrap()),
+            Err(trap)
+                if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
+            {
+                Err(out_of_time())
+            }
+            Err(trap) => Err(output::describe_trap(&trap, &outcome.stderr)),
         }
     }
 }
 
-/// Instantiates `pre` in a new store, runs `f`, logs what the guest printed and returns the
-/// result with the guest's stderr (which holds a panic's message when the guest trapped).
+/// What a call left behind besides its result.
+struct CallOutcome {
+    /// The guest's stderr (a panic's message when the guest trapped).
+    stderr: String,
+    /// Set when the guest hit the memory limit.
+    memory_exceeded: Option<String>,
+}
+
+/// Instantiates `pre` in a new store with the limits armed, runs `f`, and logs what the guest
+/// printed.
 fn call<R>(
     engine: &Engine,
     pre: &MigrationPre<GuestState>,
     state: GuestState,
+    timeout: Duration,
     f: impl FnOnce(&Migration, &mut Store<GuestState>) -> wasmtime::Result<R>,
-) -> (std::result::Result<R, wasmtime::Error>, String) {
+) -> (std::result::Result<R, wasmtime::Error>, CallOutcome) {
     let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(limits::ticks(timeout));
     let result = pre
         .instantiate(&mut store)
         .and_then(|migration| f(&migration, &mut store));
-    let state = store.into_data();
+    let mut state = store.into_data();
     let stderr = output::log_guest_output(&state);
-    (result, stderr)
+    let outcome = CallOutcome {
+        stderr,
+        memory_exceeded: state.limiter.exceeded.take(),
+    };
+    (result, outcome)
 }
 
 /// Tells a core module or a random file from a component before wasmtime tries to compile it,

@@ -1,6 +1,7 @@
 //! What a guest's store holds, and the host side of the `sql` and `log` imports.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use wasmtime::component::ResourceTable;
@@ -8,8 +9,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{SqlError, Value, log, sql};
+use super::limits::GuestLimiter;
 use super::progress::Progress;
-use crate::sql as proxy;
+use crate::sql::{GuestSql, SQLITE_MISUSE};
 
 /// Most a guest may print to stdout and stderr together per call.
 pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
@@ -19,7 +21,8 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// `None` while reading metadata: a guest may not run SQL then.
-    db: Option<Arc<Mutex<Connection>>>,
+    sql: Option<GuestSql>,
+    pub(crate) limiter: GuestLimiter,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     label: String,
     progress: Progress,
@@ -30,7 +33,12 @@ pub(crate) struct GuestState {
 impl GuestState {
     /// A sandbox with nothing in it: no files, no environment, no arguments, no network.
     /// Output is captured for the host's log instead of reaching the terminal.
-    pub(crate) fn new(label: String, db: Option<Arc<Mutex<Connection>>>) -> Self {
+    pub(crate) fn new(
+        label: String,
+        db: Option<Arc<Mutex<Connection>>>,
+        deadline: Instant,
+        max_memory: usize,
+    ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let wasi = WasiCtx::builder()
@@ -40,7 +48,8 @@ impl GuestState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            db,
+            sql: db.map(|db| GuestSql::open(db, deadline)),
+            limiter: GuestLimiter::new(max_memory),
             progress: Progress::new(label.clone()),
             label,
             stdout,
@@ -52,18 +61,11 @@ impl GuestState {
         &self.label
     }
 
-    fn with_db<T>(
-        &self,
-        run: impl FnOnce(&Connection) -> Result<T, SqlError>,
-    ) -> Result<T, SqlError> {
-        let Some(db) = &self.db else {
-            return Err(SqlError {
-                code: proxy::SQLITE_MISUSE,
-                message: "SQL is not available here: metadata() must not run SQL".into(),
-            });
-        };
-        let conn = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        run(&conn)
+    fn sql(&self) -> Result<&GuestSql, SqlError> {
+        self.sql.as_ref().ok_or_else(|| SqlError {
+            code: SQLITE_MISUSE,
+            message: "SQL is not available here: metadata() must not run SQL".into(),
+        })
     }
 }
 
@@ -80,20 +82,19 @@ impl super::bindings::hsm::migration::types::Host for GuestState {}
 
 impl sql::Host for GuestState {
     fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, SqlError> {
-        self.with_db(|conn| proxy::execute(conn, &sql, params))
+        self.sql()?.execute(&sql, params)
     }
 
     fn execute_batch(&mut self, sql: String) -> Result<(), SqlError> {
-        self.with_db(|conn| proxy::execute_batch(conn, &sql))
+        self.sql()?.execute_batch(&sql)
     }
 
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::QueryResult, SqlError> {
-        self.with_db(|conn| proxy::query(conn, &sql, params))
+        self.sql()?.query(&sql, params)
     }
 
     fn last_insert_rowid(&mut self) -> i64 {
-        self.with_db(|conn| Ok(conn.last_insert_rowid()))
-            .unwrap_or(0)
+        self.sql().map_or(0, GuestSql::last_insert_rowid)
     }
 }
 

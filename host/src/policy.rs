@@ -1,0 +1,206 @@
+//! The SQL policy for guest statements: what a migration may not do, enforced by SQLite's
+//! authorizer (which sees each statement as it is compiled) while a guest runs. The host's own
+//! statements run outside it.
+
+use rusqlite::hooks::{AuthAction, AuthContext};
+
+use crate::tracking::HOST_TABLES;
+
+/// PRAGMAs a guest may run: read-only introspection. Each may take a table or index name.
+const READ_ONLY_PRAGMAS: [&str; 16] = [
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "collation_list",
+    "function_list",
+    "module_list",
+    "pragma_list",
+    "compile_options",
+    "database_list",
+];
+
+/// PRAGMAs a guest may read but never set.
+const READABLE_SETTINGS: [&str; 7] = [
+    "user_version",
+    "application_id",
+    "schema_version",
+    "page_size",
+    "page_count",
+    "freelist_count",
+    "encoding",
+];
+
+/// `Err(reason)` when the policy forbids the action; the reason names the rule.
+pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
+    match context.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Err(
+            "ATTACH and DETACH are not allowed: a migration works on its own database only".into(),
+        ),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Err(
+            "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE are not allowed: hsm-host owns the \
+             transaction (return Ok to commit, an error to roll back)"
+                .into(),
+        ),
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => check_pragma(pragma_name, pragma_value),
+        AuthAction::Function { function_name }
+            if function_name.eq_ignore_ascii_case("load_extension") =>
+        {
+            Err("load_extension is not allowed".into())
+        }
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+        | AuthAction::CreateTable { table_name }
+        | AuthAction::DropTable { table_name }
+        | AuthAction::AlterTable { table_name, .. }
+        | AuthAction::CreateIndex { table_name, .. }
+        | AuthAction::DropIndex { table_name, .. }
+        | AuthAction::CreateTrigger { table_name, .. }
+        | AuthAction::DropTrigger { table_name, .. }
+        | AuthAction::CreateTempTrigger { table_name, .. }
+        | AuthAction::DropTempTrigger { table_name, .. }
+            if is_host_table(table_name) =>
+        {
+            Err(format!(
+                "`{table_name}` belongs to hsm-host: migrations may read it but not change it"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_pragma(name: &str, value: Option<&str>) -> Result<(), String> {
+    let name = name.to_ascii_lowercase();
+    if READ_ONLY_PRAGMAS.contains(&name.as_str())
+        || (value.is_none() && READABLE_SETTINGS.contains(&name.as_str()))
+    {
+        return Ok(());
+    }
+    Err(match value {
+        Some(value) => format!(
+            "PRAGMA {name} = {value} is not allowed: migrations may only run read-only PRAGMAs \
+             (table_info, index_list, foreign_key_list, ...)"
+        ),
+        None => format!(
+            "PRAGMA {name} is not allowed: migrations may only run read-only PRAGMAs \
+             (table_info, index_list, foreign_key_list, ...)"
+        ),
+    })
+}
+
+fn is_host_table(table: &str) -> bool {
+    HOST_TABLES.iter().any(|t| t.eq_ignore_ascii_case(table))
+}
+
+/// Statements the authorizer cannot see: `VACUUM` (and `VACUUM INTO`, which writes a file).
+/// SQLite refuses them inside the host's transaction anyway; this names the rule. Checked on
+/// each statement's leading keyword.
+pub fn check_statement_text(sql: &str) -> Result<(), String> {
+    for statement in split_statements(sql) {
+        let keyword = first_keyword(statement);
+        if keyword.eq_ignore_ascii_case("vacuum") {
+            return Err(
+                "VACUUM is not allowed: it rewrites the whole database (and VACUUM INTO writes \
+                 a file); hsm-host owns the database file"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Splits a script on the `;` that end statements, not those inside quotes or comments.
+fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut statements = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'[' => {
+                while i < bytes.len() && bytes[i] != b']' {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b';' => {
+                statements.push(&sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    statements.push(&sql[start.min(sql.len())..]);
+    statements
+}
+
+/// The first word of a statement, after whitespace and `--`/`/* */` comments.
+fn first_keyword(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    let end = sql
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(sql.len());
+    &sql[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vacuum_is_found_behind_comments_and_other_statements() {
+        assert!(check_statement_text("VACUUM").is_err());
+        assert!(check_statement_text("  -- tidy\n /* now */ vacuum INTO '/tmp/x'").is_err());
+        assert!(check_statement_text("CREATE TABLE t (x); VACUUM;").is_err());
+        assert!(check_statement_text("CREATE TABLE vacuum_log (x)").is_ok());
+        assert!(check_statement_text("SELECT 'vacuum'").is_ok());
+        assert!(check_statement_text("INSERT INTO t VALUES ('a; vacuum')").is_ok());
+        assert!(check_statement_text("SELECT 1 /* ; vacuum */; SELECT \"x;vacuum\"").is_ok());
+    }
+
+    #[test]
+    fn pragmas_are_read_only() {
+        assert!(check_pragma("table_info", Some("users")).is_ok());
+        assert!(check_pragma("user_version", None).is_ok());
+        assert!(check_pragma("user_version", Some("5")).is_err());
+        assert!(check_pragma("foreign_keys", Some("ON")).is_err());
+        assert!(check_pragma("writable_schema", Some("1")).is_err());
+        assert!(check_pragma("journal_mode", None).is_err());
+    }
+}

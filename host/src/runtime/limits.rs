@@ -1,0 +1,166 @@
+//! What a guest may consume: wall-clock time per call (epoch interruption in wasm, SQLite's
+//! progress handler in SQL) and memory (a resource limiter on every store).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter};
+
+use crate::error::human_bytes;
+
+/// How often the engine's epoch advances; the granularity of the time limit.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Per-call resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time one `up` or `down` call may take, SQL included.
+    pub timeout: Duration,
+    /// Most linear memory a guest may have, in bytes.
+    pub max_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5 * 60),
+            max_memory: 256 << 20,
+        }
+    }
+}
+
+/// The time limit as an operator reads it: `5 min`, `2 s`, `250 ms`.
+pub fn describe_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_millis() != 0 || secs == 0 {
+        format!("{} ms", duration.as_millis())
+    } else if secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// Caps one store's memories, tables and instances, remembering why it refused.
+pub(crate) struct GuestLimiter {
+    max_memory: usize,
+    /// Set when the guest hit the memory limit: the message the operator sees.
+    pub(crate) exceeded: Option<String>,
+}
+
+impl GuestLimiter {
+    pub(crate) fn new(max_memory: usize) -> Self {
+        Self {
+            max_memory,
+            exceeded: None,
+        }
+    }
+}
+
+/// Components of Rust guests have a handful of each; anything more is not a migration.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired <= self.max_memory {
+            return Ok(true);
+        }
+        let message = format!(
+            "it exceeded its memory limit of {} (it asked for {}); raise it with --max-memory",
+            human_bytes(self.max_memory as u64),
+            human_bytes(desired as u64)
+        );
+        self.exceeded = Some(message.clone());
+        // An error here traps the guest at once: it cannot catch and retry.
+        Err(wasmtime::Error::msg(message))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired <= MAX_TABLE_ELEMENTS {
+            return Ok(true);
+        }
+        let message = format!("it exceeded the limit of {MAX_TABLE_ELEMENTS} table elements");
+        self.exceeded = Some(message.clone());
+        Err(wasmtime::Error::msg(message))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped, so a guest past its deadline
+/// traps at its next function entry or loop back-edge.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("hsm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Epoch ticks in `timeout`, at least one.
+pub(crate) fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(describe_duration(Duration::from_secs(300)), "5 min");
+        assert_eq!(describe_duration(Duration::from_secs(2)), "2 s");
+        assert_eq!(describe_duration(Duration::from_millis(250)), "250 ms");
+    }
+}
