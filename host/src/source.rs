@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::runtime::{MigrationComponent, Runtime};
@@ -26,14 +27,41 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads every component of `dir`, sorted by version.
+/// Loads every component of `dir`, sorted by version. Components the cache does not hold are
+/// compiled in parallel, one file per core.
 ///
 /// # Errors
-/// Those of [`component_files`] and [`Runtime::load_file`], and [`Error::DuplicateVersion`].
+/// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order that
+/// fails), and [`Error::DuplicateVersion`].
 pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<MigrationComponent>> {
-    let components = component_files(dir)?
-        .iter()
-        .map(|path| runtime.load_file(path))
+    let files = component_files(dir)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut loaded: Vec<(usize, Result<MigrationComponent>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(index) else { break };
+                        mine.push((index, runtime.load_file(path)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a loader thread panicked"))
+            .collect()
+    });
+    loaded.sort_by_key(|(index, _)| *index);
+    let components = loaded
+        .into_iter()
+        .map(|(_, component)| component)
         .collect::<Result<Vec<_>>>()?;
     sort_unique(components)
 }

@@ -2,6 +2,7 @@
 //! SQLite files in a temporary directory per test, and the real `hsm-host` binary.
 
 mod backups;
+mod cache;
 mod cli;
 mod crash;
 mod failures;

@@ -68,9 +68,11 @@ impl Env {
     /// The binary, in the environment's directory, with no options added.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-host"));
+        // One compile cache for all tests (it is content-addressed), away from the user's own.
         cmd.current_dir(self.dir.path())
             .env_remove("DATABASE_PATH")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env("XDG_CACHE_HOME", test_cache_home());
         cmd
     }
 
@@ -88,6 +90,11 @@ impl Env {
         run.assert_success();
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
     }
+}
+
+/// `XDG_CACHE_HOME` for the binary under test.
+pub fn test_cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
 /// The outcome of one `hsm-host` run.

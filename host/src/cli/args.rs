@@ -71,6 +71,14 @@ pub struct Global {
     #[arg(long, global = true, default_value = "256MiB", value_parser = parse_size)]
     pub max_memory: usize,
 
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/hsm-host or ~/.cache/hsm-host]
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every component, without reading or writing the compile cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
     /// Seconds to wait for another hsm-host's migration lock
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     pub lock_timeout: u64,

@@ -115,10 +115,18 @@ fn backup_config(global: &Global) -> BackupConfig {
 }
 
 fn migrator(global: &Global) -> Result<Migrator> {
-    let runtime = Runtime::with_limits(Limits {
+    let mut runtime = Runtime::with_limits(Limits {
         timeout: global.timeout,
         max_memory: global.max_memory,
     })?;
+    let cache_dir = global
+        .cache_dir
+        .clone()
+        .or_else(hsm_host::runtime::cache::default_dir);
+    match cache_dir {
+        Some(dir) if !global.no_cache => runtime = runtime.with_cache_dir(&dir),
+        _ => {}
+    }
     let migrator = Migrator::load_dir_with(runtime, &global.migrations).with_context(|| {
         format!(
             "cannot load the migrations in {} (choose the directory with --migrations)",

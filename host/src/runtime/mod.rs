@@ -2,6 +2,7 @@
 //! and calling their `metadata`/`up`/`down` in a fresh, empty sandbox each time.
 
 pub(crate) mod bindings;
+pub mod cache;
 mod imports;
 mod limits;
 mod output;
@@ -35,6 +36,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
     limits: Limits,
+    cache: Option<cache::ComponentCache>,
     // Drives the time limit of every call; stops with the runtime.
     _ticker: EpochTicker,
 }
@@ -66,7 +68,15 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache: None,
         })
+    }
+
+    /// Keeps compiled components in `dir` and loads unchanged ones from there, compiling
+    /// nothing. An unusable directory disables the cache with a warning.
+    pub fn with_cache_dir(mut self, dir: &Path) -> Self {
+        self.cache = cache::ComponentCache::open(dir, &self.engine);
+        self
     }
 
     /// The limits every call gets.
@@ -93,34 +103,27 @@ impl Runtime {
             path: origin.clone(),
             reason,
         };
-        check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            invalid(format!(
-                "imports something hsm-host does not provide (is it built for the \
-                 hsm:migration world?): {e:#}"
-            ))
-        })?;
-        let pre = MigrationPre::new(instance_pre).map_err(|e| {
-            invalid(format!(
-                "does not export the hsm:migration/migration world: {e:#}"
-            ))
-        })?;
-
-        let label = origin.display().to_string();
-        let timeout = METADATA_TIMEOUT.min(self.limits.timeout);
-        let state = GuestState::new(
-            label,
-            None,
-            Instant::now() + timeout,
-            self.limits.max_memory,
-        );
-        let (result, _) = call(&self.engine, &pre, state, timeout, |m, s| {
-            m.call_metadata(s)
-        });
-        let metadata = result.map_err(|e| invalid(format!("metadata() failed: {e}")))?;
-        validate_metadata(&metadata).map_err(invalid)?;
+        let checksum = sha256_hex(bytes);
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(&self.engine, &checksum));
+        let (component, metadata, compiled) = match cached {
+            Some((component, metadata)) => {
+                tracing::debug!("{}: loaded from the compile cache", origin.display());
+                (component, metadata, false)
+            }
+            None => {
+                tracing::debug!("{}: compiling", origin.display());
+                check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+                let pre = self.prepare(&component).map_err(invalid)?;
+                let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
+                (component, metadata, true)
+            }
+        };
+        let pre = self.prepare(&component).map_err(invalid)?;
         imports::check(&component, &self.engine).map_err(|import| {
             invalid(format!(
                 "migration {} imports {import}, which hsm-host does not provide: migrations \
@@ -128,15 +131,52 @@ impl Runtime {
                 metadata.version
             ))
         })?;
+        if compiled && let Some(cache) = &self.cache {
+            cache.put(&checksum, &component, &metadata);
+        }
         Ok(MigrationComponent {
             path: origin,
-            checksum: sha256_hex(bytes),
+            checksum,
             bytes: bytes.into(),
             metadata,
             engine: self.engine.clone(),
             limits: self.limits,
             pre,
         })
+    }
+
+    /// Links the component against the host and checks it exports our world.
+    fn prepare(
+        &self,
+        component: &Component,
+    ) -> std::result::Result<MigrationPre<GuestState>, String> {
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| {
+            format!(
+                "imports something hsm-host does not provide (is it built for the \
+                 hsm:migration world?): {e:#}"
+            )
+        })?;
+        MigrationPre::new(instance_pre)
+            .map_err(|e| format!("does not export the hsm:migration/migration world: {e:#}"))
+    }
+
+    /// Calls `metadata()` in a sandbox without SQL, and validates what it says.
+    fn read_metadata(
+        &self,
+        pre: &MigrationPre<GuestState>,
+        origin: &Path,
+    ) -> std::result::Result<Metadata, String> {
+        let timeout = METADATA_TIMEOUT.min(self.limits.timeout);
+        let state = GuestState::new(
+            origin.display().to_string(),
+            None,
+            Instant::now() + timeout,
+            self.limits.max_memory,
+        );
+        let (result, _) = call(&self.engine, pre, state, timeout, |m, s| m.call_metadata(s));
+        let metadata = result.map_err(|e| format!("metadata() failed: {e}"))?;
+        validate_metadata(&metadata)?;
+        Ok(metadata)
     }
 }
 

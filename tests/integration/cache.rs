@@ -1,0 +1,94 @@
+//! The compile cache: unchanged components compile once; corrupt, foreign or unsafely stored
+//! entries are recompiled, never loaded.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, Run};
+
+fn status_with_cache(env: &Env, cache: &Path) -> Run {
+    let run = env.hsm(&["status", "-v", "--cache-dir", cache.to_str().unwrap()]);
+    run.assert_success();
+    run
+}
+
+fn count(run: &Run, needle: &str) -> usize {
+    run.stderr.matches(needle).count()
+}
+
+fn artifacts(cache: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn unchanged_components_compile_once() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    let first = status_with_cache(&env, &cache);
+    assert_eq!(count(&first, ": compiling"), 7, "{}", first.stderr);
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(artifacts(&cache).len(), 7);
+
+    let second = status_with_cache(&env, &cache);
+    assert_eq!(count(&second, ": compiling"), 0, "{}", second.stderr);
+    assert_eq!(count(&second, "loaded from the compile cache"), 7);
+    assert_eq!(
+        first.stdout, second.stdout,
+        "the cached metadata says the same"
+    );
+
+    // Migrations run from cached components just the same.
+    env.hsm(&["up", "--cache-dir", cache.to_str().unwrap()])
+        .assert_success();
+}
+
+#[test]
+fn corrupt_and_foreign_entries_are_recompiled_not_loaded() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    status_with_cache(&env, &cache);
+    let files = artifacts(&cache);
+    // Garbage in one entry, a truncated artifact in another, and two valid artifacts swapped.
+    std::fs::write(&files[0], b"garbage").unwrap();
+    let whole = std::fs::read(&files[1]).unwrap();
+    std::fs::write(&files[1], &whole[..whole.len() / 2]).unwrap();
+    let (a, b) = (
+        std::fs::read(&files[2]).unwrap(),
+        std::fs::read(&files[3]).unwrap(),
+    );
+    std::fs::write(&files[2], &b).unwrap();
+    std::fs::write(&files[3], &a).unwrap();
+
+    let run = status_with_cache(&env, &cache);
+    assert_eq!(count(&run, ": compiling"), 4, "{}", run.stderr);
+    assert_eq!(count(&run, "loaded from the compile cache"), 3);
+    // The entries were rewritten: next time everything comes from the cache.
+    let again = status_with_cache(&env, &cache);
+    assert_eq!(count(&again, ": compiling"), 0, "{}", again.stderr);
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_not_used() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("shared-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = status_with_cache(&env, &cache);
+    assert!(
+        run.stderr.contains("compile cache disabled"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count(&run, ": compiling"), 7);
+    assert!(artifacts(&cache).is_empty(), "nothing may be written there");
+}
