@@ -36,15 +36,7 @@ impl Db {
     /// Runs a query and returns all its rows.
     pub fn query(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
         let result = host::query(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
-        let columns: Rc<[String]> = result.columns.into();
-        Ok(result
-            .rows
-            .into_iter()
-            .map(|values| Row {
-                columns: Rc::clone(&columns),
-                values,
-            })
-            .collect())
+        Ok(rows(result))
     }
 
     /// Runs a query and maps every row with `f`.
@@ -72,6 +64,37 @@ impl Db {
         }
     }
 
+    /// Compiles `sql` once for running many times: faster than [`Db::execute`] in a loop.
+    ///
+    /// ```ignore
+    /// let insert = db.prepare("INSERT INTO t (id, v) VALUES (?1, ?2)")?;
+    /// for (id, v) in rows {
+    ///     insert.execute((id, v))?;
+    /// }
+    /// ```
+    pub fn prepare(&self, sql: &str) -> Result<Statement> {
+        let inner = host::Statement::prepare(sql).map_err(|e| sql_error(e, sql))?;
+        Ok(Statement {
+            inner,
+            sql: sql.to_owned(),
+        })
+    }
+
+    /// Runs one write statement once per parameter set, in a single call to the host: the
+    /// fastest way to write many rows. Returns the total rows changed.
+    ///
+    /// ```ignore
+    /// db.execute_many("UPDATE users SET email = ?2 WHERE id = ?1", batch.iter().map(|(id, e)| (*id, e.as_str())))?;
+    /// ```
+    pub fn execute_many<P: Params>(
+        &self,
+        sql: &str,
+        rows: impl IntoIterator<Item = P>,
+    ) -> Result<u64> {
+        let rows: Vec<Vec<Value>> = rows.into_iter().map(Params::into_values).collect();
+        host::execute_many(sql, &rows).map_err(|e| sql_error(e, sql))
+    }
+
     /// The rowid of the most recent successful INSERT.
     pub fn last_insert_rowid(&self) -> i64 {
         host::last_insert_rowid()
@@ -81,6 +104,43 @@ impl Db {
     pub fn progress(&self, done: u64, total: u64) {
         host_log::progress(done, total);
     }
+}
+
+/// A statement compiled once by [`Db::prepare`]; run it as often as needed.
+#[derive(Debug)]
+pub struct Statement {
+    inner: host::Statement,
+    sql: String,
+}
+
+impl Statement {
+    /// Runs the statement with `params`; returns the rows changed.
+    pub fn execute(&self, params: impl Params) -> Result<u64> {
+        self.inner
+            .execute(&params.into_values())
+            .map_err(|e| sql_error(e, &self.sql))
+    }
+
+    /// Runs the query with `params`; returns all its rows.
+    pub fn query(&self, params: impl Params) -> Result<Vec<Row>> {
+        let result = self
+            .inner
+            .query(&params.into_values())
+            .map_err(|e| sql_error(e, &self.sql))?;
+        Ok(rows(result))
+    }
+}
+
+fn rows(result: host::QueryResult) -> Vec<Row> {
+    let columns: Rc<[String]> = result.columns.into();
+    result
+        .rows
+        .into_iter()
+        .map(|values| Row {
+            columns: Rc::clone(&columns),
+            values,
+        })
+        .collect()
 }
 
 fn sql_error(error: host::SqlError, sql: &str) -> Error {

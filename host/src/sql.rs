@@ -40,6 +40,12 @@ pub const MAX_QUERY_BYTES: usize = 64 << 20;
 /// SQLite virtual machine steps between deadline checks.
 const PROGRESS_STEPS: i32 = 10_000;
 
+/// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
+/// cache (flushed when the call ends); the resource holds the text that finds it again.
+pub struct PreparedStatement {
+    pub(crate) sql: String,
+}
+
 /// The guest's view of the database for one call: the policy is enforced and the deadline
 /// armed while it exists; dropping it disarms both.
 pub(crate) struct GuestSql {
@@ -137,6 +143,36 @@ impl GuestSql {
             }
         }
         Ok(QueryResult { columns, rows: out })
+    }
+
+    /// Compiles `sql` once, so that errors and policy refusals come at prepare time.
+    pub(crate) fn prepare(&self, sql: &str) -> Result<PreparedStatement, SqlError> {
+        check_sql(sql)?;
+        self.conn().prepare_cached(sql).map_err(|e| self.error(e))?;
+        Ok(PreparedStatement {
+            sql: sql.to_owned(),
+        })
+    }
+
+    /// Runs one statement for each parameter list, in one call.
+    pub(crate) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
+        check_sql(sql)?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        if stmt.column_count() > 0 {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: "this statement returns rows: execute-many is for writes".into(),
+            });
+        }
+        let mut changed = 0;
+        for params in rows {
+            check_params(&params)?;
+            changed += stmt
+                .execute(params_from_iter(params.into_iter().map(to_sqlite)))
+                .map_err(|e| self.error(e))? as u64;
+        }
+        Ok(changed)
     }
 
     pub(crate) fn last_insert_rowid(&self) -> i64 {

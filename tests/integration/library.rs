@@ -33,7 +33,7 @@ fn sdk_tour_passes_every_check_on_a_scratch_database() {
     let tour = report.steps.last().unwrap();
     assert_eq!((tour.version, tour.direction), (8, Direction::Up));
     assert_eq!(tour.schema.created, ["table tour"]);
-    assert_eq!(tour.rows_changed, 4);
+    assert_eq!(tour.rows_changed, 4 + 3 + 2, "inserts, prepared inserts, batch updates");
 
     let rolled_back = migrator.down(&db, None).unwrap();
     assert_eq!(rolled_back.steps[0].schema.dropped, ["table tour"]);
@@ -75,4 +75,17 @@ fn failed_guest_error_names_version_direction_and_cause() {
     }
     assert!(!error.is_usage());
     assert_eq!(migrator.status(Some(&db)).unwrap().current_version, 7);
+}
+
+#[test]
+fn components_built_for_contract_0_1_0_still_run() {
+    let migrator = examples_and(&[hsm_test_artifacts::GUEST_CONTRACT_V010]);
+    let db = Database::open_in_memory().unwrap();
+    migrator.up(&db, None).unwrap_or_else(|e| panic!("{e}"));
+    let note: String = db
+        .connection()
+        .query_row("SELECT note FROM old_guest", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(note, "built for 0.1.0");
+    migrator.down(&db, None).unwrap();
 }

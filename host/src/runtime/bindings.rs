@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "migration",
+    with: {
+        "hsm:migration/sql.statement": crate::sql::PreparedStatement,
+    },
 });
 
 pub use hsm::migration::types::{SqlError, Value};

@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::Connection;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{SqlError, Value, log, sql};
 use super::limits::GuestLimiter;
 use super::progress::Progress;
-use crate::sql::{GuestSql, SQLITE_MISUSE};
+use crate::sql::{GuestSql, PreparedStatement, SQLITE_MISUSE};
 
 /// Most a guest may print to stdout and stderr together per call.
 pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
@@ -61,6 +61,16 @@ impl GuestState {
         &self.label
     }
 
+    fn statement_sql(&self, statement: &Resource<PreparedStatement>) -> Result<String, SqlError> {
+        self.table
+            .get(statement)
+            .map(|s| s.sql.clone())
+            .map_err(|e| SqlError {
+                code: SQLITE_MISUSE,
+                message: format!("no such statement: {e}"),
+            })
+    }
+
     fn sql(&self) -> Result<&GuestSql, SqlError> {
         self.sql.as_ref().ok_or_else(|| SqlError {
             code: SQLITE_MISUSE,
@@ -95,6 +105,43 @@ impl sql::Host for GuestState {
 
     fn last_insert_rowid(&mut self) -> i64 {
         self.sql().map_or(0, GuestSql::last_insert_rowid)
+    }
+
+    fn execute_many(&mut self, sql: String, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
+        self.sql()?.execute_many(&sql, rows)
+    }
+}
+
+impl sql::HostStatement for GuestState {
+    fn prepare(&mut self, sql: String) -> Result<Resource<PreparedStatement>, SqlError> {
+        let statement = self.sql()?.prepare(&sql)?;
+        self.table.push(statement).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("cannot keep the statement: {e}"),
+        })
+    }
+
+    fn execute(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.execute(&sql, params)
+    }
+
+    fn query(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<sql::QueryResult, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.query(&sql, params)
+    }
+
+    fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
+        self.table.delete(statement)?;
+        Ok(())
     }
 }
 

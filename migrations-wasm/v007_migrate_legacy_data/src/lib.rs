@@ -3,6 +3,10 @@
 //! The guide's version read `legacy_table` unconditionally, so it failed on every database that
 //! never had one. Here `new_table` is always created and the legacy rows, when present, are
 //! converted in batches with progress reports, then the old table is dropped.
+//!
+//! It shows the fast idiom for data migrations: a prepared statement reads one page at a time
+//! (keyset paging, so memory stays flat however large the table), and `execute_many` writes
+//! each page back in a single call to the host.
 
 use hsm_guest::{Db, Result, log};
 
@@ -27,23 +31,25 @@ fn up(db: &Db) -> Result<()> {
     }
 
     let total: u64 = db.query_row("SELECT COUNT(*) FROM legacy_table", (), |row| row.get(0))?;
+    let page =
+        db.prepare("SELECT id, data FROM legacy_table WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let mut done = 0;
     let mut last_id = i64::MIN;
     loop {
-        let rows = db.query(
-            "SELECT id, data FROM legacy_table WHERE id > ?1 ORDER BY id LIMIT ?2",
-            (last_id, BATCH),
-        )?;
+        let rows = page.query((last_id, BATCH))?;
         let Some(last) = rows.last() else { break };
         last_id = last.get(0)?;
-        for row in &rows {
-            let id: i64 = row.get(0)?;
-            let data: Option<String> = row.get(1)?;
-            db.execute(
-                "INSERT INTO new_table (id, transformed_data) VALUES (?1, ?2)",
-                (id, transform(data.as_deref().unwrap_or(""))),
-            )?;
-        }
+        let converted = rows
+            .iter()
+            .map(|row| {
+                let data: Option<String> = row.get(1)?;
+                Ok((row.get::<i64>(0)?, transform(data.as_deref().unwrap_or(""))))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        db.execute_many(
+            "INSERT INTO new_table (id, transformed_data) VALUES (?1, ?2)",
+            converted,
+        )?;
         done += rows.len() as u64;
         db.progress(done, total);
     }

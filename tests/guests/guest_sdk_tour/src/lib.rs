@@ -113,6 +113,35 @@ fn up(db: &Db) -> Result<()> {
         }
     }
 
+    // Prepared statements and batch writes (contract 0.1.1).
+    let insert = db.prepare("INSERT INTO tour (i, t) VALUES (?1, ?2)")?;
+    for k in 10..13_i64 {
+        check(
+            insert.execute((k, format!("p{k}")))? == 1,
+            "prepared execute",
+        )?;
+    }
+    let by_i = db.prepare("SELECT t FROM tour WHERE i = ?1")?;
+    check(
+        by_i.query((11,))?[0].get::<String>(0)? == "p11",
+        "prepared query",
+    )?;
+    let changed = db.execute_many(
+        "UPDATE tour SET t = ?2 WHERE i = ?1",
+        [(10_i64, "q10"), (11, "q11"), (99, "nobody")],
+    )?;
+    check(changed == 2, "execute_many sums rows changed")?;
+    match db.prepare("SELEKT nonsense") {
+        Err(Error::Sql { sql, .. }) => {
+            check(sql == "SELEKT nonsense", "prepare errors name the SQL")?
+        }
+        other => {
+            return Err(Error::msg(format!(
+                "expected a prepare error, got {other:?}"
+            )));
+        }
+    }
+
     log::info("sdk tour passed");
     db.progress(1, 1);
     Ok(())
