@@ -95,6 +95,28 @@ impl Db {
         host::execute_many(sql, &rows).map_err(|e| sql_error(e, sql))
     }
 
+    /// Makes the SQL function `name` (declared in the migration's `functions: [...]`) usable in
+    /// the SQL this step runs, with `arity` arguments. SQLite calls it once per row, in a
+    /// separate sandbox with no SQL access. It is registered as deterministic (same arguments,
+    /// same result); see [`Db::register_function_with`] otherwise.
+    pub fn register_function(&self, name: &str, arity: i32) -> Result<()> {
+        self.register_function_with(name, arity, true)
+    }
+
+    /// [`Db::register_function`], saying whether the function is deterministic.
+    pub fn register_function_with(
+        &self,
+        name: &str,
+        arity: i32,
+        deterministic: bool,
+    ) -> Result<()> {
+        host::register_function(name, arity, deterministic).map_err(|error| Error::Sql {
+            code: error.code,
+            message: error.message,
+            sql: format!("register_function({name}, {arity})"),
+        })
+    }
+
     /// The rowid of the most recent successful INSERT.
     pub fn last_insert_rowid(&self) -> i64 {
         host::last_insert_rowid()

@@ -45,7 +45,7 @@ pub use value::{FromSql, Params, ToSql, Value};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "migration",
+        world: "migration-with-functions",
         additional_derives: [PartialEq],
         pub_export_macro: true,
         export_macro_name: "__export_migration",
@@ -73,46 +73,48 @@ pub mod __private {
     }
 }
 
-/// Declares this crate's migration and exports it as the component's `migration` world.
+/// Declares this crate's migration and exports it as a component.
 ///
 /// Takes `version` (a positive integer, unique among the migrations of a database), `name`
 /// (short, snake_case), `description`, `up` and, optionally, `down`: functions of type
 /// `fn(&Db) -> hsm_guest::Result<()>`. Without `down` the migration is irreversible.
-/// Use it once per crate.
+/// Optionally `functions: [f, g]` lists scalar SQL functions (`fn(&[Value]) ->
+/// hsm_guest::Result<Value>`) that `up`/`down` can register with [`Db::register_function`]
+/// under their Rust names. Use it once per crate.
+///
+/// ```ignore
+/// fn normalize_email(args: &[Value]) -> Result<Value> {
+///     Ok(match &args[0] {
+///         Value::Text(email) => Value::Text(email.trim().to_lowercase()),
+///         other => other.clone(),
+///     })
+/// }
+///
+/// fn up(db: &Db) -> Result<()> {
+///     db.register_function("normalize_email", 1)?;
+///     db.execute("UPDATE users SET email = normalize_email(email)", ())?;
+///     Ok(())
+/// }
+///
+/// hsm_guest::migration! {
+///     version: 9,
+///     name: "normalize_emails",
+///     description: "IRREVERSIBLE: trim and lowercase every email",
+///     up: up,
+///     functions: [normalize_email],
+/// }
+/// ```
 #[macro_export]
 macro_rules! migration {
     (
         version: $version:expr,
         name: $name:expr,
         description: $description:expr,
-        up: $up:expr,
-        down: $down:expr $(,)?
+        up: $up:expr
+        $(, down: $down:expr)?
+        $(, functions: [$($function:ident),* $(,)?])?
+        $(,)?
     ) => {
-        $crate::__migration_component!($version, $name, $description, true, $up, |_v, _n| {
-            $crate::__private::run_step($down)
-        });
-    };
-    (
-        version: $version:expr,
-        name: $name:expr,
-        description: $description:expr,
-        up: $up:expr $(,)?
-    ) => {
-        $crate::__migration_component!(
-            $version,
-            $name,
-            $description,
-            false,
-            $up,
-            $crate::__private::irreversible
-        );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __migration_component {
-    ($version:expr, $name:expr, $description:expr, $reversible:expr, $up:expr, $down:expr) => {
         struct __HsmMigration;
 
         impl $crate::bindings::Guest for __HsmMigration {
@@ -121,7 +123,7 @@ macro_rules! __migration_component {
                     version: $version,
                     name: ::std::string::String::from($name),
                     description: ::std::string::String::from($description),
-                    reversible: $reversible,
+                    reversible: $crate::__reversible!($($down)?),
                 }
             }
 
@@ -130,12 +132,49 @@ macro_rules! __migration_component {
             }
 
             fn down() -> ::core::result::Result<(), ::std::string::String> {
-                let down: fn(u64, &str) -> ::core::result::Result<(), ::std::string::String> =
-                    $down;
-                down($version, $name)
+                $crate::__down!($version, $name, $($down)?)
+            }
+        }
+
+        impl $crate::bindings::exports::hsm::migration::functions::Guest for __HsmMigration {
+            fn call(
+                name: ::std::string::String,
+                args: ::std::vec::Vec<$crate::Value>,
+            ) -> ::core::result::Result<$crate::Value, ::std::string::String> {
+                $($(
+                    if name == ::core::stringify!($function) {
+                        let function: fn(&[$crate::Value]) -> $crate::Result<$crate::Value> = $function;
+                        return function(&args).map_err(|error| error.to_string());
+                    }
+                )*)?
+                ::core::result::Result::Err(::std::format!(
+                    "this migration declares no SQL function `{name}` (list it in `functions: [...]`)"
+                ))
             }
         }
 
         $crate::bindings::__export_migration!(__HsmMigration);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __reversible {
+    () => {
+        false
+    };
+    ($down:expr) => {
+        true
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __down {
+    ($version:expr, $name:expr,) => {
+        $crate::__private::irreversible($version, $name)
+    };
+    ($version:expr, $name:expr, $down:expr) => {
+        $crate::__private::run_step($down)
     };
 }

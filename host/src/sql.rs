@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::Authorization;
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
@@ -40,6 +41,10 @@ pub const MAX_QUERY_BYTES: usize = 64 << 20;
 /// SQLite virtual machine steps between deadline checks.
 const PROGRESS_STEPS: i32 = 10_000;
 
+/// Computes a guest-defined SQL function: `(name, args) -> value or message`.
+pub(crate) type FunctionCaller =
+    Arc<dyn Fn(&str, Vec<Value>) -> Result<Value, String> + Send + Sync>;
+
 /// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
 /// cache (flushed when the call ends); the resource holds the text that finds it again.
 pub struct PreparedStatement {
@@ -53,6 +58,8 @@ pub(crate) struct GuestSql {
     /// Why the authorizer last refused, to explain SQLITE_AUTH to the guest.
     denial: Arc<Mutex<Option<String>>>,
     deadline: Instant,
+    /// SQL functions the guest registered, removed when the call ends.
+    functions: Mutex<Vec<(String, i32)>>,
 }
 
 impl GuestSql {
@@ -79,6 +86,7 @@ impl GuestSql {
             db,
             denial,
             deadline,
+            functions: Mutex::new(Vec::new()),
         }
     }
 
@@ -175,6 +183,50 @@ impl GuestSql {
         Ok(changed)
     }
 
+    /// Makes `name(...)` callable from this call's SQL, computed by `caller`.
+    pub(crate) fn register_function(
+        &self,
+        name: &str,
+        arity: i32,
+        deterministic: bool,
+        caller: FunctionCaller,
+    ) -> Result<(), SqlError> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 255
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.eq_ignore_ascii_case("load_extension");
+        if !valid_name || !(-1..=127).contains(&arity) {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: format!(
+                    "cannot register function `{name}` with {arity} arguments: names are letters, \
+                     digits and _; arity is -1 (any) to 127"
+                ),
+            });
+        }
+        let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+        if deterministic {
+            flags |= FunctionFlags::SQLITE_DETERMINISTIC;
+        }
+        let function_name = name.to_owned();
+        self.conn()
+            .create_scalar_function(name, arity, flags, move |context| {
+                let args = (0..context.len())
+                    .map(|i| from_sqlite(context.get_raw(i), &format!("argument {}", i + 1)))
+                    .collect::<Result<Vec<Value>, SqlError>>()
+                    .map_err(|e| rusqlite::Error::UserFunctionError(e.message.into()))?;
+                caller(&function_name, args)
+                    .map(to_sqlite)
+                    .map_err(|message| rusqlite::Error::UserFunctionError(message.into()))
+            })
+            .map_err(|e| self.error(e))?;
+        self.functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_owned(), arity));
+        Ok(())
+    }
+
     pub(crate) fn last_insert_rowid(&self) -> i64 {
         self.conn().last_insert_rowid()
     }
@@ -198,6 +250,14 @@ impl GuestSql {
 impl Drop for GuestSql {
     fn drop(&mut self) {
         let conn = self.conn();
+        for (name, arity) in self
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = conn.remove_function(name.as_str(), arity);
+        }
         let _ = conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> Authorization>);
         let _ = conn.progress_handler(0, None::<fn() -> bool>);
         conn.flush_prepared_statement_cache();

@@ -33,7 +33,11 @@ fn sdk_tour_passes_every_check_on_a_scratch_database() {
     let tour = report.steps.last().unwrap();
     assert_eq!((tour.version, tour.direction), (8, Direction::Up));
     assert_eq!(tour.schema.created, ["table tour"]);
-    assert_eq!(tour.rows_changed, 4 + 3 + 2, "inserts, prepared inserts, batch updates");
+    assert_eq!(
+        tour.rows_changed,
+        4 + 3 + 2 + 1,
+        "inserts, prepared inserts, batch updates, an insert through a guest function"
+    );
 
     let rolled_back = migrator.down(&db, None).unwrap();
     assert_eq!(rolled_back.steps[0].schema.dropped, ["table tour"]);

@@ -212,6 +212,12 @@ fn panics_and_errors_are_reported() {
 }
 
 #[test]
+fn guest_sql_functions_are_bounded_and_direct_only() {
+    assert_refused("function_loop", &["exceeded its time limit of 2 s"]);
+    assert_refused("function_in_trigger", &["unsafe use of spin()"]);
+}
+
+#[test]
 fn guest_output_cannot_drive_the_terminal_and_time_limit_comes_from_the_cli() {
     let env = Env::with_examples();
     env.add(hsm_test_artifacts::GUEST_ATTACK);

@@ -3,6 +3,7 @@
 
 pub(crate) mod bindings;
 pub mod cache;
+mod functions;
 mod imports;
 mod limits;
 mod output;
@@ -235,7 +236,14 @@ impl MigrationComponent {
             max_memory,
         } = self.limits;
         let deadline = Instant::now() + timeout;
-        let state = GuestState::new(self.label(), Some(db.shared()), deadline, max_memory);
+        let state = GuestState::new(self.label(), Some(db.shared()), deadline, max_memory)
+            .with_functions(functions::FunctionFactory {
+                engine: self.engine.clone(),
+                pre: self.pre.instance_pre().clone(),
+                limits: self.limits,
+                deadline,
+                label: self.label(),
+            });
         let (result, outcome) = call(
             &self.engine,
             &self.pre,

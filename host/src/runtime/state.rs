@@ -9,6 +9,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{SqlError, Value, log, sql};
+use super::functions::FunctionFactory;
 use super::limits::GuestLimiter;
 use super::progress::Progress;
 use crate::sql::{GuestSql, PreparedStatement, SQLITE_MISUSE};
@@ -23,6 +24,11 @@ pub(crate) struct GuestState {
     /// `None` while reading metadata: a guest may not run SQL then.
     sql: Option<GuestSql>,
     pub(crate) limiter: GuestLimiter,
+    deadline: Instant,
+    /// Starts the function instance when the guest registers its first SQL function.
+    functions: Option<FunctionFactory>,
+    /// The running function instance, shared by every function this call registered.
+    function_caller: Option<crate::sql::FunctionCaller>,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     label: String,
     progress: Progress,
@@ -50,11 +56,24 @@ impl GuestState {
             table: ResourceTable::new(),
             sql: db.map(|db| GuestSql::open(db, deadline)),
             limiter: GuestLimiter::new(max_memory),
+            deadline,
+            functions: None,
+            function_caller: None,
             progress: Progress::new(label.clone()),
             label,
             stdout,
             stderr,
         }
+    }
+
+    /// Lets this call's guest register SQL functions.
+    pub(crate) fn with_functions(mut self, factory: FunctionFactory) -> Self {
+        self.functions = Some(factory);
+        self
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     pub(crate) fn label(&self) -> &str {
@@ -109,6 +128,27 @@ impl sql::Host for GuestState {
 
     fn execute_many(&mut self, sql: String, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
         self.sql()?.execute_many(&sql, rows)
+    }
+
+    fn register_function(
+        &mut self,
+        name: String,
+        arity: i32,
+        deterministic: bool,
+    ) -> Result<(), SqlError> {
+        let misuse = |message: String| SqlError {
+            code: SQLITE_MISUSE,
+            message,
+        };
+        if self.function_caller.is_none() {
+            let factory = self.functions.as_ref().ok_or_else(|| {
+                misuse("SQL functions can only be registered from up or down".into())
+            })?;
+            self.function_caller = Some(factory.start().map_err(misuse)?);
+        }
+        let caller = self.function_caller.clone().expect("started above");
+        self.sql()?
+            .register_function(&name, arity, deterministic, caller)
     }
 }
 

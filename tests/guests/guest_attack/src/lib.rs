@@ -96,7 +96,26 @@ fn up(db: &Db) -> Result<()> {
             println!("\x1b[2J\x1b[31mterminal takeover\x1b[0m");
             Err(Error::msg("printed escape sequences"))
         }
+        "function_loop" => {
+            db.register_function("spin", 1)?;
+            db.query("SELECT spin(1)", ()).map(drop)
+        }
+        "function_in_trigger" => {
+            // Functions are direct-only: a trigger (which would outlive the call) cannot use them.
+            db.register_function("spin", 1)?;
+            db.execute_batch(
+                "CREATE TABLE t (x); CREATE TRIGGER tt AFTER INSERT ON t BEGIN SELECT spin(1); END;
+                 INSERT INTO t VALUES (1);",
+            )
+        }
         other => Err(Error::msg(format!("unknown attack {other}"))),
+    }
+}
+
+/// A SQL function that never returns.
+fn spin(_args: &[hsm_guest::Value]) -> Result<hsm_guest::Value> {
+    loop {
+        black_box(0);
     }
 }
 
@@ -105,4 +124,5 @@ hsm_guest::migration! {
     name: "attack",
     description: "Test guest: one adversarial attack, chosen by the attack table",
     up: up,
+    functions: [spin],
 }

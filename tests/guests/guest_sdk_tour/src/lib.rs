@@ -142,6 +142,37 @@ fn up(db: &Db) -> Result<()> {
         }
     }
 
+    // Guest-defined SQL functions (contract 0.1.1).
+    db.register_function("shout", 1)?;
+    db.execute("INSERT INTO tour (i, t) VALUES (20, shout('quiet'))", ())?;
+    let shouted: String = db.query_row("SELECT t FROM tour WHERE i = 20", (), |r| r.get(0))?;
+    check(
+        shouted == "QUIET!",
+        "a guest function computes values inside SQLite",
+    )?;
+    db.register_function("refuse", 1)?;
+    match db.query("SELECT refuse(1)", ()) {
+        Err(Error::Sql { message, .. }) => check(
+            message.contains("refused on purpose"),
+            "function errors reach the caller",
+        )?,
+        other => {
+            return Err(Error::msg(format!(
+                "expected the function's error, got {other:?}"
+            )));
+        }
+    }
+    match db.register_function("not_declared", 0) {
+        Ok(()) => match db.query("SELECT not_declared()", ()) {
+            Err(Error::Sql { message, .. }) => check(
+                message.contains("declares no SQL function"),
+                "undeclared functions fail",
+            )?,
+            other => return Err(Error::msg(format!("undeclared function ran: {other:?}"))),
+        },
+        Err(e) => return Err(e),
+    }
+
     log::info("sdk tour passed");
     db.progress(1, 1);
     Ok(())
@@ -151,10 +182,22 @@ fn down(db: &Db) -> Result<()> {
     db.execute_batch("DROP TABLE tour")
 }
 
+fn shout(args: &[Value]) -> Result<Value> {
+    match &args[0] {
+        Value::Text(text) => Ok(Value::Text(format!("{}!", text.to_uppercase()))),
+        other => Ok(other.clone()),
+    }
+}
+
+fn refuse(_args: &[Value]) -> Result<Value> {
+    Err(Error::msg("refused on purpose"))
+}
+
 hsm_guest::migration! {
     version: 8,
     name: "sdk_tour",
     description: "Test guest: every SDK call, checked",
     up: up,
     down: down,
+    functions: [shout, refuse],
 }

@@ -1,0 +1,494 @@
+//! Benchmarks: hsm-host next to native baselines measured in the same run, reported as
+//! medians and ratios (this machine is noisy; ratios are what BENCHMARKS.md quotes).
+//!
+//! `cargo bench -p hsm-host` runs everything; `HSM_BENCH_SCALE=small` shrinks the data sets
+//! for a quick look. Inputs are generated here: 100 DDL components (one build, patched
+//! versions), a 1M-row table, a 1 GiB database.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hsm_host::backup::BackupConfig;
+use hsm_host::{Database, Migrator, Runtime, Safety};
+use rusqlite::{Connection, params};
+
+struct Scale {
+    runs: usize,
+    migrations: u64,
+    rows: i64,
+    big_db_bytes: u64,
+}
+
+fn scale() -> Scale {
+    match std::env::var("HSM_BENCH_SCALE").as_deref() {
+        Ok("small") => Scale {
+            runs: 3,
+            migrations: 100,
+            rows: 100_000,
+            big_db_bytes: 64 << 20,
+        },
+        _ => Scale {
+            runs: 5,
+            migrations: 100,
+            rows: 1_000_000,
+            big_db_bytes: 1 << 30,
+        },
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = Instant::now();
+    let value = f();
+    (start.elapsed(), value)
+}
+
+struct Report {
+    rows: Vec<String>,
+}
+
+impl Report {
+    fn compare(
+        &mut self,
+        name: &str,
+        ours: Duration,
+        native: Duration,
+        native_name: &str,
+        target: &str,
+    ) {
+        let ratio = ours.as_secs_f64() / native.as_secs_f64();
+        let line = format!(
+            "| {name} | {:.1} ms | {native_name}: {:.1} ms | {ratio:.2}x | {target} |",
+            ms(ours),
+            ms(native)
+        );
+        println!("{line}");
+        self.rows.push(line);
+    }
+
+    fn absolute(&mut self, name: &str, value: String, target: &str) {
+        let line = format!("| {name} | {value} | | | {target} |");
+        println!("{line}");
+        self.rows.push(line);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// 100 distinct DDL components: one build, its version cell patched.
+fn ddl_components(dir: &Path, count: u64) -> PathBuf {
+    let template = std::fs::read(hsm_test_artifacts::GUEST_BENCH_DDL).unwrap();
+    let at = template
+        .windows(8)
+        .position(|w| w == b"HSMVERSN")
+        .expect("the version cell is in the component")
+        + 8;
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    for version in 1..=count {
+        let mut bytes = template.clone();
+        bytes[at..at + 8].copy_from_slice(&version.to_le_bytes());
+        std::fs::write(migrations.join(format!("m{version:03}.wasm")), bytes).unwrap();
+    }
+    migrations
+}
+
+fn migrator(migrations: &Path, cache: &Path, safety: Safety) -> Migrator {
+    let runtime = Runtime::new().unwrap().with_cache_dir(cache);
+    Migrator::load_dir_with(runtime, migrations)
+        .unwrap()
+        .with_safety(safety)
+}
+
+/// What a careful hand-written rusqlite runner does for the same migrations: tracking tables,
+/// a history row, one transaction per migration with its tracking row.
+fn native_up(db: &Path, count: u64) {
+    let conn = Connection::open(db).unwrap();
+    conn.execute_batch(hsm_host::tracking::SCHEMA).unwrap();
+    for v in 1..=count {
+        let now = hsm_host::time::now_iso();
+        conn.execute(
+            "INSERT INTO migration_history (version, direction, status, started_at) VALUES (?1, 'up', 'running', ?2)",
+            params![v, now],
+        )
+        .unwrap();
+        let attempt = conn.last_insert_rowid();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE bench_{v} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at TEXT);
+             CREATE INDEX bench_{v}_name ON bench_{v} (name);"
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO migrations (version, name, description, applied_at) VALUES (?1, 'bench_ddl', '', ?2)",
+            params![v, now],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE migration_history SET status = 'success', completed_at = ?1 WHERE id = ?2",
+            params![now, attempt],
+        )
+        .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    }
+}
+
+fn items_db(path: &Path, rows: i64) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE items (id INTEGER PRIMARY KEY, email TEXT NOT NULL);",
+    )
+    .unwrap();
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO items SELECT i, '  User' || i || '@Example.COM ' FROM n",
+        [rows],
+    )
+    .unwrap();
+}
+
+/// The same transformation as `guest_bench_data`, natively: pages, prepared statements.
+fn native_transform(db: &Path) -> Duration {
+    let conn = Connection::open(db).unwrap();
+    let (elapsed, ()) = time(|| {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        {
+            let mut page = conn
+                .prepare("SELECT id, email FROM items WHERE id > ?1 ORDER BY id LIMIT 10000")
+                .unwrap();
+            let mut update = conn
+                .prepare("UPDATE items SET email = ?2 WHERE id = ?1")
+                .unwrap();
+            let mut last = i64::MIN;
+            loop {
+                let rows: Vec<(i64, String)> = page
+                    .query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let Some(tail) = rows.last() else { break };
+                last = tail.0;
+                for (id, email) in rows {
+                    update
+                        .execute(params![id, email.trim().to_lowercase()])
+                        .unwrap();
+                }
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    elapsed
+}
+
+/// `UPDATE items SET email = normalize_email(email)` with the function registered natively.
+fn native_function_update(db: &Path) -> Duration {
+    use rusqlite::functions::FunctionFlags;
+    let conn = Connection::open(db).unwrap();
+    conn.create_scalar_function(
+        "normalize_email",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<String>(0)?.trim().to_lowercase()),
+    )
+    .unwrap();
+    time(|| {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; UPDATE items SET email = normalize_email(email); COMMIT;",
+        )
+        .unwrap()
+    })
+    .0
+}
+
+fn run_process(cmd: &mut Command) -> Duration {
+    let (elapsed, out) = time(|| cmd.output().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+/// Peak resident set of a child process, in KiB (GNU time's %M).
+fn peak_rss_kib(cmd: &[&str]) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .args(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.lines().last().unwrap().trim().parse().unwrap()
+}
+
+fn main() {
+    let scale = scale();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let migrations = ddl_components(dir, scale.migrations);
+    let hsm = env!("CARGO_BIN_EXE_hsm-host");
+    let mut report = Report { rows: Vec::new() };
+    println!(
+        "| bench | hsm-host (median of {}) | native baseline | ratio | target |",
+        scale.runs
+    );
+    println!("|---|---|---|---|---|");
+
+    // Cold compile of every component (parallel), then loading them from the cache.
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for run in 0..scale.runs {
+        let cache = dir.join(format!("cache-cold-{run}"));
+        cold.push(time(|| migrator(&migrations, &cache, Safety::default())).0);
+        warm.push(time(|| migrator(&migrations, &cache, Safety::default())).0);
+    }
+    let n = scale.migrations as u32;
+    report.absolute(
+        &format!("cold compile of {n} components"),
+        format!("{:.0} ms total", ms(median(cold))),
+        "<= 2 s total",
+    );
+    report.absolute(
+        "cached load, per component",
+        format!("{:.3} ms", ms(median(warm)) / f64::from(n)),
+        "<= 1 ms each",
+    );
+
+    // up-100, cache warm, backups and checks on; and the hand-written runner.
+    let cache = dir.join("cache");
+    migrator(&migrations, &cache, Safety::default());
+    let (mut ours, mut ours_bare, mut native) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..scale.runs {
+        let path = dir.join(format!("up-{run}.db"));
+        ours.push(
+            time(|| {
+                let m = migrator(
+                    &migrations,
+                    &cache,
+                    Safety {
+                        backups: Some(BackupConfig {
+                            dir: Some(dir.join(format!("backups-{run}"))),
+                            keep: 10,
+                        }),
+                        ..Safety::default()
+                    },
+                );
+                m.up(&Database::open(&path).unwrap(), None).unwrap()
+            })
+            .0,
+        );
+        let bare_path = dir.join(format!("up-bare-{run}.db"));
+        ours_bare.push(
+            time(|| {
+                let m = migrator(
+                    &migrations,
+                    &cache,
+                    Safety {
+                        backups: None,
+                        quick_check: true,
+                        ..Safety::default()
+                    },
+                );
+                m.up(&Database::open(&bare_path).unwrap(), None).unwrap()
+            })
+            .0,
+        );
+        let native_path = dir.join(format!("native-{run}.db"));
+        native.push(time(|| native_up(&native_path, scale.migrations)).0);
+    }
+    let native = median(native);
+    report.compare(
+        &format!("up-{n}, backups + checks on"),
+        median(ours),
+        native,
+        "rusqlite runner",
+        "<= 1.5x",
+    );
+    report.compare(
+        &format!("up-{n}, no backup, quick_check"),
+        median(ours_bare),
+        native,
+        "rusqlite runner",
+        "(for reference)",
+    );
+
+    // Peak RSS of the real binary during up-100.
+    let rss_db = dir.join("rss.db");
+    let rss = peak_rss_kib(&[
+        hsm,
+        "up",
+        "--database",
+        rss_db.to_str().unwrap(),
+        "--migrations",
+        migrations.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--log-file",
+        dir.join("bench.log").to_str().unwrap(),
+    ]);
+    report.absolute(
+        &format!("peak RSS, hsm-host up-{n}"),
+        format!("{:.1} MiB", rss as f64 / 1024.0),
+        "<= 100 MiB",
+    );
+
+    // status with 100 applied: the binary against sqlite3 reading the tracking table.
+    let applied = dir.join("up-0.db");
+    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..scale.runs.max(11) {
+        ours.push(run_process(
+            Command::new(hsm)
+                .args(["status", "--database", applied.to_str().unwrap()])
+                .args(["--migrations", migrations.to_str().unwrap()])
+                .args(["--cache-dir", cache.to_str().unwrap()])
+                .args(["--log-file", dir.join("bench.log").to_str().unwrap()]),
+        ));
+        native.push(run_process(
+            Command::new("sqlite3")
+                .arg(&applied)
+                .arg("SELECT * FROM migrations ORDER BY version"),
+        ));
+    }
+    report.compare(
+        &format!("status, {n} applied"),
+        median(ours),
+        median(native),
+        "sqlite3 CLI",
+        "<= 2x",
+    );
+
+    // data-1M: the transformation in guest code against the same loop in native Rust.
+    let items = dir.join("items.db");
+    items_db(&items, scale.rows);
+    let data_dir = dir.join("data-migrations");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::copy(
+        hsm_test_artifacts::GUEST_BENCH_DATA,
+        data_dir.join("data.wasm"),
+    )
+    .unwrap();
+    let data = migrator(
+        &data_dir,
+        &cache,
+        Safety {
+            backups: None,
+            quick_check: true,
+            ..Safety::default()
+        },
+    );
+    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    for run in 0..scale.runs {
+        let copy = dir.join(format!("items-{run}.db"));
+        std::fs::copy(&items, &copy).unwrap();
+        let report = data.up(&Database::open(&copy).unwrap(), None).unwrap();
+        ours.push(Duration::from_millis(report.steps[0].duration_ms));
+        let native_copy = dir.join(format!("items-native-{run}.db"));
+        std::fs::copy(&items, &native_copy).unwrap();
+        native.push(native_transform(&native_copy));
+    }
+    report.compare(
+        &format!(
+            "data: {} rows read, transformed in guest code, written back",
+            scale.rows
+        ),
+        median(ours),
+        median(native),
+        "native Rust loop",
+        "<= 1.3x",
+    );
+
+    // The same transformation through a guest-defined SQL function, against the function
+    // registered natively.
+    let function_dir = dir.join("function-migrations");
+    std::fs::create_dir_all(&function_dir).unwrap();
+    std::fs::copy(
+        hsm_test_artifacts::GUEST_BENCH_FUNCTION,
+        function_dir.join("function.wasm"),
+    )
+    .unwrap();
+    let function = migrator(
+        &function_dir,
+        &cache,
+        Safety {
+            backups: None,
+            quick_check: true,
+            ..Safety::default()
+        },
+    );
+    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    for run in 0..scale.runs {
+        let copy = dir.join(format!("items-f-{run}.db"));
+        std::fs::copy(&items, &copy).unwrap();
+        let report = function.up(&Database::open(&copy).unwrap(), None).unwrap();
+        ours.push(Duration::from_millis(report.steps[0].duration_ms));
+        let native_copy = dir.join(format!("items-f-native-{run}.db"));
+        std::fs::copy(&items, &native_copy).unwrap();
+        native.push(native_function_update(&native_copy));
+    }
+    report.compare(
+        &format!(
+            "data: {} rows, UPDATE ... SET email = f(email), guest function",
+            scale.rows
+        ),
+        median(ours),
+        median(native),
+        "same UPDATE, native function",
+        "<= 1.1x",
+    );
+
+    // Backup of a large database against cp.
+    let big = dir.join("big.db");
+    {
+        let conn = Connection::open(&big).unwrap();
+        let rows = scale.big_db_bytes / 4096;
+        conn.execute_batch("CREATE TABLE blobs (b BLOB)").unwrap();
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO blobs SELECT randomblob(4000) FROM n",
+            [rows as i64],
+        )
+        .unwrap();
+    }
+    let size = std::fs::metadata(&big).unwrap().len();
+    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    for run in 0..scale.runs.min(3) {
+        let backups = dir.join(format!("big-backups-{run}"));
+        let conn = Connection::open(&big).unwrap();
+        let config = BackupConfig {
+            dir: Some(backups.clone()),
+            keep: 1,
+        };
+        ours.push(time(|| hsm_host::backup::create(&conn, &big, &config).unwrap()).0);
+        let _ = std::fs::remove_dir_all(&backups);
+        let target = dir.join("big-copy.db");
+        native.push(run_process(Command::new("cp").arg(&big).arg(&target)));
+        let _ = std::fs::remove_file(&target);
+    }
+    report.compare(
+        &format!(
+            "backup of a {:.2} GiB database",
+            size as f64 / f64::from(1 << 30)
+        ),
+        median(ours),
+        median(native),
+        "cp",
+        "(for reference)",
+    );
+
+    println!();
+    println!("{}", report.rows.len());
+}
