@@ -188,6 +188,29 @@ fn native_transform(db: &Path) -> Duration {
     elapsed
 }
 
+/// Medians of the migration step (the `up` of `migrator`'s one component) and of `native`, each
+/// run on its own fresh copy of `items`.
+fn on_fresh_copies(
+    items: &Path,
+    runs: usize,
+    migrator: &Migrator,
+    native: fn(&Path) -> Duration,
+) -> (Duration, Duration) {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let copy = items.with_file_name(format!("copy-ours-{run}.db"));
+        std::fs::copy(items, &copy).unwrap();
+        let report = migrator.up(&Database::open(&copy).unwrap(), None).unwrap();
+        ours.push(Duration::from_millis(report.steps[0].duration_ms));
+        let native_copy = items.with_file_name(format!("copy-native-{run}.db"));
+        std::fs::copy(items, &native_copy).unwrap();
+        theirs.push(native(&native_copy));
+        let _ = std::fs::remove_file(copy);
+        let _ = std::fs::remove_file(native_copy);
+    }
+    (median(ours), median(theirs))
+}
+
 /// `UPDATE items SET email = normalize_email(email)` with the function registered natively.
 fn native_function_update(db: &Path) -> Duration {
     use rusqlite::functions::FunctionFlags;
@@ -390,23 +413,14 @@ fn main() {
             ..Safety::default()
         },
     );
-    let (mut ours, mut native) = (Vec::new(), Vec::new());
-    for run in 0..scale.runs {
-        let copy = dir.join(format!("items-{run}.db"));
-        std::fs::copy(&items, &copy).unwrap();
-        let report = data.up(&Database::open(&copy).unwrap(), None).unwrap();
-        ours.push(Duration::from_millis(report.steps[0].duration_ms));
-        let native_copy = dir.join(format!("items-native-{run}.db"));
-        std::fs::copy(&items, &native_copy).unwrap();
-        native.push(native_transform(&native_copy));
-    }
+    let (ours, native) = on_fresh_copies(&items, scale.runs, &data, native_transform);
     report.compare(
         &format!(
             "data: {} rows read, transformed in guest code, written back",
             scale.rows
         ),
-        median(ours),
-        median(native),
+        ours,
+        native,
         "native Rust loop",
         "<= 1.3x",
     );
@@ -429,23 +443,14 @@ fn main() {
             ..Safety::default()
         },
     );
-    let (mut ours, mut native) = (Vec::new(), Vec::new());
-    for run in 0..scale.runs {
-        let copy = dir.join(format!("items-f-{run}.db"));
-        std::fs::copy(&items, &copy).unwrap();
-        let report = function.up(&Database::open(&copy).unwrap(), None).unwrap();
-        ours.push(Duration::from_millis(report.steps[0].duration_ms));
-        let native_copy = dir.join(format!("items-f-native-{run}.db"));
-        std::fs::copy(&items, &native_copy).unwrap();
-        native.push(native_function_update(&native_copy));
-    }
+    let (ours, native) = on_fresh_copies(&items, scale.runs, &function, native_function_update);
     report.compare(
         &format!(
             "data: {} rows, UPDATE ... SET email = f(email), guest function",
             scale.rows
         ),
-        median(ours),
-        median(native),
+        ours,
+        native,
         "same UPDATE, native function",
         "<= 1.1x",
     );

@@ -2,7 +2,7 @@
 //! instants, and a backup that cannot be written.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -10,17 +10,11 @@ use rusqlite::Connection;
 use crate::support::{Env, Run, applied, assert_same_bytes, columns, history, table_exists};
 
 fn spawn(env: &Env, args: &[&str]) -> Child {
-    let mut cmd: Command = env.command();
-    cmd.args(args)
-        .arg("--database")
-        .arg(&env.db)
-        .arg("--migrations")
-        .arg(&env.migrations)
-        .arg("--log-file")
-        .arg(env.log_file())
+    env.hsm_command(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.spawn().unwrap()
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -185,13 +179,7 @@ fn a_backup_that_cannot_be_written_stops_the_run_before_any_change() {
     let before = std::fs::read(&env.db).unwrap();
     assert!(before.len() > 512 * 1024);
 
-    let mut cmd = env.command();
-    cmd.args(["up", "--database"])
-        .arg(&env.db)
-        .arg("--migrations")
-        .arg(&env.migrations)
-        .arg("--log-file")
-        .arg(env.log_file());
+    let mut cmd = env.hsm_command(&["up"]);
     // SAFETY: only async-signal-safe libc calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

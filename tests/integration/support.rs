@@ -54,6 +54,11 @@ impl Env {
     /// file pointed inside it (appended after `args`, so they also test "options after the
     /// subcommand").
     pub fn hsm(&self, args: &[&str]) -> Run {
+        Run::from(self.hsm_command(args).output().unwrap())
+    }
+
+    /// The command [`Env::hsm`] runs, to spawn or adjust it first.
+    pub fn hsm_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command();
         cmd.args(args)
             .arg("--database")
@@ -62,7 +67,7 @@ impl Env {
             .arg(&self.migrations)
             .arg("--log-file")
             .arg(self.log_file());
-        Run::from(cmd.output().unwrap())
+        cmd
     }
 
     /// The binary, in the environment's directory, with no options added.
