@@ -64,6 +64,27 @@ impl Db {
         }
     }
 
+    /// Runs a query and streams its rows, fetched from the host a batch at a time: for results
+    /// too large to hold at once (a 10-million-row table). Iterate it; each item is a row or
+    /// the error that stopped the query.
+    ///
+    /// ```ignore
+    /// for row in db.query_stream("SELECT id, email FROM users", ())? {
+    ///     let row = row?;
+    ///     // ...
+    /// }
+    /// ```
+    pub fn query_stream(&self, sql: &str, params: impl Params) -> Result<RowStream> {
+        let cursor = host::query_rows(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
+        Ok(RowStream {
+            columns: cursor.columns().into(),
+            cursor,
+            buffered: Vec::new().into_iter(),
+            sql: sql.to_owned(),
+            done: false,
+        })
+    }
+
     /// Compiles `sql` once for running many times: faster than [`Db::execute`] in a loop.
     ///
     /// ```ignore
@@ -150,6 +171,52 @@ impl Statement {
             .query(&params.into_values())
             .map_err(|e| sql_error(e, &self.sql))?;
         Ok(rows(result))
+    }
+}
+
+/// Rows of [`Db::query_stream`], fetched [`RowStream::BATCH`] at a time.
+#[derive(Debug)]
+pub struct RowStream {
+    cursor: host::Rows,
+    columns: Rc<[String]>,
+    buffered: std::vec::IntoIter<Vec<Value>>,
+    sql: String,
+    done: bool,
+}
+
+impl RowStream {
+    /// Rows asked of the host per call.
+    pub const BATCH: u32 = 1_000;
+
+    /// The column names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+}
+
+impl Iterator for RowStream {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(values) = self.buffered.next() {
+                return Some(Ok(Row {
+                    columns: Rc::clone(&self.columns),
+                    values,
+                }));
+            }
+            if self.done {
+                return None;
+            }
+            match self.cursor.next_batch(Self::BATCH) {
+                Ok(batch) if batch.is_empty() => self.done = true,
+                Ok(batch) => self.buffered = batch.into_iter(),
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(sql_error(error, &self.sql)));
+                }
+            }
+        }
     }
 }
 

@@ -36,7 +36,7 @@ mod error;
 pub mod log;
 mod value;
 
-pub use db::{ColumnIndex, Db, Row, Statement};
+pub use db::{ColumnIndex, Db, Row, RowStream, Statement};
 pub use error::{Error, Result};
 pub use value::{FromSql, Params, ToSql, Value};
 

@@ -5,6 +5,7 @@ wasmtime::component::bindgen!({
     world: "migration",
     with: {
         "hsm:migration/sql.statement": crate::sql::PreparedStatement,
+        "hsm:migration/sql.rows": crate::sql::CursorHandle,
     },
 });
 

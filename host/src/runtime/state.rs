@@ -12,7 +12,7 @@ use super::bindings::{SqlError, Value, log, sql};
 use super::functions::FunctionFactory;
 use super::limits::GuestLimiter;
 use super::progress::Progress;
-use crate::sql::{GuestSql, PreparedStatement, SQLITE_MISUSE};
+use crate::sql::{CursorHandle, GuestSql, PreparedStatement, SQLITE_MISUSE};
 
 /// Most a guest may print to stdout and stderr together per call.
 pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
@@ -130,6 +130,18 @@ impl sql::Host for GuestState {
         self.sql()?.execute_many(&sql, rows)
     }
 
+    fn query_rows(
+        &mut self,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<Resource<CursorHandle>, SqlError> {
+        let handle = self.sql()?.open_cursor(&sql, params)?;
+        self.table.push(handle).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("cannot keep the cursor: {e}"),
+        })
+    }
+
     fn register_function(
         &mut self,
         name: String,
@@ -149,6 +161,35 @@ impl sql::Host for GuestState {
         let caller = self.function_caller.clone().expect("started above");
         self.sql()?
             .register_function(&name, arity, deterministic, caller)
+    }
+}
+
+impl sql::HostRows for GuestState {
+    fn columns(&mut self, rows: Resource<CursorHandle>) -> Vec<String> {
+        match (self.sql(), self.table.get(&rows)) {
+            (Ok(sql), Ok(handle)) => sql.cursor_columns(handle),
+            _ => Vec::new(),
+        }
+    }
+
+    fn next_batch(
+        &mut self,
+        rows: Resource<CursorHandle>,
+        max: u32,
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        let handle = self.table.get(&rows).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("no such cursor: {e}"),
+        })?;
+        self.sql()?.cursor_next(handle, max)
+    }
+
+    fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
+        let handle = self.table.delete(rows)?;
+        if let Ok(sql) = self.sql() {
+            sql.close_cursor(&handle);
+        }
+        Ok(())
     }
 }
 

@@ -142,6 +142,38 @@ fn up(db: &Db) -> Result<()> {
         }
     }
 
+    // Streaming cursors (contract 0.1.1): 2,500 rows arrive over several batches.
+    let stream = db.query_stream(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) SELECT i FROM n",
+        (2_500,),
+    )?;
+    check(stream.columns() == ["i"], "stream column names")?;
+    let (mut count, mut sum) = (0_i64, 0_i64);
+    for row in stream {
+        count += 1;
+        sum += row?.get::<i64>(0)?;
+    }
+    check(
+        count == 2_500 && sum == 2_500 * 2_501 / 2,
+        "the stream yields every row once",
+    )?;
+    match db.query_stream("SELECT * FROM no_such_table", ()) {
+        Err(Error::Sql { message, .. }) => {
+            check(message.contains("no such table"), "stream errors")?
+        }
+        other => {
+            return Err(Error::msg(format!(
+                "expected a stream error, got {other:?}"
+            )));
+        }
+    }
+
+    // A cursor the guest never closes, half read: the host finalizes it when the call ends, so
+    // the commit that follows still succeeds.
+    let mut leaked = db.query_stream("SELECT i FROM tour", ())?;
+    leaked.next();
+    std::mem::forget(leaked);
+
     // Guest-defined SQL functions (contract 0.1.1).
     db.register_function("shout", 1)?;
     db.execute("INSERT INTO tour (i, t) VALUES (20, shout('quiet'))", ())?;

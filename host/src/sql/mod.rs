@@ -2,6 +2,10 @@
 //! and the call's deadline, with bounds on what one call may send or receive. Values and errors
 //! become the contract's types; guest input never panics the host.
 
+mod cursor;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -37,6 +41,13 @@ pub const MAX_PARAM_BYTES: usize = 64 << 20;
 pub const MAX_QUERY_ROWS: usize = 1_000_000;
 /// Most bytes (approximately) one `query` may return.
 pub const MAX_QUERY_BYTES: usize = 64 << 20;
+/// Most rows one cursor batch returns, whatever the guest asks for.
+pub const MAX_BATCH_ROWS: usize = 100_000;
+
+/// A guest's open cursor: the id of its statement in the call's `GuestSql`.
+pub struct CursorHandle {
+    pub(crate) id: u32,
+}
 
 /// SQLite virtual machine steps between deadline checks.
 const PROGRESS_STEPS: i32 = 10_000;
@@ -60,6 +71,10 @@ pub(crate) struct GuestSql {
     deadline: Instant,
     /// SQL functions the guest registered, removed when the call ends.
     functions: Mutex<Vec<(String, i32)>>,
+    /// Open cursors, finalized when the guest drops them or the call ends. Locked only
+    /// while the connection is.
+    cursors: Mutex<HashMap<u32, cursor::RawCursor>>,
+    next_cursor: AtomicU32,
 }
 
 impl GuestSql {
@@ -87,6 +102,8 @@ impl GuestSql {
             denial,
             deadline,
             functions: Mutex::new(Vec::new()),
+            cursors: Mutex::new(HashMap::new()),
+            next_cursor: AtomicU32::new(0),
         }
     }
 
@@ -231,9 +248,58 @@ impl GuestSql {
         self.conn().last_insert_rowid()
     }
 
+    /// Starts a query whose rows the guest reads in batches.
+    pub(crate) fn open_cursor(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<CursorHandle, SqlError> {
+        check_sql(sql)?;
+        check_params(&params)?;
+        let conn = self.conn();
+        let cursor = cursor::RawCursor::open(&conn, sql, params).map_err(|e| self.explain(e))?;
+        let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
+        lock(&self.cursors).insert(id, cursor);
+        Ok(CursorHandle { id })
+    }
+
+    pub(crate) fn cursor_columns(&self, handle: &CursorHandle) -> Vec<String> {
+        let _conn = self.conn();
+        lock(&self.cursors)
+            .get(&handle.id)
+            .map(|c| c.columns().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The next rows of a cursor, at most `max` (and [`MAX_BATCH_ROWS`]); empty when done.
+    pub(crate) fn cursor_next(
+        &self,
+        handle: &CursorHandle,
+        max: u32,
+    ) -> Result<Vec<Vec<Value>>, SqlError> {
+        let conn = self.conn();
+        let mut cursors = lock(&self.cursors);
+        let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
+            code: SQLITE_MISUSE,
+            message: "this cursor is closed".into(),
+        })?;
+        let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
+        cursor
+            .next_batch(&conn, max, MAX_QUERY_BYTES)
+            .map_err(|e| self.explain(e))
+    }
+
+    pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
+        let _conn = self.conn();
+        lock(&self.cursors).remove(&handle.id);
+    }
+
     /// Explains refusals and interruptions in the host's words.
     fn error(&self, error: rusqlite::Error) -> SqlError {
-        let mut sql_error = to_sql_error(error);
+        self.explain(to_sql_error(error))
+    }
+
+    fn explain(&self, mut sql_error: SqlError) -> SqlError {
         // A refusal surfaces as SQLITE_AUTH when running, as a plain error when compiling:
         // either way the authorizer has just recorded why.
         let denial = self.denial.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -250,6 +316,7 @@ impl GuestSql {
 impl Drop for GuestSql {
     fn drop(&mut self) {
         let conn = self.conn();
+        lock(&self.cursors).clear();
         for (name, arity) in self
             .functions
             .lock()
@@ -264,8 +331,10 @@ impl Drop for GuestSql {
     }
 }
 
-fn lock(db: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn check_sql(sql: &str) -> Result<(), SqlError> {
