@@ -186,3 +186,114 @@ fn restore_refuses_garbage_corrupt_files_and_unconfirmed_runs() {
         .assert_stderr_contains("--yes");
     assert_same_bytes(&env.db, &before, "the database");
 }
+
+#[test]
+fn backups_are_consistent_while_another_process_writes_in_wal_mode() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "1"]).assert_success();
+    {
+        let conn = env.open();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // Every committed state keeps a + b = 100 in every row.
+        conn.execute_batch("CREATE TABLE ledger (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+            .unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (env.db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            let mut commits = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.execute_batch(
+                    "BEGIN IMMEDIATE;
+                     INSERT INTO ledger (a, b) VALUES (50, 50);
+                     UPDATE ledger SET a = a + 1, b = b - 1 WHERE id % 7 = (SELECT count(*) FROM ledger) % 7;
+                     COMMIT;",
+                )
+                .unwrap();
+                commits += 1;
+            }
+            commits
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for _ in 0..3 {
+        env.hsm(&["backup"]).assert_success();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        writer.join().unwrap() > 0,
+        "the writer made progress during the backups"
+    );
+
+    let backups = backups_in(&env.db.parent().unwrap().join("backups"));
+    assert_eq!(
+        backups.len(),
+        4,
+        "the one `up` took and the three taken by hand"
+    );
+    // Names sort by time: the last three are the ones taken while the writer ran.
+    for backup in &backups[1..] {
+        let copy = rusqlite::Connection::open(backup).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{}", backup.display());
+        let torn: i64 = copy
+            .query_row("SELECT count(*) FROM ledger WHERE a + b <> 100", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            torn,
+            0,
+            "{} holds a half-written transaction",
+            backup.display()
+        );
+    }
+}
+
+#[test]
+fn not_enough_space_for_a_backup_is_refused_before_anything_is_written() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "3"]).assert_success();
+    env.open()
+        .execute_batch(
+            "CREATE TABLE ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
+             INSERT INTO ballast SELECT randomblob(16384) FROM n;",
+        )
+        .unwrap();
+    let before = std::fs::read(&env.db).unwrap();
+    let small = env.dir.path().join("small-disk");
+    std::fs::create_dir(&small).unwrap();
+    // A 512 KiB filesystem of its own for the backup directory, in a private mount namespace.
+    let hsm = env!("CARGO_BIN_EXE_hsm-host");
+    let script = format!(
+        "mount -t tmpfs -o size=512k tmpfs '{dir}' && exec '{hsm}' up --backup-dir '{dir}' \
+         --database '{db}' --migrations '{migrations}' --log-file '{log}'",
+        dir = small.display(),
+        db = env.db.display(),
+        migrations = env.migrations.display(),
+        log = env.log_file().display(),
+    );
+    let run = crate::support::Run::from(
+        std::process::Command::new("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .env("XDG_CACHE_HOME", crate::support::test_cache_home())
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(1)
+        .assert_stderr_contains("not enough free space for a backup in")
+        .assert_stderr_contains("needed")
+        .assert_stderr_contains("free");
+    assert_same_bytes(&env.db, &before, "the database");
+    assert_eq!(applied(&env.open()), [1, 2, 3]);
+}

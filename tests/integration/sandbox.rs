@@ -212,6 +212,14 @@ fn panics_and_errors_are_reported() {
 }
 
 #[test]
+fn flooding_stdout_is_cut_off() {
+    assert_refused(
+        "flood_output",
+        &["it printed more than 1.0 MiB to stdout or stderr"],
+    );
+}
+
+#[test]
 fn guest_sql_functions_are_bounded_and_direct_only() {
     assert_refused("function_loop", &["exceeded its time limit of 2 s"]);
     assert_refused("function_in_trigger", &["unsafe use of spin()"]);

@@ -26,7 +26,7 @@ pub use limits::{Limits, describe_duration};
 use state::GuestState;
 
 use crate::database::Database;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, human_bytes};
 use crate::plan::Direction;
 
 /// Longest `metadata()` may run: it only returns constants.
@@ -267,6 +267,11 @@ impl MigrationComponent {
             Ok(Err(_)) if Instant::now() >= deadline => Err(out_of_time()),
             Ok(Err(message)) => Err(message),
             Err(_) if outcome.memory_exceeded.is_some() => Err(outcome.memory_exceeded.unwrap()),
+            Err(_) if outcome.output_overflowed => Err(format!(
+                "it printed more than {} to stdout or stderr, so hsm-host stopped it (migrations \
+                 report through the log interface, briefly)",
+                human_bytes(state::OUTPUT_CAPACITY as u64)
+            )),
             Err(trap)
                 if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
             {
@@ -283,6 +288,8 @@ struct CallOutcome {
     stderr: String,
     /// Set when the guest hit the memory limit.
     memory_exceeded: Option<String>,
+    /// Whether the guest filled its stdout or stderr capture.
+    output_overflowed: bool,
 }
 
 /// Instantiates `pre` in a new store with the limits armed, runs `f`, and logs what the guest
@@ -302,7 +309,11 @@ fn call<R>(
         .and_then(|migration| f(&migration, &mut store));
     let mut state = store.into_data();
     let stderr = output::log_guest_output(&state);
+    let full = |pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe| {
+        pipe.contents().len() >= state::OUTPUT_CAPACITY
+    };
     let outcome = CallOutcome {
+        output_overflowed: full(&state.stdout) || full(&state.stderr),
         stderr,
         memory_exceeded: state.limiter.exceeded.take(),
     };

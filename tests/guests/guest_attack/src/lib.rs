@@ -92,6 +92,13 @@ fn up(db: &Db) -> Result<()> {
         }
         "panic" => panic!("attack: deliberate panic"),
         "error" => Err(Error::msg("attack: deliberate error")),
+        "flood_output" => {
+            let line = "x".repeat(1023);
+            for _ in 0..4096 {
+                println!("{line}");
+            }
+            Err(Error::msg("LEAK: printed 4 MiB"))
+        }
         "print_escapes" => {
             println!("\x1b[2J\x1b[31mterminal takeover\x1b[0m");
             Err(Error::msg("printed escape sequences"))
