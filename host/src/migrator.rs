@@ -188,7 +188,7 @@ impl Migrator {
             let conn = db.connection();
             self.preflight(db, &conn)?;
             tracking::ensure_tables(&conn)?;
-            let interrupted = recover_interrupted(&conn)?;
+            let interrupted = crate::status::recover_interrupted(&conn)?;
             let rows = tracking::migrations(&conn)?;
             let applied = applied_versions(&rows);
             let (plan, components) = match direction {
@@ -436,25 +436,15 @@ impl Migrator {
     /// [`Error::Sqlite`] when the tracking tables cannot be read,
     /// [`Error::IncompatibleTracking`] when they are not ours.
     pub fn status(&self, db: Option<&Database>) -> Result<Status> {
-        let mut interrupted = Vec::new();
-        if let Some(db) = db {
-            let free = match db.path() {
-                Some(path) => lock::try_acquire(path),
-                None => None,
-            };
-            let conn = db.connection();
-            if (free.is_some() || db.path().is_none()) && tracking::exists(&conn)? {
-                interrupted = recover_interrupted(&conn)?;
-            }
-        }
-        let backups = match db.and_then(Database::path) {
-            Some(path) => backup::list(path, &self.backup_dir(path))?,
-            None => Vec::new(),
-        };
-        let mut status = Status::read(self.migrations(), db)?;
-        status.backups = backups;
-        status.interrupted = interrupted;
-        Ok(status)
+        let infos: Vec<_> = self
+            .migrations
+            .iter()
+            .map(MigrationComponent::info)
+            .collect();
+        let backup_dir = db
+            .and_then(Database::path)
+            .map(|path| self.backup_dir(path));
+        crate::status::read_status(&infos, db, backup_dir.as_deref())
     }
 
     /// Accepts the component files as they are now for applied migrations whose file changed
@@ -501,18 +491,6 @@ fn available<'a>(components: impl Iterator<Item = &'a MigrationComponent>) -> Ve
             reversible: m.metadata().reversible,
         })
         .collect()
-}
-
-/// Marks attempts whose process died; the caller holds the lock (or the database is private).
-fn recover_interrupted(conn: &Connection) -> Result<Vec<u64>> {
-    let versions = tracking::mark_interrupted(conn, &time::now_iso())?;
-    for version in &versions {
-        tracing::warn!(
-            "migration {version} was interrupted: the process ended during the migration; \
-             SQLite rolled it back, and its history row is now marked failed"
-        );
-    }
-    Ok(versions)
 }
 
 /// `BEGIN IMMEDIATE`: takes the write lock now, so a concurrent writer makes us wait (up to

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::runtime::{MigrationComponent, Runtime};
+use crate::runtime::{ComponentInfo, MigrationComponent, Runtime};
 
 /// The `*.wasm` files directly in `dir`, sorted by name.
 ///
@@ -64,6 +64,34 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<MigrationComponent>
         .map(|(_, component)| component)
         .collect::<Result<Vec<_>>>()?;
     sort_unique(components)
+}
+
+/// What [`load_dir`] would load, as cheaply as the cache allows (for `status`).
+///
+/// # Errors
+/// As [`load_dir`].
+pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>> {
+    let mut infos = component_files(dir)?
+        .iter()
+        .map(|path| runtime.describe_file(path))
+        .collect::<Result<Vec<_>>>()?;
+    infos.sort_by(|a, b| {
+        a.metadata
+            .version
+            .cmp(&b.metadata.version)
+            .then(a.path.cmp(&b.path))
+    });
+    if let Some(pair) = infos
+        .windows(2)
+        .find(|w| w[0].metadata.version == w[1].metadata.version)
+    {
+        return Err(Error::DuplicateVersion {
+            version: pair[0].metadata.version,
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
+    Ok(infos)
 }
 
 /// Sorts components by version, refusing two with the same version.

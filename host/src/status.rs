@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::backup::BackupInfo;
 use crate::database::Database;
 use crate::error::Result;
-use crate::runtime::MigrationComponent;
+use crate::runtime::ComponentInfo;
 use crate::tracking::{self, HistoryRow, MigrationRow};
 
 /// How many history rows status shows.
@@ -51,7 +51,7 @@ pub struct Status {
 }
 
 impl Status {
-    pub(crate) fn read(components: &[MigrationComponent], db: Option<&Database>) -> Result<Self> {
+    pub(crate) fn read(components: &[ComponentInfo], db: Option<&Database>) -> Result<Self> {
         let (rows, history) = match db {
             Some(db) => {
                 let conn = db.connection();
@@ -74,28 +74,28 @@ impl Status {
             .collect();
         let pending = components
             .iter()
-            .filter(|c| !applied.iter().any(|row| row.version == c.version()))
+            .filter(|c| !applied.iter().any(|row| row.version == c.metadata.version))
             .map(|c| Pending {
-                version: c.version(),
-                name: c.metadata().name.clone(),
-                description: c.metadata().description.clone(),
-                reversible: c.metadata().reversible,
-                file: c.path().to_owned(),
-                rolled_back: rows
-                    .iter()
-                    .any(|row| row.version == c.version() && row.status == tracking::ROLLED_BACK),
+                version: c.metadata.version,
+                name: c.metadata.name.clone(),
+                description: c.metadata.description.clone(),
+                reversible: c.metadata.reversible,
+                file: c.path.clone(),
+                rolled_back: rows.iter().any(|row| {
+                    row.version == c.metadata.version && row.status == tracking::ROLLED_BACK
+                }),
             })
             .collect();
         let missing_components = applied
             .iter()
             .map(|row| row.version)
-            .filter(|v| !components.iter().any(|c| c.version() == *v))
+            .filter(|v| !components.iter().any(|c| c.metadata.version == *v))
             .collect();
         let changed_components = applied
             .iter()
             .filter(|row| {
-                let file = components.iter().find(|c| c.version() == row.version);
-                matches!((&row.checksum, file), (Some(recorded), Some(file)) if recorded != file.checksum())
+                let file = components.iter().find(|c| c.metadata.version == row.version);
+                matches!((&row.checksum, file), (Some(recorded), Some(file)) if *recorded != file.checksum)
             })
             .map(|row| row.version)
             .collect();
@@ -112,4 +112,47 @@ impl Status {
             history,
         })
     }
+}
+
+/// The state of `db` (`None`: the file does not exist yet) against `components`, with this
+/// database's backups in `backup_dir`. When no other process holds the migration lock,
+/// attempts left `running` by a dead process are marked interrupted.
+///
+/// # Errors
+/// [`crate::Error::Sqlite`] when the tracking tables cannot be read,
+/// [`crate::Error::IncompatibleTracking`] when they are not ours.
+pub fn read_status(
+    components: &[ComponentInfo],
+    db: Option<&Database>,
+    backup_dir: Option<&std::path::Path>,
+) -> Result<Status> {
+    let mut interrupted = Vec::new();
+    if let Some(db) = db {
+        let free = db.path().and_then(crate::lock::try_acquire);
+        let conn = db.connection();
+        if (free.is_some() || db.path().is_none()) && tracking::exists(&conn)? {
+            interrupted = recover_interrupted(&conn)?;
+        }
+    }
+    let backups = match (db.and_then(Database::path), backup_dir) {
+        (Some(path), Some(dir)) => crate::backup::list(path, dir)?,
+        _ => Vec::new(),
+    };
+    let mut status = Status::read(components, db)?;
+    status.backups = backups;
+    status.interrupted = interrupted;
+    Ok(status)
+}
+
+/// Marks attempts whose process died, and says so. Only call it holding the migration lock
+/// (or on a private database): then no live process is running them.
+pub(crate) fn recover_interrupted(conn: &rusqlite::Connection) -> Result<Vec<u64>> {
+    let versions = tracking::mark_interrupted(conn, &crate::time::now_iso())?;
+    for version in &versions {
+        tracing::warn!(
+            "migration {version} was interrupted: the process ended during the migration; \
+             SQLite rolled it back, and its history row is now marked failed"
+        );
+    }
+    Ok(versions)
 }

@@ -6,8 +6,15 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{Env, Run};
 
-fn status_with_cache(env: &Env, cache: &Path) -> Run {
-    let run = env.hsm(&["status", "-v", "--cache-dir", cache.to_str().unwrap()]);
+/// Loads every component (a dry run on a database that does not exist changes nothing).
+fn load_with_cache(env: &Env, cache: &Path) -> Run {
+    let run = env.hsm(&[
+        "up",
+        "--dry-run",
+        "-v",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
     run.assert_success();
     run
 }
@@ -31,7 +38,7 @@ fn artifacts(cache: &Path) -> Vec<PathBuf> {
 fn unchanged_components_compile_once() {
     let env = Env::with_examples();
     let cache = env.dir.path().join("cache");
-    let first = status_with_cache(&env, &cache);
+    let first = load_with_cache(&env, &cache);
     assert_eq!(count(&first, ": compiling"), 7, "{}", first.stderr);
     assert_eq!(
         std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
@@ -39,7 +46,7 @@ fn unchanged_components_compile_once() {
     );
     assert_eq!(artifacts(&cache).len(), 7);
 
-    let second = status_with_cache(&env, &cache);
+    let second = load_with_cache(&env, &cache);
     assert_eq!(count(&second, ": compiling"), 0, "{}", second.stderr);
     assert_eq!(count(&second, "loaded from the compile cache"), 7);
     assert_eq!(
@@ -56,7 +63,7 @@ fn unchanged_components_compile_once() {
 fn corrupt_and_foreign_entries_are_recompiled_not_loaded() {
     let env = Env::with_examples();
     let cache = env.dir.path().join("cache");
-    status_with_cache(&env, &cache);
+    load_with_cache(&env, &cache);
     let files = artifacts(&cache);
     // Garbage in one entry, a truncated artifact in another, and two valid artifacts swapped.
     std::fs::write(&files[0], b"garbage").unwrap();
@@ -69,11 +76,11 @@ fn corrupt_and_foreign_entries_are_recompiled_not_loaded() {
     std::fs::write(&files[2], &b).unwrap();
     std::fs::write(&files[3], &a).unwrap();
 
-    let run = status_with_cache(&env, &cache);
+    let run = load_with_cache(&env, &cache);
     assert_eq!(count(&run, ": compiling"), 4, "{}", run.stderr);
     assert_eq!(count(&run, "loaded from the compile cache"), 3);
     // The entries were rewritten: next time everything comes from the cache.
-    let again = status_with_cache(&env, &cache);
+    let again = load_with_cache(&env, &cache);
     assert_eq!(count(&again, ": compiling"), 0, "{}", again.stderr);
 }
 
@@ -83,7 +90,7 @@ fn a_cache_directory_others_can_write_is_not_used() {
     let cache = env.dir.path().join("shared-cache");
     std::fs::create_dir(&cache).unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let run = status_with_cache(&env, &cache);
+    let run = load_with_cache(&env, &cache);
     assert!(
         run.stderr.contains("compile cache disabled"),
         "{}",

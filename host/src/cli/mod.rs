@@ -65,7 +65,7 @@ fn run(args: &Args) -> Result<()> {
     let global = &args.global;
     let mut out = std::io::stdout().lock();
     match &args.command {
-        Command::Status {} => status(&migrator(global)?, &global.database, global.json, &mut out),
+        Command::Status {} => status(global, &mut out),
         Command::Up { target, dry_run } => {
             let (target, dry_run) = match target {
                 Some(UpTarget::DryRun) => (None, true),
@@ -114,8 +114,8 @@ fn backup_config(global: &Global) -> BackupConfig {
     }
 }
 
-fn migrator(global: &Global) -> Result<Migrator> {
-    let mut runtime = Runtime::with_limits(Limits {
+fn runtime(global: &Global) -> Result<Runtime> {
+    let runtime = Runtime::with_limits(Limits {
         timeout: global.timeout,
         max_memory: global.max_memory,
     })?;
@@ -123,16 +123,22 @@ fn migrator(global: &Global) -> Result<Migrator> {
         .cache_dir
         .clone()
         .or_else(hsm_host::runtime::cache::default_dir);
-    match cache_dir {
-        Some(dir) if !global.no_cache => runtime = runtime.with_cache_dir(&dir),
-        _ => {}
-    }
-    let migrator = Migrator::load_dir_with(runtime, &global.migrations).with_context(|| {
-        format!(
-            "cannot load the migrations in {} (choose the directory with --migrations)",
-            global.migrations.display()
-        )
-    })?;
+    Ok(match cache_dir {
+        Some(dir) if !global.no_cache => runtime.with_cache_dir(&dir),
+        _ => runtime,
+    })
+}
+
+fn cannot_load(global: &Global) -> String {
+    format!(
+        "cannot load the migrations in {} (choose the directory with --migrations)",
+        global.migrations.display()
+    )
+}
+
+fn migrator(global: &Global) -> Result<Migrator> {
+    let migrator = Migrator::load_dir_with(runtime(global)?, &global.migrations)
+        .with_context(|| cannot_load(global))?;
     Ok(migrator.with_safety(Safety {
         backups: (!global.no_backup).then(|| backup_config(global)),
         quick_check: global.quick,
@@ -140,19 +146,22 @@ fn migrator(global: &Global) -> Result<Migrator> {
     }))
 }
 
-fn status(migrator: &Migrator, path: &Path, json: bool, out: &mut impl Write) -> Result<()> {
+fn status(global: &Global, out: &mut impl Write) -> Result<()> {
+    // Status needs each component's metadata, not its code: the cache answers for files it
+    // has seen, so nothing is compiled or even loaded.
+    let components = hsm_host::source::describe_dir(&runtime(global)?, &global.migrations)
+        .with_context(|| cannot_load(global))?;
+    let path = &global.database;
     // Status never creates the database; it writes only to mark attempts whose process died.
     let db = if path.exists() {
         Some(Database::open(path)?)
     } else {
         None
     };
-    let mut status = migrator.status(db.as_ref())?;
+    let backup_dir = backup_config(global).dir_for(path);
+    let mut status = hsm_host::status::read_status(&components, db.as_ref(), Some(&backup_dir))?;
     status.database.get_or_insert_with(|| path.to_owned());
-    if !status.exists {
-        status.backups = backup::list(path, &migrator.backup_dir(path))?;
-    }
-    report::status(&status, json, out)
+    report::status(&status, global.json, out)
 }
 
 fn dry_run(

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::{Metadata, sha256_hex};
+use super::{ComponentInfo, Metadata, sha256_hex};
 
 /// The default cache directory: `$XDG_CACHE_HOME/hsm-host`, else `~/.cache/hsm-host`.
 pub fn default_dir() -> Option<PathBuf> {
@@ -159,6 +159,63 @@ impl ComponentCache {
         {
             tracing::debug!("cannot write the compile cache: {e}");
         }
+    }
+}
+
+impl ComponentCache {
+    /// Where the checksum of the file `path` is remembered: keyed by everything that changes
+    /// when the file does (device, inode, size, modification and change times, path).
+    fn file_entry(&self, path: &Path) -> Option<PathBuf> {
+        let meta = fs::metadata(path).ok()?;
+        let canonical = path.canonicalize().ok()?;
+        let identity = format!(
+            "{}:{}:{}:{}.{}:{}.{}:{}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            canonical.display()
+        );
+        Some(
+            self.dir
+                .join("files")
+                .join(&sha256_hex(identity.as_bytes())[..32]),
+        )
+    }
+
+    /// Remembers that the file `path`, as it is now, has this checksum.
+    pub(crate) fn remember_file(&self, path: &Path, checksum: &str) {
+        let Some(entry) = self.file_entry(path) else {
+            return;
+        };
+        let written = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.dir.join("files"))
+            .and_then(|()| write_atomically(&entry, checksum.as_bytes()));
+        if let Err(e) = written {
+            tracing::debug!("cannot remember {}: {e}", path.display());
+        }
+    }
+
+    /// The checksum and metadata of `path` if this exact file was loaded before.
+    pub(crate) fn describe(&self, path: &Path) -> Option<ComponentInfo> {
+        let checksum = fs::read_to_string(self.file_entry(path)?).ok()?;
+        let (_, record_path) = self.paths(&checksum);
+        let record: Record = serde_json::from_slice(&fs::read(record_path).ok()?).ok()?;
+        (record.component_sha256 == checksum).then(|| ComponentInfo {
+            path: path.to_owned(),
+            checksum,
+            metadata: Metadata {
+                version: record.version,
+                name: record.name,
+                description: record.description,
+                reversible: record.reversible,
+            },
+        })
     }
 }
 

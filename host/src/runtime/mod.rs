@@ -95,7 +95,23 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
-        self.load(path.to_owned(), &bytes)
+        let component = self.load(path.to_owned(), &bytes)?;
+        if let Some(cache) = &self.cache {
+            cache.remember_file(path, component.checksum());
+        }
+        Ok(component)
+    }
+
+    /// The checksum and metadata of the component in `path`: from the compile cache when this
+    /// exact file was seen before (no read, no hash, no code loaded), else by loading it.
+    ///
+    /// # Errors
+    /// As [`Runtime::load_file`].
+    pub fn describe_file(&self, path: &Path) -> Result<ComponentInfo> {
+        if let Some(info) = self.cache.as_ref().and_then(|cache| cache.describe(path)) {
+            return Ok(info);
+        }
+        self.load_file(path).map(|component| component.info())
     }
 
     /// Like [`Runtime::load_file`], for bytes already in memory; `origin` names them in errors.
@@ -181,6 +197,17 @@ impl Runtime {
     }
 }
 
+/// What is known of a component without its code: enough for `status`.
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// sha256 of its bytes, lowercase hex.
+    pub checksum: String,
+    /// What it says about itself.
+    pub metadata: Metadata,
+}
+
 /// A loaded, validated migration, ready to run against any [`Database`].
 pub struct MigrationComponent {
     path: PathBuf,
@@ -218,6 +245,15 @@ impl MigrationComponent {
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Its path, checksum and metadata.
+    pub fn info(&self) -> ComponentInfo {
+        ComponentInfo {
+            path: self.path.clone(),
+            checksum: self.checksum.clone(),
+            metadata: self.metadata.clone(),
+        }
     }
 
     /// `migration 3 (normalize_email_addresses)`.
