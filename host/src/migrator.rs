@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -14,7 +15,7 @@ use crate::error::{Error, Result, SqliteContext};
 use crate::integrity;
 use crate::lock::{self, MigrationLock};
 use crate::plan::{self, Available, Direction};
-use crate::runtime::{MigrationComponent, Runtime};
+use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
 use crate::tracking::{self, MigrationRow};
@@ -43,8 +44,13 @@ impl Default for Safety {
 }
 
 /// A set of migration components and the operations on a database that use them.
+///
+/// Components are described up front (from the compile cache when it knows them) and their
+/// code is loaded only when a run needs it, so `up` with nothing pending loads nothing.
 pub struct Migrator {
-    migrations: Vec<MigrationComponent>,
+    migrations: Vec<ComponentInfo>,
+    /// The code of `migrations[i]`, once loaded.
+    loaded: Vec<OnceLock<MigrationComponent>>,
     runtime: Runtime,
     safety: Safety,
 }
@@ -83,39 +89,33 @@ pub struct DryRunReport {
     pub steps: Vec<StepReport>,
 }
 
-/// A component to run: loaded from the migrations directory, or from the exact bytes the
-/// database stored when it was applied.
-enum Held<'a> {
-    File(&'a MigrationComponent),
-    Stored(Box<MigrationComponent>),
-}
-
-impl Held<'_> {
-    fn get(&self) -> &MigrationComponent {
-        match self {
-            Held::File(component) => component,
-            Held::Stored(component) => component,
-        }
-    }
-}
-
 impl Migrator {
     /// Loads every `*.wasm` component of `dir` with a new [`Runtime`], with default [`Safety`].
     ///
     /// # Errors
-    /// See [`source::load_dir`]: unreadable directory, invalid component, duplicate version.
+    /// See [`source::scan_dir`]: unreadable directory, invalid component, duplicate version.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Self> {
         Self::load_dir_with(Runtime::new()?, dir)
     }
 
-    /// Loads every `*.wasm` component of `dir` with `runtime` (and its limits).
+    /// Finds every `*.wasm` component of `dir` with `runtime` (and its limits).
     ///
     /// # Errors
-    /// See [`source::load_dir`].
+    /// See [`source::scan_dir`].
     pub fn load_dir_with(runtime: Runtime, dir: impl AsRef<Path>) -> Result<Self> {
-        let migrations = source::load_dir(&runtime, dir.as_ref())?;
+        let (migrations, loaded) = source::scan_dir(&runtime, dir.as_ref())?
+            .into_iter()
+            .map(|found| {
+                let cell = OnceLock::new();
+                if let Some(component) = found.component {
+                    let _ = cell.set(component);
+                }
+                (found.info, cell)
+            })
+            .unzip();
         Ok(Self {
             migrations,
+            loaded,
             runtime,
             safety: Safety::default(),
         })
@@ -126,8 +126,13 @@ impl Migrator {
     /// # Errors
     /// [`Error::DuplicateVersion`] when two components share a version.
     pub fn new(runtime: Runtime, migrations: Vec<MigrationComponent>) -> Result<Self> {
+        let (migrations, loaded) = source::sort_unique(migrations)?
+            .into_iter()
+            .map(|component| (component.info(), OnceLock::from(component)))
+            .unzip();
         Ok(Self {
-            migrations: source::sort_unique(migrations)?,
+            migrations,
+            loaded,
             runtime,
             safety: Safety::default(),
         })
@@ -145,12 +150,37 @@ impl Migrator {
     }
 
     /// The components, by ascending version.
-    pub fn migrations(&self) -> &[MigrationComponent] {
+    pub fn migrations(&self) -> &[ComponentInfo] {
         &self.migrations
     }
 
-    fn file_component(&self, version: u64) -> Option<&MigrationComponent> {
+    fn file_component(&self, version: u64) -> Option<&ComponentInfo> {
         self.migrations.iter().find(|m| m.version() == version)
+    }
+
+    /// The code of the component with this version, loaded on first use.
+    ///
+    /// # Errors
+    /// As [`Runtime::load_file`]; [`Error::InvalidComponent`] if the file changed since it was
+    /// described.
+    pub fn component(&self, version: u64) -> Result<&MigrationComponent> {
+        let index = self
+            .migrations
+            .iter()
+            .position(|m| m.version() == version)
+            .expect("only versions of loaded migrations are asked for");
+        if let Some(component) = self.loaded[index].get() {
+            return Ok(component);
+        }
+        let info = &self.migrations[index];
+        let component = self.runtime.load_file(&info.path)?;
+        if component.checksum() != info.checksum {
+            return Err(Error::InvalidComponent {
+                path: info.path.clone(),
+                reason: "the file changed while hsm-host was running; run the command again".into(),
+            });
+        }
+        Ok(self.loaded[index].get_or_init(|| component))
     }
 
     /// Applies pending migrations up to `target` (all when `None`), each in its own transaction.
@@ -184,41 +214,52 @@ impl Migrator {
         target: Option<u64>,
     ) -> Result<RunReport> {
         let _lock = self.lock(db)?;
-        let (plan, components, interrupted, backup) = {
+        let (plan, stored, interrupted) = {
             let conn = db.connection();
             self.preflight(db, &conn)?;
             tracking::ensure_tables(&conn)?;
             let interrupted = crate::status::recover_interrupted(&conn)?;
             let rows = tracking::migrations(&conn)?;
             let applied = applied_versions(&rows);
-            let (plan, components) = match direction {
+            match direction {
                 Direction::Up => {
                     self.refuse_changed_components(&rows)?;
-                    let components = self.migrations.iter().map(Held::File).collect();
                     let plan = plan::plan_up(&self.available(), &applied, target)?;
-                    (plan, components)
+                    (plan, BTreeMap::new(), interrupted)
                 }
                 Direction::Down => {
-                    let components = self.components_for_down(&conn, &rows)?;
-                    let available = available(components.iter().map(Held::get));
-                    (plan::plan_down(&available, &applied, target)?, components)
+                    let stored = self.stored_for_down(&conn, &rows)?;
+                    let mut available = available(
+                        self.migrations
+                            .iter()
+                            .filter(|m| !stored.contains_key(&m.version()))
+                            .map(|m| &m.metadata),
+                    );
+                    available.extend(self::available(
+                        stored.values().map(MigrationComponent::metadata),
+                    ));
+                    let plan = plan::plan_down(&available, &applied, target)?;
+                    (plan, stored, interrupted)
                 }
-            };
-            let backup = if plan.steps.is_empty() {
-                None
-            } else {
-                self.take_backup(db, &conn)?
-            };
-            (plan, components, interrupted, backup)
+            }
+        };
+        // The code of every step, before anything changes: a bad file stops the run here.
+        let components = plan
+            .steps
+            .iter()
+            .map(|version| match stored.get(version) {
+                Some(component) => Ok(component),
+                None => self.component(*version),
+            })
+            .collect::<Result<Vec<&MigrationComponent>>>()?;
+        let backup = if plan.steps.is_empty() {
+            None
+        } else {
+            self.take_backup(db, &db.connection())?
         };
 
         let mut steps = Vec::with_capacity(plan.steps.len());
-        for &version in &plan.steps {
-            let component = components
-                .iter()
-                .map(Held::get)
-                .find(|c| c.version() == version)
-                .expect("the plan only names versions whose component is held");
+        for component in components {
             tracing::info!("{direction} {}: starting", component.label());
             let step = run_tracked(db, component, direction, backup.as_deref())?;
             tracing::info!(
@@ -327,38 +368,34 @@ impl Migrator {
             else {
                 continue;
             };
-            if recorded != file.checksum() {
+            if *recorded != file.checksum {
                 return Err(Error::ComponentChanged {
                     version: row.version,
                     name: row.name.clone(),
-                    file: file.path().to_owned(),
+                    file: file.path.clone(),
                     recorded: recorded.clone(),
-                    found: file.checksum().to_owned(),
+                    found: file.checksum.clone(),
                 });
             }
         }
         Ok(())
     }
 
-    /// For each applied migration, the component that applied it: the file when it is
-    /// unchanged, otherwise the bytes stored at apply time.
-    fn components_for_down<'a>(
-        &'a self,
+    /// The components that applied migrations whose file changed or is gone, from the bytes
+    /// stored at apply time. (Where the file is unchanged, it is the component.)
+    fn stored_for_down(
+        &self,
         conn: &Connection,
         rows: &[MigrationRow],
-    ) -> Result<Vec<Held<'a>>> {
-        let mut held: BTreeMap<u64, Held<'a>> = self
-            .migrations
-            .iter()
-            .map(|c| (c.version(), Held::File(c)))
-            .collect();
+    ) -> Result<BTreeMap<u64, MigrationComponent>> {
+        let mut stored = BTreeMap::new();
         for row in rows.iter().filter(|r| r.status == tracking::APPLIED) {
             let Some(recorded) = &row.checksum else {
                 continue;
             };
-            if held
-                .get(&row.version)
-                .is_some_and(|c| c.get().checksum() == recorded)
+            if self
+                .file_component(row.version)
+                .is_some_and(|file| file.checksum == *recorded)
             {
                 continue;
             }
@@ -374,16 +411,13 @@ impl Migrator {
                 "migration {}: its file changed or is gone; using the component that applied it",
                 row.version
             );
-            held.insert(
-                row.version,
-                Held::Stored(Box::new(self.runtime.load(origin, &bytes)?)),
-            );
+            stored.insert(row.version, self.runtime.load(origin, &bytes)?);
         }
-        Ok(held.into_values().collect())
+        Ok(stored)
     }
 
     fn available(&self) -> Vec<Available> {
-        available(self.migrations.iter())
+        available(self.migrations.iter().map(|m| &m.metadata))
     }
 
     /// Runs the pending migrations up to `target` in one transaction that is always rolled
@@ -413,9 +447,7 @@ impl Migrator {
         };
         let mut steps = Vec::with_capacity(plan.steps.len());
         for &version in &plan.steps {
-            let component = self
-                .file_component(version)
-                .expect("the plan only names loaded versions");
+            let component = self.component(version)?;
             let step = run_step(db, component, Direction::Up)?;
             // Later migrations may look at the tracking table; let them see this one applied.
             record_applied(&db.connection(), component, None)?;
@@ -436,15 +468,10 @@ impl Migrator {
     /// [`Error::Sqlite`] when the tracking tables cannot be read,
     /// [`Error::IncompatibleTracking`] when they are not ours.
     pub fn status(&self, db: Option<&Database>) -> Result<Status> {
-        let infos: Vec<_> = self
-            .migrations
-            .iter()
-            .map(MigrationComponent::info)
-            .collect();
         let backup_dir = db
             .and_then(Database::path)
             .map(|path| self.backup_dir(path));
-        crate::status::read_status(&infos, db, backup_dir.as_deref())
+        crate::status::read_status(&self.migrations, db, backup_dir.as_deref())
     }
 
     /// Accepts the component files as they are now for applied migrations whose file changed
@@ -463,12 +490,13 @@ impl Migrator {
             .iter()
             .filter(|r| r.status == tracking::APPLIED)
         {
-            let Some(file) = self.file_component(row.version) else {
+            let Some(info) = self.file_component(row.version) else {
                 continue;
             };
-            if row.checksum.as_deref() == Some(file.checksum()) {
+            if row.checksum.as_deref() == Some(info.checksum.as_str()) {
                 continue;
             }
+            let file = self.component(row.version)?;
             tracking::store_component(&conn, file.checksum(), file.bytes(), &now)?;
             tracking::set_checksum(&conn, row.version, file.checksum())?;
             tracing::info!(
@@ -483,12 +511,12 @@ impl Migrator {
     }
 }
 
-fn available<'a>(components: impl Iterator<Item = &'a MigrationComponent>) -> Vec<Available> {
-    components
+fn available<'a>(metadata: impl Iterator<Item = &'a Metadata>) -> Vec<Available> {
+    metadata
         .map(|m| Available {
-            version: m.version(),
-            name: m.metadata().name.clone(),
-            reversible: m.metadata().reversible,
+            version: m.version,
+            name: m.name.clone(),
+            reversible: m.reversible,
         })
         .collect()
 }

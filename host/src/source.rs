@@ -27,27 +27,65 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads every component of `dir`, sorted by version. Components the cache does not hold are
-/// compiled in parallel, one file per core.
+/// A component file found in the migrations directory.
+pub struct Found {
+    /// Its path, checksum and metadata.
+    pub info: ComponentInfo,
+    /// Its code, when finding it meant loading it (the compile cache did not know the file).
+    pub component: Option<MigrationComponent>,
+}
+
+/// Every component of `dir`, sorted by version: described from the compile cache when it knows
+/// the file, otherwise loaded (compiled and validated), in parallel, one file per core.
 ///
 /// # Errors
-/// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order that
-/// fails), and [`Error::DuplicateVersion`].
-pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<MigrationComponent>> {
+/// Those of [`component_files`] and [`Runtime::describe_file`] (the first file in name order
+/// that fails), and [`Error::DuplicateVersion`].
+pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
+    let mut found = parallel_map(&files, |path| runtime.describe_file(path))
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    found.sort_by(|a, b| (a.info.version(), &a.info.path).cmp(&(b.info.version(), &b.info.path)));
+    if let Some(pair) = found
+        .windows(2)
+        .find(|w| w[0].info.version() == w[1].info.version())
+    {
+        return Err(Error::DuplicateVersion {
+            version: pair[0].info.version(),
+            first: pair[0].info.path.clone(),
+            second: pair[1].info.path.clone(),
+        });
+    }
+    Ok(found)
+}
+
+/// What [`scan_dir`] finds, without code (for `status`).
+///
+/// # Errors
+/// As [`scan_dir`].
+pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>> {
+    Ok(scan_dir(runtime, dir)?
+        .into_iter()
+        .map(|f| f.info)
+        .collect())
+}
+
+/// `f` over `items` on one thread per core, results in the order of `items`.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(files.len().max(1));
+        .min(items.len().max(1));
     let next = AtomicUsize::new(0);
-    let mut loaded: Vec<(usize, Result<MigrationComponent>)> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(index) else { break };
-                        mine.push((index, runtime.load_file(path)));
+                        let Some(item) = items.get(index) else { break };
+                        mine.push((index, f(item)));
                     }
                     mine
                 })
@@ -58,40 +96,8 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<MigrationComponent>
             .flat_map(|h| h.join().expect("a loader thread panicked"))
             .collect()
     });
-    loaded.sort_by_key(|(index, _)| *index);
-    let components = loaded
-        .into_iter()
-        .map(|(_, component)| component)
-        .collect::<Result<Vec<_>>>()?;
-    sort_unique(components)
-}
-
-/// What [`load_dir`] would load, as cheaply as the cache allows (for `status`).
-///
-/// # Errors
-/// As [`load_dir`].
-pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>> {
-    let mut infos = component_files(dir)?
-        .iter()
-        .map(|path| runtime.describe_file(path))
-        .collect::<Result<Vec<_>>>()?;
-    infos.sort_by(|a, b| {
-        a.metadata
-            .version
-            .cmp(&b.metadata.version)
-            .then(a.path.cmp(&b.path))
-    });
-    if let Some(pair) = infos
-        .windows(2)
-        .find(|w| w[0].metadata.version == w[1].metadata.version)
-    {
-        return Err(Error::DuplicateVersion {
-            version: pair[0].metadata.version,
-            first: pair[0].path.clone(),
-            second: pair[1].path.clone(),
-        });
-    }
-    Ok(infos)
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Sorts components by version, refusing two with the same version.

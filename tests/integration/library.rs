@@ -19,10 +19,10 @@ fn components_report_their_metadata() {
     let migrator = examples_and(&[]);
     let versions: Vec<u64> = migrator.migrations().iter().map(|m| m.version()).collect();
     assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
-    let third = migrator.migrations()[2].metadata();
+    let third = &migrator.migrations()[2].metadata;
     assert_eq!(third.name, "normalize_email_addresses");
     assert!(!third.reversible);
-    assert!(migrator.migrations()[1].metadata().reversible);
+    assert!(migrator.migrations()[1].metadata.reversible);
 }
 
 #[test]

@@ -107,11 +107,18 @@ impl Runtime {
     ///
     /// # Errors
     /// As [`Runtime::load_file`].
-    pub fn describe_file(&self, path: &Path) -> Result<ComponentInfo> {
+    pub fn describe_file(&self, path: &Path) -> Result<crate::source::Found> {
         if let Some(info) = self.cache.as_ref().and_then(|cache| cache.describe(path)) {
-            return Ok(info);
+            return Ok(crate::source::Found {
+                info,
+                component: None,
+            });
         }
-        self.load_file(path).map(|component| component.info())
+        let component = self.load_file(path)?;
+        Ok(crate::source::Found {
+            info: component.info(),
+            component: Some(component),
+        })
     }
 
     /// Like [`Runtime::load_file`], for bytes already in memory; `origin` names them in errors.
@@ -197,7 +204,7 @@ impl Runtime {
     }
 }
 
-/// What is known of a component without its code: enough for `status`.
+/// What is known of a component without its code: enough for `status` and planning.
 #[derive(Debug, Clone)]
 pub struct ComponentInfo {
     /// The file.
@@ -206,6 +213,13 @@ pub struct ComponentInfo {
     pub checksum: String,
     /// What it says about itself.
     pub metadata: Metadata,
+}
+
+impl ComponentInfo {
+    /// Its version.
+    pub fn version(&self) -> u64 {
+        self.metadata.version
+    }
 }
 
 /// A loaded, validated migration, ready to run against any [`Database`].
