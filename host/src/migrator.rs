@@ -158,6 +158,13 @@ impl Migrator {
         self.migrations.iter().find(|m| m.version() == version)
     }
 
+    /// Loads the code of these versions, in parallel, ahead of running them.
+    fn preload(&self, versions: &[u64]) -> Result<()> {
+        source::parallel_map(versions, |v| self.component(*v).map(drop))
+            .into_iter()
+            .collect()
+    }
+
     /// The code of the component with this version, loaded on first use.
     ///
     /// # Errors
@@ -244,6 +251,13 @@ impl Migrator {
             }
         };
         // The code of every step, before anything changes: a bad file stops the run here.
+        let from_files: Vec<u64> = plan
+            .steps
+            .iter()
+            .copied()
+            .filter(|v| !stored.contains_key(v))
+            .collect();
+        self.preload(&from_files)?;
         let components = plan
             .steps
             .iter()
@@ -445,6 +459,7 @@ impl Migrator {
             self.refuse_changed_components(&rows)?;
             plan::plan_up(&self.available(), &applied_versions(&rows), target)?
         };
+        self.preload(&plan.steps)?;
         let mut steps = Vec::with_capacity(plan.steps.len());
         for &version in &plan.steps {
             let component = self.component(version)?;

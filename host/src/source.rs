@@ -72,7 +72,7 @@ pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>>
 }
 
 /// `f` over `items` on one thread per core, results in the order of `items`.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().max(1));
