@@ -188,6 +188,19 @@ fn native_transform(db: &Path) -> Duration {
     elapsed
 }
 
+/// A migrator over one component, without backups and with the quick check: the data
+/// benchmarks time the migration step alone.
+fn single_migration(dir: &Path, component: &str, cache: &Path) -> Migrator {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(component, dir.join("migration.wasm")).unwrap();
+    let safety = Safety {
+        backups: None,
+        quick_check: true,
+        ..Safety::default()
+    };
+    migrator(dir, cache, safety)
+}
+
 /// Medians of the migration step (the `up` of `migrator`'s one component) and of `native`, each
 /// run on its own fresh copy of `items`.
 fn on_fresh_copies(
@@ -407,21 +420,7 @@ fn main() {
     let items = dir.join("items.db");
     items_db(&items, scale.rows);
     let data_dir = dir.join("data-migrations");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    std::fs::copy(
-        hsm_test_artifacts::GUEST_BENCH_DATA,
-        data_dir.join("data.wasm"),
-    )
-    .unwrap();
-    let data = migrator(
-        &data_dir,
-        &cache,
-        Safety {
-            backups: None,
-            quick_check: true,
-            ..Safety::default()
-        },
-    );
+    let data = single_migration(&data_dir, hsm_test_artifacts::GUEST_BENCH_DATA, &cache);
     let (ours, native) = on_fresh_copies(&items, scale.runs, &data, native_transform);
     report.compare(
         &format!(
@@ -437,20 +436,10 @@ fn main() {
     // The same transformation through a guest-defined SQL function, against the function
     // registered natively.
     let function_dir = dir.join("function-migrations");
-    std::fs::create_dir_all(&function_dir).unwrap();
-    std::fs::copy(
-        hsm_test_artifacts::GUEST_BENCH_FUNCTION,
-        function_dir.join("function.wasm"),
-    )
-    .unwrap();
-    let function = migrator(
+    let function = single_migration(
         &function_dir,
+        hsm_test_artifacts::GUEST_BENCH_FUNCTION,
         &cache,
-        Safety {
-            backups: None,
-            quick_check: true,
-            ..Safety::default()
-        },
     );
     let (ours, native) = on_fresh_copies(&items, scale.runs, &function, native_function_update);
     report.compare(

@@ -263,13 +263,7 @@ fn backups_are_consistent_while_another_process_writes_in_wal_mode() {
 fn not_enough_space_for_a_backup_is_refused_before_anything_is_written() {
     let env = Env::with_examples();
     env.hsm(&["up", "3"]).assert_success();
-    env.open()
-        .execute_batch(
-            "CREATE TABLE ballast (b BLOB);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
-             INSERT INTO ballast SELECT randomblob(16384) FROM n;",
-        )
-        .unwrap();
+    crate::support::add_ballast(&env.open());
     let before = std::fs::read(&env.db).unwrap();
     let small = env.dir.path().join("small-disk");
     std::fs::create_dir(&small).unwrap();

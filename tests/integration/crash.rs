@@ -169,13 +169,7 @@ fn a_backup_that_cannot_be_written_stops_the_run_before_any_change() {
     let env = Env::with_examples();
     env.hsm(&["up", "3"]).assert_success();
     // Make the database larger than the file size limit the child will get.
-    env.open()
-        .execute_batch(
-            "CREATE TABLE ballast (b BLOB);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
-             INSERT INTO ballast SELECT randomblob(16384) FROM n;",
-        )
-        .unwrap();
+    crate::support::add_ballast(&env.open());
     let before = std::fs::read(&env.db).unwrap();
     assert!(before.len() > 512 * 1024);
 

@@ -293,3 +293,13 @@ pub fn corrupt_table(db: &Path, table: &str) {
         .unwrap();
     file.write_all(&[0xA5; 64]).unwrap();
 }
+
+/// Grows a database by 1 MiB of random blobs, past the small limits some tests impose.
+pub fn add_ballast(conn: &Connection) {
+    conn.execute_batch(
+        "CREATE TABLE ballast (b BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
+         INSERT INTO ballast SELECT randomblob(16384) FROM n;",
+    )
+    .unwrap();
+}
