@@ -168,14 +168,24 @@ impl Migrator {
     /// The code of the component with this version, loaded on first use.
     ///
     /// # Errors
-    /// As [`Runtime::load_file`]; [`Error::InvalidComponent`] if the file changed since it was
-    /// described.
+    /// [`Error::Plan`] for a version no component has; as [`Runtime::load_file`];
+    /// [`Error::InvalidComponent`] if the file changed since it was described.
     pub fn component(&self, version: u64) -> Result<&MigrationComponent> {
         let index = self
             .migrations
             .iter()
             .position(|m| m.version() == version)
-            .expect("only versions of loaded migrations are asked for");
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .migrations
+                    .iter()
+                    .map(|m| m.version().to_string())
+                    .collect();
+                Error::Plan(plan::PlanError::UnknownTarget {
+                    target: version,
+                    available: known.join(", "),
+                })
+            })?;
         if let Some(component) = self.loaded[index].get() {
             return Ok(component);
         }

@@ -23,6 +23,11 @@ fn components_report_their_metadata() {
     assert_eq!(third.name, "normalize_email_addresses");
     assert!(!third.reversible);
     assert!(migrator.migrations()[1].metadata.reversible);
+    assert_eq!(
+        migrator.component(3).unwrap().checksum(),
+        migrator.migrations()[2].checksum
+    );
+    assert!(matches!(migrator.component(42), Err(Error::Plan(_))));
 }
 
 #[test]
