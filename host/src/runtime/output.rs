@@ -29,10 +29,21 @@ pub(super) fn describe_trap(error: &wasmtime::Error, stderr: &str) -> String {
         .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
         .collect();
     if printed.is_empty() {
-        format!("trapped: {trap}")
-    } else {
-        format!("trapped: {trap}; the guest printed: {}", printed.join(" "))
+        return format!("trapped: {trap}");
     }
+    // The end of what it printed explains the trap (a panic's message comes last); keep the
+    // error short enough for a history row and a terminal.
+    const KEEP: usize = 2000;
+    let printed = printed.join(" ");
+    let mut start = printed.len().saturating_sub(KEEP);
+    while !printed.is_char_boundary(start) {
+        start += 1;
+    }
+    let ellipsis = if start > 0 { "…" } else { "" };
+    format!(
+        "trapped: {trap}; the guest printed: {ellipsis}{}",
+        &printed[start..]
+    )
 }
 
 fn clean(bytes: &[u8]) -> String {
