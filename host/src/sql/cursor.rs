@@ -170,18 +170,7 @@ impl RawCursor {
                             std::slice::from_raw_parts(data, len)
                         };
                         *bytes += len + 16;
-                        match std::str::from_utf8(slice) {
-                            Ok(text) => Value::Text(text.to_owned()),
-                            Err(_) => {
-                                return Err(SqlError {
-                                    code: 20,
-                                    message: format!(
-                                        "column `{column}` holds TEXT that is not valid UTF-8; \
-                                         select CAST({column} AS BLOB) to read its bytes"
-                                    ),
-                                });
-                            }
-                        }
+                        super::text_value(slice, column)?
                     }
                     ffi::SQLITE_BLOB => {
                         let data = ffi::sqlite3_column_blob(self.stmt, i).cast::<u8>();

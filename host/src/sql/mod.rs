@@ -398,21 +398,24 @@ fn from_sqlite(value: ValueRef<'_>, column: &str) -> Result<Value, SqlError> {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
         ValueRef::Real(r) => Value::Real(r),
-        // Never lossy: a data migration that reads and writes back must not corrupt text.
-        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => Value::Text(text.to_owned()),
-            Err(_) => {
-                return Err(SqlError {
-                    code: SQLITE_MISMATCH,
-                    message: format!(
-                        "column `{column}` holds TEXT that is not valid UTF-8; \
-                         select CAST({column} AS BLOB) to read its bytes"
-                    ),
-                });
-            }
-        },
+        ValueRef::Text(bytes) => text_value(bytes, column)?,
         ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
     })
+}
+
+/// TEXT as a string; never lossy, so a data migration that reads and writes back cannot
+/// corrupt text: invalid UTF-8 is an error naming the column.
+fn text_value(bytes: &[u8], column: &str) -> Result<Value, SqlError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(Value::Text(text.to_owned())),
+        Err(_) => Err(SqlError {
+            code: SQLITE_MISMATCH,
+            message: format!(
+                "column `{column}` holds TEXT that is not valid UTF-8; \
+                 select CAST({column} AS BLOB) to read its bytes"
+            ),
+        }),
+    }
 }
 
 /// SQLite's own code and message when SQLite failed; the proxy's reason otherwise.

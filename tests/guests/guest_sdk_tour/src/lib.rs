@@ -168,6 +168,23 @@ fn up(db: &Db) -> Result<()> {
         }
     }
 
+    // TEXT that is not UTF-8 is never handed over lossily, by query or by stream.
+    for result in [
+        db.query("SELECT CAST(x'ff' AS TEXT) AS bad", ()).map(drop),
+        db.query_stream("SELECT CAST(x'ff' AS TEXT) AS bad", ())?
+            .next()
+            .expect("one row")
+            .map(drop),
+    ] {
+        match result {
+            Err(Error::Sql { message, .. }) => check(
+                message.contains("column `bad` holds TEXT that is not valid UTF-8"),
+                "invalid UTF-8 is named",
+            )?,
+            other => return Err(Error::msg(format!("invalid UTF-8 was read: {other:?}"))),
+        }
+    }
+
     // A cursor the guest never closes, half read: the host finalizes it when the call ends, so
     // the commit that follows still succeeds.
     let mut leaked = db.query_stream("SELECT i FROM tour", ())?;
