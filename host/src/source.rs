@@ -18,8 +18,18 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
-        let path = entry.map_err(read_error)?.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") && path.is_file() {
+        let entry = entry.map_err(read_error)?;
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "wasm") {
+            continue;
+        }
+        // The directory entry's type needs no stat; a symlink is followed.
+        let is_file = match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => path.is_file(),
+            Ok(kind) => kind.is_file(),
+            Err(_) => path.is_file(),
+        };
+        if is_file {
             files.push(path);
         }
     }
@@ -39,13 +49,38 @@ pub struct Found {
 /// the file, otherwise loaded (compiled and validated), in parallel, one file per core.
 ///
 /// # Errors
-/// Those of [`component_files`] and [`Runtime::describe_file`] (the first file in name order
+/// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order
 /// that fails), and [`Error::DuplicateVersion`].
 pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
-    let mut found = parallel_map(&files, |path| runtime.describe_file(path))
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    // Known files first, on this thread (a stat and a small read each); the rest are compiled
+    // or loaded from the cache in parallel.
+    let known: Vec<Option<ComponentInfo>> = files
+        .iter()
+        .map(|path| runtime.describe_cached(path))
+        .collect();
+    let unknown: Vec<&PathBuf> = files
+        .iter()
+        .zip(&known)
+        .filter_map(|(path, info)| info.is_none().then_some(path))
+        .collect();
+    let mut loaded = parallel_map(&unknown, |path| runtime.load_file(path)).into_iter();
+    let mut found = Vec::with_capacity(files.len());
+    for info in known {
+        found.push(match info {
+            Some(info) => Found {
+                info,
+                component: None,
+            },
+            None => {
+                let component = loaded.next().expect("one load per unknown file")?;
+                Found {
+                    info: component.info(),
+                    component: Some(component),
+                }
+            }
+        });
+    }
     found.sort_by(|a, b| (a.info.version(), &a.info.path).cmp(&(b.info.version(), &b.info.path)));
     if let Some(pair) = found
         .windows(2)
@@ -73,6 +108,9 @@ pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>>
 
 /// `f` over `items` on one thread per core, results in the order of `items`.
 pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().max(1));

@@ -128,10 +128,16 @@ pub fn read_status(
 ) -> Result<Status> {
     let mut interrupted = Vec::new();
     if let Some(db) = db {
-        let free = db.path().and_then(crate::lock::try_acquire);
-        let conn = db.connection();
-        if (free.is_some() || db.path().is_none()) && tracking::exists(&conn)? {
-            interrupted = recover_interrupted(&conn)?;
+        // The lock is probed only when an attempt looks unfinished: a plain status reads.
+        let running = {
+            let conn = db.connection();
+            tracking::exists(&conn)? && tracking::has_running(&conn)?
+        };
+        if running {
+            let free = db.path().and_then(crate::lock::try_acquire);
+            if free.is_some() || db.path().is_none() {
+                interrupted = recover_interrupted(&db.connection())?;
+            }
         }
     }
     let backups = match (db.and_then(Database::path), backup_dir) {

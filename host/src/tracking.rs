@@ -309,6 +309,16 @@ pub fn current_version(conn: &Connection) -> Result<u64> {
     .context("cannot read the current version")
 }
 
+/// Whether a history row says an attempt is still `running` (live, or its process died).
+pub fn has_running(conn: &Connection) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM migration_history WHERE status = 'running')",
+        [],
+        |row| row.get(0),
+    )
+    .context("cannot look for interrupted migrations")
+}
+
 /// Marks every `running` history row `failed` as interrupted and returns their versions. Only
 /// call it while holding the migration lock: then no live process can be running them.
 pub fn mark_interrupted(conn: &Connection, now: &str) -> Result<Vec<u64>> {

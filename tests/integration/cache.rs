@@ -113,3 +113,38 @@ fn a_cache_directory_others_can_write_is_not_used() {
     assert_eq!(count(&run, ": compiling"), 7);
     assert!(artifacts(&cache).is_empty(), "nothing may be written there");
 }
+
+#[test]
+fn status_reads_metadata_from_the_cache_without_loading_any_component() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    env.hsm(&["up", "3", "--cache-dir", cache_arg])
+        .assert_success();
+
+    let status = env.hsm(&["status", "-v", "--json", "--cache-dir", cache_arg]);
+    status.assert_success();
+    assert_eq!(count(&status, ": compiling"), 0, "{}", status.stderr);
+    assert_eq!(count(&status, "loaded from the compile cache"), 0);
+    let parsed: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(parsed["current_version"], 3);
+    assert_eq!(parsed["pending"].as_array().unwrap().len(), 4);
+    assert_eq!(parsed["pending"][0]["name"], "add_sessions_table");
+
+    // A file replaced under the same name is read again, not described from memory.
+    std::fs::copy(
+        hsm_test_artifacts::GUEST_V2_CHANGED,
+        env.migrations.join("v002_add_email_column.wasm"),
+    )
+    .unwrap();
+    let changed = env.hsm(&["status", "-v", "--json", "--cache-dir", cache_arg]);
+    changed.assert_success();
+    assert_eq!(
+        count(&changed, ": compiling") + count(&changed, "loaded from the compile cache"),
+        1,
+        "{}",
+        changed.stderr
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&changed.stdout).unwrap();
+    assert_eq!(parsed["changed_components"], serde_json::json!([2]));
+}

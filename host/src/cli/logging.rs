@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
@@ -28,7 +28,13 @@ pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
 
     let (file, guard, file_error) = match open_log_file(log_file) {
         Ok(writer) => {
-            let (writer, guard) = tracing_appender::non_blocking(writer);
+            // A migration logs a few lines per step: a small queue (the default preallocates
+            // 128k lines, a measurable part of `status`), and a full one waits instead of
+            // dropping lines of the audit trail.
+            let (writer, guard) = NonBlockingBuilder::default()
+                .buffered_lines_limit(1024)
+                .lossy(false)
+                .finish(writer);
             let layer = fmt::layer()
                 .with_writer(writer)
                 .with_ansi(false)

@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -44,13 +45,14 @@ struct Record {
 /// A cache directory this engine reads and writes.
 pub(crate) struct ComponentCache {
     dir: PathBuf,
-    engine_hash: String,
+    /// A digest of the engine's compatibility hash, computed on first use.
+    engine_hash: OnceLock<String>,
 }
 
 impl ComponentCache {
     /// Opens (creating it mode 0700) the cache in `dir`. `None`, with a warning, when the
     /// directory cannot be made or is not safe to load machine code from.
-    pub(crate) fn open(dir: &Path, engine: &Engine) -> Option<Self> {
+    pub(crate) fn open(dir: &Path) -> Option<Self> {
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -78,23 +80,25 @@ impl ComponentCache {
                 return None;
             }
         }
-        let mut hasher = ShaHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = hasher
-            .0
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
         Some(Self {
             dir: dir.to_owned(),
-            engine_hash,
+            engine_hash: OnceLock::new(),
         })
     }
 
-    fn paths(&self, component_sha256: &str) -> (PathBuf, PathBuf) {
-        let stem = format!("{component_sha256}-{}", self.engine_hash);
+    fn paths(&self, engine: &Engine, component_sha256: &str) -> (PathBuf, PathBuf) {
+        let engine_hash = self.engine_hash.get_or_init(|| {
+            let mut hasher = ShaHasher(Sha256::new());
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            hasher
+                .0
+                .finalize()
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+        let stem = format!("{component_sha256}-{engine_hash}");
         (
             self.dir.join(format!("{stem}.cwasm")),
             self.dir.join(format!("{stem}.json")),
@@ -107,7 +111,7 @@ impl ComponentCache {
         engine: &Engine,
         component_sha256: &str,
     ) -> Option<(Component, Metadata)> {
-        let (artifact_path, record_path) = self.paths(component_sha256);
+        let (artifact_path, record_path) = self.paths(engine, component_sha256);
         let record: Record = serde_json::from_slice(&fs::read(&record_path).ok()?).ok()?;
         if record.component_sha256 != component_sha256 {
             return None;
@@ -135,7 +139,13 @@ impl ComponentCache {
     }
 
     /// Stores a freshly compiled component. Failures only cost a recompile next time.
-    pub(crate) fn put(&self, component_sha256: &str, component: &Component, metadata: &Metadata) {
+    pub(crate) fn put(
+        &self,
+        engine: &Engine,
+        component_sha256: &str,
+        component: &Component,
+        metadata: &Metadata,
+    ) {
         let artifact = match component.serialize() {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -151,7 +161,7 @@ impl ComponentCache {
             description: metadata.description.clone(),
             reversible: metadata.reversible,
         };
-        let (artifact_path, record_path) = self.paths(component_sha256);
+        let (artifact_path, record_path) = self.paths(engine, component_sha256);
         let record = serde_json::to_vec(&record).expect("a record serializes");
         // The record goes last: a reader finds either no record or one whose artifact is whole.
         if let Err(e) = write_atomically(&artifact_path, &artifact)
@@ -162,14 +172,25 @@ impl ComponentCache {
     }
 }
 
+/// What the cache remembers of a component file it loaded: enough to describe it again
+/// without reading it.
+#[derive(Debug, Serialize, Deserialize)]
+struct FileRecord {
+    checksum: String,
+    version: u64,
+    name: String,
+    description: String,
+    reversible: bool,
+}
+
 impl ComponentCache {
-    /// Where the checksum of the file `path` is remembered: keyed by everything that changes
-    /// when the file does (device, inode, size, modification and change times, path).
+    /// Where what is known of the file `path` is remembered: keyed by everything that changes
+    /// when the file does (device and inode, which also tell a renamed or linked file; size;
+    /// modification and change times). One `stat`, no reads.
     fn file_entry(&self, path: &Path) -> Option<PathBuf> {
         let meta = fs::metadata(path).ok()?;
-        let canonical = path.canonicalize().ok()?;
         let identity = format!(
-            "{}:{}:{}:{}.{}:{}.{}:{}",
+            "{}:{}:{}:{}.{}:{}.{}",
             meta.dev(),
             meta.ino(),
             meta.size(),
@@ -177,7 +198,6 @@ impl ComponentCache {
             meta.mtime_nsec(),
             meta.ctime(),
             meta.ctime_nsec(),
-            canonical.display()
         );
         Some(
             self.dir
@@ -186,29 +206,37 @@ impl ComponentCache {
         )
     }
 
-    /// Remembers that the file `path`, as it is now, has this checksum.
-    pub(crate) fn remember_file(&self, path: &Path, checksum: &str) {
+    /// Remembers that the file `path`, as it is now, is this component.
+    pub(crate) fn remember_file(&self, path: &Path, checksum: &str, metadata: &Metadata) {
         let Some(entry) = self.file_entry(path) else {
             return;
         };
+        let record = FileRecord {
+            checksum: checksum.to_owned(),
+            version: metadata.version,
+            name: metadata.name.clone(),
+            description: metadata.description.clone(),
+            reversible: metadata.reversible,
+        };
+        let record = serde_json::to_vec(&record).expect("a record serializes");
         let written = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(self.dir.join("files"))
-            .and_then(|()| write_atomically(&entry, checksum.as_bytes()));
+            .and_then(|()| write_atomically(&entry, &record));
         if let Err(e) = written {
             tracing::debug!("cannot remember {}: {e}", path.display());
         }
     }
 
-    /// The checksum and metadata of `path` if this exact file was loaded before.
+    /// The checksum and metadata of `path` if this exact file was loaded before: one `stat`
+    /// and one small read.
     pub(crate) fn describe(&self, path: &Path) -> Option<ComponentInfo> {
-        let checksum = fs::read_to_string(self.file_entry(path)?).ok()?;
-        let (_, record_path) = self.paths(&checksum);
-        let record: Record = serde_json::from_slice(&fs::read(record_path).ok()?).ok()?;
-        (record.component_sha256 == checksum).then(|| ComponentInfo {
+        let record: FileRecord =
+            serde_json::from_slice(&fs::read(self.file_entry(path)?).ok()?).ok()?;
+        Some(ComponentInfo {
             path: path.to_owned(),
-            checksum,
+            checksum: record.checksum,
             metadata: Metadata {
                 version: record.version,
                 name: record.name,

@@ -1,8 +1,7 @@
 //! What a guest may consume: wall-clock time per call (epoch interruption in wasm, SQLite's
 //! progress handler in SQL) and memory (a resource limiter on every store).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -115,25 +114,24 @@ impl ResourceLimiter for GuestLimiter {
 /// Advances the engine's epoch every [`TICK`] until dropped, so a guest past its deadline
 /// traps at its next function entry or loop back-edge.
 pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    /// Dropping it wakes the thread at once (a sleeping thread would hold up exit by a tick).
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("hsm-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
                     engine.increment_epoch();
                 }
             })
             .expect("cannot start the epoch thread");
         Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -141,7 +139,7 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

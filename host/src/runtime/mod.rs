@@ -11,7 +11,7 @@ mod progress;
 mod state;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -34,49 +34,74 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Compiles and runs migration components. Create one and load every component with it.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<GuestState>,
+    /// Started on first use: `status` answered from the cache never needs an engine.
+    wasm: OnceLock<std::result::Result<Wasm, String>>,
     limits: Limits,
     cache: Option<cache::ComponentCache>,
-    // Drives the time limit of every call; stops with the runtime.
-    _ticker: EpochTicker,
+}
+
+/// The engine and the host functions guests may import.
+struct Wasm {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    /// Drives the time limit of every call; stops when the runtime and every component it
+    /// loaded are gone.
+    ticker: Arc<EpochTicker>,
+}
+
+impl Wasm {
+    fn start() -> std::result::Result<Self, String> {
+        let error = |e: wasmtime::Error| format!("{e:#}");
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(error)?;
+        Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
+            .map_err(error)?;
+        Ok(Self {
+            ticker: Arc::new(EpochTicker::start(engine.clone())),
+            engine,
+            linker,
+        })
+    }
 }
 
 impl Runtime {
     /// A runtime with the default [`Limits`] (5 minutes and 256 MiB per call).
     ///
     /// # Errors
-    /// [`Error::Runtime`] if wasmtime cannot be configured on this machine.
+    /// None today: the engine starts on first use, and [`Error::Runtime`] reports there if
+    /// wasmtime cannot be configured on this machine.
     pub fn new() -> Result<Self> {
         Self::with_limits(Limits::default())
     }
 
-    /// Sets up the engine and the host functions guests may import, with these limits.
+    /// A runtime whose calls get these limits.
     ///
     /// # Errors
-    /// [`Error::Runtime`] if wasmtime cannot be configured on this machine.
+    /// As [`Runtime::new`].
     pub fn with_limits(limits: Limits) -> Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(runtime_error)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(runtime_error)?;
-        Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
-            .map_err(runtime_error)?;
         Ok(Self {
-            _ticker: EpochTicker::start(engine.clone()),
-            engine,
-            linker,
+            wasm: OnceLock::new(),
             limits,
             cache: None,
         })
     }
 
+    /// The engine and linker, started on first use.
+    fn wasm(&self) -> Result<&Wasm> {
+        self.wasm
+            .get_or_init(Wasm::start)
+            .as_ref()
+            .map_err(|e| Error::Runtime(e.clone()))
+    }
+
     /// Keeps compiled components in `dir` and loads unchanged ones from there, compiling
     /// nothing. An unusable directory disables the cache with a warning.
     pub fn with_cache_dir(mut self, dir: &Path) -> Self {
-        self.cache = cache::ComponentCache::open(dir, &self.engine);
+        self.cache = cache::ComponentCache::open(dir);
         self
     }
 
@@ -97,28 +122,15 @@ impl Runtime {
         })?;
         let component = self.load(path.to_owned(), &bytes)?;
         if let Some(cache) = &self.cache {
-            cache.remember_file(path, component.checksum());
+            cache.remember_file(path, component.checksum(), component.metadata());
         }
         Ok(component)
     }
 
-    /// The checksum and metadata of the component in `path`: from the compile cache when this
-    /// exact file was seen before (no read, no hash, no code loaded), else by loading it.
-    ///
-    /// # Errors
-    /// As [`Runtime::load_file`].
-    pub fn describe_file(&self, path: &Path) -> Result<crate::source::Found> {
-        if let Some(info) = self.cache.as_ref().and_then(|cache| cache.describe(path)) {
-            return Ok(crate::source::Found {
-                info,
-                component: None,
-            });
-        }
-        let component = self.load_file(path)?;
-        Ok(crate::source::Found {
-            info: component.info(),
-            component: Some(component),
-        })
+    /// The checksum and metadata of the component in `path` if the compile cache has seen this
+    /// exact file before: no read of the component, no hash, no code loaded.
+    pub fn describe_cached(&self, path: &Path) -> Option<ComponentInfo> {
+        self.cache.as_ref()?.describe(path)
     }
 
     /// Like [`Runtime::load_file`], for bytes already in memory; `origin` names them in errors.
@@ -127,11 +139,13 @@ impl Runtime {
             path: origin.clone(),
             reason,
         };
+        let wasm = self.wasm()?;
+        let engine = &wasm.engine;
         let checksum = sha256_hex(bytes);
         let cached = self
             .cache
             .as_ref()
-            .and_then(|cache| cache.get(&self.engine, &checksum));
+            .and_then(|cache| cache.get(engine, &checksum));
         let (component, metadata, compiled) = match cached {
             Some((component, metadata)) => {
                 tracing::debug!("{}: loaded from the compile cache", origin.display());
@@ -140,7 +154,7 @@ impl Runtime {
             None => {
                 tracing::debug!("{}: compiling", origin.display());
                 check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
-                let component = Component::new(&self.engine, bytes)
+                let component = Component::new(engine, bytes)
                     .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
                 let pre = self.prepare(&component).map_err(invalid)?;
                 let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
@@ -148,7 +162,7 @@ impl Runtime {
             }
         };
         let pre = self.prepare(&component).map_err(invalid)?;
-        imports::check(&component, &self.engine).map_err(|import| {
+        imports::check(&component, engine).map_err(|import| {
             invalid(format!(
                 "migration {} imports {import}, which hsm-host does not provide: migrations \
                  may use SQL through the host and nothing else (no network, no HTTP)",
@@ -156,14 +170,15 @@ impl Runtime {
             ))
         })?;
         if compiled && let Some(cache) = &self.cache {
-            cache.put(&checksum, &component, &metadata);
+            cache.put(engine, &checksum, &component, &metadata);
         }
         Ok(MigrationComponent {
             path: origin,
             checksum,
             bytes: bytes.into(),
             metadata,
-            engine: self.engine.clone(),
+            engine: engine.clone(),
+            _ticker: Arc::clone(&wasm.ticker),
             limits: self.limits,
             pre,
         })
@@ -174,7 +189,8 @@ impl Runtime {
         &self,
         component: &Component,
     ) -> std::result::Result<MigrationPre<GuestState>, String> {
-        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| {
+        let wasm = self.wasm().map_err(|e| e.to_string())?;
+        let instance_pre = wasm.linker.instantiate_pre(component).map_err(|e| {
             format!(
                 "imports something hsm-host does not provide (is it built for the \
                  hsm:migration world?): {e:#}"
@@ -197,7 +213,8 @@ impl Runtime {
             Instant::now() + timeout,
             self.limits.max_memory,
         );
-        let (result, _) = call(&self.engine, pre, state, timeout, |m, s| m.call_metadata(s));
+        let engine = &self.wasm().map_err(|e| e.to_string())?.engine;
+        let (result, _) = call(engine, pre, state, timeout, |m, s| m.call_metadata(s));
         let metadata = result.map_err(|e| format!("metadata() failed: {e}"))?;
         validate_metadata(&metadata)?;
         Ok(metadata)
@@ -231,6 +248,7 @@ pub struct MigrationComponent {
     bytes: Arc<[u8]>,
     metadata: Metadata,
     engine: Engine,
+    _ticker: Arc<EpochTicker>,
     limits: Limits,
     pre: MigrationPre<GuestState>,
 }
@@ -410,8 +428,4 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn runtime_error(error: wasmtime::Error) -> Error {
-    Error::Runtime(format!("{error:#}"))
 }
