@@ -48,9 +48,8 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (start.elapsed(), value)
 }
 
-struct Report {
-    rows: Vec<String>,
-}
+/// Prints the table's rows as they are measured.
+struct Report;
 
 impl Report {
     fn compare(
@@ -68,13 +67,11 @@ impl Report {
             ms(native)
         );
         println!("{line}");
-        self.rows.push(line);
     }
 
     fn absolute(&mut self, name: &str, value: String, target: &str) {
         let line = format!("| {name} | {value} | | | {target} |");
         println!("{line}");
-        self.rows.push(line);
     }
 }
 
@@ -271,29 +268,72 @@ fn peak_rss_kib(cmd: &[&str]) -> u64 {
     stderr.lines().last().unwrap().trim().parse().unwrap()
 }
 
+/// What every section shares.
+struct Bench {
+    scale: Scale,
+    dir: PathBuf,
+    migrations: PathBuf,
+    /// A compile cache holding every DDL component.
+    cache: PathBuf,
+    hsm: &'static str,
+}
+
+/// One part of the benchmark, printing its rows.
+type Section = fn(&Bench, &mut Report);
+
+/// `HSM_BENCH_ONLY=status,function` runs only those sections.
+fn selected(section: &str) -> bool {
+    std::env::var("HSM_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
 fn main() {
     let scale = scale();
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    let migrations = ddl_components(dir, scale.migrations);
-    let hsm = env!("CARGO_BIN_EXE_hsm-host");
-    let mut report = Report { rows: Vec::new() };
+    let dir = work.path().to_owned();
+    let migrations = ddl_components(&dir, scale.migrations);
+    let cache = dir.join("cache");
+    migrator(&migrations, &cache, Safety::default());
+    let bench = Bench {
+        scale,
+        dir,
+        migrations,
+        cache,
+        hsm: env!("CARGO_BIN_EXE_hsm-host"),
+    };
+    let mut report = Report;
     println!(
         "| bench | hsm-host (median of {}) | native baseline | ratio | target |",
-        scale.runs
+        bench.scale.runs
     );
     println!("|---|---|---|---|---|");
+    let sections: [(&str, Section); 7] = [
+        ("compile", compile),
+        ("up", up),
+        ("rss", rss),
+        ("status", status),
+        ("data", data),
+        ("function", function),
+        ("backup", backup),
+    ];
+    for (name, section) in sections {
+        if selected(name) {
+            section(&bench, &mut report);
+        }
+    }
+}
 
-    // Cold compile of every component (parallel), then loading them from the cache.
+/// Cold compile of every component (parallel), then loading them from the cache.
+fn compile(bench: &Bench, report: &mut Report) {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for run in 0..scale.runs {
-        let cache = dir.join(format!("cache-cold-{run}"));
-        cold.push(time(|| migrator(&migrations, &cache, Safety::default())).0);
+    for run in 0..bench.scale.runs {
+        let cache = bench.dir.join(format!("cache-cold-{run}"));
+        cold.push(time(|| migrator(&bench.migrations, &cache, Safety::default())).0);
         // Finding the components and loading the code of each from the cache.
         warm.push(
             time(|| {
-                let m = migrator(&migrations, &cache, Safety::default());
+                let m = migrator(&bench.migrations, &cache, Safety::default());
                 for info in m.migrations() {
                     m.component(info.version()).unwrap();
                 }
@@ -301,7 +341,7 @@ fn main() {
             .0,
         );
     }
-    let n = scale.migrations as u32;
+    let n = bench.scale.migrations as u32;
     report.absolute(
         &format!("cold compile of {n} components"),
         format!("{:.0} ms total", ms(median(cold))),
@@ -312,36 +352,38 @@ fn main() {
         format!("{:.3} ms", ms(median(warm)) / f64::from(n)),
         "<= 1 ms each",
     );
+}
 
-    // up-100, cache warm, backups and checks on; and the hand-written runner.
-    let cache = dir.join("cache");
-    migrator(&migrations, &cache, Safety::default());
+/// A database with every DDL migration applied by hsm-host, backups and checks on.
+fn up_with_backups(bench: &Bench, path: &Path, backups: &Path) {
+    let m = migrator(
+        &bench.migrations,
+        &bench.cache,
+        Safety {
+            backups: Some(BackupConfig {
+                dir: Some(backups.to_owned()),
+                keep: 10,
+            }),
+            ..Safety::default()
+        },
+    );
+    m.up(&Database::open(path).unwrap(), None).unwrap();
+}
+
+/// up-100, cache warm, backups and checks on; and the hand-written runner.
+fn up(bench: &Bench, report: &mut Report) {
+    let dir = &bench.dir;
     let (mut ours, mut ours_bare, mut native) = (Vec::new(), Vec::new(), Vec::new());
-    for run in 0..scale.runs {
+    for run in 0..bench.scale.runs {
         let path = dir.join(format!("up-{run}.db"));
-        ours.push(
-            time(|| {
-                let m = migrator(
-                    &migrations,
-                    &cache,
-                    Safety {
-                        backups: Some(BackupConfig {
-                            dir: Some(dir.join(format!("backups-{run}"))),
-                            keep: 10,
-                        }),
-                        ..Safety::default()
-                    },
-                );
-                m.up(&Database::open(&path).unwrap(), None).unwrap()
-            })
-            .0,
-        );
+        let backups = dir.join(format!("backups-{run}"));
+        ours.push(time(|| up_with_backups(bench, &path, &backups)).0);
         let bare_path = dir.join(format!("up-bare-{run}.db"));
         ours_bare.push(
             time(|| {
                 let m = migrator(
-                    &migrations,
-                    &cache,
+                    &bench.migrations,
+                    &bench.cache,
                     Safety {
                         backups: None,
                         quick_check: true,
@@ -353,9 +395,10 @@ fn main() {
             .0,
         );
         let native_path = dir.join(format!("native-{run}.db"));
-        native.push(time(|| native_up(&native_path, scale.migrations)).0);
+        native.push(time(|| native_up(&native_path, bench.scale.migrations)).0);
     }
     let native = median(native);
+    let n = bench.scale.migrations;
     report.compare(
         &format!("up-{n}, backups + checks on"),
         median(ours),
@@ -370,37 +413,42 @@ fn main() {
         "rusqlite runner",
         "(for reference)",
     );
+}
 
-    // Peak RSS of the real binary during up-100.
-    let rss_db = dir.join("rss.db");
+/// Peak RSS of the real binary during up-100.
+fn rss(bench: &Bench, report: &mut Report) {
+    let rss_db = bench.dir.join("rss.db");
     let rss = peak_rss_kib(&[
-        hsm,
+        bench.hsm,
         "up",
         "--database",
         rss_db.to_str().unwrap(),
         "--migrations",
-        migrations.to_str().unwrap(),
+        bench.migrations.to_str().unwrap(),
         "--cache-dir",
-        cache.to_str().unwrap(),
+        bench.cache.to_str().unwrap(),
         "--log-file",
-        dir.join("bench.log").to_str().unwrap(),
+        bench.dir.join("bench.log").to_str().unwrap(),
     ]);
     report.absolute(
-        &format!("peak RSS, hsm-host up-{n}"),
+        &format!("peak RSS, hsm-host up-{}", bench.scale.migrations),
         format!("{:.1} MiB", rss as f64 / 1024.0),
         "<= 100 MiB",
     );
+}
 
-    // status with 100 applied: the binary against sqlite3 reading the tracking table.
-    let applied = dir.join("up-0.db");
+/// status with 100 applied: the binary against sqlite3 reading the tracking table.
+fn status(bench: &Bench, report: &mut Report) {
+    let applied = bench.dir.join("status.db");
+    up_with_backups(bench, &applied, &bench.dir.join("status-backups"));
     let (mut ours, mut native) = (Vec::new(), Vec::new());
-    for _ in 0..scale.runs.max(11) {
+    for _ in 0..bench.scale.runs.max(11) {
         ours.push(run_process(
-            Command::new(hsm)
+            Command::new(bench.hsm)
                 .args(["status", "--database", applied.to_str().unwrap()])
-                .args(["--migrations", migrations.to_str().unwrap()])
-                .args(["--cache-dir", cache.to_str().unwrap()])
-                .args(["--log-file", dir.join("bench.log").to_str().unwrap()]),
+                .args(["--migrations", bench.migrations.to_str().unwrap()])
+                .args(["--cache-dir", bench.cache.to_str().unwrap()])
+                .args(["--log-file", bench.dir.join("bench.log").to_str().unwrap()]),
         ));
         native.push(run_process(
             Command::new("sqlite3")
@@ -409,55 +457,76 @@ fn main() {
         ));
     }
     report.compare(
-        &format!("status, {n} applied"),
+        &format!("status, {} applied", bench.scale.migrations),
         median(ours),
         median(native),
         "sqlite3 CLI",
         "<= 2x",
     );
+}
 
-    // data-1M: the transformation in guest code against the same loop in native Rust.
-    let items = dir.join("items.db");
-    items_db(&items, scale.rows);
-    let data_dir = dir.join("data-migrations");
-    let data = single_migration(&data_dir, hsm_test_artifacts::GUEST_BENCH_DATA, &cache);
-    let (ours, native) = on_fresh_copies(&items, scale.runs, &data, native_transform);
+/// The `items` table the data benchmarks transform, made once.
+fn items(bench: &Bench) -> PathBuf {
+    let items = bench.dir.join("items.db");
+    if !items.exists() {
+        items_db(&items, bench.scale.rows);
+    }
+    items
+}
+
+/// data-1M: the transformation in guest code against the same loop in native Rust.
+fn data(bench: &Bench, report: &mut Report) {
+    let items = items(bench);
+    let data_dir = bench.dir.join("data-migrations");
+    let data = single_migration(
+        &data_dir,
+        hsm_test_artifacts::GUEST_BENCH_DATA,
+        &bench.cache,
+    );
+    let (ours, native) = on_fresh_copies(&items, bench.scale.runs, &data, native_transform);
     report.compare(
         &format!(
             "data: {} rows read, transformed in guest code, written back",
-            scale.rows
+            bench.scale.rows
         ),
         ours,
         native,
         "native Rust loop",
         "<= 1.3x",
     );
+}
 
-    // The same transformation through a guest-defined SQL function, against the function
-    // registered natively.
-    let function_dir = dir.join("function-migrations");
+/// The same transformation through a guest-defined SQL function, against the function
+/// registered natively.
+fn function(bench: &Bench, report: &mut Report) {
+    let items = items(bench);
+    let function_dir = bench.dir.join("function-migrations");
     let function = single_migration(
         &function_dir,
         hsm_test_artifacts::GUEST_BENCH_FUNCTION,
-        &cache,
+        &bench.cache,
     );
-    let (ours, native) = on_fresh_copies(&items, scale.runs, &function, native_function_update);
+    let (ours, native) =
+        on_fresh_copies(&items, bench.scale.runs, &function, native_function_update);
     report.compare(
         &format!(
             "data: {} rows, UPDATE ... SET email = f(email), guest function",
-            scale.rows
+            bench.scale.rows
         ),
         ours,
         native,
         "same UPDATE, native function",
         "<= 1.1x",
     );
+}
 
-    // Backup of a large database against cp.
+/// Backup of a large database against cp.
+fn backup(bench: &Bench, report: &mut Report) {
+    let dir = &bench.dir;
     let big = dir.join("big.db");
     {
         let conn = Connection::open(&big).unwrap();
-        let rows = scale.big_db_bytes / 4096;
+        let rows = bench.scale.big_db_bytes / 4096;
         conn.execute_batch("CREATE TABLE blobs (b BLOB)").unwrap();
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
@@ -468,7 +537,7 @@ fn main() {
     }
     let size = std::fs::metadata(&big).unwrap().len();
     let (mut ours, mut native) = (Vec::new(), Vec::new());
-    for run in 0..scale.runs.min(3) {
+    for run in 0..bench.scale.runs.min(3) {
         let backups = dir.join(format!("big-backups-{run}"));
         let conn = Connection::open(&big).unwrap();
         let config = BackupConfig {
@@ -491,7 +560,4 @@ fn main() {
         "cp",
         "(for reference)",
     );
-
-    println!();
-    println!("{}", report.rows.len());
 }

@@ -5,6 +5,7 @@ pub(crate) mod bindings;
 pub mod cache;
 mod functions;
 mod imports;
+mod incremental;
 mod limits;
 mod output;
 mod progress;
@@ -55,6 +56,10 @@ impl Wasm {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // Functions shared between components (std, bindings, SDK) are compiled once.
+        config
+            .enable_incremental_compilation(Arc::new(incremental::FunctionCache::default()))
+            .map_err(error)?;
         let engine = Engine::new(&config).map_err(error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(error)?;
