@@ -5,12 +5,16 @@
 //! used only when everything checks out: the cache directory belongs to this user and nobody
 //! else can write it; the entry's name is the component's sha256 plus this engine's
 //! compatibility hash; its record, written by hsm-host after compiling, names the sha256 of the
-//! artifact, which must match the bytes read. Anything else is recompiled and overwritten,
-//! never trusted.
+//! artifact, which must match the bytes read, unless the artifact is the very file hsm-host
+//! wrote, untouched since (same inode, size, modification and change times: see
+//! [`file_identity`]). Anything else is recompiled and overwritten, never trusted.
+//!
+//! The cache also remembers, per component file identity, its sha256 and metadata: `status`
+//! describes known files without reading them, and loading one skips hashing it.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -31,11 +35,31 @@ pub fn default_dir() -> Option<PathBuf> {
         .map(|base| base.join("hsm-host"))
 }
 
+/// Everything about a file that changes when its bytes do: device and inode (a replaced or
+/// renamed-over file gets a new one), size, and modification and change times (the kernel sets
+/// the change time on every write, and no caller can set it back).
+pub(crate) fn file_identity(meta: &fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
 /// What the cache keeps next to an artifact.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     component_sha256: String,
     artifact_sha256: String,
+    /// The artifact file's identity when hsm-host wrote it: while it is unchanged the bytes
+    /// are the ones hashed then, and need not be hashed again.
+    #[serde(default)]
+    artifact_identity: Option<String>,
     version: u64,
     name: String,
     description: String,
@@ -116,8 +140,9 @@ impl ComponentCache {
         if record.component_sha256 != component_sha256 {
             return None;
         }
-        let artifact = fs::read(&artifact_path).ok()?;
-        if sha256_hex(&artifact) != record.artifact_sha256 {
+        let (artifact, identity) = read_with_identity(&artifact_path).ok()?;
+        let unchanged = identity.is_some() && record.artifact_identity == identity;
+        if !unchanged && sha256_hex(&artifact) != record.artifact_sha256 {
             tracing::debug!(
                 "cache entry {} is corrupt or foreign: recompiling",
                 artifact_path.display()
@@ -127,7 +152,8 @@ impl ComponentCache {
         Engine::detect_precompiled(&artifact)?;
         // SAFETY: the bytes are exactly the artifact this engine configuration serialized
         // (checked above against the record hsm-host wrote in a directory only this user can
-        // write); wasmtime itself rejects artifacts of another version or configuration.
+        // write: the same file, untouched since, or the same sha256); wasmtime itself rejects
+        // artifacts of another version or configuration.
         let component = unsafe { Component::deserialize(engine, &artifact) }.ok()?;
         let metadata = Metadata {
             version: record.version,
@@ -153,20 +179,25 @@ impl ComponentCache {
                 return;
             }
         };
+        let (artifact_path, record_path) = self.paths(engine, component_sha256);
+        if let Err(e) = write_atomically(&artifact_path, &artifact) {
+            tracing::debug!("cannot write the compile cache: {e}");
+            return;
+        }
         let record = Record {
             component_sha256: component_sha256.to_owned(),
             artifact_sha256: sha256_hex(&artifact),
+            artifact_identity: fs::metadata(&artifact_path)
+                .ok()
+                .map(|meta| file_identity(&meta)),
             version: metadata.version,
             name: metadata.name.clone(),
             description: metadata.description.clone(),
             reversible: metadata.reversible,
         };
-        let (artifact_path, record_path) = self.paths(engine, component_sha256);
         let record = serde_json::to_vec(&record).expect("a record serializes");
         // The record goes last: a reader finds either no record or one whose artifact is whole.
-        if let Err(e) = write_atomically(&artifact_path, &artifact)
-            .and_then(|()| write_atomically(&record_path, &record))
-        {
+        if let Err(e) = write_atomically(&record_path, &record) {
             tracing::debug!("cannot write the compile cache: {e}");
         }
     }
@@ -184,33 +215,22 @@ struct FileRecord {
 }
 
 impl ComponentCache {
-    /// Where what is known of the file `path` is remembered: keyed by everything that changes
-    /// when the file does (device and inode, which also tell a renamed or linked file; size;
-    /// modification and change times). One `stat`, no reads.
-    fn file_entry(&self, path: &Path) -> Option<PathBuf> {
-        let meta = fs::metadata(path).ok()?;
-        let identity = format!(
-            "{}:{}:{}:{}.{}:{}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec(),
-        );
-        Some(
-            self.dir
-                .join("files")
-                .join(&sha256_hex(identity.as_bytes())[..32]),
-        )
+    /// Where what is known of a component file is remembered, by its [`file_identity`].
+    fn file_entry(&self, identity: &str) -> PathBuf {
+        self.dir
+            .join("files")
+            .join(&sha256_hex(identity.as_bytes())[..32])
     }
 
-    /// Remembers that the file `path`, as it is now, is this component.
-    pub(crate) fn remember_file(&self, path: &Path, checksum: &str, metadata: &Metadata) {
-        let Some(entry) = self.file_entry(path) else {
-            return;
-        };
+    /// Remembers that the file `path`, with this [`file_identity`], is this component.
+    pub(crate) fn remember_file(
+        &self,
+        path: &Path,
+        identity: &str,
+        checksum: &str,
+        metadata: &Metadata,
+    ) {
+        let entry = self.file_entry(identity);
         let record = FileRecord {
             checksum: checksum.to_owned(),
             version: metadata.version,
@@ -232,8 +252,14 @@ impl ComponentCache {
     /// The checksum and metadata of `path` if this exact file was loaded before: one `stat`
     /// and one small read.
     pub(crate) fn describe(&self, path: &Path) -> Option<ComponentInfo> {
+        let identity = file_identity(&fs::metadata(path).ok()?);
+        self.describe_identity(path, &identity)
+    }
+
+    /// [`ComponentCache::describe`] for a file whose [`file_identity`] is known.
+    pub(crate) fn describe_identity(&self, path: &Path, identity: &str) -> Option<ComponentInfo> {
         let record: FileRecord =
-            serde_json::from_slice(&fs::read(self.file_entry(path)?).ok()?).ok()?;
+            serde_json::from_slice(&fs::read(self.file_entry(identity)).ok()?).ok()?;
         Some(ComponentInfo {
             path: path.to_owned(),
             checksum: record.checksum,
@@ -245,6 +271,16 @@ impl ComponentCache {
             },
         })
     }
+}
+
+/// The bytes of `path` and its identity, if it did not change while it was read.
+pub(crate) fn read_with_identity(path: &Path) -> std::io::Result<(Vec<u8>, Option<String>)> {
+    let mut file = fs::File::open(path)?;
+    let before = file_identity(&file.metadata()?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let after = file_identity(&file.metadata()?);
+    Ok((bytes, (before == after).then_some(after)))
 }
 
 /// Writes beside `path` and renames, so concurrent readers never see half a file.

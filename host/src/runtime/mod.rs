@@ -121,13 +121,21 @@ impl Runtime {
     /// [`Error::ReadMigrations`] if the file cannot be read; [`Error::InvalidComponent`] if it
     /// is not a component, does not target the `hsm:migration` world, or declares bad metadata.
     pub fn load_file(&self, path: &Path) -> Result<MigrationComponent> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadMigrations {
-            path: path.to_owned(),
-            source,
-        })?;
-        let component = self.load(path.to_owned(), &bytes)?;
-        if let Some(cache) = &self.cache {
-            cache.remember_file(path, component.checksum(), component.metadata());
+        let (bytes, identity) =
+            cache::read_with_identity(path).map_err(|source| Error::ReadMigrations {
+                path: path.to_owned(),
+                source,
+            })?;
+        // A file the cache knows, unchanged since, need not be hashed again.
+        let known = match (&self.cache, &identity) {
+            (Some(cache), Some(identity)) => cache
+                .describe_identity(path, identity)
+                .map(|info| info.checksum),
+            _ => None,
+        };
+        let component = self.load_bytes(path.to_owned(), &bytes, known)?;
+        if let (Some(cache), Some(identity)) = (&self.cache, &identity) {
+            cache.remember_file(path, identity, component.checksum(), component.metadata());
         }
         Ok(component)
     }
@@ -140,13 +148,23 @@ impl Runtime {
 
     /// Like [`Runtime::load_file`], for bytes already in memory; `origin` names them in errors.
     pub fn load(&self, origin: PathBuf, bytes: &[u8]) -> Result<MigrationComponent> {
+        self.load_bytes(origin, bytes, None)
+    }
+
+    /// [`Runtime::load`], with the bytes' sha256 when it is already known.
+    fn load_bytes(
+        &self,
+        origin: PathBuf,
+        bytes: &[u8],
+        checksum: Option<String>,
+    ) -> Result<MigrationComponent> {
         let invalid = |reason: String| Error::InvalidComponent {
             path: origin.clone(),
             reason,
         };
         let wasm = self.wasm()?;
         let engine = &wasm.engine;
-        let checksum = sha256_hex(bytes);
+        let checksum = checksum.unwrap_or_else(|| sha256_hex(bytes));
         let cached = self
             .cache
             .as_ref()
