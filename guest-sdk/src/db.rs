@@ -257,6 +257,22 @@ impl Row {
         })
     }
 
+    /// Reads a TEXT column without copying it (`get::<String>` copies): for loops over many
+    /// rows.
+    pub fn get_str(&self, column: impl ColumnIndex) -> Result<&str> {
+        let index = column.index(&self.columns)?;
+        match &self.values[index] {
+            Value::Text(text) => Ok(text),
+            other => Err(Error::Column {
+                column: self.columns[index].clone(),
+                message: format!(
+                    "holds {}, cannot be read as &str",
+                    crate::value::kind(other)
+                ),
+            }),
+        }
+    }
+
     /// The column names, in order.
     pub fn columns(&self) -> &[String] {
         &self.columns

@@ -130,7 +130,7 @@ pub trait FromSql: Sized {
     fn from_sql(value: &Value) -> Result<Self, String>;
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "NULL",
         Value::Integer(_) => "INTEGER",

@@ -228,8 +228,9 @@ impl GuestSql {
         let function_name = name.to_owned();
         self.conn()
             .create_scalar_function(name, arity, flags, move |context| {
+                // Once per row: the argument's name is only formatted for an error.
                 let args = (0..context.len())
-                    .map(|i| from_sqlite(context.get_raw(i), &format!("argument {}", i + 1)))
+                    .map(|i| from_sqlite(context.get_raw(i), format_args!("argument {}", i + 1)))
                     .collect::<Result<Vec<Value>, SqlError>>()
                     .map_err(|e| rusqlite::Error::UserFunctionError(e.message.into()))?;
                 caller(&function_name, args)
@@ -393,7 +394,7 @@ fn to_sqlite(value: Value) -> SqliteValue {
     }
 }
 
-fn from_sqlite(value: ValueRef<'_>, column: &str) -> Result<Value, SqlError> {
+fn from_sqlite(value: ValueRef<'_>, column: impl std::fmt::Display) -> Result<Value, SqlError> {
     Ok(match value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
@@ -405,7 +406,7 @@ fn from_sqlite(value: ValueRef<'_>, column: &str) -> Result<Value, SqlError> {
 
 /// TEXT as a string; never lossy, so a data migration that reads and writes back cannot
 /// corrupt text: invalid UTF-8 is an error naming the column.
-fn text_value(bytes: &[u8], column: &str) -> Result<Value, SqlError> {
+fn text_value(bytes: &[u8], column: impl std::fmt::Display) -> Result<Value, SqlError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(Value::Text(text.to_owned())),
         Err(_) => Err(SqlError {

@@ -14,12 +14,7 @@ fn up(db: &Db) -> Result<()> {
         last = tail.get(0)?;
         let changed = rows
             .iter()
-            .map(|row| {
-                Ok((
-                    row.get::<i64>(0)?,
-                    row.get::<String>(1)?.trim().to_lowercase(),
-                ))
-            })
+            .map(|row| Ok((row.get::<i64>(0)?, row.get_str(1)?.trim().to_lowercase())))
             .collect::<Result<Vec<_>>>()?;
         db.execute_many("UPDATE items SET email = ?2 WHERE id = ?1", changed)?;
     }

@@ -122,9 +122,16 @@ fn up(db: &Db) -> Result<()> {
         )?;
     }
     let by_i = db.prepare("SELECT t FROM tour WHERE i = ?1")?;
+    let row = &by_i.query((11,))?[0];
+    check(row.get::<String>(0)? == "p11", "prepared query")?;
+    check(row.get_str("t")? == "p11", "get_str borrows TEXT")?;
     check(
-        by_i.query((11,))?[0].get::<String>(0)? == "p11",
-        "prepared query",
+        matches!(by_i.query((11,))?[0].get_str(5), Err(Error::Column { .. }))
+            && matches!(
+                db.query_row("SELECT 1", (), |r| r.get_str(0).map(str::to_owned)),
+                Err(Error::Column { .. })
+            ),
+        "get_str refuses a missing column and a non-TEXT value",
     )?;
     let changed = db.execute_many(
         "UPDATE tour SET t = ?2 WHERE i = ?1",
