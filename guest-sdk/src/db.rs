@@ -112,8 +112,28 @@ impl Db {
         sql: &str,
         rows: impl IntoIterator<Item = P>,
     ) -> Result<u64> {
-        let rows: Vec<Vec<Value>> = rows.into_iter().map(Params::into_values).collect();
-        host::execute_many(sql, &rows).map_err(|e| sql_error(e, sql))
+        // One flat list when every set has the same width (tuples always do): no list per row.
+        let mut values = Vec::new();
+        let mut widths = Vec::new();
+        for row in rows {
+            let before = values.len();
+            row.extend_values(&mut values);
+            widths.push(values.len() - before);
+        }
+        match widths.first() {
+            Some(&width) if width > 0 && widths.iter().all(|&w| w == width) => {
+                host::execute_many_flat(sql, width as u32, &values)
+            }
+            _ => {
+                let mut values = values.into_iter();
+                let rows: Vec<Vec<Value>> = widths
+                    .iter()
+                    .map(|&width| values.by_ref().take(width).collect())
+                    .collect();
+                host::execute_many(sql, &rows)
+            }
+        }
+        .map_err(|e| sql_error(e, sql))
     }
 
     /// Makes the SQL function `name` (declared in the migration's `functions: [...]`) usable in
@@ -168,9 +188,11 @@ impl Statement {
     pub fn query(&self, params: impl Params) -> Result<Vec<Row>> {
         let result = self
             .inner
-            .query(&params.into_values())
+            .query_flat(&params.into_values())
             .map_err(|e| sql_error(e, &self.sql))?;
-        Ok(rows(result))
+        let width = result.columns.len();
+        let count = result.values.len().checked_div(width).unwrap_or(0);
+        Ok(page_rows(result.columns.into(), result.values, count))
     }
 }
 
@@ -179,7 +201,7 @@ impl Statement {
 pub struct RowStream {
     cursor: host::Rows,
     columns: Rc<[String]>,
-    buffered: std::vec::IntoIter<Vec<Value>>,
+    buffered: std::vec::IntoIter<Row>,
     sql: String,
     done: bool,
 }
@@ -199,18 +221,19 @@ impl Iterator for RowStream {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(values) = self.buffered.next() {
-                return Some(Ok(Row {
-                    columns: Rc::clone(&self.columns),
-                    values,
-                }));
+            if let Some(row) = self.buffered.next() {
+                return Some(Ok(row));
             }
             if self.done {
                 return None;
             }
             match self.cursor.next_batch(Self::BATCH) {
                 Ok(batch) if batch.is_empty() => self.done = true,
-                Ok(batch) => self.buffered = batch.into_iter(),
+                Ok(batch) => {
+                    let count = batch.len();
+                    let values = batch.into_iter().flatten().collect();
+                    self.buffered = page_rows(Rc::clone(&self.columns), values, count).into_iter();
+                }
                 Err(error) => {
                     self.done = true;
                     return Some(Err(sql_error(error, &self.sql)));
@@ -221,13 +244,20 @@ impl Iterator for RowStream {
 }
 
 fn rows(result: host::QueryResult) -> Vec<Row> {
-    let columns: Rc<[String]> = result.columns.into();
-    result
-        .rows
-        .into_iter()
-        .map(|values| Row {
+    let count = result.rows.len();
+    let values = result.rows.into_iter().flatten().collect();
+    page_rows(result.columns.into(), values, count)
+}
+
+/// `count` rows sharing one page of values, row after row.
+fn page_rows(columns: Rc<[String]>, values: Vec<Value>, count: usize) -> Vec<Row> {
+    let width = columns.len();
+    let page = Rc::new(values);
+    (0..count)
+        .map(|i| Row {
             columns: Rc::clone(&columns),
-            values,
+            page: Rc::clone(&page),
+            start: i * width,
         })
         .collect()
 }
@@ -244,14 +274,17 @@ fn sql_error(error: host::SqlError, sql: &str) -> Error {
 #[derive(Debug, Clone)]
 pub struct Row {
     columns: Rc<[String]>,
-    values: Vec<Value>,
+    /// The values of the rows that came with this one, row after row (one allocation for a
+    /// whole result); this row's start at `start`.
+    page: Rc<Vec<Value>>,
+    start: usize,
 }
 
 impl Row {
     /// Reads a column as `T`. Reading NULL needs `Option<T>`.
     pub fn get<T: FromSql>(&self, column: impl ColumnIndex) -> Result<T> {
         let index = column.index(&self.columns)?;
-        T::from_sql(&self.values[index]).map_err(|message| Error::Column {
+        T::from_sql(&self.values()[index]).map_err(|message| Error::Column {
             column: self.columns[index].clone(),
             message,
         })
@@ -261,7 +294,7 @@ impl Row {
     /// rows.
     pub fn get_str(&self, column: impl ColumnIndex) -> Result<&str> {
         let index = column.index(&self.columns)?;
-        match &self.values[index] {
+        match &self.values()[index] {
             Value::Text(text) => Ok(text),
             other => Err(Error::Column {
                 column: self.columns[index].clone(),
@@ -280,7 +313,7 @@ impl Row {
 
     /// The raw values, in column order.
     pub fn values(&self) -> &[Value] {
-        &self.values
+        &self.page[self.start..self.start + self.columns.len()]
     }
 }
 

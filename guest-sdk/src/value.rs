@@ -6,11 +6,24 @@ pub use crate::bindings::hsm::migration::types::Value;
 pub trait ToSql {
     /// The SQLite value to bind.
     fn to_sql(&self) -> Value;
+
+    /// The SQLite value to bind, taking `self`: owned text and bytes move instead of being
+    /// copied (parameter tuples bind this way).
+    fn into_sql(self) -> Value
+    where
+        Self: Sized,
+    {
+        self.to_sql()
+    }
 }
 
 impl ToSql for Value {
     fn to_sql(&self) -> Value {
         self.clone()
+    }
+
+    fn into_sql(self) -> Value {
+        self
     }
 }
 
@@ -23,6 +36,10 @@ impl<T: ToSql + ?Sized> ToSql for &T {
 impl<T: ToSql> ToSql for Option<T> {
     fn to_sql(&self) -> Value {
         self.as_ref().map_or(Value::Null, ToSql::to_sql)
+    }
+
+    fn into_sql(self) -> Value {
+        self.map_or(Value::Null, ToSql::into_sql)
     }
 }
 
@@ -59,6 +76,10 @@ impl ToSql for String {
     fn to_sql(&self) -> Value {
         Value::Text(self.clone())
     }
+
+    fn into_sql(self) -> Value {
+        Value::Text(self)
+    }
 }
 
 impl ToSql for [u8] {
@@ -71,6 +92,10 @@ impl ToSql for Vec<u8> {
     fn to_sql(&self) -> Value {
         Value::Blob(self.clone())
     }
+
+    fn into_sql(self) -> Value {
+        Value::Blob(self)
+    }
 }
 
 /// The parameters of one statement: `()` for none, a tuple such as `(id, "name")`, a slice or
@@ -78,6 +103,14 @@ impl ToSql for Vec<u8> {
 pub trait Params {
     /// The values, in placeholder order.
     fn into_values(self) -> Vec<Value>;
+
+    /// Appends the values to `out`, in placeholder order (batches build one list this way).
+    fn extend_values(self, out: &mut Vec<Value>)
+    where
+        Self: Sized,
+    {
+        out.extend(self.into_values());
+    }
 }
 
 impl Params for () {
@@ -110,7 +143,13 @@ macro_rules! tuple_params {
             #[allow(non_snake_case)]
             fn into_values(self) -> Vec<Value> {
                 let ($($name,)+) = self;
-                vec![$($name.to_sql()),+]
+                vec![$($name.into_sql()),+]
+            }
+
+            #[allow(non_snake_case)]
+            fn extend_values(self, out: &mut Vec<Value>) {
+                let ($($name,)+) = self;
+                $(out.push($name.into_sql());)+
             }
         }
     };

@@ -40,8 +40,9 @@ fn sdk_tour_passes_every_check_on_a_scratch_database() {
     assert_eq!(tour.schema.created, ["table tour"]);
     assert_eq!(
         tour.rows_changed,
-        4 + 3 + 2 + 1,
-        "inserts, prepared inserts, batch updates, an insert through a guest function"
+        4 + 3 + 2 + 2 + 1 + 1 + 1,
+        "inserts, prepared inserts, batch updates, a batch of value lists, the first set of a \
+         refused batch, a fix-up, an insert through a guest function"
     );
 
     let rolled_back = migrator.down(&db, None).unwrap();
@@ -96,5 +97,22 @@ fn components_built_for_contract_0_1_0_still_run() {
         .query_row("SELECT note FROM old_guest", [], |r| r.get(0))
         .unwrap();
     assert_eq!(note, "built for 0.1.0");
+    migrator.down(&db, None).unwrap();
+}
+
+#[test]
+fn components_built_for_contract_0_1_1_still_run_with_their_functions() {
+    let migrator = examples_and(&[hsm_test_artifacts::GUEST_CONTRACT_V011]);
+    let db = Database::open_in_memory().unwrap();
+    migrator.up(&db, None).unwrap_or_else(|e| panic!("{e}"));
+    let notes: Vec<String> = db
+        .connection()
+        .prepare("SELECT note FROM v011_guest ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(notes, ["NOTE 1", "NOTE 2"]);
     migrator.down(&db, None).unwrap();
 }

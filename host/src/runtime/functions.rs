@@ -14,7 +14,7 @@ use super::state::GuestState;
 use crate::sql::FunctionCaller;
 
 /// The export a component offers its functions under.
-const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.1.1";
+const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.1.2";
 
 type CallFunc = TypedFunc<(String, Vec<Value>), (Result<Value, String>,)>;
 

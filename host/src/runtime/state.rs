@@ -130,6 +130,15 @@ impl sql::Host for GuestState {
         self.sql()?.execute_many(&sql, rows)
     }
 
+    fn execute_many_flat(
+        &mut self,
+        sql: String,
+        width: u32,
+        values: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        self.sql()?.execute_many_flat(&sql, width, values)
+    }
+
     fn query_rows(
         &mut self,
         sql: String,
@@ -218,6 +227,15 @@ impl sql::HostStatement for GuestState {
     ) -> Result<sql::QueryResult, SqlError> {
         let sql = self.statement_sql(&statement)?;
         self.sql()?.query(&sql, params)
+    }
+
+    fn query_flat(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<sql::FlatRows, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.query_flat(&sql, params)
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {

@@ -16,7 +16,10 @@ use rusqlite::{Connection, params_from_iter};
 
 use crate::error::human_bytes;
 use crate::policy;
-use crate::runtime::bindings::{SqlError, Value, sql::QueryResult};
+use crate::runtime::bindings::{
+    SqlError, Value,
+    sql::{FlatRows, QueryResult},
+};
 
 /// SQLite's result codes the proxy reports for failures of its own.
 pub const SQLITE_ERROR: i32 = 1;
@@ -137,26 +140,36 @@ impl GuestSql {
 
     /// Runs one query and returns all its rows, within the proxy's bounds.
     pub(crate) fn query(&self, sql: &str, params: Vec<Value>) -> Result<QueryResult, SqlError> {
+        let FlatRows { columns, values } = self.query_flat(sql, params)?;
+        let width = columns.len().max(1);
+        let mut rows = Vec::with_capacity(values.len() / width);
+        let mut values = values.into_iter();
+        while values.len() > 0 {
+            rows.push(values.by_ref().take(width).collect());
+        }
+        Ok(QueryResult { columns, rows })
+    }
+
+    /// [`GuestSql::query`] with the rows in one flat list, row after row.
+    pub(crate) fn query_flat(&self, sql: &str, params: Vec<Value>) -> Result<FlatRows, SqlError> {
         check_sql(sql)?;
         check_params(&params)?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-        let width = columns.len();
         let mut rows = stmt
-            .query(params_from_iter(params.into_iter().map(to_sqlite)))
+            .query(params_from_iter(params.iter().map(Bind)))
             .map_err(|e| self.error(e))?;
-        let mut out = Vec::new();
-        let mut bytes = 0;
+        let mut values = Vec::new();
+        let (mut count, mut bytes) = (0, 0);
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-            let mut values = Vec::with_capacity(width);
             for (index, column) in columns.iter().enumerate() {
                 let value = row.get_ref(index).map_err(|e| self.error(e))?;
                 bytes += value_size(&value);
                 values.push(from_sqlite(value, column)?);
             }
-            out.push(values);
-            if out.len() > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+            count += 1;
+            if count > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
                 return Err(SqlError {
                     code: SQLITE_TOOBIG,
                     message: format!(
@@ -167,7 +180,7 @@ impl GuestSql {
                 });
             }
         }
-        Ok(QueryResult { columns, rows: out })
+        Ok(FlatRows { columns, values })
     }
 
     /// Compiles `sql` once, so that errors and policy refusals come at prepare time.
@@ -181,6 +194,34 @@ impl GuestSql {
 
     /// Runs one statement for each parameter list, in one call.
     pub(crate) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
+        self.execute_each(sql, rows.iter().map(Vec::as_slice))
+    }
+
+    /// [`GuestSql::execute_many`] with the parameter lists in one flat list, `width` each.
+    pub(crate) fn execute_many_flat(
+        &self,
+        sql: &str,
+        width: u32,
+        values: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        let width = width as usize;
+        if width == 0 || !values.len().is_multiple_of(width) {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: format!(
+                    "execute-many-flat got {} values, not a whole number of sets of {width}",
+                    values.len()
+                ),
+            });
+        }
+        self.execute_each(sql, values.chunks(width))
+    }
+
+    fn execute_each<'a>(
+        &self,
+        sql: &str,
+        rows: impl Iterator<Item = &'a [Value]>,
+    ) -> Result<u64, SqlError> {
         check_sql(sql)?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
@@ -192,9 +233,9 @@ impl GuestSql {
         }
         let mut changed = 0;
         for params in rows {
-            check_params(&params)?;
+            check_params(params)?;
             changed += stmt
-                .execute(params_from_iter(params.into_iter().map(to_sqlite)))
+                .execute(params_from_iter(params.iter().map(Bind)))
                 .map_err(|e| self.error(e))? as u64;
         }
         Ok(changed)
@@ -381,6 +422,21 @@ fn value_size(value: &ValueRef<'_>) -> usize {
     match value {
         ValueRef::Text(b) | ValueRef::Blob(b) => b.len() + 16,
         _ => 16,
+    }
+}
+
+/// Binds a guest value without copying it first (SQLite copies what it keeps).
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
     }
 }
 

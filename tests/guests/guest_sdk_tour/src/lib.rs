@@ -138,6 +138,52 @@ fn up(db: &Db) -> Result<()> {
         [(10_i64, "q10"), (11, "q11"), (99, "nobody")],
     )?;
     check(changed == 2, "execute_many sums rows changed")?;
+
+    // Batches and pages in one flat list (contract 0.1.2): rows keep their own values, a set
+    // of the wrong width is refused by name, and an empty batch still checks the SQL.
+    let sets: Vec<Vec<Value>> = vec![
+        vec![Value::Integer(12), Value::Text("u12".into())],
+        vec![Value::Integer(10), Value::Text("one".into())],
+    ];
+    check(
+        db.execute_many("UPDATE tour SET t = ?2 WHERE i = ?1", sets)? == 2,
+        "execute_many with lists of values",
+    )?;
+    let uneven: Vec<Vec<Value>> = vec![
+        vec![Value::Integer(12), Value::Null],
+        vec![Value::Integer(10)],
+    ];
+    match db.execute_many("UPDATE tour SET t = ?2 WHERE i = ?1", uneven) {
+        Err(Error::Sql { message, .. }) => check(
+            message.contains("2 parameters but 1 were given"),
+            "a set of the wrong width is refused",
+        )?,
+        other => return Err(Error::msg(format!("uneven sets ran: {other:?}"))),
+    }
+    db.execute("UPDATE tour SET t = 'u12' WHERE i = 12", ())?;
+    check(
+        db.execute_many(
+            "UPDATE tour SET t = ?2 WHERE i = ?1",
+            Vec::<(i64, &str)>::new(),
+        )? == 0
+            && matches!(
+                db.execute_many("UPDATE nowhere SET t = ?1", Vec::<(i64,)>::new()),
+                Err(Error::Sql { .. })
+            ),
+        "an empty batch changes nothing but still checks its SQL",
+    )?;
+    let page = db
+        .prepare("SELECT i, t FROM tour WHERE i BETWEEN ?1 AND ?2 ORDER BY i")?
+        .query((10, 12))?;
+    let seen: Vec<(i64, String)> = page
+        .iter()
+        .map(|row| Ok((row.get(0)?, row.get("t")?)))
+        .collect::<Result<_>>()?;
+    check(
+        seen == [(10, "one".into()), (11, "q11".into()), (12, "u12".into())]
+            && page[1].values() == [Value::Integer(11), Value::Text("q11".into())],
+        "a page of rows reads back row by row",
+    )?;
     match db.prepare("SELEKT nonsense") {
         Err(Error::Sql { sql, .. }) => {
             check(sql == "SELEKT nonsense", "prepare errors name the SQL")?
