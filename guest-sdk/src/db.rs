@@ -227,11 +227,10 @@ impl Iterator for RowStream {
             if self.done {
                 return None;
             }
-            match self.cursor.next_batch(Self::BATCH) {
-                Ok(batch) if batch.is_empty() => self.done = true,
-                Ok(batch) => {
-                    let count = batch.len();
-                    let values = batch.into_iter().flatten().collect();
+            match self.cursor.next_batch_flat(Self::BATCH) {
+                Ok(values) if values.is_empty() => self.done = true,
+                Ok(values) => {
+                    let count = values.len() / self.columns.len().max(1);
                     self.buffered = page_rows(Rc::clone(&self.columns), values, count).into_iter();
                 }
                 Err(error) => {

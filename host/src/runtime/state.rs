@@ -193,6 +193,18 @@ impl sql::HostRows for GuestState {
         self.sql()?.cursor_next(handle, max)
     }
 
+    fn next_batch_flat(
+        &mut self,
+        rows: Resource<CursorHandle>,
+        max: u32,
+    ) -> Result<Vec<Value>, SqlError> {
+        let handle = self.table.get(&rows).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("no such cursor: {e}"),
+        })?;
+        self.sql()?.cursor_next_flat(handle, max)
+    }
+
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
         let handle = self.table.delete(rows)?;
         if let Ok(sql) = self.sql() {

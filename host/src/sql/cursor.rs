@@ -130,16 +130,34 @@ impl RawCursor {
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let mut batch = Vec::new();
+        let mut values = Vec::new();
+        let rows = self.next_batch_flat(conn, max, max_bytes, &mut values)?;
+        let width = self.columns.len();
+        let mut values = values.into_iter();
+        Ok((0..rows)
+            .map(|_| values.by_ref().take(width).collect())
+            .collect())
+    }
+
+    /// Like [`RawCursor::next_batch`], appending the rows' values to `out`, row after row;
+    /// returns the number of rows.
+    pub(crate) fn next_batch_flat(
+        &mut self,
+        conn: &Connection,
+        max: usize,
+        max_bytes: usize,
+        out: &mut Vec<Value>,
+    ) -> Result<usize, SqlError> {
+        let mut rows = 0;
         let mut bytes = 0;
         // SAFETY: as in `open`; the caller holds the connection for the whole batch.
         let db = unsafe { conn.handle() };
-        while !self.done && batch.len() < max && bytes < max_bytes {
+        while !self.done && rows < max && bytes < max_bytes {
             // SAFETY: `self.stmt` is valid until `finalize`.
             match unsafe { ffi::sqlite3_step(self.stmt) } {
                 ffi::SQLITE_ROW => {
-                    let row = self.read_row(&mut bytes)?;
-                    batch.push(row);
+                    self.read_row(&mut bytes, out)?;
+                    rows += 1;
                 }
                 ffi::SQLITE_DONE => self.done = true,
                 _ => {
@@ -148,11 +166,10 @@ impl RawCursor {
                 }
             }
         }
-        Ok(batch)
+        Ok(rows)
     }
 
-    fn read_row(&self, bytes: &mut usize) -> Result<Vec<Value>, SqlError> {
-        let mut row = Vec::with_capacity(self.columns.len());
+    fn read_row(&self, bytes: &mut usize, row: &mut Vec<Value>) -> Result<(), SqlError> {
         for (i, column) in self.columns.iter().enumerate() {
             let i = i as c_int;
             // SAFETY: `i` is a valid column of the current row; pointers returned by
@@ -187,7 +204,7 @@ impl RawCursor {
             };
             row.push(value);
         }
-        Ok(row)
+        Ok(())
     }
 }
 

@@ -331,6 +331,26 @@ impl GuestSql {
             .map_err(|e| self.explain(e))
     }
 
+    /// [`GuestSql::cursor_next`] with the rows in one flat list, row after row.
+    pub(crate) fn cursor_next_flat(
+        &self,
+        handle: &CursorHandle,
+        max: u32,
+    ) -> Result<Vec<Value>, SqlError> {
+        let conn = self.conn();
+        let mut cursors = lock(&self.cursors);
+        let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
+            code: SQLITE_MISUSE,
+            message: "this cursor is closed".into(),
+        })?;
+        let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
+        let mut values = Vec::new();
+        cursor
+            .next_batch_flat(&conn, max, MAX_QUERY_BYTES, &mut values)
+            .map_err(|e| self.explain(e))?;
+        Ok(values)
+    }
+
     pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
         let _conn = self.conn();
         lock(&self.cursors).remove(&handle.id);
