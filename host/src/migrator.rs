@@ -283,9 +283,11 @@ impl Migrator {
         };
 
         let mut steps = Vec::with_capacity(plan.steps.len());
+        // Each step's schema afterwards is the next one's before: read it once.
+        let mut schema = None;
         for component in components {
             tracing::info!("{direction} {}: starting", component.label());
-            let step = run_tracked(db, component, direction, backup.as_deref())?;
+            let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)?;
             tracing::info!(
                 "{direction} {}: done in {} ms, {} rows changed",
                 component.label(),
@@ -471,9 +473,10 @@ impl Migrator {
         };
         self.preload(&plan.steps)?;
         let mut steps = Vec::with_capacity(plan.steps.len());
+        let mut schema = None;
         for &version in &plan.steps {
             let component = self.component(version)?;
-            let step = run_step(db, component, Direction::Up)?;
+            let step = run_step(db, component, Direction::Up, &mut schema)?;
             // Later migrations may look at the tracking table; let them see this one applied.
             record_applied(&db.connection(), component, None)?;
             steps.push(step);
@@ -580,6 +583,7 @@ fn run_tracked(
     component: &MigrationComponent,
     direction: Direction,
     backup: Option<&Path>,
+    schema: &mut Option<schema::Snapshot>,
 ) -> Result<StepReport> {
     let backup = backup.map(|p| p.display().to_string());
     let backup = backup.as_deref();
@@ -590,7 +594,7 @@ fn run_tracked(
         backup,
         &time::now_iso(),
     )?;
-    let result = run_in_transaction(db, component, direction, |conn| {
+    let result = run_in_transaction(db, component, direction, schema, |conn| {
         match direction {
             Direction::Up => record_applied(conn, component, backup)?,
             Direction::Down => {
@@ -618,6 +622,7 @@ fn run_in_transaction(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
+    schema: &mut Option<schema::Snapshot>,
     record: impl FnOnce(&Connection) -> Result<()>,
 ) -> Result<StepReport> {
     let foreign_keys_were_on = {
@@ -630,13 +635,17 @@ fn run_in_transaction(
         begin(&conn)?;
         on
     };
-    let result = run_step(db, component, direction).and_then(|step| {
+    let result = run_step(db, component, direction, schema).and_then(|step| {
         let conn = db.connection();
         record(&conn)?;
         conn.execute_batch("COMMIT")
             .context(format!("cannot commit {}", component.label()))?;
         Ok(step)
     });
+    if result.is_err() {
+        // Rolled back: the schema is the one before this step, not the one it reported.
+        *schema = None;
+    }
     let conn = db.connection();
     if result.is_err()
         && !conn.is_autocommit()
@@ -651,15 +660,21 @@ fn run_in_transaction(
 }
 
 /// Runs the guest inside the caller's transaction, refuses foreign-key violations it left,
-/// and measures what it changed.
+/// and measures what it changed. `schema` is the schema before (read here when `None`); on
+/// success it is left holding the schema after.
 fn run_step(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
+    schema: &mut Option<schema::Snapshot>,
 ) -> Result<StepReport> {
     let (before, changes_before) = {
         let conn = db.connection();
-        (schema::snapshot(&conn)?, conn.total_changes())
+        let before = match schema.take() {
+            Some(before) => before,
+            None => schema::snapshot(&conn)?,
+        };
+        (before, conn.total_changes())
     };
     let started = Instant::now();
     let outcome = component.run(direction, db);
@@ -690,11 +705,13 @@ fn run_step(
     }
     let rows_changed = conn.total_changes() - changes_before;
     let after = schema::snapshot(&conn)?;
+    let change = schema::diff(&before, &after);
+    *schema = Some(after);
     Ok(StepReport {
         version: component.version(),
         name: component.metadata().name.clone(),
         direction,
-        schema: schema::diff(&before, &after),
+        schema: change,
         rows_changed,
         duration_ms,
     })

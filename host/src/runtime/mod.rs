@@ -133,8 +133,9 @@ impl Runtime {
                 .map(|info| info.checksum),
             _ => None,
         };
+        let remembered = known.is_some();
         let component = self.load_bytes(path.to_owned(), &bytes, known)?;
-        if let (Some(cache), Some(identity)) = (&self.cache, &identity) {
+        if let (Some(cache), Some(identity), false) = (&self.cache, &identity, remembered) {
             cache.remember_file(path, identity, component.checksum(), component.metadata());
         }
         Ok(component)
