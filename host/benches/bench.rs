@@ -370,11 +370,12 @@ fn up_with_backups(bench: &Bench, path: &Path, backups: &Path) {
     m.up(&Database::open(path).unwrap(), None).unwrap();
 }
 
-/// up-100, cache warm, backups and checks on; and the hand-written runner.
+/// up-100, cache warm, backups and checks on; and the hand-written runner. Mostly fsync
+/// latency, the noisiest thing on these machines: more runs, interleaved.
 fn up(bench: &Bench, report: &mut Report) {
     let dir = &bench.dir;
     let (mut ours, mut ours_bare, mut native) = (Vec::new(), Vec::new(), Vec::new());
-    for run in 0..bench.scale.runs {
+    for run in 0..bench.scale.runs.max(11) {
         let path = dir.join(format!("up-{run}.db"));
         let backups = dir.join(format!("backups-{run}"));
         ours.push(time(|| up_with_backups(bench, &path, &backups)).0);
