@@ -206,6 +206,17 @@ fn huge_results_and_huge_statements_are_bounded() {
 }
 
 #[test]
+fn flat_batches_that_are_not_whole_sets_are_refused() {
+    assert_refused(
+        "flat_misfit",
+        &[
+            "got 1 values, not a whole number of sets of 2",
+            "not a whole number of sets of 0",
+        ],
+    );
+}
+
+#[test]
 fn panics_and_errors_are_reported() {
     assert_refused("panic", &["trapped", "attack: deliberate panic"]);
     assert_refused("error", &["attack: deliberate error"]);

@@ -115,6 +115,17 @@ fn up(db: &Db) -> Result<()> {
                  INSERT INTO t VALUES (1);",
             )
         }
+        "flat_misfit" => {
+            // Raw 0.1.2 calls the SDK never makes: a batch that is not whole sets, and width 0.
+            use hsm_guest::bindings::hsm::migration::sql::execute_many_flat;
+            let values = [hsm_guest::Value::Text("x".into())];
+            let misfit = execute_many_flat("INSERT INTO attack VALUES (?1, ?2)", 2, &values);
+            let zero = execute_many_flat("INSERT INTO attack VALUES (?1)", 0, &values);
+            match (misfit, zero) {
+                (Err(a), Err(b)) => Err(Error::msg(format!("{} / {}", a.message, b.message))),
+                other => Err(Error::msg(format!("LEAK: misfit batches ran: {other:?}"))),
+            }
+        }
         other => Err(Error::msg(format!("unknown attack {other}"))),
     }
 }
