@@ -90,6 +90,13 @@ impl GuestState {
             })
     }
 
+    fn cursor(&self, rows: &Resource<CursorHandle>) -> Result<&CursorHandle, SqlError> {
+        self.table.get(rows).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("no such cursor: {e}"),
+        })
+    }
+
     fn sql(&self) -> Result<&GuestSql, SqlError> {
         self.sql.as_ref().ok_or_else(|| SqlError {
             code: SQLITE_MISUSE,
@@ -186,11 +193,7 @@ impl sql::HostRows for GuestState {
         rows: Resource<CursorHandle>,
         max: u32,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let handle = self.table.get(&rows).map_err(|e| SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("no such cursor: {e}"),
-        })?;
-        self.sql()?.cursor_next(handle, max)
+        self.sql()?.cursor_next(self.cursor(&rows)?, max)
     }
 
     fn next_batch_flat(
@@ -198,11 +201,7 @@ impl sql::HostRows for GuestState {
         rows: Resource<CursorHandle>,
         max: u32,
     ) -> Result<Vec<Value>, SqlError> {
-        let handle = self.table.get(&rows).map_err(|e| SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("no such cursor: {e}"),
-        })?;
-        self.sql()?.cursor_next_flat(handle, max)
+        self.sql()?.cursor_next_flat(self.cursor(&rows)?, max)
     }
 
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {

@@ -123,25 +123,9 @@ impl RawCursor {
         &self.columns
     }
 
-    /// Steps up to `max` rows (or until `max_bytes` of values); an empty batch means done.
+    /// Steps up to `max` rows (fewer once `max_bytes` are read; none once done), appending
+    /// their values to `out`, row after row; returns the number of rows.
     pub(crate) fn next_batch(
-        &mut self,
-        conn: &Connection,
-        max: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let mut values = Vec::new();
-        let rows = self.next_batch_flat(conn, max, max_bytes, &mut values)?;
-        let width = self.columns.len();
-        let mut values = values.into_iter();
-        Ok((0..rows)
-            .map(|_| values.by_ref().take(width).collect())
-            .collect())
-    }
-
-    /// Like [`RawCursor::next_batch`], appending the rows' values to `out`, row after row;
-    /// returns the number of rows.
-    pub(crate) fn next_batch_flat(
         &mut self,
         conn: &Connection,
         max: usize,

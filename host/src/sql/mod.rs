@@ -319,16 +319,11 @@ impl GuestSql {
         handle: &CursorHandle,
         max: u32,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let conn = self.conn();
-        let mut cursors = lock(&self.cursors);
-        let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
-            code: SQLITE_MISUSE,
-            message: "this cursor is closed".into(),
-        })?;
-        let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
-        cursor
-            .next_batch(&conn, max, MAX_QUERY_BYTES)
-            .map_err(|e| self.explain(e))
+        let (values, rows, width) = self.cursor_batch(handle, max)?;
+        let mut values = values.into_iter();
+        Ok((0..rows)
+            .map(|_| values.by_ref().take(width).collect())
+            .collect())
     }
 
     /// [`GuestSql::cursor_next`] with the rows in one flat list, row after row.
@@ -337,6 +332,15 @@ impl GuestSql {
         handle: &CursorHandle,
         max: u32,
     ) -> Result<Vec<Value>, SqlError> {
+        Ok(self.cursor_batch(handle, max)?.0)
+    }
+
+    /// The next batch's values row after row, its number of rows, and the row width.
+    fn cursor_batch(
+        &self,
+        handle: &CursorHandle,
+        max: u32,
+    ) -> Result<(Vec<Value>, usize, usize), SqlError> {
         let conn = self.conn();
         let mut cursors = lock(&self.cursors);
         let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
@@ -345,10 +349,10 @@ impl GuestSql {
         })?;
         let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
         let mut values = Vec::new();
-        cursor
-            .next_batch_flat(&conn, max, MAX_QUERY_BYTES, &mut values)
+        let rows = cursor
+            .next_batch(&conn, max, MAX_QUERY_BYTES, &mut values)
             .map_err(|e| self.explain(e))?;
-        Ok(values)
+        Ok((values, rows, cursor.columns().len()))
     }
 
     pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
