@@ -119,6 +119,8 @@ fn status_reads_metadata_from_the_cache_without_loading_any_component() {
     let env = Env::with_examples();
     let cache = env.dir.path().join("cache");
     let cache_arg = cache.to_str().unwrap();
+    // The cache trusts a file's identity only once it has not changed for a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     env.hsm(&["up", "3", "--cache-dir", cache_arg])
         .assert_success();
 
@@ -131,7 +133,8 @@ fn status_reads_metadata_from_the_cache_without_loading_any_component() {
     assert_eq!(parsed["pending"].as_array().unwrap().len(), 4);
     assert_eq!(parsed["pending"][0]["name"], "add_sessions_table");
 
-    // A file replaced under the same name is read again, not described from memory.
+    // A file replaced under the same name is read again, not described from memory (it is also
+    // too new to be trusted by identity).
     std::fs::copy(
         hsm_test_artifacts::GUEST_V2_CHANGED,
         env.migrations.join("v002_add_email_column.wasm"),

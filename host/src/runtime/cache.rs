@@ -7,7 +7,8 @@
 //! compatibility hash; its record, written by hsm-host after compiling, names the sha256 of the
 //! artifact, which must match the bytes read, unless the artifact is the very file hsm-host
 //! wrote, untouched since (same inode, size, modification and change times: see
-//! [`file_identity`]). Anything else is recompiled and overwritten, never trusted.
+//! [`file_identity`]; and unchanged for a second, see `SETTLE`). Anything else is recompiled
+//! and overwritten, never trusted.
 //!
 //! The cache also remembers, per component file identity, its sha256 and metadata: `status`
 //! describes known files without reading them, and loading one skips hashing it.
@@ -18,6 +19,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -252,8 +254,11 @@ impl ComponentCache {
     /// The checksum and metadata of `path` if this exact file was loaded before: one `stat`
     /// and one small read.
     pub(crate) fn describe(&self, path: &Path) -> Option<ComponentInfo> {
-        let identity = file_identity(&fs::metadata(path).ok()?);
-        self.describe_identity(path, &identity)
+        let meta = fs::metadata(path).ok()?;
+        if !settled(&meta) {
+            return None;
+        }
+        self.describe_identity(path, &file_identity(&meta))
     }
 
     /// [`ComponentCache::describe`] for a file whose [`file_identity`] is known.
@@ -273,14 +278,33 @@ impl ComponentCache {
     }
 }
 
-/// The bytes of `path` and its identity, if it did not change while it was read.
+/// How long after its last change a file's identity can be trusted. The kernel's file times
+/// advance in coarse ticks, so a second write of the same size in the same tick would keep the
+/// identity (git's "racily clean" problem): until then the file is hashed every time.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The bytes of `path` and its identity, if it did not change while it was read and has not
+/// changed for [`SETTLE`].
 pub(crate) fn read_with_identity(path: &Path) -> std::io::Result<(Vec<u8>, Option<String>)> {
     let mut file = fs::File::open(path)?;
-    let before = file_identity(&file.metadata()?);
+    let before = file.metadata()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let after = file_identity(&file.metadata()?);
-    Ok((bytes, (before == after).then_some(after)))
+    let trusted = file_identity(&before) == after && settled(&before);
+    Ok((bytes, trusted.then_some(after)))
+}
+
+fn settled(meta: &fs::Metadata) -> bool {
+    let Ok(nanos) = u32::try_from(meta.ctime_nsec()) else {
+        return false;
+    };
+    let changed = u64::try_from(meta.ctime())
+        .map(|secs| UNIX_EPOCH + Duration::new(secs, nanos))
+        .unwrap_or(UNIX_EPOCH);
+    SystemTime::now()
+        .duration_since(changed)
+        .is_ok_and(|age| age >= SETTLE)
 }
 
 /// Writes beside `path` and renames, so concurrent readers never see half a file.
