@@ -52,19 +52,28 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 struct Report;
 
 impl Report {
+    /// One row from paired samples (`ours[i]` and `native[i]` ran back to back): the medians
+    /// of each, and the median of the per-pair ratios, which drifts less than a ratio of
+    /// medians when the machine's speed (above all its fsync latency) changes during the run.
     fn compare(
         &mut self,
         name: &str,
-        ours: Duration,
-        native: Duration,
+        ours: &[Duration],
+        native: &[Duration],
         native_name: &str,
         target: &str,
     ) {
-        let ratio = ours.as_secs_f64() / native.as_secs_f64();
+        let mut ratios: Vec<f64> = ours
+            .iter()
+            .zip(native)
+            .map(|(o, n)| o.as_secs_f64() / n.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
         let line = format!(
             "| {name} | {:.1} ms | {native_name}: {:.1} ms | {ratio:.2}x | {target} |",
-            ms(ours),
-            ms(native)
+            ms(median(ours.to_vec())),
+            ms(median(native.to_vec()))
         );
         println!("{line}");
     }
@@ -198,14 +207,14 @@ fn single_migration(dir: &Path, component: &str, cache: &Path) -> Migrator {
     migrator(dir, cache, safety)
 }
 
-/// Medians of the migration step (the `up` of `migrator`'s one component) and of `native`, each
-/// run on its own fresh copy of `items`.
+/// Times of the migration step (the `up` of `migrator`'s one component) and of `native`, run
+/// in pairs, each on its own fresh copy of `items`.
 fn on_fresh_copies(
     items: &Path,
     runs: usize,
     migrator: &Migrator,
     native: fn(&Path) -> Duration,
-) -> (Duration, Duration) {
+) -> (Vec<Duration>, Vec<Duration>) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let copy = items.with_file_name(format!("copy-ours-{run}.db"));
@@ -218,7 +227,7 @@ fn on_fresh_copies(
         let _ = std::fs::remove_file(copy);
         let _ = std::fs::remove_file(native_copy);
     }
-    (median(ours), median(theirs))
+    (ours, theirs)
 }
 
 /// `UPDATE items SET email = normalize_email(email)` with the function registered natively.
@@ -398,19 +407,18 @@ fn up(bench: &Bench, report: &mut Report) {
         let native_path = dir.join(format!("native-{run}.db"));
         native.push(time(|| native_up(&native_path, bench.scale.migrations)).0);
     }
-    let native = median(native);
     let n = bench.scale.migrations;
     report.compare(
         &format!("up-{n}, backups + checks on"),
-        median(ours),
-        native,
+        &ours,
+        &native,
         "rusqlite runner",
         "<= 1.5x",
     );
     report.compare(
         &format!("up-{n}, no backup, quick_check"),
-        median(ours_bare),
-        native,
+        &ours_bare,
+        &native,
         "rusqlite runner",
         "(for reference)",
     );
@@ -459,8 +467,8 @@ fn status(bench: &Bench, report: &mut Report) {
     }
     report.compare(
         &format!("status, {} applied", bench.scale.migrations),
-        median(ours),
-        median(native),
+        &ours,
+        &native,
         "sqlite3 CLI",
         "<= 2x",
     );
@@ -490,8 +498,8 @@ fn data(bench: &Bench, report: &mut Report) {
             "data: {} rows read, transformed in guest code, written back",
             bench.scale.rows
         ),
-        ours,
-        native,
+        &ours,
+        &native,
         "native Rust loop",
         "<= 1.3x",
     );
@@ -514,8 +522,8 @@ fn function(bench: &Bench, report: &mut Report) {
             "data: {} rows, UPDATE ... SET email = f(email), guest function",
             bench.scale.rows
         ),
-        ours,
-        native,
+        &ours,
+        &native,
         "same UPDATE, native function",
         "<= 1.1x",
     );
@@ -556,8 +564,8 @@ fn backup(bench: &Bench, report: &mut Report) {
             "backup of a {:.2} GiB database",
             size as f64 / f64::from(1 << 30)
         ),
-        median(ours),
-        median(native),
+        &ours,
+        &native,
         "cp",
         "(for reference)",
     );
