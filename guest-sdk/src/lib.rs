@@ -27,6 +27,17 @@
 //! The host runs `up`/`down` inside a transaction it owns: return `Ok(())` to commit, an error
 //! (or panic) to roll everything back. Leave out `down:` to declare the migration irreversible;
 //! the host then refuses to roll it back and points the operator at a backup instead.
+//!
+//! For data migrations over many rows: page through the table with a [`Statement`] from
+//! [`Db::prepare`] (or stream it with [`Db::query_stream`]), read text with [`Row::get_str`]
+//! (no copy), and write each page back with one [`Db::execute_many`]. Pages and batches cross
+//! to the host as one flat list, not a list per row; `migrations-wasm/v007_migrate_legacy_data`
+//! shows the idiom. For a per-row transformation SQLite can apply itself, a guest SQL function
+//! (`functions: [f]` in [`migration!`], then [`Db::register_function`]) keeps the loop inside
+//! SQLite, at the cost of one call into the component per row.
+//!
+//! Build with the release profile the README recommends (`opt-level = "s"`,
+//! `codegen-units = 1`, `lto = true`): smaller components compile faster on the host.
 
 // Lets the generated bindings and the macros below name this crate `hsm_guest` from inside too.
 extern crate self as hsm_guest;
