@@ -270,6 +270,9 @@ fn sql_error(error: host::SqlError, sql: &str) -> Error {
 }
 
 /// One result row. Read columns by index (`row.get::<i64>(0)`) or by name (`row.get::<String>("email")`).
+///
+/// Rows that arrived together share one page of values (cloning a row is cheap); keeping one
+/// row keeps its page.
 #[derive(Debug, Clone)]
 pub struct Row {
     columns: Rc<[String]>,
