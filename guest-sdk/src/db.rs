@@ -190,9 +190,7 @@ impl Statement {
             .inner
             .query_flat(&params.into_values())
             .map_err(|e| sql_error(e, &self.sql))?;
-        let width = result.columns.len();
-        let count = result.values.len().checked_div(width).unwrap_or(0);
-        Ok(page_rows(result.columns.into(), result.values, count))
+        Ok(page_rows(result.columns.into(), result.values))
     }
 }
 
@@ -230,8 +228,7 @@ impl Iterator for RowStream {
             match self.cursor.next_batch_flat(Self::BATCH) {
                 Ok(values) if values.is_empty() => self.done = true,
                 Ok(values) => {
-                    let count = values.len() / self.columns.len().max(1);
-                    self.buffered = page_rows(Rc::clone(&self.columns), values, count).into_iter();
+                    self.buffered = page_rows(Rc::clone(&self.columns), values).into_iter();
                 }
                 Err(error) => {
                     self.done = true;
@@ -243,14 +240,14 @@ impl Iterator for RowStream {
 }
 
 fn rows(result: host::QueryResult) -> Vec<Row> {
-    let count = result.rows.len();
     let values = result.rows.into_iter().flatten().collect();
-    page_rows(result.columns.into(), values, count)
+    page_rows(result.columns.into(), values)
 }
 
-/// `count` rows sharing one page of values, row after row.
-fn page_rows(columns: Rc<[String]>, values: Vec<Value>, count: usize) -> Vec<Row> {
+/// The rows of one page of values, row after row (a result without columns has no rows).
+fn page_rows(columns: Rc<[String]>, values: Vec<Value>) -> Vec<Row> {
     let width = columns.len();
+    let count = values.len().checked_div(width).unwrap_or(0);
     let page = Rc::new(values);
     (0..count)
         .map(|i| Row {

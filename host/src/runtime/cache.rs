@@ -62,10 +62,39 @@ struct Record {
     /// are the ones hashed then, and need not be hashed again.
     #[serde(default)]
     artifact_identity: Option<String>,
+    #[serde(flatten)]
+    metadata: StoredMetadata,
+}
+
+/// A component's metadata as both records store it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMetadata {
     version: u64,
     name: String,
     description: String,
     reversible: bool,
+}
+
+impl From<&Metadata> for StoredMetadata {
+    fn from(metadata: &Metadata) -> Self {
+        Self {
+            version: metadata.version,
+            name: metadata.name.clone(),
+            description: metadata.description.clone(),
+            reversible: metadata.reversible,
+        }
+    }
+}
+
+impl From<StoredMetadata> for Metadata {
+    fn from(stored: StoredMetadata) -> Self {
+        Self {
+            version: stored.version,
+            name: stored.name,
+            description: stored.description,
+            reversible: stored.reversible,
+        }
+    }
 }
 
 /// A cache directory this engine reads and writes.
@@ -157,13 +186,7 @@ impl ComponentCache {
         // write: the same file, untouched since, or the same sha256); wasmtime itself rejects
         // artifacts of another version or configuration.
         let component = unsafe { Component::deserialize(engine, &artifact) }.ok()?;
-        let metadata = Metadata {
-            version: record.version,
-            name: record.name,
-            description: record.description,
-            reversible: record.reversible,
-        };
-        Some((component, metadata))
+        Some((component, record.metadata.into()))
     }
 
     /// Stores a freshly compiled component. Failures only cost a recompile next time.
@@ -192,10 +215,7 @@ impl ComponentCache {
             artifact_identity: fs::metadata(&artifact_path)
                 .ok()
                 .map(|meta| file_identity(&meta)),
-            version: metadata.version,
-            name: metadata.name.clone(),
-            description: metadata.description.clone(),
-            reversible: metadata.reversible,
+            metadata: metadata.into(),
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
         // The record goes last: a reader finds either no record or one whose artifact is whole.
@@ -210,10 +230,8 @@ impl ComponentCache {
 #[derive(Debug, Serialize, Deserialize)]
 struct FileRecord {
     checksum: String,
-    version: u64,
-    name: String,
-    description: String,
-    reversible: bool,
+    #[serde(flatten)]
+    metadata: StoredMetadata,
 }
 
 impl ComponentCache {
@@ -235,10 +253,7 @@ impl ComponentCache {
         let entry = self.file_entry(identity);
         let record = FileRecord {
             checksum: checksum.to_owned(),
-            version: metadata.version,
-            name: metadata.name.clone(),
-            description: metadata.description.clone(),
-            reversible: metadata.reversible,
+            metadata: metadata.into(),
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
         let written = fs::DirBuilder::new()
@@ -268,12 +283,7 @@ impl ComponentCache {
         Some(ComponentInfo {
             path: path.to_owned(),
             checksum: record.checksum,
-            metadata: Metadata {
-                version: record.version,
-                name: record.name,
-                description: record.description,
-                reversible: record.reversible,
-            },
+            metadata: record.metadata.into(),
         })
     }
 }

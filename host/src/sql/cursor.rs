@@ -123,15 +123,15 @@ impl RawCursor {
         &self.columns
     }
 
-    /// Steps up to `max` rows (fewer once `max_bytes` are read; none once done), appending
-    /// their values to `out`, row after row; returns the number of rows.
+    /// Steps up to `max` rows (fewer once `max_bytes` are read; none once done) and returns
+    /// their values, row after row.
     pub(crate) fn next_batch(
         &mut self,
         conn: &Connection,
         max: usize,
         max_bytes: usize,
-        out: &mut Vec<Value>,
-    ) -> Result<usize, SqlError> {
+    ) -> Result<Vec<Value>, SqlError> {
+        let mut values = Vec::new();
         let mut rows = 0;
         let mut bytes = 0;
         // SAFETY: as in `open`; the caller holds the connection for the whole batch.
@@ -140,7 +140,7 @@ impl RawCursor {
             // SAFETY: `self.stmt` is valid until `finalize`.
             match unsafe { ffi::sqlite3_step(self.stmt) } {
                 ffi::SQLITE_ROW => {
-                    self.read_row(&mut bytes, out)?;
+                    self.read_row(&mut bytes, &mut values)?;
                     rows += 1;
                 }
                 ffi::SQLITE_DONE => self.done = true,
@@ -150,7 +150,7 @@ impl RawCursor {
                 }
             }
         }
-        Ok(rows)
+        Ok(values)
     }
 
     fn read_row(&self, bytes: &mut usize, row: &mut Vec<Value>) -> Result<(), SqlError> {

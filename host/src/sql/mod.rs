@@ -127,7 +127,7 @@ impl GuestSql {
             });
         }
         let changed = stmt
-            .execute(params_from_iter(params.into_iter().map(to_sqlite)))
+            .execute(params_from_iter(params.iter().map(Bind)))
             .map_err(|e| self.error(e))?;
         Ok(changed as u64)
     }
@@ -141,12 +141,7 @@ impl GuestSql {
     /// Runs one query and returns all its rows, within the proxy's bounds.
     pub(crate) fn query(&self, sql: &str, params: Vec<Value>) -> Result<QueryResult, SqlError> {
         let FlatRows { columns, values } = self.query_flat(sql, params)?;
-        let width = columns.len().max(1);
-        let mut rows = Vec::with_capacity(values.len() / width);
-        let mut values = values.into_iter();
-        while values.len() > 0 {
-            rows.push(values.by_ref().take(width).collect());
-        }
+        let rows = split_rows(values, columns.len());
         Ok(QueryResult { columns, rows })
     }
 
@@ -319,11 +314,8 @@ impl GuestSql {
         handle: &CursorHandle,
         max: u32,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let (values, rows, width) = self.cursor_batch(handle, max)?;
-        let mut values = values.into_iter();
-        Ok((0..rows)
-            .map(|_| values.by_ref().take(width).collect())
-            .collect())
+        let (values, width) = self.cursor_batch(handle, max)?;
+        Ok(split_rows(values, width))
     }
 
     /// [`GuestSql::cursor_next`] with the rows in one flat list, row after row.
@@ -335,12 +327,12 @@ impl GuestSql {
         Ok(self.cursor_batch(handle, max)?.0)
     }
 
-    /// The next batch's values row after row, its number of rows, and the row width.
+    /// The next batch's values row after row, and the row width.
     fn cursor_batch(
         &self,
         handle: &CursorHandle,
         max: u32,
-    ) -> Result<(Vec<Value>, usize, usize), SqlError> {
+    ) -> Result<(Vec<Value>, usize), SqlError> {
         let conn = self.conn();
         let mut cursors = lock(&self.cursors);
         let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
@@ -348,11 +340,10 @@ impl GuestSql {
             message: "this cursor is closed".into(),
         })?;
         let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
-        let mut values = Vec::new();
-        let rows = cursor
-            .next_batch(&conn, max, MAX_QUERY_BYTES, &mut values)
+        let values = cursor
+            .next_batch(&conn, max, MAX_QUERY_BYTES)
             .map_err(|e| self.explain(e))?;
-        Ok((values, rows, cursor.columns().len()))
+        Ok((values, cursor.columns().len()))
     }
 
     pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
@@ -447,6 +438,16 @@ fn value_size(value: &ValueRef<'_>) -> usize {
         ValueRef::Text(b) | ValueRef::Blob(b) => b.len() + 16,
         _ => 16,
     }
+}
+
+/// Values row after row, `width` each, as one list per row (a result without columns has no
+/// rows).
+fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
+    let count = values.len().checked_div(width).unwrap_or(0);
+    let mut values = values.into_iter();
+    (0..count)
+        .map(|_| values.by_ref().take(width).collect())
+        .collect()
 }
 
 /// Binds a guest value without copying it first (SQLite copies what it keeps).
