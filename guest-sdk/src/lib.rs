@@ -162,6 +162,26 @@ macro_rules! migration {
                     "this migration declares no SQL function `{name}` (list it in `functions: [...]`)"
                 ))
             }
+
+            fn names() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$($(::std::string::String::from(::core::stringify!($function))),*)?]
+            }
+
+            fn call_unary(
+                index: u32,
+                arg: $crate::Value,
+            ) -> ::core::result::Result<$crate::Value, ::std::string::String> {
+                const FUNCTIONS: &[fn(&[$crate::Value]) -> $crate::Result<$crate::Value>] =
+                    &[$($($function),*)?];
+                match FUNCTIONS.get(index as usize) {
+                    ::core::option::Option::Some(function) => {
+                        function(::core::slice::from_ref(&arg)).map_err(|error| error.to_string())
+                    }
+                    ::core::option::Option::None => ::core::result::Result::Err(::std::format!(
+                        "this migration declares no SQL function number {index}"
+                    )),
+                }
+            }
         }
 
         $crate::bindings::__export_migration!(__HsmMigration);

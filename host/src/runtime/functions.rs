@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasmtime::component::{InstancePre, TypedFunc};
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower, TypedFunc,
+};
 use wasmtime::{Engine, Store};
 
 use super::bindings::Value;
@@ -13,10 +15,14 @@ use super::limits::{self, Limits};
 use super::state::GuestState;
 use crate::sql::FunctionCaller;
 
-/// The export a component offers its functions under.
-const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.1.2";
+/// The export a component offers its functions under. Components built against 0.1.1 or
+/// 0.1.2 are found by this name too (semver-compatible lookup); they lack `names` and
+/// `call-unary`, and are called by name.
+const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.1.3";
 
 type CallFunc = TypedFunc<(String, Vec<Value>), (Result<Value, String>,)>;
+type NamesFunc = TypedFunc<(), (Vec<String>,)>;
+type CallUnaryFunc = TypedFunc<(u32, Value), (Result<Value, String>,)>;
 
 /// What a guest call needs to start the function instance when the guest first registers one.
 #[derive(Clone)]
@@ -28,16 +34,26 @@ pub(crate) struct FunctionFactory {
     pub(crate) label: String,
 }
 
+/// The running function instance, shared by every function one guest call registered.
+#[derive(Clone)]
+pub(crate) struct GuestFunctions {
+    instance: Arc<Mutex<FunctionInstance>>,
+    /// What `names` returned (empty before 0.1.3): `call-unary`'s numbering.
+    names: Arc<[String]>,
+}
+
 struct FunctionInstance {
     store: Store<GuestState>,
     call: CallFunc,
+    /// `None` for components built before 0.1.3.
+    call_unary: Option<CallUnaryFunc>,
     /// Set once the instance trapped: it cannot be entered again.
     dead: Option<String>,
 }
 
 impl FunctionFactory {
-    /// Instantiates the component again and finds its `functions.call` export.
-    pub(crate) fn start(&self) -> Result<FunctionCaller, String> {
+    /// Instantiates the component again and finds its `functions` export.
+    pub(crate) fn start(&self) -> Result<GuestFunctions, String> {
         let state = GuestState::new(
             format!("{} (functions)", self.label),
             None,
@@ -61,27 +77,76 @@ impl FunctionFactory {
         let interface = instance
             .get_export_index(&mut store, None, FUNCTIONS_EXPORT)
             .ok_or_else(missing)?;
-        let func = instance
-            .get_export_index(&mut store, Some(&interface), "call")
-            .ok_or_else(missing)?;
-        let call: CallFunc = instance
-            .get_typed_func(&mut store, func)
-            .map_err(|e| format!("{FUNCTIONS_EXPORT}#call has the wrong type: {e:#}"))?;
-        let shared = Arc::new(Mutex::new(FunctionInstance {
-            store,
-            call,
-            dead: None,
-        }));
-        Ok(Arc::new(move |name: &str, args: Vec<Value>| {
-            let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let call: CallFunc =
+            typed_export(&instance, &mut store, &interface, "call")?.ok_or_else(missing)?;
+        let names: Option<NamesFunc> = typed_export(&instance, &mut store, &interface, "names")?;
+        let call_unary: Option<CallUnaryFunc> =
+            typed_export(&instance, &mut store, &interface, "call-unary")?;
+        let (names, call_unary) = match (names, call_unary) {
+            (Some(names), Some(call_unary)) => {
+                let (names,) = names
+                    .call(&mut store, ())
+                    .map_err(|e| format!("{FUNCTIONS_EXPORT}#names trapped: {e:#}"))?;
+                (names, Some(call_unary))
+            }
+            _ => (Vec::new(), None),
+        };
+        Ok(GuestFunctions {
+            instance: Arc::new(Mutex::new(FunctionInstance {
+                store,
+                call,
+                call_unary,
+                dead: None,
+            })),
+            names: names.into(),
+        })
+    }
+}
+
+/// The function `name` of the functions export, if the component has it, with the type we
+/// expect.
+fn typed_export<Params, Results>(
+    instance: &Instance,
+    store: &mut Store<GuestState>,
+    interface: &ComponentExportIndex,
+    name: &str,
+) -> Result<Option<TypedFunc<Params, Results>>, String>
+where
+    Params: ComponentNamedList + Lower,
+    Results: ComponentNamedList + Lift,
+{
+    let Some(func) = instance.get_export_index(&mut *store, Some(interface), name) else {
+        return Ok(None);
+    };
+    instance
+        .get_typed_func(&mut *store, func)
+        .map(Some)
+        .map_err(|e| format!("{FUNCTIONS_EXPORT}#{name} has the wrong type: {e:#}"))
+}
+
+impl GuestFunctions {
+    /// The caller SQLite uses for the guest's function `name`: one-argument calls go through
+    /// `call-unary` when the component has it, everything else through `call` by name.
+    pub(crate) fn caller(&self, name: &str) -> FunctionCaller {
+        let instance = Arc::clone(&self.instance);
+        let index = self.names.iter().position(|n| n == name);
+        let name = name.to_owned();
+        Arc::new(move |mut args: Vec<Value>| {
+            let mut guard = instance.lock().unwrap_or_else(|p| p.into_inner());
             let instance = &mut *guard;
             if let Some(reason) = &instance.dead {
                 return Err(reason.clone());
             }
-            match instance
-                .call
-                .call(&mut instance.store, (name.to_owned(), args))
-            {
+            let outcome = match (&instance.call_unary, index, args.len()) {
+                (Some(call_unary), Some(index), 1) => {
+                    let arg = args.pop().expect("one argument");
+                    call_unary.call(&mut instance.store, (index as u32, arg))
+                }
+                _ => instance
+                    .call
+                    .call(&mut instance.store, (name.clone(), args)),
+            };
+            match outcome {
                 Ok((result,)) => result,
                 Err(trap) => {
                     let reason = match instance.store.data_mut().limiter.exceeded.take() {
@@ -95,6 +160,6 @@ impl FunctionFactory {
                     Err(reason)
                 }
             }
-        }))
+        })
     }
 }

@@ -28,7 +28,7 @@ pub(crate) struct GuestState {
     /// Starts the function instance when the guest registers its first SQL function.
     functions: Option<FunctionFactory>,
     /// The running function instance, shared by every function this call registered.
-    function_caller: Option<crate::sql::FunctionCaller>,
+    function_caller: Option<super::functions::GuestFunctions>,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     label: String,
     progress: Progress,
@@ -174,7 +174,11 @@ impl sql::Host for GuestState {
             })?;
             self.function_caller = Some(factory.start().map_err(misuse)?);
         }
-        let caller = self.function_caller.clone().expect("started above");
+        let caller = self
+            .function_caller
+            .as_ref()
+            .expect("started above")
+            .caller(&name);
         self.sql()?
             .register_function(&name, arity, deterministic, caller)
     }

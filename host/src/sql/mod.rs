@@ -55,9 +55,8 @@ pub struct CursorHandle {
 /// SQLite virtual machine steps between deadline checks.
 const PROGRESS_STEPS: i32 = 10_000;
 
-/// Computes a guest-defined SQL function: `(name, args) -> value or message`.
-pub(crate) type FunctionCaller =
-    Arc<dyn Fn(&str, Vec<Value>) -> Result<Value, String> + Send + Sync>;
+/// Computes one guest-defined SQL function: `args -> value or message`.
+pub(crate) type FunctionCaller = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
 
 /// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
 /// cache (flushed when the call ends); the resource holds the text that finds it again.
@@ -261,7 +260,6 @@ impl GuestSql {
         if deterministic {
             flags |= FunctionFlags::SQLITE_DETERMINISTIC;
         }
-        let function_name = name.to_owned();
         self.conn()
             .create_scalar_function(name, arity, flags, move |context| {
                 // Once per row: the argument's name is only formatted for an error.
@@ -269,7 +267,7 @@ impl GuestSql {
                     .map(|i| from_sqlite(context.get_raw(i), format_args!("argument {}", i + 1)))
                     .collect::<Result<Vec<Value>, SqlError>>()
                     .map_err(|e| rusqlite::Error::UserFunctionError(e.message.into()))?;
-                caller(&function_name, args)
+                caller(args)
                     .map(to_sqlite)
                     .map_err(|message| rusqlite::Error::UserFunctionError(message.into()))
             })

@@ -252,6 +252,27 @@ fn up(db: &Db) -> Result<()> {
         shouted == "QUIET!",
         "a guest function computes values inside SQLite",
     )?;
+    // One argument goes through `call-unary` (contract 0.1.3), named by its position among
+    // the declared functions; any other count through `call`, by name.
+    db.register_function("hyphenate", -1)?;
+    let results: Vec<Value> = db
+        .query(
+            "SELECT hyphenate('solo') UNION ALL SELECT hyphenate('a', 'b', 3) \
+             UNION ALL SELECT shout(NULL) IS NULL",
+            (),
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect::<Result<_>>()?;
+    let expected = [
+        Value::Text("solo".into()),
+        Value::Text("a-b-3".into()),
+        Value::Integer(1),
+    ];
+    check(
+        results == expected,
+        &format!("functions get their arguments whatever their count: {results:?}"),
+    )?;
     db.register_function("refuse", 1)?;
     match db.query("SELECT refuse(1)", ()) {
         Err(Error::Sql { message, .. }) => check(
@@ -291,6 +312,18 @@ fn shout(args: &[Value]) -> Result<Value> {
     }
 }
 
+fn hyphenate(args: &[Value]) -> Result<Value> {
+    let parts: Vec<String> = args
+        .iter()
+        .map(|arg| match arg {
+            Value::Text(text) => text.clone(),
+            Value::Integer(i) => i.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    Ok(Value::Text(parts.join("-")))
+}
+
 fn refuse(_args: &[Value]) -> Result<Value> {
     Err(Error::msg("refused on purpose"))
 }
@@ -301,5 +334,5 @@ hsm_guest::migration! {
     description: "Test guest: every SDK call, checked",
     up: up,
     down: down,
-    functions: [shout, refuse],
+    functions: [shout, refuse, hyphenate],
 }
