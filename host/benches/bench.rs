@@ -250,6 +250,26 @@ fn native_function_update(db: &Path) -> Duration {
     .0
 }
 
+/// `SELECT sum(identity(id)) FROM items` with `identity` registered natively.
+fn native_identity_sum(db: &Path) -> Duration {
+    use rusqlite::functions::FunctionFlags;
+    let conn = Connection::open(db).unwrap();
+    conn.create_scalar_function(
+        "identity",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| ctx.get::<i64>(0),
+    )
+    .unwrap();
+    time(|| {
+        conn.query_row("SELECT sum(identity(id)) FROM items", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+    })
+    .0
+}
+
 fn run_process(cmd: &mut Command) -> Duration {
     let (elapsed, out) = time(|| cmd.output().unwrap());
     assert!(
@@ -526,6 +546,32 @@ fn function(bench: &Bench, report: &mut Report) {
         &native,
         "same UPDATE, native function",
         "<= 1.1x",
+    );
+
+    // The floor under that ratio: one call into the component per row, doing nothing.
+    let floor_dir = bench.dir.join("call-floor-migrations");
+    let floor = single_migration(
+        &floor_dir,
+        hsm_test_artifacts::GUEST_BENCH_CALL_FLOOR,
+        &bench.cache,
+    );
+    let (ours, native) = on_fresh_copies(&items, bench.scale.runs, &floor, native_identity_sum);
+    report.compare(
+        &format!(
+            "call floor: {} rows, SELECT sum(f(id)), f returns its integer argument",
+            bench.scale.rows
+        ),
+        &ours,
+        &native,
+        "same SELECT, native function",
+        "(reference)",
+    );
+    let per_call =
+        (median(ours).as_secs_f64() - median(native).as_secs_f64()) / bench.scale.rows as f64;
+    report.absolute(
+        "cost of one guest function call (from the row above)",
+        format!("{:.0} ns", per_call * 1e9),
+        "(reference)",
     );
 }
 

@@ -91,12 +91,14 @@ fn build_workspace(workspace: &Path, target_dir: &Path) -> Vec<String> {
     members
 }
 
-/// Asks cargo to rerun this script when any source file below `dir` changes (build output
-/// directories left out, so building the guests by hand does not trigger a rebuild here).
+/// Asks cargo to rerun this script when a file below `dir` changes or is added. Cargo scans a
+/// watched directory recursively, so a `target/` left by building guests by hand counts too:
+/// that costs one rebuild here, while not watching directories missed new guest crates.
 fn watch(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
