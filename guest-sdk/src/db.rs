@@ -1,5 +1,6 @@
 //! [`Db`]: the migration's handle on the database, in the style of rusqlite.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use crate::bindings::hsm::migration::{log as host_log, sql as host};
@@ -35,8 +36,8 @@ impl Db {
 
     /// Runs a query and returns all its rows.
     pub fn query(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
-        let result = host::query(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
-        Ok(rows(result))
+        let page = host::query_page(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
+        Ok(result_rows(page))
     }
 
     /// Runs a query and maps every row with `f`.
@@ -186,11 +187,11 @@ impl Statement {
 
     /// Runs the query with `params`; returns all its rows.
     pub fn query(&self, params: impl Params) -> Result<Vec<Row>> {
-        let result = self
+        let page = self
             .inner
-            .query_flat(&params.into_values())
+            .query_page(&params.into_values())
             .map_err(|e| sql_error(e, &self.sql))?;
-        Ok(page_rows(result.columns.into(), result.values))
+        Ok(result_rows(page))
     }
 }
 
@@ -225,10 +226,10 @@ impl Iterator for RowStream {
             if self.done {
                 return None;
             }
-            match self.cursor.next_batch_flat(Self::BATCH) {
-                Ok(values) if values.is_empty() => self.done = true,
-                Ok(values) => {
-                    self.buffered = page_rows(Rc::clone(&self.columns), values).into_iter();
+            match self.cursor.next_page(Self::BATCH) {
+                Ok(page) if page.cells.is_empty() => self.done = true,
+                Ok(page) => {
+                    self.buffered = page_rows(Rc::clone(&self.columns), page).into_iter();
                 }
                 Err(error) => {
                     self.done = true;
@@ -239,16 +240,21 @@ impl Iterator for RowStream {
     }
 }
 
-fn rows(result: host::QueryResult) -> Vec<Row> {
-    let values = result.rows.into_iter().flatten().collect();
-    page_rows(result.columns.into(), values)
+/// The rows of a query's result.
+fn result_rows(mut page: host::Page) -> Vec<Row> {
+    let columns = std::mem::take(&mut page.columns).into();
+    page_rows(columns, page)
 }
 
-/// The rows of one page of values, row after row (a result without columns has no rows).
-fn page_rows(columns: Rc<[String]>, values: Vec<Value>) -> Vec<Row> {
+/// The rows of one page, row after row (a result without columns has no rows).
+fn page_rows(columns: Rc<[String]>, page: host::Page) -> Vec<Row> {
     let width = columns.len();
-    let count = values.len().checked_div(width).unwrap_or(0);
-    let page = Rc::new(values);
+    let count = page.cells.len().checked_div(width).unwrap_or(0);
+    let page = Rc::new(Page {
+        cells: page.cells,
+        bytes: page.bytes,
+        values: OnceCell::new(),
+    });
     (0..count)
         .map(|i| Row {
             columns: Rc::clone(&columns),
@@ -256,6 +262,50 @@ fn page_rows(columns: Rc<[String]>, values: Vec<Value>) -> Vec<Row> {
             start: i * width,
         })
         .collect()
+}
+
+/// Rows that arrived together: their cells row after row, the bytes of every TEXT and BLOB
+/// in one buffer.
+#[derive(Debug)]
+struct Page {
+    cells: Vec<host::Cell>,
+    bytes: Vec<u8>,
+    /// Every cell as a [`Value`], made the first time [`Row::values`] asks.
+    values: OnceCell<Vec<Value>>,
+}
+
+impl Page {
+    /// The bytes of a TEXT or BLOB cell (empty if the host sent a span outside the page).
+    fn bytes(&self, span: host::Span) -> &[u8] {
+        let start = span.offset as usize;
+        self.bytes
+            .get(start..start.saturating_add(span.len as usize))
+            .unwrap_or_default()
+    }
+
+    /// The host sends TEXT as valid UTF-8; anything else would be its bug, shown, not hidden.
+    fn text(&self, span: host::Span) -> core::result::Result<&str, String> {
+        std::str::from_utf8(self.bytes(span))
+            .map_err(|_| "holds TEXT that is not valid UTF-8 (a host bug)".to_owned())
+    }
+
+    fn value(&self, index: usize) -> Value {
+        match self.cells[index] {
+            host::Cell::Null => Value::Null,
+            host::Cell::Integer(i) => Value::Integer(i),
+            host::Cell::Real(r) => Value::Real(r),
+            host::Cell::Text(span) => Value::Text(self.text(span).map_or_else(
+                |_| String::from_utf8_lossy(self.bytes(span)).into_owned(),
+                str::to_owned,
+            )),
+            host::Cell::Blob(span) => Value::Blob(self.bytes(span).to_vec()),
+        }
+    }
+
+    fn values(&self) -> &[Value] {
+        self.values
+            .get_or_init(|| (0..self.cells.len()).map(|i| self.value(i)).collect())
+    }
 }
 
 fn sql_error(error: host::SqlError, sql: &str) -> Error {
@@ -273,9 +323,9 @@ fn sql_error(error: host::SqlError, sql: &str) -> Error {
 #[derive(Debug, Clone)]
 pub struct Row {
     columns: Rc<[String]>,
-    /// The values of the rows that came with this one, row after row (one allocation for a
-    /// whole result); this row's start at `start`.
-    page: Rc<Vec<Value>>,
+    /// The cells of the rows that came with this one (one allocation for a whole result);
+    /// this row's start at `start`.
+    page: Rc<Page>,
     start: usize,
 }
 
@@ -283,7 +333,7 @@ impl Row {
     /// Reads a column as `T`. Reading NULL needs `Option<T>`.
     pub fn get<T: FromSql>(&self, column: impl ColumnIndex) -> Result<T> {
         let index = column.index(&self.columns)?;
-        T::from_sql(&self.values()[index]).map_err(|message| Error::Column {
+        T::from_sql(&self.page.value(self.start + index)).map_err(|message| Error::Column {
             column: self.columns[index].clone(),
             message,
         })
@@ -293,15 +343,16 @@ impl Row {
     /// rows.
     pub fn get_str(&self, column: impl ColumnIndex) -> Result<&str> {
         let index = column.index(&self.columns)?;
-        match &self.values()[index] {
-            Value::Text(text) => Ok(text),
-            other => Err(Error::Column {
-                column: self.columns[index].clone(),
-                message: format!(
-                    "holds {}, cannot be read as &str",
-                    crate::value::kind(other)
-                ),
-            }),
+        let error = |message: String| Error::Column {
+            column: self.columns[index].clone(),
+            message,
+        };
+        match self.page.cells[self.start + index] {
+            host::Cell::Text(span) => self.page.text(span).map_err(error),
+            _ => Err(error(format!(
+                "holds {}, cannot be read as &str",
+                crate::value::kind(&self.page.value(self.start + index))
+            ))),
         }
     }
 
@@ -310,9 +361,10 @@ impl Row {
         &self.columns
     }
 
-    /// The raw values, in column order.
+    /// The raw values, in column order. The first call on a row makes the values of its whole
+    /// page; [`Row::get`] and [`Row::get_str`] read cells without that.
     pub fn values(&self) -> &[Value] {
-        &self.page[self.start..self.start + self.columns.len()]
+        &self.page.values()[self.start..self.start + self.columns.len()]
     }
 }
 

@@ -30,8 +30,9 @@
 //!
 //! For data migrations over many rows: page through the table with a [`Statement`] from
 //! [`Db::prepare`] (or stream it with [`Db::query_stream`]), read text with [`Row::get_str`]
-//! (no copy), and write each page back with one [`Db::execute_many`]. Pages and batches cross
-//! to the host as one flat list, not a list per row; `migrations-wasm/v007_migrate_legacy_data`
+//! (no copy), and write each page back with one [`Db::execute_many`]. Results cross from the
+//! host as pages (all their text in one buffer), batches to the host as one flat list, never a
+//! list per row; `migrations-wasm/v007_migrate_legacy_data`
 //! shows the idiom. For a per-row transformation SQLite can apply itself, a guest SQL function
 //! (`functions: [f]` in [`migration!`], then [`Db::register_function`]) keeps the loop inside
 //! SQLite, at the cost of one call into the component per row.

@@ -129,6 +129,10 @@ impl sql::Host for GuestState {
         self.sql()?.query(&sql, params)
     }
 
+    fn query_page(&mut self, sql: String, params: Vec<Value>) -> Result<sql::Page, SqlError> {
+        self.sql()?.query_page(&sql, params)
+    }
+
     fn last_insert_rowid(&mut self) -> i64 {
         self.sql().map_or(0, GuestSql::last_insert_rowid)
     }
@@ -208,6 +212,10 @@ impl sql::HostRows for GuestState {
         self.sql()?.cursor_next_flat(self.cursor(&rows)?, max)
     }
 
+    fn next_page(&mut self, rows: Resource<CursorHandle>, max: u32) -> Result<sql::Page, SqlError> {
+        self.sql()?.cursor_next_page(self.cursor(&rows)?, max)
+    }
+
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
         let handle = self.table.delete(rows)?;
         if let Ok(sql) = self.sql() {
@@ -251,6 +259,15 @@ impl sql::HostStatement for GuestState {
     ) -> Result<sql::FlatRows, SqlError> {
         let sql = self.statement_sql(&statement)?;
         self.sql()?.query_flat(&sql, params)
+    }
+
+    fn query_page(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<sql::Page, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.query_page(&sql, params)
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {

@@ -12,6 +12,9 @@ use std::ptr;
 use rusqlite::Connection;
 use rusqlite::ffi;
 
+use rusqlite::types::ValueRef;
+
+use super::page::Cells;
 use crate::runtime::bindings::{SqlError, Value};
 
 /// A prepared statement being stepped. Owned by the call's `GuestSql`.
@@ -123,15 +126,15 @@ impl RawCursor {
         &self.columns
     }
 
-    /// Steps up to `max` rows (fewer once `max_bytes` are read; none once done) and returns
-    /// their values, row after row.
+    /// Steps up to `max` rows (fewer once `max_bytes` are read; none once done) and hands
+    /// their cells to `cells`, row after row.
     pub(crate) fn next_batch(
         &mut self,
         conn: &Connection,
         max: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Value>, SqlError> {
-        let mut values = Vec::new();
+        cells: &mut impl Cells,
+    ) -> Result<(), SqlError> {
         let mut rows = 0;
         let mut bytes = 0;
         // SAFETY: as in `open`; the caller holds the connection for the whole batch.
@@ -140,7 +143,7 @@ impl RawCursor {
             // SAFETY: `self.stmt` is valid until `finalize`.
             match unsafe { ffi::sqlite3_step(self.stmt) } {
                 ffi::SQLITE_ROW => {
-                    self.read_row(&mut bytes, &mut values)?;
+                    self.read_row(&mut bytes, cells)?;
                     rows += 1;
                 }
                 ffi::SQLITE_DONE => self.done = true,
@@ -150,45 +153,52 @@ impl RawCursor {
                 }
             }
         }
-        Ok(values)
+        Ok(())
     }
 
-    fn read_row(&self, bytes: &mut usize, row: &mut Vec<Value>) -> Result<(), SqlError> {
+    fn read_row(&self, bytes: &mut usize, cells: &mut impl Cells) -> Result<(), SqlError> {
         for (i, column) in self.columns.iter().enumerate() {
             let i = i as c_int;
             // SAFETY: `i` is a valid column of the current row; pointers returned by
-            // column_text/blob stay valid until the next step, and are copied at once.
+            // column_text/blob stay valid until the next step, and `cells` copies them at once.
             let value = unsafe {
                 match ffi::sqlite3_column_type(self.stmt, i) {
-                    ffi::SQLITE_INTEGER => Value::Integer(ffi::sqlite3_column_int64(self.stmt, i)),
-                    ffi::SQLITE_FLOAT => Value::Real(ffi::sqlite3_column_double(self.stmt, i)),
+                    ffi::SQLITE_INTEGER => {
+                        ValueRef::Integer(ffi::sqlite3_column_int64(self.stmt, i))
+                    }
+                    ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_column_double(self.stmt, i)),
                     ffi::SQLITE_TEXT => {
                         let data = ffi::sqlite3_column_text(self.stmt, i);
                         let len = ffi::sqlite3_column_bytes(self.stmt, i) as usize;
-                        let slice = if data.is_null() {
-                            &[][..]
-                        } else {
-                            std::slice::from_raw_parts(data, len)
-                        };
                         *bytes += len + 16;
-                        super::text_value(slice, column)?
+                        ValueRef::Text(raw_slice(data, len))
                     }
                     ffi::SQLITE_BLOB => {
                         let data = ffi::sqlite3_column_blob(self.stmt, i).cast::<u8>();
                         let len = ffi::sqlite3_column_bytes(self.stmt, i) as usize;
                         *bytes += len + 16;
-                        Value::Blob(if data.is_null() {
-                            Vec::new()
-                        } else {
-                            std::slice::from_raw_parts(data, len).to_vec()
-                        })
+                        ValueRef::Blob(raw_slice(data, len))
                     }
-                    _ => Value::Null,
+                    _ => ValueRef::Null,
                 }
             };
-            row.push(value);
+            cells.push(value, column)?;
         }
         Ok(())
+    }
+}
+
+/// The `len` bytes SQLite returned at `data` (empty for a NULL pointer, SQLite's zero-length
+/// value).
+///
+/// # Safety
+/// `data` must be null or valid for `len` bytes for the returned lifetime.
+unsafe fn raw_slice<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    if data.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts(data, len) }
     }
 }
 

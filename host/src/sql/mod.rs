@@ -3,6 +3,7 @@
 //! become the contract's types; guest input never panics the host.
 
 mod cursor;
+mod page;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,8 +19,9 @@ use crate::error::human_bytes;
 use crate::policy;
 use crate::runtime::bindings::{
     SqlError, Value,
-    sql::{FlatRows, QueryResult},
+    sql::{FlatRows, Page, QueryResult},
 };
+use page::{Cells, PageBuilder};
 
 /// SQLite's result codes the proxy reports for failures of its own.
 pub const SQLITE_ERROR: i32 = 1;
@@ -146,6 +148,26 @@ impl GuestSql {
 
     /// [`GuestSql::query`] with the rows in one flat list, row after row.
     pub(crate) fn query_flat(&self, sql: &str, params: Vec<Value>) -> Result<FlatRows, SqlError> {
+        let mut values = Vec::new();
+        let columns = self.query_into(sql, params, &mut values)?;
+        Ok(FlatRows { columns, values })
+    }
+
+    /// [`GuestSql::query`] as a page: TEXT and BLOB bytes in one buffer.
+    pub(crate) fn query_page(&self, sql: &str, params: Vec<Value>) -> Result<Page, SqlError> {
+        let mut page = PageBuilder::default();
+        let columns = self.query_into(sql, params, &mut page)?;
+        Ok(page.finish(columns))
+    }
+
+    /// Runs one query, handing its cells to `cells` row after row, within the proxy's bounds;
+    /// returns the column names.
+    fn query_into(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        cells: &mut impl Cells,
+    ) -> Result<Vec<String>, SqlError> {
         check_sql(sql)?;
         check_params(&params)?;
         let conn = self.conn();
@@ -154,13 +176,12 @@ impl GuestSql {
         let mut rows = stmt
             .query(params_from_iter(params.iter().map(Bind)))
             .map_err(|e| self.error(e))?;
-        let mut values = Vec::new();
         let (mut count, mut bytes) = (0, 0);
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
             for (index, column) in columns.iter().enumerate() {
                 let value = row.get_ref(index).map_err(|e| self.error(e))?;
                 bytes += value_size(&value);
-                values.push(from_sqlite(value, column)?);
+                cells.push(value, column)?;
             }
             count += 1;
             if count > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
@@ -174,7 +195,8 @@ impl GuestSql {
                 });
             }
         }
-        Ok(FlatRows { columns, values })
+        drop(rows);
+        Ok(columns)
     }
 
     /// Compiles `sql` once, so that errors and policy refusals come at prepare time.
@@ -312,7 +334,8 @@ impl GuestSql {
         handle: &CursorHandle,
         max: u32,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let (values, width) = self.cursor_batch(handle, max)?;
+        let mut values = Vec::new();
+        let width = self.cursor_batch(handle, max, &mut values)?.len();
         Ok(split_rows(values, width))
     }
 
@@ -322,15 +345,29 @@ impl GuestSql {
         handle: &CursorHandle,
         max: u32,
     ) -> Result<Vec<Value>, SqlError> {
-        Ok(self.cursor_batch(handle, max)?.0)
+        let mut values = Vec::new();
+        self.cursor_batch(handle, max, &mut values)?;
+        Ok(values)
     }
 
-    /// The next batch's values row after row, and the row width.
+    /// [`GuestSql::cursor_next`] as a page: TEXT and BLOB bytes in one buffer.
+    pub(crate) fn cursor_next_page(
+        &self,
+        handle: &CursorHandle,
+        max: u32,
+    ) -> Result<Page, SqlError> {
+        let mut page = PageBuilder::default();
+        let columns = self.cursor_batch(handle, max, &mut page)?;
+        Ok(page.finish(columns))
+    }
+
+    /// Hands the next batch's cells to `cells`, row after row; returns the column names.
     fn cursor_batch(
         &self,
         handle: &CursorHandle,
         max: u32,
-    ) -> Result<(Vec<Value>, usize), SqlError> {
+        cells: &mut impl Cells,
+    ) -> Result<Vec<String>, SqlError> {
         let conn = self.conn();
         let mut cursors = lock(&self.cursors);
         let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
@@ -338,10 +375,10 @@ impl GuestSql {
             message: "this cursor is closed".into(),
         })?;
         let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
-        let values = cursor
-            .next_batch(&conn, max, MAX_QUERY_BYTES)
+        cursor
+            .next_batch(&conn, max, MAX_QUERY_BYTES, cells)
             .map_err(|e| self.explain(e))?;
-        Ok((values, cursor.columns().len()))
+        Ok(cursor.columns().to_vec())
     }
 
     pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
@@ -478,24 +515,21 @@ fn from_sqlite(value: ValueRef<'_>, column: impl std::fmt::Display) -> Result<Va
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
         ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(bytes) => text_value(bytes, column)?,
+        ValueRef::Text(bytes) => Value::Text(checked_text(bytes, column)?.to_owned()),
         ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
     })
 }
 
 /// TEXT as a string; never lossy, so a data migration that reads and writes back cannot
 /// corrupt text: invalid UTF-8 is an error naming the column.
-fn text_value(bytes: &[u8], column: impl std::fmt::Display) -> Result<Value, SqlError> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(Value::Text(text.to_owned())),
-        Err(_) => Err(SqlError {
-            code: SQLITE_MISMATCH,
-            message: format!(
-                "column `{column}` holds TEXT that is not valid UTF-8; \
-                 select CAST({column} AS BLOB) to read its bytes"
-            ),
-        }),
-    }
+fn checked_text(bytes: &[u8], column: impl std::fmt::Display) -> Result<&str, SqlError> {
+    std::str::from_utf8(bytes).map_err(|_| SqlError {
+        code: SQLITE_MISMATCH,
+        message: format!(
+            "column `{column}` holds TEXT that is not valid UTF-8; \
+             select CAST({column} AS BLOB) to read its bytes"
+        ),
+    })
 }
 
 /// SQLite's own code and message when SQLite failed; the proxy's reason otherwise.

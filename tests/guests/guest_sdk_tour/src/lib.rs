@@ -221,6 +221,10 @@ fn up(db: &Db) -> Result<()> {
         }
     }
 
+    // Every result form of every contract version returns the same cells (the SDK reads
+    // pages, 0.1.3; older guests read the other forms).
+    check_result_forms(db)?;
+
     // TEXT that is not UTF-8 is never handed over lossily, by query or by stream.
     for result in [
         db.query("SELECT CAST(x'ff' AS TEXT) AS bad", ()).map(drop),
@@ -298,6 +302,104 @@ fn up(db: &Db) -> Result<()> {
 
     log::info("sdk tour passed");
     db.progress(1, 1);
+    Ok(())
+}
+
+/// The same query through the SDK and through each raw form of the contract.
+fn check_result_forms(db: &Db) -> Result<()> {
+    use hsm_guest::bindings::hsm::migration::sql;
+
+    let query = "SELECT 7 AS i, 1.5 AS r, 'héllo' AS t, x'00ff' AS b, NULL AS n \
+                 UNION ALL SELECT -1, 0.0, '', x'', 'ünï' ORDER BY i";
+    let expected: Vec<Vec<Value>> = vec![
+        vec![
+            Value::Integer(-1),
+            Value::Real(0.0),
+            Value::Text(String::new()),
+            Value::Blob(Vec::new()),
+            Value::Text("ünï".into()),
+        ],
+        vec![
+            Value::Integer(7),
+            Value::Real(1.5),
+            Value::Text("héllo".into()),
+            Value::Blob(vec![0, 255]),
+            Value::Null,
+        ],
+    ];
+    let raw = |e: sql::SqlError| Error::msg(e.message);
+    let from_page = |page: sql::Page| -> Vec<Vec<Value>> {
+        let bytes = |span: sql::Span| {
+            page.bytes[span.offset as usize..(span.offset + span.len) as usize].to_vec()
+        };
+        let cells: Vec<Value> = page
+            .cells
+            .iter()
+            .map(|cell| match *cell {
+                sql::Cell::Null => Value::Null,
+                sql::Cell::Integer(i) => Value::Integer(i),
+                sql::Cell::Real(r) => Value::Real(r),
+                sql::Cell::Text(span) => Value::Text(String::from_utf8(bytes(span)).unwrap()),
+                sql::Cell::Blob(span) => Value::Blob(bytes(span)),
+            })
+            .collect();
+        cells.chunks(5).map(<[Value]>::to_vec).collect()
+    };
+    let flat = |values: Vec<Value>| -> Vec<Vec<Value>> {
+        values.chunks(5).map(<[Value]>::to_vec).collect()
+    };
+
+    let sdk: Vec<Vec<Value>> = db
+        .query(query, ())?
+        .iter()
+        .map(|row| row.values().to_vec())
+        .collect();
+    let statement = sql::Statement::prepare(query).map_err(raw)?;
+    let forms: Vec<(&str, Vec<Vec<Value>>)> = vec![
+        ("Db::query", sdk),
+        ("query", sql::query(query, &[]).map_err(raw)?.rows),
+        (
+            "query-page",
+            from_page(sql::query_page(query, &[]).map_err(raw)?),
+        ),
+        ("statement.query", statement.query(&[]).map_err(raw)?.rows),
+        (
+            "statement.query-flat",
+            flat(statement.query_flat(&[]).map_err(raw)?.values),
+        ),
+        (
+            "statement.query-page",
+            from_page(statement.query_page(&[]).map_err(raw)?),
+        ),
+        (
+            "rows.next-batch",
+            sql::query_rows(query, &[])
+                .map_err(raw)?
+                .next_batch(10)
+                .map_err(raw)?,
+        ),
+        (
+            "rows.next-batch-flat",
+            flat(
+                sql::query_rows(query, &[])
+                    .map_err(raw)?
+                    .next_batch_flat(10)
+                    .map_err(raw)?,
+            ),
+        ),
+        (
+            "rows.next-page",
+            from_page(
+                sql::query_rows(query, &[])
+                    .map_err(raw)?
+                    .next_page(10)
+                    .map_err(raw)?,
+            ),
+        ),
+    ];
+    for (form, rows) in forms {
+        check(rows == expected, &format!("{form} returned {rows:?}"))?;
+    }
     Ok(())
 }
 
