@@ -195,7 +195,6 @@ impl GuestSql {
                 });
             }
         }
-        drop(rows);
         Ok(columns)
     }
 
