@@ -113,7 +113,8 @@ impl Db {
         sql: &str,
         rows: impl IntoIterator<Item = P>,
     ) -> Result<u64> {
-        // One flat list when every set has the same width (tuples always do): no list per row.
+        // One page when every set has the same width (tuples always do): no list per row, and
+        // all text in one buffer.
         let mut values = Vec::new();
         let mut widths = Vec::new();
         for row in rows {
@@ -123,7 +124,8 @@ impl Db {
         }
         match widths.first() {
             Some(&width) if width > 0 && widths.iter().all(|&w| w == width) => {
-                host::execute_many_flat(sql, width as u32, &values)
+                let (cells, bytes) = to_cells(values);
+                host::execute_many_page(sql, width as u32, &cells, &bytes)
             }
             _ => {
                 let mut values = values.into_iter();
@@ -238,6 +240,31 @@ impl Iterator for RowStream {
             }
         }
     }
+}
+
+/// Values as page cells, their TEXT and BLOB bytes in one buffer (wasm32: every offset fits
+/// in a u32).
+fn to_cells(values: Vec<Value>) -> (Vec<host::Cell>, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut span = |data: &[u8]| {
+        let offset = bytes.len() as u32;
+        bytes.extend_from_slice(data);
+        host::Span {
+            offset,
+            len: data.len() as u32,
+        }
+    };
+    let cells = values
+        .iter()
+        .map(|value| match value {
+            Value::Null => host::Cell::Null,
+            Value::Integer(i) => host::Cell::Integer(*i),
+            Value::Real(r) => host::Cell::Real(*r),
+            Value::Text(text) => host::Cell::Text(span(text.as_bytes())),
+            Value::Blob(blob) => host::Cell::Blob(span(blob)),
+        })
+        .collect();
+    (cells, bytes)
 }
 
 /// The rows of a query's result.

@@ -40,9 +40,10 @@ fn sdk_tour_passes_every_check_on_a_scratch_database() {
     assert_eq!(tour.schema.created, ["table tour"]);
     assert_eq!(
         tour.rows_changed,
-        4 + 3 + 2 + 2 + 1 + 1 + 1,
+        4 + 3 + 2 + 2 + 1 + 1 + 1 + 4 * 2,
         "inserts, prepared inserts, batch updates, a batch of value lists, the first set of a \
-         refused batch, a fix-up, an insert through a guest function"
+         refused batch, a fix-up, an insert through a guest function, two rows through each of \
+         the four batch forms"
     );
 
     let rolled_back = migrator.down(&db, None).unwrap();

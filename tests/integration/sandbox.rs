@@ -217,6 +217,19 @@ fn flat_batches_that_are_not_whole_sets_are_refused() {
 }
 
 #[test]
+fn pages_of_parameters_that_do_not_fit_are_refused() {
+    assert_refused(
+        "page_misfit",
+        &[
+            "parameter 1 of set 1: its span 2..+8 is outside the 3 bytes sent",
+            "its span 4294967295..+2 is outside the 3 bytes sent",
+            "parameter 1 of set 2: its TEXT is not valid UTF-8",
+            "got 1 cells, not a whole number of sets of 2",
+        ],
+    );
+}
+
+#[test]
 fn panics_and_errors_are_reported() {
     assert_refused("panic", &["trapped", "attack: deliberate panic"]);
     assert_refused("error", &["attack: deliberate error"]);

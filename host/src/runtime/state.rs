@@ -150,6 +150,16 @@ impl sql::Host for GuestState {
         self.sql()?.execute_many_flat(&sql, width, values)
     }
 
+    fn execute_many_page(
+        &mut self,
+        sql: String,
+        width: u32,
+        cells: Vec<sql::Cell>,
+        bytes: Vec<u8>,
+    ) -> Result<u64, SqlError> {
+        self.sql()?.execute_many_page(&sql, width, cells, bytes)
+    }
+
     fn query_rows(
         &mut self,
         sql: String,

@@ -12,14 +12,14 @@ use std::time::Instant;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::Authorization;
-use rusqlite::types::{Value as SqliteValue, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
 use crate::error::human_bytes;
 use crate::policy;
 use crate::runtime::bindings::{
     SqlError, Value,
-    sql::{FlatRows, Page, QueryResult},
+    sql::{Cell, FlatRows, Page, QueryResult},
 };
 use page::{Cells, PageBuilder};
 
@@ -118,7 +118,7 @@ impl GuestSql {
     /// Runs one statement that returns no rows; returns the rows changed.
     pub(crate) fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         check_sql(sql)?;
-        check_params(&params)?;
+        check_params(params.iter().map(value_ref))?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
         if stmt.column_count() > 0 {
@@ -128,7 +128,9 @@ impl GuestSql {
             });
         }
         let changed = stmt
-            .execute(params_from_iter(params.iter().map(Bind)))
+            .execute(params_from_iter(
+                params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
+            ))
             .map_err(|e| self.error(e))?;
         Ok(changed as u64)
     }
@@ -169,12 +171,14 @@ impl GuestSql {
         cells: &mut impl Cells,
     ) -> Result<Vec<String>, SqlError> {
         check_sql(sql)?;
-        check_params(&params)?;
+        check_params(params.iter().map(value_ref))?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let mut rows = stmt
-            .query(params_from_iter(params.iter().map(Bind)))
+            .query(params_from_iter(
+                params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
+            ))
             .map_err(|e| self.error(e))?;
         let (mut count, mut bytes) = (0, 0);
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
@@ -209,7 +213,7 @@ impl GuestSql {
 
     /// Runs one statement for each parameter list, in one call.
     pub(crate) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
-        self.execute_each(sql, rows.iter().map(Vec::as_slice))
+        self.execute_each(sql, rows.iter().map(|set| set.iter().map(value_ref)))
     }
 
     /// [`GuestSql::execute_many`] with the parameter lists in one flat list, `width` each.
@@ -219,24 +223,49 @@ impl GuestSql {
         width: u32,
         values: Vec<Value>,
     ) -> Result<u64, SqlError> {
-        let width = width as usize;
-        if width == 0 || !values.len().is_multiple_of(width) {
-            return Err(SqlError {
-                code: SQLITE_MISUSE,
-                message: format!(
-                    "execute-many-flat got {} values, not a whole number of sets of {width}",
-                    values.len()
-                ),
-            });
-        }
-        self.execute_each(sql, values.chunks(width))
+        let width = whole_sets("execute-many-flat", "values", width, values.len())?;
+        self.execute_each(
+            sql,
+            values.chunks(width).map(|set| set.iter().map(value_ref)),
+        )
     }
 
-    fn execute_each<'a>(
+    /// [`GuestSql::execute_many`] with the parameter lists as page cells, `width` each, their
+    /// TEXT and BLOB in `bytes`.
+    pub(crate) fn execute_many_page(
         &self,
         sql: &str,
-        rows: impl Iterator<Item = &'a [Value]>,
+        width: u32,
+        cells: Vec<Cell>,
+        bytes: Vec<u8>,
     ) -> Result<u64, SqlError> {
+        let width = whole_sets("execute-many-page", "cells", width, cells.len())?;
+        let params = cells
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| {
+                page::cell_ref(cell, &bytes).map_err(|reason| SqlError {
+                    code: SQLITE_MISUSE,
+                    message: format!(
+                        "execute-many-page: parameter {} of set {}: {reason}",
+                        index % width + 1,
+                        index / width + 1
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.execute_each(sql, params.chunks(width).map(|set| set.iter().copied()))
+    }
+
+    /// Runs `sql` once per parameter set.
+    fn execute_each<'a, Set>(
+        &self,
+        sql: &str,
+        sets: impl Iterator<Item = Set>,
+    ) -> Result<u64, SqlError>
+    where
+        Set: Iterator<Item = ValueRef<'a>> + Clone,
+    {
         check_sql(sql)?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
@@ -247,10 +276,10 @@ impl GuestSql {
             });
         }
         let mut changed = 0;
-        for params in rows {
-            check_params(params)?;
+        for params in sets {
+            check_params(params.clone())?;
             changed += stmt
-                .execute(params_from_iter(params.iter().map(Bind)))
+                .execute(params_from_iter(params.map(ToSqlOutput::Borrowed)))
                 .map_err(|e| self.error(e))? as u64;
         }
         Ok(changed)
@@ -311,7 +340,7 @@ impl GuestSql {
         params: Vec<Value>,
     ) -> Result<CursorHandle, SqlError> {
         check_sql(sql)?;
-        check_params(&params)?;
+        check_params(params.iter().map(value_ref))?;
         let conn = self.conn();
         let cursor = cursor::RawCursor::open(&conn, sql, params).map_err(|e| self.explain(e))?;
         let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
@@ -445,12 +474,11 @@ fn check_sql(sql: &str) -> Result<(), SqlError> {
     })
 }
 
-fn check_params(params: &[Value]) -> Result<(), SqlError> {
+fn check_params<'a>(params: impl IntoIterator<Item = ValueRef<'a>>) -> Result<(), SqlError> {
     let bytes: usize = params
-        .iter()
+        .into_iter()
         .map(|p| match p {
-            Value::Text(t) => t.len(),
-            Value::Blob(b) => b.len(),
+            ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
             _ => 8,
         })
         .sum();
@@ -465,6 +493,18 @@ fn check_params(params: &[Value]) -> Result<(), SqlError> {
         });
     }
     Ok(())
+}
+
+/// How many sets of `width` a flat list of `len` holds; an error unless a whole number.
+fn whole_sets(call: &str, what: &str, width: u32, len: usize) -> Result<usize, SqlError> {
+    let width = width as usize;
+    if width == 0 || !len.is_multiple_of(width) {
+        return Err(SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("{call} got {len} {what}, not a whole number of sets of {width}"),
+        });
+    }
+    Ok(width)
 }
 
 fn value_size(value: &ValueRef<'_>) -> usize {
@@ -484,18 +524,14 @@ fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// Binds a guest value without copying it first (SQLite copies what it keeps).
-struct Bind<'a>(&'a Value);
-
-impl rusqlite::ToSql for Bind<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self.0 {
-            Value::Null => ValueRef::Null,
-            Value::Integer(i) => ValueRef::Integer(*i),
-            Value::Real(r) => ValueRef::Real(*r),
-            Value::Text(t) => ValueRef::Text(t.as_bytes()),
-            Value::Blob(b) => ValueRef::Blob(b),
-        }))
+/// A guest value, borrowed for binding (SQLite copies what it keeps).
+fn value_ref(value: &Value) -> ValueRef<'_> {
+    match value {
+        Value::Null => ValueRef::Null,
+        Value::Integer(i) => ValueRef::Integer(*i),
+        Value::Real(r) => ValueRef::Real(*r),
+        Value::Text(t) => ValueRef::Text(t.as_bytes()),
+        Value::Blob(b) => ValueRef::Blob(b),
     }
 }
 

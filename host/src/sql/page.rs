@@ -67,6 +67,37 @@ impl Cells for PageBuilder {
     }
 }
 
+/// A cell the guest sent as SQLite's value, its bytes borrowed from `bytes`; why not when its
+/// span lies outside `bytes` or its TEXT is not UTF-8.
+pub(crate) fn cell_ref<'a>(cell: &Cell, bytes: &'a [u8]) -> Result<ValueRef<'a>, String> {
+    Ok(match *cell {
+        Cell::Null => ValueRef::Null,
+        Cell::Integer(i) => ValueRef::Integer(i),
+        Cell::Real(r) => ValueRef::Real(r),
+        Cell::Text(span) => {
+            let text = span_bytes(span, bytes)?;
+            std::str::from_utf8(text).map_err(|_| "its TEXT is not valid UTF-8".to_owned())?;
+            ValueRef::Text(text)
+        }
+        Cell::Blob(span) => ValueRef::Blob(span_bytes(span, bytes)?),
+    })
+}
+
+fn span_bytes(span: Span, bytes: &[u8]) -> Result<&[u8], String> {
+    let start = span.offset as usize;
+    start
+        .checked_add(span.len as usize)
+        .and_then(|end| bytes.get(start..end))
+        .ok_or_else(|| {
+            format!(
+                "its span {}..+{} is outside the {} bytes sent",
+                span.offset,
+                span.len,
+                bytes.len()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +123,34 @@ mod tests {
                 "Cell::Real(1.5)",
             ]
         );
+    }
+
+    #[test]
+    fn cells_from_the_guest_bind_only_inside_their_bytes() {
+        let span = |offset, len| Span { offset, len };
+        let bytes = "héllo".as_bytes();
+        assert_eq!(
+            cell_ref(&Cell::Text(span(1, 2)), bytes).unwrap(),
+            ValueRef::Text("é".as_bytes())
+        );
+        assert_eq!(
+            cell_ref(&Cell::Blob(span(6, 0)), bytes).unwrap(),
+            ValueRef::Blob(&[])
+        );
+        for (cell, reason) in [
+            (
+                Cell::Blob(span(4, 3)),
+                "its span 4..+3 is outside the 6 bytes sent",
+            ),
+            (
+                Cell::Text(span(u32::MAX, u32::MAX)),
+                "is outside the 6 bytes sent",
+            ),
+            (Cell::Text(span(1, 1)), "its TEXT is not valid UTF-8"),
+        ] {
+            let error = cell_ref(&cell, bytes).unwrap_err();
+            assert!(error.contains(reason), "{error}");
+        }
     }
 
     #[test]

@@ -126,6 +126,27 @@ fn up(db: &Db) -> Result<()> {
                 other => Err(Error::msg(format!("LEAK: misfit batches ran: {other:?}"))),
             }
         }
+        "page_misfit" => {
+            // Raw 0.1.3 calls the SDK never makes: spans outside the bytes sent (one that
+            // would wrap a u32), TEXT that is not UTF-8, and cells that are not whole sets.
+            use hsm_guest::bindings::hsm::migration::sql::{Cell, Span, execute_many_page};
+            let sql = "INSERT INTO attack VALUES (?1)";
+            let text = |offset, len| Cell::Text(Span { offset, len });
+            let attempts = [
+                execute_many_page(sql, 1, &[text(2, 8)], b"abc"),
+                execute_many_page(sql, 1, &[text(u32::MAX, 2)], b"abc"),
+                execute_many_page(sql, 1, &[Cell::Null, text(0, 1)], b"\xff"),
+                execute_many_page(sql, 2, &[Cell::Null], b""),
+            ];
+            let mut refusals = Vec::new();
+            for attempt in attempts {
+                match attempt {
+                    Err(e) => refusals.push(e.message),
+                    Ok(rows) => return Err(Error::msg(format!("LEAK: a bad page wrote {rows} rows"))),
+                }
+            }
+            Err(Error::msg(refusals.join(" / ")))
+        }
         other => Err(Error::msg(format!("unknown attack {other}"))),
     }
 }

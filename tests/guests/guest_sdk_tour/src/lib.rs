@@ -224,6 +224,7 @@ fn up(db: &Db) -> Result<()> {
     // Every result form of every contract version returns the same cells (the SDK reads
     // pages, 0.1.3; older guests read the other forms).
     check_result_forms(db)?;
+    check_write_forms(db)?;
 
     // TEXT that is not UTF-8 is never handed over lossily, by query or by stream.
     for result in [
@@ -401,6 +402,62 @@ fn check_result_forms(db: &Db) -> Result<()> {
         check(rows == expected, &format!("{form} returned {rows:?}"))?;
     }
     Ok(())
+}
+
+/// The same rows written through the SDK and through each raw batch form of the contract.
+fn check_write_forms(db: &Db) -> Result<()> {
+    use hsm_guest::bindings::hsm::migration::sql;
+
+    db.execute_batch("CREATE TEMP TABLE forms (form INTEGER, t TEXT, b BLOB, r REAL)")?;
+    let insert = "INSERT INTO forms VALUES (?1, ?2, ?3, ?4)";
+    let set = |form: i64, t: &str| {
+        vec![
+            Value::Integer(form),
+            Value::Text(t.into()),
+            Value::Blob(t.as_bytes().to_vec()),
+            Value::Null,
+        ]
+    };
+    let raw = |e: sql::SqlError| Error::msg(e.message);
+    db.execute_many(
+        insert,
+        [
+            (0, "ä", b"\xc3\xa4".to_vec(), None::<f64>),
+            (0, "", Vec::new(), None),
+        ],
+    )?;
+    sql::execute_many(insert, &[set(1, "ä"), set(1, "")]).map_err(raw)?;
+    sql::execute_many_flat(insert, 4, &[set(2, "ä"), set(2, "")].concat()).map_err(raw)?;
+    let span = |offset, len| sql::Span { offset, len };
+    let cells = [
+        sql::Cell::Integer(3),
+        sql::Cell::Text(span(0, 2)),
+        sql::Cell::Blob(span(0, 2)),
+        sql::Cell::Null,
+        sql::Cell::Integer(3),
+        sql::Cell::Text(span(2, 0)),
+        sql::Cell::Blob(span(2, 0)),
+        sql::Cell::Null,
+    ];
+    sql::execute_many_page(insert, 4, &cells, "ä".as_bytes()).map_err(raw)?;
+    for form in 1..=3_i64 {
+        let differing: i64 = db.query_row(
+            "SELECT count(*) FROM (SELECT t, b, r FROM forms WHERE form = 0 \
+             EXCEPT SELECT t, b, r FROM forms WHERE form = ?1)",
+            (form,),
+            |row| row.get(0),
+        )?;
+        let count: i64 = db.query_row(
+            "SELECT count(*) FROM forms WHERE form = ?1",
+            (form,),
+            |row| row.get(0),
+        )?;
+        check(
+            differing == 0 && count == 2,
+            &format!("batch form {form} wrote the rows the SDK wrote"),
+        )?;
+    }
+    db.execute_batch("DROP TABLE forms")
 }
 
 fn down(db: &Db) -> Result<()> {
