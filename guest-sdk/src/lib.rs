@@ -30,12 +30,12 @@
 //!
 //! For data migrations over many rows: page through the table with a [`Statement`] from
 //! [`Db::prepare`] (or stream it with [`Db::query_stream`]), read text with [`Row::get_str`]
-//! (no copy), and write each page back with one [`Db::execute_many`]. Results cross from the
-//! host as pages (all their text in one buffer), batches to the host as one flat list, never a
-//! list per row; `migrations-wasm/v007_migrate_legacy_data`
-//! shows the idiom. For a per-row transformation SQLite can apply itself, a guest SQL function
-//! (`functions: [f]` in [`migration!`], then [`Db::register_function`]) keeps the loop inside
-//! SQLite, at the cost of one call into the component per row.
+//! (no copy), and write each page back with one [`Db::execute_many`]. Rows cross the boundary
+//! as pages both ways (all their text in one buffer), never a list per row;
+//! `migrations-wasm/v007_migrate_legacy_data` shows the idiom. For a per-row transformation
+//! SQLite can apply itself, a guest SQL function (`functions: [f]` in [`migration!`], then
+//! [`Db::register_function`]) keeps the loop inside SQLite, at the cost of one call into the
+//! component per row (a few hundred nanoseconds; BENCHMARKS.md compares the two).
 //!
 //! Build with the release profile the README recommends (`opt-level = "s"`,
 //! `codegen-units = 1`, `lto = true`): smaller components compile faster on the host.
