@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::backup::BackupInfo;
 use crate::database::Database;
-use crate::error::Result;
+use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::tracking::{self, HistoryRow, MigrationRow};
 
@@ -55,6 +55,20 @@ impl Status {
         let (rows, history) = match db {
             Some(db) => {
                 let conn = db.connection();
+                // One read transaction: the rows and the history come from the same snapshot
+                // even while another process migrates (and the file is locked once, not per
+                // statement). Inside a caller's open transaction, that one is the snapshot.
+                let _snapshot = if conn.is_autocommit() {
+                    Some(
+                        rusqlite::Transaction::new_unchecked(
+                            &conn,
+                            rusqlite::TransactionBehavior::Deferred,
+                        )
+                        .context("cannot start a read transaction for the status")?,
+                    )
+                } else {
+                    None
+                };
                 tracking::check_columns(&conn)?;
                 if tracking::exists(&conn)? {
                     (

@@ -68,6 +68,34 @@ fn up_then_down_to_an_irreversible_step_on_a_file() {
 }
 
 #[test]
+fn status_reads_one_snapshot_and_respects_a_callers_transaction() {
+    let migrator = examples_and(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("status.db")).unwrap();
+    migrator.up(&db, Some(3)).unwrap();
+    let status = migrator.status(Some(&db)).unwrap();
+    assert_eq!((status.current_version, status.pending.len()), (3, 4));
+    assert!(
+        db.connection().is_autocommit(),
+        "status left its read transaction open"
+    );
+
+    // Inside the caller's transaction, status reads what that transaction sees.
+    db.connection().execute_batch("BEGIN").unwrap();
+    db.connection()
+        .execute("DELETE FROM migrations WHERE version = 3", [])
+        .unwrap();
+    let status = migrator.status(Some(&db)).unwrap();
+    assert_eq!((status.current_version, status.pending.len()), (2, 5));
+    assert!(
+        !db.connection().is_autocommit(),
+        "status ended the caller's transaction"
+    );
+    db.connection().execute_batch("ROLLBACK").unwrap();
+    assert_eq!(migrator.status(Some(&db)).unwrap().current_version, 3);
+}
+
+#[test]
 fn failed_guest_error_names_version_direction_and_cause() {
     let migrator = examples_and(&[hsm_test_artifacts::GUEST_FAILS_UP]);
     let db = Database::open_in_memory().unwrap();
