@@ -302,36 +302,38 @@ struct Page {
 }
 
 impl Page {
-    /// The bytes of a TEXT or BLOB cell (empty if the host sent a span outside the page).
-    fn bytes(&self, span: host::Span) -> &[u8] {
+    /// The bytes of a TEXT or BLOB cell. The host checks what it sends: a span outside the page
+    /// or TEXT that is not UTF-8 would be its bug, reported rather than read.
+    fn bytes(&self, span: host::Span) -> core::result::Result<&[u8], String> {
         let start = span.offset as usize;
         self.bytes
             .get(start..start.saturating_add(span.len as usize))
-            .unwrap_or_default()
+            .ok_or_else(|| "points outside the page the host sent (a host bug)".to_owned())
     }
 
-    /// The host sends TEXT as valid UTF-8; anything else would be its bug, shown, not hidden.
     fn text(&self, span: host::Span) -> core::result::Result<&str, String> {
-        std::str::from_utf8(self.bytes(span))
+        std::str::from_utf8(self.bytes(span)?)
             .map_err(|_| "holds TEXT that is not valid UTF-8 (a host bug)".to_owned())
     }
 
-    fn value(&self, index: usize) -> Value {
-        match self.cells[index] {
+    fn value(&self, index: usize) -> core::result::Result<Value, String> {
+        Ok(match self.cells[index] {
             host::Cell::Null => Value::Null,
             host::Cell::Integer(i) => Value::Integer(i),
             host::Cell::Real(r) => Value::Real(r),
-            host::Cell::Text(span) => Value::Text(self.text(span).map_or_else(
-                |_| String::from_utf8_lossy(self.bytes(span)).into_owned(),
-                str::to_owned,
-            )),
-            host::Cell::Blob(span) => Value::Blob(self.bytes(span).to_vec()),
-        }
+            host::Cell::Text(span) => Value::Text(self.text(span)?.to_owned()),
+            host::Cell::Blob(span) => Value::Blob(self.bytes(span)?.to_vec()),
+        })
     }
 
+    /// Every cell as a value; a cell the host sent malformed (its bug) reads as NULL here and
+    /// as an error through [`Row::get`].
     fn values(&self) -> &[Value] {
-        self.values
-            .get_or_init(|| (0..self.cells.len()).map(|i| self.value(i)).collect())
+        self.values.get_or_init(|| {
+            (0..self.cells.len())
+                .map(|i| self.value(i).unwrap_or(Value::Null))
+                .collect()
+        })
     }
 }
 
@@ -360,10 +362,13 @@ impl Row {
     /// Reads a column as `T`. Reading NULL needs `Option<T>`.
     pub fn get<T: FromSql>(&self, column: impl ColumnIndex) -> Result<T> {
         let index = column.index(&self.columns)?;
-        T::from_sql(&self.page.value(self.start + index)).map_err(|message| Error::Column {
-            column: self.columns[index].clone(),
-            message,
-        })
+        self.page
+            .value(self.start + index)
+            .and_then(|value| T::from_sql(&value))
+            .map_err(|message| Error::Column {
+                column: self.columns[index].clone(),
+                message,
+            })
     }
 
     /// Reads a TEXT column without copying it (`get::<String>` copies): for loops over many
@@ -376,9 +381,15 @@ impl Row {
         };
         match self.page.cells[self.start + index] {
             host::Cell::Text(span) => self.page.text(span).map_err(error),
-            _ => Err(error(format!(
+            cell => Err(error(format!(
                 "holds {}, cannot be read as &str",
-                crate::value::kind(&self.page.value(self.start + index))
+                match cell {
+                    host::Cell::Null => "NULL",
+                    host::Cell::Integer(_) => "INTEGER",
+                    host::Cell::Real(_) => "REAL",
+                    host::Cell::Text(_) => "TEXT",
+                    host::Cell::Blob(_) => "BLOB",
+                }
             ))),
         }
     }

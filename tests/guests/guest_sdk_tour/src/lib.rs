@@ -129,7 +129,7 @@ fn up(db: &Db) -> Result<()> {
         matches!(by_i.query((11,))?[0].get_str(5), Err(Error::Column { .. }))
             && matches!(
                 db.query_row("SELECT 1", (), |r| r.get_str(0).map(str::to_owned)),
-                Err(Error::Column { .. })
+                Err(Error::Column { message, .. }) if message.contains("holds INTEGER")
             ),
         "get_str refuses a missing column and a non-TEXT value",
     )?;
