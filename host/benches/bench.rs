@@ -503,16 +503,26 @@ fn items(bench: &Bench) -> PathBuf {
     items
 }
 
+/// Runs `guest` as a migration on fresh copies of the items table, each paired with `native`
+/// on its own copy.
+fn guest_against_native(
+    bench: &Bench,
+    guest: &str,
+    native: fn(&Path) -> Duration,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let items = items(bench);
+    let name = Path::new(guest).file_stem().unwrap();
+    let migration = single_migration(&bench.dir.join(name), guest, &bench.cache);
+    on_fresh_copies(&items, bench.scale.runs, &migration, native)
+}
+
 /// data-1M: the transformation in guest code against the same loop in native Rust.
 fn data(bench: &Bench, report: &mut Report) {
-    let items = items(bench);
-    let data_dir = bench.dir.join("data-migrations");
-    let data = single_migration(
-        &data_dir,
+    let (ours, native) = guest_against_native(
+        bench,
         hsm_test_artifacts::GUEST_BENCH_DATA,
-        &bench.cache,
+        native_transform,
     );
-    let (ours, native) = on_fresh_copies(&items, bench.scale.runs, &data, native_transform);
     report.compare(
         &format!(
             "data: {} rows read, transformed in guest code, written back",
@@ -526,17 +536,14 @@ fn data(bench: &Bench, report: &mut Report) {
 }
 
 /// The same transformation through a guest-defined SQL function, against the function
-/// registered natively.
+/// registered natively; and the floor under that ratio: one call into the component per row,
+/// doing nothing.
 fn function(bench: &Bench, report: &mut Report) {
-    let items = items(bench);
-    let function_dir = bench.dir.join("function-migrations");
-    let function = single_migration(
-        &function_dir,
+    let (ours, native) = guest_against_native(
+        bench,
         hsm_test_artifacts::GUEST_BENCH_FUNCTION,
-        &bench.cache,
+        native_function_update,
     );
-    let (ours, native) =
-        on_fresh_copies(&items, bench.scale.runs, &function, native_function_update);
     report.compare(
         &format!(
             "data: {} rows, UPDATE ... SET email = f(email), guest function",
@@ -548,14 +555,11 @@ fn function(bench: &Bench, report: &mut Report) {
         "<= 1.1x",
     );
 
-    // The floor under that ratio: one call into the component per row, doing nothing.
-    let floor_dir = bench.dir.join("call-floor-migrations");
-    let floor = single_migration(
-        &floor_dir,
+    let (ours, native) = guest_against_native(
+        bench,
         hsm_test_artifacts::GUEST_BENCH_CALL_FLOOR,
-        &bench.cache,
+        native_identity_sum,
     );
-    let (ours, native) = on_fresh_copies(&items, bench.scale.runs, &floor, native_identity_sum);
     report.compare(
         &format!(
             "call floor: {} rows, SELECT sum(f(id)), f returns its integer argument",
