@@ -11,7 +11,6 @@ use std::ptr;
 
 use rusqlite::Connection;
 use rusqlite::ffi;
-
 use rusqlite::types::ValueRef;
 
 use super::page::Cells;

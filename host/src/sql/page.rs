@@ -1,6 +1,7 @@
-//! Where a query's cells go as SQLite steps: a list of values (the `query-result`,
-//! `flat-rows` and batch forms) or a page (contract 0.1.3), whose TEXT and BLOB bytes share
-//! one buffer so the page reaches the guest as three allocations instead of one per cell.
+//! Pages (contract 0.1.3): cells row after row whose TEXT and BLOB bytes share one buffer, so
+//! a page crosses the boundary as three allocations instead of one per text cell. Results are
+//! built here as SQLite steps (as a page, or as the older list of values), and the cells a
+//! guest sends as parameters are checked here before they are bound.
 
 use rusqlite::types::ValueRef;
 
