@@ -381,16 +381,13 @@ impl Row {
         };
         match self.page.cells[self.start + index] {
             host::Cell::Text(span) => self.page.text(span).map_err(error),
-            cell => Err(error(format!(
-                "holds {}, cannot be read as &str",
-                match cell {
-                    host::Cell::Null => "NULL",
-                    host::Cell::Integer(_) => "INTEGER",
-                    host::Cell::Real(_) => "REAL",
-                    host::Cell::Text(_) => "TEXT",
-                    host::Cell::Blob(_) => "BLOB",
-                }
-            ))),
+            _ => {
+                let value = self.page.value(self.start + index).map_err(error)?;
+                Err(error(format!(
+                    "holds {}, cannot be read as &str",
+                    crate::value::kind(&value)
+                )))
+            }
         }
     }
 
