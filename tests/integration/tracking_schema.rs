@@ -1,23 +1,20 @@
 //! The tracking tables match the guide's schema column for column, and a database made by the
 //! older Node tool is adopted as it is.
 
-use std::path::PathBuf;
-
 use rusqlite::Connection;
 
 use crate::support::{Env, applied, assert_same_bytes, columns};
 
-/// `shared/seed-schema.sql`, which lives beside the repository (as in CI's clone).
-fn seed_schema() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed-schema.sql");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the reference schema {} is needed: {e}", path.display()))
+/// The guide's tracking schema, kept in the repository (`tests/fixtures/seed-schema.sql`) and
+/// compiled in, so the tests read nothing outside the checkout.
+fn seed_schema() -> &'static str {
+    include_str!("../fixtures/seed-schema.sql")
 }
 
 #[test]
 fn tracking_columns_equal_the_reference_schema() {
     let reference = Connection::open_in_memory().unwrap();
-    reference.execute_batch(&seed_schema()).unwrap();
+    reference.execute_batch(seed_schema()).unwrap();
 
     let env = Env::with_examples();
     env.hsm(&["up", "1"]).assert_success();
@@ -42,7 +39,7 @@ fn a_database_from_the_node_tool_is_adopted() {
     let env = Env::with_examples();
     std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
     let conn = env.open();
-    conn.execute_batch(&seed_schema()).unwrap();
+    conn.execute_batch(seed_schema()).unwrap();
     conn.execute_batch(
         "CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL);
          INSERT INTO users (name) VALUES ('kept');
