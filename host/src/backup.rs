@@ -250,7 +250,7 @@ pub fn schema_version(path: &Path) -> Option<u64> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let has_table: bool = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'migrations'",
+            "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = 'migrations'",
             [],
             |row| row.get::<_, i64>(0),
         )
@@ -260,7 +260,7 @@ pub fn schema_version(path: &Path) -> Option<u64> {
         return Some(0);
     }
     conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM migrations WHERE status = 'applied'",
+        "SELECT coalesce(max(version), 0) FROM main.migrations WHERE status = 'applied'",
         [],
         |row| row.get(0),
     )

@@ -56,7 +56,7 @@ impl Database {
         harden(&conn).map_err(|e| open_error(path, e))?;
         // SQLite opens lazily: read the schema now so a file that is not a database fails here,
         // with its name, rather than halfway through a command.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        conn.query_row("SELECT count(*) FROM main.sqlite_schema", [], |_| Ok(()))
             .map_err(|e| open_error(path, e))?;
         Ok(Self::from_connection(Some(path.to_owned()), conn))
     }

@@ -17,7 +17,7 @@ pub fn problems(conn: &Connection, quick: bool) -> Vec<String> {
     } else {
         "integrity_check"
     };
-    let sql = format!("PRAGMA {pragma}({MAX_PROBLEMS})");
+    let sql = format!("PRAGMA main.{pragma}({MAX_PROBLEMS})");
     let rows: rusqlite::Result<Vec<String>> = conn
         .prepare(&sql)
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect());
@@ -59,7 +59,7 @@ impl std::fmt::Display for FkViolation {
 /// `PRAGMA foreign_key_check` over the whole database.
 pub fn foreign_key_violations(conn: &Connection) -> Result<Vec<FkViolation>> {
     let mut stmt = conn
-        .prepare("PRAGMA foreign_key_check")
+        .prepare("PRAGMA main.foreign_key_check")
         .context("cannot run foreign_key_check")?;
     stmt.query_map([], |row| {
         Ok(FkViolation {

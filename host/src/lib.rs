@@ -34,8 +34,11 @@ pub mod schema;
 pub mod source;
 pub mod sql;
 pub mod status;
+pub mod text;
 pub mod time;
 pub mod tracking;
+mod traps;
+mod watchdog;
 
 pub use database::Database;
 pub use error::{Error, Result};

@@ -15,11 +15,12 @@ use crate::error::{Error, Result, SqliteContext};
 use crate::integrity;
 use crate::lock::{self, MigrationLock};
 use crate::plan::{self, Available, Direction};
-use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime};
+use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, describe_duration};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
 use crate::tracking::{self, MigrationRow};
-use crate::{source, time};
+use crate::watchdog::Watchdog;
+use crate::{source, text, time, traps};
 
 /// How a run protects the database. The default is the safe one: backups on, full
 /// `integrity_check`, wait up to a minute for the lock.
@@ -604,7 +605,8 @@ fn run_tracked(
         tracking::finish_attempt(conn, attempt, None, &time::now_iso())
     });
     if let Err(error) = &result {
-        let message = error.to_string();
+        // What a guest said is escaped and capped already; this bounds the whole row.
+        let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
         if let Err(record_error) =
             tracking::finish_attempt(&db.connection(), attempt, Some(&message), &time::now_iso())
         {
@@ -659,32 +661,50 @@ fn run_in_transaction(
     result
 }
 
-/// Runs the guest inside the caller's transaction, refuses foreign-key violations it left,
-/// and measures what it changed. `schema` is the schema before (read here when `None`); on
-/// success it is left holding the schema after.
+/// Runs the guest inside the caller's transaction, refuses foreign-key violations and schema
+/// traps it left, and measures what it changed, all within the migration's deadline. `schema`
+/// is the schema before (read here when `None`); on success it is left holding the schema after.
 fn run_step(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
     schema: &mut Option<schema::Snapshot>,
 ) -> Result<StepReport> {
-    let (before, changes_before) = {
-        let conn = db.connection();
-        let before = match schema.take() {
-            Some(before) => before,
-            None => schema::snapshot(&conn)?,
-        };
-        (before, conn.total_changes())
-    };
-    let started = Instant::now();
-    let outcome = component.run(direction, db);
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let timeout = component.limits().timeout;
+    let deadline = Instant::now() + timeout;
+    let watchdog = Watchdog::start(db.connection().get_interrupt_handle(), deadline);
     let failed = |cause: String| Error::MigrationFailed {
         version: component.version(),
         name: component.metadata().name.clone(),
         direction,
         cause,
     };
+    // Past the deadline, whatever the host's own SQL reports, the cause is the time limit.
+    let in_time = |error: Error| {
+        if Instant::now() >= deadline {
+            failed(format!(
+                "it exceeded its time limit of {} (raise it with --timeout); hsm-host's checks \
+                 after it could not finish in time",
+                describe_duration(timeout)
+            ))
+        } else {
+            error
+        }
+    };
+    let (before, changes_before, sequences_before) = {
+        let conn = db.connection();
+        let before = match schema.take() {
+            Some(before) => before,
+            None => schema::snapshot(&conn).map_err(in_time)?,
+        };
+        let sequences = traps::host_sequences(&conn)
+            .context("cannot read sqlite_sequence")
+            .map_err(in_time)?;
+        (before, conn.total_changes(), sequences)
+    };
+    let started = Instant::now();
+    let outcome = component.run(direction, db, deadline);
+    let duration_ms = started.elapsed().as_millis() as u64;
     outcome.map_err(failed)?;
 
     let conn = db.connection();
@@ -695,7 +715,7 @@ fn run_step(
                 .into(),
         ));
     }
-    let violations = integrity::foreign_key_violations(&conn)?;
+    let violations = integrity::foreign_key_violations(&conn).map_err(in_time)?;
     if !violations.is_empty() {
         return Err(failed(format!(
             "it left {} foreign-key violation(s), so it was rolled back: {}",
@@ -703,8 +723,20 @@ fn run_step(
             integrity::summarize(&violations)
         )));
     }
+    let sequences = traps::host_sequences(&conn)
+        .context("cannot read sqlite_sequence")
+        .map_err(in_time)?;
+    if sequences != sequences_before {
+        return Err(failed(
+            "it changed sqlite_sequence's rows of hsm-host's tables (the next history row would \
+             fail or reuse an id); migrations may not touch them"
+                .into(),
+        ));
+    }
     let rows_changed = conn.total_changes() - changes_before;
-    let after = schema::snapshot(&conn)?;
+    let after = schema::snapshot(&conn).map_err(in_time)?;
+    traps::check(&conn, &before, &after).map_err(|reason| in_time(failed(reason)))?;
+    drop(watchdog);
     let change = schema::diff(&before, &after);
     *schema = Some(after);
     Ok(StepReport {

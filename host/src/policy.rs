@@ -2,7 +2,10 @@
 //! authorizer (which sees each statement as it is compiled) while a guest runs. The host's own
 //! statements run outside it.
 
-use rusqlite::hooks::{AuthAction, AuthContext};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::tracking::HOST_TABLES;
 
@@ -26,8 +29,10 @@ const READ_ONLY_PRAGMAS: [&str; 16] = [
     "database_list",
 ];
 
-/// PRAGMAs a guest may read but never set.
-const READABLE_SETTINGS: [&str; 7] = [
+/// PRAGMAs a guest may read but never set. `data_version` is read by FTS5 itself on every
+/// query, so `MATCH` needs it.
+const READABLE_SETTINGS: [&str; 8] = [
+    "data_version",
     "user_version",
     "application_id",
     "schema_version",
@@ -36,6 +41,30 @@ const READABLE_SETTINGS: [&str; 7] = [
     "freelist_count",
     "encoding",
 ];
+
+/// Enforces the policy on every statement `conn` compiles from now on (a trigger's body
+/// included, when a statement that fires it is compiled); the reason for the last refusal goes
+/// to `denial`.
+pub fn arm(conn: &Connection, denial: Arc<Mutex<Option<String>>>) {
+    let _ = conn.authorizer(Some(move |context: AuthContext<'_>| {
+        match check(&context) {
+            Ok(()) => Authorization::Allow,
+            Err(reason) => {
+                let reason = match context.accessor {
+                    Some(by) => format!("{reason} (in trigger or view `{by}`)"),
+                    None => reason,
+                };
+                *denial.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                Authorization::Deny
+            }
+        }
+    }));
+}
+
+/// Stops enforcing the policy: the host's own statements run without it.
+pub fn disarm(conn: &Connection) {
+    let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+}
 
 /// `Err(reason)` when the policy forbids the action; the reason names the rule.
 pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
@@ -57,6 +86,18 @@ pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
         {
             Err("load_extension is not allowed".into())
         }
+        // A temp object named like a host table would take its place in every unqualified
+        // statement until the connection closes (the host qualifies its own, but an older
+        // tool or the application may not).
+        AuthAction::CreateTempTable { table_name: name }
+        | AuthAction::CreateTempView { view_name: name }
+        | AuthAction::CreateView { view_name: name }
+        | AuthAction::CreateVtable {
+            table_name: name, ..
+        } if is_host_table(name) => Err(format!(
+            "`{name}` is the name of a hsm-host table: a migration may not create another \
+             object of that name (in any schema)"
+        )),
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
         | AuthAction::Delete { table_name }

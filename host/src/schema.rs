@@ -15,7 +15,7 @@ pub type Snapshot = BTreeMap<(String, String), Option<String>>;
 pub fn snapshot(conn: &Connection) -> Result<Snapshot> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT type, name, sql FROM sqlite_schema
+            "SELECT type, name, sql FROM main.sqlite_schema
              WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
                AND tbl_name NOT IN ('migrations', 'migration_history')",
         )

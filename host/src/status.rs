@@ -8,6 +8,7 @@ use crate::backup::BackupInfo;
 use crate::database::Database;
 use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
+use crate::text;
 use crate::tracking::{self, HistoryRow, MigrationRow};
 
 /// How many history rows status shows.
@@ -85,7 +86,9 @@ impl Status {
             .iter()
             .filter(|row| row.status == tracking::APPLIED)
             .cloned()
+            .map(shown_row)
             .collect();
+        let history = history.into_iter().map(shown_history).collect();
         let pending = components
             .iter()
             .filter(|c| !applied.iter().any(|row| row.version == c.metadata.version))
@@ -125,6 +128,30 @@ impl Status {
             backups: Vec::new(),
             history,
         })
+    }
+}
+
+/// A tracking row as shown: its text may come from an older tool or an older hsm-host that
+/// stored what a migration said as it was, so it is escaped and capped here too.
+fn shown_row(row: MigrationRow) -> MigrationRow {
+    MigrationRow {
+        name: text::neutralize(&row.name, text::MAX_NAME),
+        description: row
+            .description
+            .map(|d| text::neutralize(&d, text::MAX_DESCRIPTION)),
+        error_message: row
+            .error_message
+            .map(|e| text::neutralize(&e, text::MAX_MESSAGE)),
+        ..row
+    }
+}
+
+fn shown_history(row: HistoryRow) -> HistoryRow {
+    HistoryRow {
+        error_message: row
+            .error_message
+            .map(|e| text::neutralize(&e, text::MAX_MESSAGE)),
+        ..row
     }
 }
 

@@ -9,7 +9,7 @@ use crate::plan::Direction;
 
 /// The tables' definitions, column for column those of the original guide.
 pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS migrations (
+CREATE TABLE IF NOT EXISTS main.migrations (
   version INTEGER PRIMARY KEY,
   name TEXT NOT NULL,
   description TEXT,
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS migrations (
   status TEXT NOT NULL DEFAULT 'applied',
   error_message TEXT
 );
-CREATE TABLE IF NOT EXISTS migration_history (
+CREATE TABLE IF NOT EXISTS main.migration_history (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   version INTEGER NOT NULL,
   direction TEXT NOT NULL,
@@ -55,7 +55,7 @@ const HISTORY_COLUMNS: [&str; 8] = [
 /// What hsm-host adds to the guide's tables, with ALTER TABLE ... ADD COLUMN only, and its own
 /// table of the exact components it applied, keyed by their sha256.
 const HOST_ADDITIONS: &str = "
-CREATE TABLE IF NOT EXISTS hsm_components (
+CREATE TABLE IF NOT EXISTS main.hsm_components (
   checksum TEXT PRIMARY KEY,
   bytes BLOB NOT NULL,
   stored_at TEXT NOT NULL
@@ -111,7 +111,7 @@ pub fn ensure_tables(conn: &Connection) -> Result<()> {
         .iter()
         .any(|c| c == "checksum")
     {
-        conn.execute_batch("ALTER TABLE migrations ADD COLUMN checksum TEXT")
+        conn.execute_batch("ALTER TABLE main.migrations ADD COLUMN checksum TEXT")
             .context("cannot add the checksum column to migrations")?;
     }
     conn.execute_batch(HOST_ADDITIONS)
@@ -122,7 +122,7 @@ pub fn ensure_tables(conn: &Connection) -> Result<()> {
 pub fn exists(conn: &Connection) -> Result<bool> {
     let count: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('migrations', 'migration_history')",
+            "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name IN ('migrations', 'migration_history')",
             [],
             |row| row.get(0),
         )
@@ -151,7 +151,7 @@ pub fn check_columns(conn: &Connection) -> Result<()> {
 /// The columns of `table`, in order.
 pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
     let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+        .prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
         .context("cannot read table columns")?;
     stmt.query_map([table], |row| row.get(0))
         .and_then(|rows| rows.collect())
@@ -169,7 +169,7 @@ pub fn migrations(conn: &Connection) -> Result<Vec<MigrationRow>> {
         .prepare(&format!(
             "SELECT version, name, description, applied_at, rolled_back_at, backup_path, status,
                     error_message, {checksum}
-             FROM migrations ORDER BY version"
+             FROM main.migrations ORDER BY version"
         ))
         .context("cannot read the migrations table")?;
     stmt.query_map([], |row| {
@@ -195,7 +195,7 @@ pub fn recent_history(conn: &Connection, limit: u32) -> Result<Vec<HistoryRow>> 
         .prepare(
             "SELECT id, version, direction, status, backup_path, error_message, started_at,
                     completed_at
-             FROM migration_history ORDER BY id DESC LIMIT ?1",
+             FROM main.migration_history ORDER BY id DESC LIMIT ?1",
         )
         .context("cannot read the migration_history table")?;
     stmt.query_map([limit], |row| {
@@ -224,7 +224,7 @@ pub fn start_attempt(
     now: &str,
 ) -> Result<i64> {
     conn.execute(
-        "INSERT INTO migration_history (version, direction, status, backup_path, started_at)
+        "INSERT INTO main.migration_history (version, direction, status, backup_path, started_at)
          VALUES (?1, ?2, 'running', ?3, ?4)",
         params![version, direction.as_str(), backup_path, now],
     )
@@ -236,7 +236,7 @@ pub fn start_attempt(
 pub fn finish_attempt(conn: &Connection, id: i64, error: Option<&str>, now: &str) -> Result<()> {
     let status = if error.is_some() { "failed" } else { "success" };
     conn.execute(
-        "UPDATE migration_history SET status = ?1, error_message = ?2, completed_at = ?3
+        "UPDATE main.migration_history SET status = ?1, error_message = ?2, completed_at = ?3
          WHERE id = ?4",
         params![status, error, now, id],
     )
@@ -256,7 +256,7 @@ pub struct Applied<'a> {
 /// Marks a migration applied; re-applying a rolled-back one resets its row.
 pub fn record_applied(conn: &Connection, applied: &Applied<'_>, now: &str) -> Result<()> {
     conn.execute(
-        "INSERT INTO migrations (version, name, description, applied_at, rolled_back_at,
+        "INSERT INTO main.migrations (version, name, description, applied_at, rolled_back_at,
                                  backup_path, status, error_message, checksum)
          VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL, ?6)
          ON CONFLICT (version) DO UPDATE SET
@@ -288,7 +288,7 @@ pub fn record_rolled_back(
     now: &str,
 ) -> Result<()> {
     conn.execute(
-        "UPDATE migrations SET status = 'rolled_back', rolled_back_at = ?1,
+        "UPDATE main.migrations SET status = 'rolled_back', rolled_back_at = ?1,
                 backup_path = coalesce(?2, backup_path)
          WHERE version = ?3",
         params![now, backup_path, version],
@@ -300,7 +300,7 @@ pub fn record_rolled_back(
 /// The highest applied version, 0 when none is.
 pub fn current_version(conn: &Connection) -> Result<u64> {
     conn.query_row(
-        "SELECT max(version) FROM migrations WHERE status = 'applied'",
+        "SELECT max(version) FROM main.migrations WHERE status = 'applied'",
         [],
         |row| row.get::<_, Option<u64>>(0),
     )
@@ -312,7 +312,7 @@ pub fn current_version(conn: &Connection) -> Result<u64> {
 /// Whether a history row says an attempt is still `running` (live, or its process died).
 pub fn has_running(conn: &Connection) -> Result<bool> {
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM migration_history WHERE status = 'running')",
+        "SELECT EXISTS (SELECT 1 FROM main.migration_history WHERE status = 'running')",
         [],
         |row| row.get(0),
     )
@@ -323,12 +323,12 @@ pub fn has_running(conn: &Connection) -> Result<bool> {
 /// call it while holding the migration lock: then no live process can be running them.
 pub fn mark_interrupted(conn: &Connection, now: &str) -> Result<Vec<u64>> {
     let versions: Vec<u64> = conn
-        .prepare("SELECT version FROM migration_history WHERE status = 'running' ORDER BY id")
+        .prepare("SELECT version FROM main.migration_history WHERE status = 'running' ORDER BY id")
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .context("cannot look for interrupted migrations")?;
     if !versions.is_empty() {
         conn.execute(
-            "UPDATE migration_history SET status = 'failed', error_message = ?1, completed_at = ?2
+            "UPDATE main.migration_history SET status = 'failed', error_message = ?1, completed_at = ?2
              WHERE status = 'running'",
             params![INTERRUPTED, now],
         )
@@ -341,7 +341,7 @@ pub fn mark_interrupted(conn: &Connection, now: &str) -> Result<Vec<u64>> {
 /// changed or disappeared.
 pub fn store_component(conn: &Connection, checksum: &str, bytes: &[u8], now: &str) -> Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO hsm_components (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO main.hsm_components (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
         params![checksum, bytes, now],
     )
     .context("cannot store the applied component")?;
@@ -351,7 +351,7 @@ pub fn store_component(conn: &Connection, checksum: &str, bytes: &[u8], now: &st
 /// The stored bytes of a component, by checksum.
 pub fn stored_component(conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
     conn.query_row(
-        "SELECT bytes FROM hsm_components WHERE checksum = ?1",
+        "SELECT bytes FROM main.hsm_components WHERE checksum = ?1",
         [checksum],
         |row| row.get(0),
     )
@@ -362,7 +362,7 @@ pub fn stored_component(conn: &Connection, checksum: &str) -> Result<Option<Vec<
 /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
 pub fn set_checksum(conn: &Connection, version: u64, checksum: &str) -> Result<()> {
     conn.execute(
-        "UPDATE migrations SET checksum = ?1 WHERE version = ?2",
+        "UPDATE main.migrations SET checksum = ?1 WHERE version = ?2",
         params![checksum, version],
     )
     .context(format!("cannot update the checksum of migration {version}"))?;

@@ -3,12 +3,12 @@
 //! migration.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hsm_host::{Database, Error, Limits, Migrator, Runtime, Safety};
 use tempfile::TempDir;
 
-use crate::support::{Env, dump, history, table_exists};
+use crate::support::{Env, assert_same_bytes, dump, history, table_exists};
 
 struct Arena {
     _dir: TempDir,
@@ -52,15 +52,19 @@ const FAST: Limits = Limits {
 /// Runs `attack` and returns the cause the host reported, after checking that nothing but the
 /// failed history row changed and that a well-behaved migration still runs afterwards.
 fn attack_with(limits: Limits, attack: &str) -> String {
+    timed_attack(limits, attack).0
+}
+
+/// [`attack_with`], with how long the attacked `up` took.
+fn timed_attack(limits: Limits, attack: &str) -> (String, Duration) {
     let arena = arena(limits);
-    arena
-        .db
-        .connection()
-        .execute("UPDATE attack SET name = ?1", [attack])
-        .unwrap();
+    set_attack(&arena, attack);
     let before = dump(&arena.db.connection(), &["migration_history"]);
 
-    let cause = match arena.migrator.up(&arena.db, None) {
+    let started = Instant::now();
+    let outcome = arena.migrator.up(&arena.db, None);
+    let took = started.elapsed();
+    let cause = match outcome {
         Err(Error::MigrationFailed {
             version: 8, cause, ..
         }) => cause,
@@ -83,7 +87,15 @@ fn attack_with(limits: Limits, attack: &str) -> String {
         .up(&arena.db, None)
         .unwrap_or_else(|e| panic!("after {attack}, the next migration failed: {e}"));
     assert!(table_exists(&arena.db.connection(), "survivor"));
-    cause
+    (cause, took)
+}
+
+fn set_attack(arena: &Arena, attack: &str) {
+    arena
+        .db
+        .connection()
+        .execute("UPDATE attack SET name = ?1", [attack])
+        .unwrap();
 }
 
 #[track_caller]
@@ -330,4 +342,393 @@ fn random_and_truncated_bytes_are_clean_errors() {
             Ok(component) => assert_eq!(component.version(), 1, "case {i}"),
         }
     }
+}
+
+// Round two: the transaction, name resolution, schema traps, host memory, wall time, guest
+// text, errors that name their limit, and SQLite's own modules.
+
+#[test]
+fn ending_the_transaction_stops_the_migration_and_keeps_nothing() {
+    for attack in [
+        "or_rollback_then_write",
+        "conflict_rollback_then_write",
+        "raise_rollback_then_write",
+        "rollback_in_batch_then_write",
+    ] {
+        let cause = attack_with(FAST, attack);
+        assert!(
+            cause.contains("it ended hsm-host's transaction"),
+            "{attack}: {cause}"
+        );
+    }
+}
+
+#[test]
+fn writes_after_an_interrupt_at_the_deadline_are_not_kept() {
+    assert_refused("interrupt_then_write", &["exceeded its time limit of 2 s"]);
+}
+
+#[test]
+fn a_dry_run_whose_guest_ends_the_transaction_leaves_the_file_byte_for_byte() {
+    let arena = arena(FAST);
+    set_attack(&arena, "or_rollback_then_write");
+    let path = arena.db.path().unwrap().to_owned();
+    let before = std::fs::read(&path).unwrap();
+    match arena.migrator.dry_run(&arena.db, None) {
+        Err(Error::MigrationFailed { cause, .. }) => {
+            assert!(cause.contains("it ended hsm-host's transaction"), "{cause}")
+        }
+        other => panic!("the dry run was not refused: {other:?}"),
+    }
+    assert_same_bytes(&path, &before, "the dry run");
+}
+
+#[test]
+fn down_is_guarded_like_up() {
+    let arena = arena(FAST);
+    arena.migrator.up(&arena.db, None).unwrap();
+    for (attack, expected) in [
+        (
+            "raise_rollback_then_write",
+            "it ended hsm-host's transaction",
+        ),
+        (
+            "trap_trigger_writes_host",
+            "`migration_history` belongs to hsm-host",
+        ),
+        (
+            "temp_migrations",
+            "`migrations` is the name of a hsm-host table",
+        ),
+    ] {
+        set_attack(&arena, attack);
+        let before = dump(&arena.db.connection(), &["migration_history"]);
+        match arena.migrator.down(&arena.db, None) {
+            Err(Error::MigrationFailed {
+                version: 8, cause, ..
+            }) => assert!(cause.contains(expected), "{attack}: {cause}"),
+            other => panic!("{attack}: down was not refused: {other:?}"),
+        }
+        assert_eq!(
+            dump(&arena.db.connection(), &["migration_history"]),
+            before,
+            "{attack} changed the database"
+        );
+    }
+    set_attack(&arena, "none");
+    arena.migrator.down(&arena.db, None).unwrap();
+    assert!(!table_exists(&arena.db.connection(), "survivor"));
+}
+
+#[test]
+fn temp_objects_named_like_host_tables_are_refused() {
+    assert_refused(
+        "temp_migrations",
+        &["`migrations` is the name of a hsm-host table"],
+    );
+    assert_refused(
+        "temp_view_history",
+        &["`migration_history` is the name of a hsm-host table"],
+    );
+    assert_refused(
+        "temp_components",
+        &["refused by hsm-host's policy", "`hsm_components`"],
+    );
+}
+
+#[test]
+fn the_next_migration_inherits_no_temp_objects_functions_or_statements() {
+    let arena = arena(FAST);
+    set_attack(&arena, "temp_leftovers");
+    arena.migrator.up(&arena.db, None).unwrap();
+    let conn = arena.db.connection();
+    let temp: i64 = conn
+        .query_row("SELECT count(*) FROM temp.sqlite_schema", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(temp, 0, "temp objects outlived their migration");
+    let status: String = conn
+        .query_row(
+            "SELECT status FROM main.migrations WHERE version = 8",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "applied");
+    let error = conn
+        .execute_batch("SELECT spin(1)")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no such function: spin"), "{error}");
+    assert!(!conn.is_busy(), "a statement of the guest is still running");
+    // The temp trigger on main.attack is gone with its table.
+    conn.execute("INSERT INTO attack VALUES ('after')", [])
+        .unwrap();
+    let users: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users WHERE email = 'spied'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(users, 0);
+}
+
+#[test]
+fn traps_left_in_the_schema_are_refused_by_name() {
+    assert_refused(
+        "trap_trigger_writes_host",
+        &[
+            "table `users`",
+            "`migration_history` belongs to hsm-host",
+            "`wipe_history`",
+        ],
+    );
+    assert_refused(
+        "trap_trigger_calls_function",
+        &["table `hooked`", "no such function: spin"],
+    );
+    assert_refused("trap_view_calls_function", &["spin"]);
+    // SQLite itself refuses the guest's (direct-only) function in a CHECK as it is made.
+    assert_refused("trap_check_calls_function", &["spin()"]);
+    assert_refused(
+        "trap_sequence",
+        &["sqlite_sequence's rows of hsm-host's tables"],
+    );
+}
+
+#[test]
+fn an_application_may_set_its_own_autoincrement_counter() {
+    let arena = arena(FAST);
+    set_attack(&arena, "own_sequence");
+    arena.migrator.up(&arena.db, None).unwrap();
+    let seq: i64 = arena
+        .db
+        .connection()
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'survivor'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(seq, 100);
+}
+
+#[test]
+fn values_statements_and_cursors_are_bounded() {
+    assert_refused("huge_value", &["string or blob too big"]);
+    assert_refused("huge_printf", &["bounded: printf built nothing"]);
+    assert_refused("many_statements", &["too many live prepared statements"]);
+    assert_refused("many_cursors", &["too many open cursors"]);
+}
+
+/// A run may take its deadline plus this much (the guest is stopped at the deadline; the
+/// rest is rolling back and recording the failure), with room for a loaded machine.
+const PAST_DEADLINE: Duration = Duration::from_secs(2);
+
+#[test]
+fn sleeping_guests_and_functions_end_at_the_deadline() {
+    for attack in ["sleep", "function_sleeps"] {
+        let (cause, took) = timed_attack(FAST, attack);
+        assert!(
+            cause.contains("exceeded its time limit of 2 s"),
+            "{attack}: {cause}"
+        );
+        assert!(
+            took < FAST.timeout + PAST_DEADLINE,
+            "{attack} held the run for {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_schema_that_slows_the_hosts_checks_still_ends_at_the_deadline() {
+    let (cause, took) = timed_attack(FAST, "view_chain");
+    assert!(cause.contains("time limit of 2 s"), "{cause}");
+    assert!(
+        took < FAST.timeout + PAST_DEADLINE,
+        "view_chain held the run for {took:?}"
+    );
+}
+
+#[test]
+fn metadata_that_sleeps_or_loops_fails_at_its_limit_and_says_so() {
+    let runtime = Runtime::with_limits(FAST).unwrap();
+    for path in [
+        hsm_test_artifacts::GUEST_METADATA_SLEEPS,
+        hsm_test_artifacts::GUEST_METADATA_LOOPS,
+    ] {
+        let started = Instant::now();
+        match runtime.load_file(Path::new(path)) {
+            Err(Error::InvalidComponent { reason, .. }) => assert!(
+                reason.contains("metadata() did not return within its time limit of 2 s"),
+                "{path}: {reason}"
+            ),
+            Err(other) => panic!("{path}: unexpected error {other}"),
+            Ok(_) => panic!("{path} loaded"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took < FAST.timeout + PAST_DEADLINE,
+            "{path} held loading for {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_function_instance_out_of_memory_names_the_limit() {
+    assert_refused(
+        "function_memory",
+        &["exceeded its memory limit of 64.0 MiB", "--max-memory"],
+    );
+}
+
+#[test]
+fn sqlite_modules_run_their_own_read_only_pragmas() {
+    let arena = arena(FAST);
+    set_attack(&arena, "modules");
+    arena
+        .migrator
+        .up(&arena.db, None)
+        .unwrap_or_else(|e| panic!("FTS5, FTS4, R*Tree, JSON and dbstat must work: {e}"));
+    assert!(table_exists(&arena.db.connection(), "survivor"));
+}
+
+#[test]
+fn guest_text_is_escaped_and_capped_wherever_it_goes() {
+    let env = Env::with_examples();
+    env.add(hsm_test_artifacts::GUEST_ATTACK);
+    env.add(hsm_test_artifacts::GUEST_HOSTILE_NAME);
+    env.hsm(&["up", "7"]).assert_success();
+    let conn = env.open();
+    conn.execute_batch(
+        "CREATE TABLE attack (name TEXT); INSERT INTO attack VALUES ('huge_log_and_error');",
+    )
+    .unwrap();
+
+    let run = env.hsm(&["up", "8"]);
+    run.assert_code(1)
+        .assert_stderr_contains("\\u{1b}[31mred\\r\\nforged line")
+        .assert_stderr_contains("more bytes cut");
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    for (what, text) in [("stderr", &run.stderr), ("the log file", &log)] {
+        assert!(!text.contains('\x1b'), "an escape sequence reached {what}");
+        assert!(text.len() < 2 << 20, "{what} got {} bytes", text.len());
+        assert!(
+            !text.lines().any(|line| line.starts_with("2099-01-01")),
+            "a forged line reached {what}"
+        );
+    }
+    let (_, _, _, error) = history(&conn).pop().unwrap();
+    let error = error.unwrap();
+    assert!(
+        error.len() < 10_000,
+        "a {} byte error was stored",
+        error.len()
+    );
+    assert!(!error.chars().any(char::is_control), "{error:?}");
+
+    conn.execute("UPDATE attack SET name = 'none'", []).unwrap();
+    let run = env.hsm(&["up"]);
+    run.assert_success();
+    let status = env.hsm(&["status"]);
+    let json = env.hsm(&["status", "--json"]);
+    for (what, text) in [
+        ("up", &run.stderr),
+        ("status", &status.stdout),
+        ("status --json", &json.stdout),
+    ] {
+        assert!(
+            !text.contains('\x1b') && !text.contains("\\u001b"),
+            "{what}: {text}"
+        );
+        assert!(!text.contains('\u{202e}'), "{what} shows a bidi override");
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.trim_start().starts_with("FORGED")),
+            "{what}"
+        );
+    }
+    let (name, description): (String, String) = conn
+        .query_row(
+            "SELECT name, description FROM migrations WHERE version = 9",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(name.starts_with("evil\\u{1b}[31m\\nFORGED"), "{name:?}");
+    assert!(description.len() < 2000, "{} bytes", description.len());
+    assert!(!description.chars().any(char::is_control));
+}
+
+/// What the host may use beyond `--max-memory` (SECURITY.md states it): the process itself
+/// with wasmtime and a compiled guest, SQLite's share, and the results and statements in
+/// flight. Measured as peak RSS of the real binary.
+const HOST_OVERHEAD: u64 = 192 << 20;
+
+#[test]
+fn no_attack_takes_the_host_past_max_memory_plus_its_overhead() {
+    let env = Env::with_examples();
+    env.add(hsm_test_artifacts::GUEST_ATTACK);
+    env.hsm(&["up", "7"]).assert_success();
+    let conn = env.open();
+    conn.execute_batch("CREATE TABLE attack (name TEXT); INSERT INTO attack VALUES ('none');")
+        .unwrap();
+    let max_memory: u64 = 64 << 20;
+    for attack in [
+        "huge_value",
+        "huge_printf",
+        "many_statements",
+        "many_cursors",
+        "memory_bomb",
+        "function_memory",
+        "huge_result",
+        "multi_gb_text",
+    ] {
+        conn.execute("UPDATE attack SET name = ?1", [attack])
+            .unwrap();
+        let mut cmd = env.hsm_command(&["up", "--max-memory", "64MiB", "--timeout", "20s"]);
+        let (code, stderr, peak) = run_measuring_peak_rss(&mut cmd);
+        assert_eq!(code, 1, "{attack}: {stderr}");
+        eprintln!("{attack}: peak RSS {} MiB", peak >> 20);
+        assert!(
+            peak <= max_memory + HOST_OVERHEAD,
+            "{attack}: peak RSS {} MiB is over --max-memory (64 MiB) + {} MiB",
+            peak >> 20,
+            HOST_OVERHEAD >> 20
+        );
+    }
+}
+
+/// Runs `cmd` to its end; its exit code, stderr and peak resident memory in bytes.
+#[expect(clippy::zombie_processes, reason = "wait4 below reaps the child")]
+fn run_measuring_peak_rss(cmd: &mut std::process::Command) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // wait4 reports this child's own peak, unlike RUSAGE_CHILDREN (every child of the test
+    // process, and tests run in parallel).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let stderr = reader.join().unwrap();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, stderr, usage.ru_maxrss as u64 * 1024)
 }

@@ -87,13 +87,14 @@ impl From<&Metadata> for StoredMetadata {
 }
 
 impl From<StoredMetadata> for Metadata {
+    /// Neutralized again: a cache entry written by an older hsm-host may hold the raw text.
     fn from(stored: StoredMetadata) -> Self {
-        Self {
+        super::neutralize_metadata(Self {
             version: stored.version,
             name: stored.name,
             description: stored.description,
             reversible: stored.reversible,
-        }
+        })
     }
 }
 

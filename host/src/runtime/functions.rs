@@ -11,9 +11,10 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use super::bindings::Value;
-use super::limits::{self, Limits};
+use super::limits::{self, MemoryBudget};
 use super::state::GuestState;
 use crate::sql::FunctionCaller;
+use crate::text::{self, Budget};
 
 /// The export a component offers its functions under. Components built against 0.1.1 or
 /// 0.1.2 are found by this name too (semver-compatible lookup); they lack `names` and
@@ -24,14 +25,19 @@ type CallFunc = TypedFunc<(String, Vec<Value>), (Result<Value, String>,)>;
 type NamesFunc = TypedFunc<(), (Vec<String>,)>;
 type CallUnaryFunc = TypedFunc<(u32, Value), (Result<Value, String>,)>;
 
+/// How a function instance stopped by the deadline says so (the migration reports the limit).
+pub(crate) const OUT_OF_TIME: &str = "it exceeded the migration's time limit";
+
 /// What a guest call needs to start the function instance when the guest first registers one.
 #[derive(Clone)]
 pub(crate) struct FunctionFactory {
     pub(crate) engine: Engine,
     pub(crate) pre: InstancePre<GuestState>,
-    pub(crate) limits: Limits,
     pub(crate) deadline: Instant,
     pub(crate) label: String,
+    /// The migration's budgets, shared with the instance running `up`/`down`.
+    pub(crate) memory: Arc<MemoryBudget>,
+    pub(crate) log_budget: Arc<Budget>,
 }
 
 /// The running function instance, shared by every function one guest call registered.
@@ -58,16 +64,19 @@ impl FunctionFactory {
             format!("{} (functions)", self.label),
             None,
             self.deadline,
-            self.limits.max_memory,
+            Arc::clone(&self.memory),
+            Arc::clone(&self.log_budget),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         store.set_epoch_deadline(limits::ticks(remaining));
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| format!("cannot start the function instance: {e:#}"))?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| {
+            match store.data_mut().limiter.exceeded.take() {
+                Some(memory) => format!("cannot start the function instance: {memory}"),
+                None => format!("cannot start the function instance: {e:#}"),
+            }
+        })?;
         let missing = || {
             format!(
                 "the component does not export {FUNCTIONS_EXPORT}: build it for the \
@@ -125,6 +134,16 @@ where
 }
 
 impl GuestFunctions {
+    /// Why the instance stopped (a trap, the memory or time limit), if it did: the migration's
+    /// real cause even when the guest reports only the SQL error it got.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.instance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .dead
+            .clone()
+    }
+
     /// The caller SQLite uses for the guest's function `name`: one-argument calls go through
     /// `call-unary` when the component has it, everything else through `call` by name.
     pub(crate) fn caller(&self, name: &str) -> FunctionCaller {
@@ -147,12 +166,17 @@ impl GuestFunctions {
                     .call(&mut instance.store, (name.clone(), args)),
             };
             match outcome {
-                Ok((result,)) => result,
+                Ok((result,)) => {
+                    result.map_err(|message| text::neutralize(&message, text::MAX_MESSAGE))
+                }
                 Err(trap) => {
                     let reason = match instance.store.data_mut().limiter.exceeded.take() {
                         Some(memory) => format!("function {name}: {memory}"),
-                        None if Instant::now() >= instance.store.data().deadline() => {
-                            format!("function {name}: the migration ran out of time")
+                        None if Instant::now() >= instance.store.data().deadline()
+                            || trap.downcast_ref::<wasmtime::Trap>()
+                                == Some(&wasmtime::Trap::Interrupt) =>
+                        {
+                            format!("function {name}: {OUT_OF_TIME}")
                         }
                         None => format!("function {name} trapped: {trap:#}"),
                     };

@@ -1,6 +1,8 @@
 //! What a guest may consume: wall-clock time per call (epoch interruption in wasm, SQLite's
 //! progress handler in SQL) and memory (a resource limiter on every store).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,7 +19,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Wall-clock time one `up` or `down` call may take, SQL included.
     pub timeout: Duration,
-    /// Most linear memory a guest may have, in bytes.
+    /// Most linear memory one migration may have, in bytes: its `up`/`down` instance and its
+    /// SQL-function instance together.
     pub max_memory: usize,
 }
 
@@ -42,19 +45,46 @@ pub fn describe_duration(duration: Duration) -> String {
     }
 }
 
-/// Caps one store's memories, tables and instances, remembering why it refused.
+/// One migration's memory budget, shared by its stores (the instance running `up`/`down` and
+/// the one computing its SQL functions): together they get `--max-memory`, not each.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            used: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Caps one store's memories, tables and instances against its migration's budget,
+/// remembering why it refused.
 pub(crate) struct GuestLimiter {
-    max_memory: usize,
+    budget: Arc<MemoryBudget>,
+    /// Bytes of the budget this store's memories hold; given back when the store is dropped.
+    held: usize,
     /// Set when the guest hit the memory limit: the message the operator sees.
     pub(crate) exceeded: Option<String>,
 }
 
 impl GuestLimiter {
-    pub(crate) fn new(max_memory: usize) -> Self {
+    pub(crate) fn new(budget: Arc<MemoryBudget>) -> Self {
         Self {
-            max_memory,
+            budget,
+            held: 0,
             exceeded: None,
         }
+    }
+}
+
+impl Drop for GuestLimiter {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
     }
 }
 
@@ -67,17 +97,29 @@ const MAX_TABLES: usize = 64;
 impl ResourceLimiter for GuestLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired <= self.max_memory {
-            return Ok(true);
-        }
+        let more = desired.saturating_sub(current);
+        let max = self.budget.max;
+        let granted = self
+            .budget
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(more).filter(|total| *total <= max)
+            });
+        let in_use = match granted {
+            Ok(_) => {
+                self.held += more;
+                return Ok(true);
+            }
+            Err(in_use) => in_use,
+        };
         let message = format!(
             "it exceeded its memory limit of {} (it asked for {}); raise it with --max-memory",
-            human_bytes(self.max_memory as u64),
-            human_bytes(desired as u64)
+            human_bytes(max as u64),
+            human_bytes(in_use.saturating_sub(current).saturating_add(desired) as u64)
         );
         self.exceeded = Some(message.clone());
         // An error here traps the guest at once: it cannot catch and retry.

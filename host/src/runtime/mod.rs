@@ -3,6 +3,7 @@
 
 pub(crate) mod bindings;
 pub mod cache;
+mod clock;
 mod functions;
 mod imports;
 mod incremental;
@@ -22,13 +23,14 @@ use wasmtime::{Config, Engine, Store};
 
 pub use bindings::Metadata;
 use bindings::{Migration, MigrationPre};
-use limits::EpochTicker;
+use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
 use state::GuestState;
 
 use crate::database::Database;
 use crate::error::{Error, Result, human_bytes};
 use crate::plan::Direction;
+use crate::text;
 
 /// Longest `metadata()` may run: it only returns constants.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +70,7 @@ impl Wasm {
         let engine = Engine::new(&config).map_err(error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(error)?;
+        clock::add_to_linker(&mut linker).map_err(error)?;
         Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(error)?;
         Ok(Self {
@@ -240,13 +243,29 @@ impl Runtime {
             origin.display().to_string(),
             None,
             Instant::now() + timeout,
-            self.limits.max_memory,
+            MemoryBudget::new(self.limits.max_memory),
+            Arc::new(text::Budget::new(text::LOG_BUDGET)),
         );
         let engine = &self.wasm().map_err(|e| e.to_string())?.engine;
-        let (result, _) = call(engine, pre, state, timeout, |m, s| m.call_metadata(s));
-        let metadata = result.map_err(|e| format!("metadata() failed: {e}"))?;
+        let (result, outcome) = call(engine, pre, state, timeout, |m, s| m.call_metadata(s));
+        let metadata = result.map_err(|e| {
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                format!(
+                    "metadata() did not return within its time limit of {} (it must only \
+                     return constants; the limit is the smaller of 10 s and --timeout)",
+                    describe_duration(timeout)
+                )
+            } else if let Some(memory) = &outcome.memory_exceeded {
+                format!("metadata() failed: {memory}")
+            } else {
+                format!(
+                    "metadata() failed: {}",
+                    text::neutralize(&format!("{e:#}"), text::MAX_MESSAGE)
+                )
+            }
+        })?;
         validate_metadata(&metadata)?;
-        Ok(metadata)
+        Ok(neutralize_metadata(metadata))
     }
 }
 
@@ -303,6 +322,11 @@ impl MigrationComponent {
         &self.bytes
     }
 
+    /// The limits each of its calls gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -325,55 +349,101 @@ impl MigrationComponent {
         )
     }
 
-    /// Calls `up` or `down` in a fresh sandbox whose SQL runs on `db`. The caller owns the
-    /// transaction. Returns the guest's error message, or the trap and what the guest printed.
-    pub(crate) fn run(&self, direction: Direction, db: &Database) -> Result<(), String> {
-        let Limits {
-            timeout,
-            max_memory,
-        } = self.limits;
-        let deadline = Instant::now() + timeout;
-        let state = GuestState::new(self.label(), Some(db.shared()), deadline, max_memory)
-            .with_functions(functions::FunctionFactory {
-                engine: self.engine.clone(),
-                pre: self.pre.instance_pre().clone(),
-                limits: self.limits,
-                deadline,
-                label: self.label(),
-            });
-        let (result, outcome) = call(
-            &self.engine,
-            &self.pre,
-            state,
-            timeout,
-            |m, s| match direction {
-                Direction::Up => m.call_up(s),
-                Direction::Down => m.call_down(s),
-            },
-        );
+    /// Calls `up` or `down` in a fresh sandbox whose SQL runs on `db`, to end by `deadline`.
+    /// The caller owns the transaction. Returns the guest's error message, or the trap and
+    /// what the guest printed, or the limit it hit, or that it ended the transaction; always
+    /// escaped and capped for the terminal, the log and the history row.
+    pub(crate) fn run(
+        &self,
+        direction: Direction,
+        db: &Database,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        self.run_unescaped(direction, db, deadline)
+            .map_err(|message| text::neutralize(&message, text::MAX_MESSAGE))
+    }
+
+    fn run_unescaped(
+        &self,
+        direction: Direction,
+        db: &Database,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let timeout = self.limits.timeout;
+        let memory = MemoryBudget::new(self.limits.max_memory);
+        let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
+        let state = GuestState::new(
+            self.label(),
+            Some(db.shared()),
+            deadline,
+            Arc::clone(&memory),
+            Arc::clone(&log_budget),
+        )
+        .with_functions(functions::FunctionFactory {
+            engine: self.engine.clone(),
+            pre: self.pre.instance_pre().clone(),
+            deadline,
+            label: self.label(),
+            memory,
+            log_budget,
+        });
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let (result, outcome) =
+            call(
+                &self.engine,
+                &self.pre,
+                state,
+                remaining,
+                |m, s| match direction {
+                    Direction::Up => m.call_up(s),
+                    Direction::Down => m.call_down(s),
+                },
+            );
         let out_of_time = || {
             format!(
                 "it exceeded its time limit of {} (raise it with --timeout)",
                 describe_duration(timeout)
             )
         };
+        let closed = outcome.sql.unwrap_or_default();
+        // The limits first: whatever the guest made of the error it got, they are the cause.
+        if let Some(memory) = outcome.memory_exceeded {
+            return Err(memory);
+        }
+        if let Some(failure) = outcome.function_failure {
+            if failure.contains(functions::OUT_OF_TIME) {
+                return Err(out_of_time());
+            }
+            if failure.contains("exceeded its memory limit") {
+                return Err(failure);
+            }
+        }
+        let trapped_on_time = matches!(&result, Err(trap)
+            if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt));
+        // Past the deadline, a failure (an interrupted statement, the rollback SQLite made
+        // then, or the guest's reaction to either) is the deadline's doing.
+        let failed = closed.transaction_ended.is_some() || !matches!(result, Ok(Ok(())));
+        if trapped_on_time || (failed && Instant::now() >= deadline) {
+            return Err(out_of_time());
+        }
+        if let Some(reason) = closed.transaction_ended {
+            return Err(format!(
+                "it ended hsm-host's transaction: {reason}; hsm-host stopped it there and \
+                 refused every later statement (migrations must leave transaction control to \
+                 hsm-host)"
+            ));
+        }
+        if let Some(reason) = closed.reset_failed {
+            return Err(reason);
+        }
         match result {
             Ok(Ok(())) => Ok(()),
-            // A guest that ran out of time mid-SQL gets an error it may pass on or replace:
-            // either way the cause is the deadline.
-            Ok(Err(_)) if Instant::now() >= deadline => Err(out_of_time()),
             Ok(Err(message)) => Err(message),
-            Err(_) if outcome.memory_exceeded.is_some() => Err(outcome.memory_exceeded.unwrap()),
             Err(_) if outcome.output_overflowed => Err(format!(
                 "it printed more than {} to stdout or stderr, so hsm-host stopped it (migrations \
                  report through the log interface, briefly)",
                 human_bytes(state::OUTPUT_CAPACITY as u64)
             )),
-            Err(trap)
-                if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
-            {
-                Err(out_of_time())
-            }
             Err(trap) => Err(output::describe_trap(&trap, &outcome.stderr)),
         }
     }
@@ -387,10 +457,14 @@ struct CallOutcome {
     memory_exceeded: Option<String>,
     /// Whether the guest filled its stdout or stderr capture.
     output_overflowed: bool,
+    /// How the call's SQL ended (`None` when it had none).
+    sql: Option<crate::sql::Closed>,
+    /// Why its function instance stopped, if it did.
+    function_failure: Option<String>,
 }
 
-/// Instantiates `pre` in a new store with the limits armed, runs `f`, and logs what the guest
-/// printed.
+/// Instantiates `pre` in a new store with the limits armed, runs `f`, ends its SQL session,
+/// and logs what the guest printed.
 fn call<R>(
     engine: &Engine,
     pre: &MigrationPre<GuestState>,
@@ -405,6 +479,13 @@ fn call<R>(
         .instantiate(&mut store)
         .and_then(|migration| f(&migration, &mut store));
     let mut state = store.into_data();
+    let function_failure = state
+        .function_caller
+        .as_ref()
+        .and_then(functions::GuestFunctions::failure);
+    // Its functions leave the connection before their instance goes.
+    let sql = state.sql.take().map(crate::sql::GuestSql::close);
+    state.function_caller = None;
     let stderr = output::log_guest_output(&state);
     let full = |pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe| {
         pipe.contents().len() >= state::OUTPUT_CAPACITY
@@ -413,6 +494,8 @@ fn call<R>(
         output_overflowed: full(&state.stdout) || full(&state.stderr),
         stderr,
         memory_exceeded: state.limiter.exceeded.take(),
+        sql,
+        function_failure,
     };
     (result, outcome)
 }
@@ -449,6 +532,16 @@ fn validate_metadata(metadata: &Metadata) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A component's name and description as hsm-host shows and stores them: control characters
+/// escaped, each capped (see [`text`]).
+pub(crate) fn neutralize_metadata(metadata: Metadata) -> Metadata {
+    Metadata {
+        name: text::neutralize(&metadata.name, text::MAX_NAME),
+        description: text::neutralize(&metadata.description, text::MAX_DESCRIPTION),
+        ..metadata
+    }
 }
 
 /// sha256 as lowercase hex, the form stored in `migrations.checksum`.

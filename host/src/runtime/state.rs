@@ -10,9 +10,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{SqlError, Value, log, sql};
 use super::functions::FunctionFactory;
-use super::limits::GuestLimiter;
+use super::limits::{GuestLimiter, MemoryBudget};
 use super::progress::Progress;
+use crate::error::human_bytes;
 use crate::sql::{CursorHandle, GuestSql, PreparedStatement, SQLITE_MISUSE};
+use crate::text;
 
 /// Most a guest may print to stdout and stderr together per call.
 pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
@@ -22,16 +24,19 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// `None` while reading metadata: a guest may not run SQL then.
-    sql: Option<GuestSql>,
+    pub(crate) sql: Option<GuestSql>,
     pub(crate) limiter: GuestLimiter,
     deadline: Instant,
     /// Starts the function instance when the guest registers its first SQL function.
     functions: Option<FunctionFactory>,
     /// The running function instance, shared by every function this call registered.
-    function_caller: Option<super::functions::GuestFunctions>,
+    pub(crate) function_caller: Option<super::functions::GuestFunctions>,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     label: String,
     progress: Progress,
+    /// What is left of the migration's log budget (shared with its function instance).
+    log_budget: Arc<text::Budget>,
+    log_silenced: bool,
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
 }
@@ -43,7 +48,8 @@ impl GuestState {
         label: String,
         db: Option<Arc<Mutex<Connection>>>,
         deadline: Instant,
-        max_memory: usize,
+        memory: Arc<MemoryBudget>,
+        log_budget: Arc<text::Budget>,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -55,11 +61,13 @@ impl GuestState {
             wasi,
             table: ResourceTable::new(),
             sql: db.map(|db| GuestSql::open(db, deadline)),
-            limiter: GuestLimiter::new(max_memory),
+            limiter: GuestLimiter::new(memory),
             deadline,
             functions: None,
             function_caller: None,
             progress: Progress::new(label.clone()),
+            log_budget,
+            log_silenced: false,
             label,
             stdout,
             stderr,
@@ -281,13 +289,31 @@ impl sql::HostStatement for GuestState {
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
-        self.table.delete(statement)?;
+        let statement = self.table.delete(statement)?;
+        if let Ok(sql) = self.sql() {
+            sql.forget_statement(&statement);
+        }
         Ok(())
     }
 }
 
 impl log::Host for GuestState {
     fn log(&mut self, level: log::Level, message: String) {
+        // Each message is capped and escaped; past the migration's budget, one line says so.
+        let granted = self.log_budget.take(message.len().min(text::MAX_MESSAGE));
+        if granted == 0 {
+            if !self.log_silenced {
+                self.log_silenced = true;
+                tracing::warn!(
+                    target: "guest",
+                    "{}: logged more than {} of messages; the rest are dropped",
+                    self.label,
+                    human_bytes(text::LOG_BUDGET as u64)
+                );
+            }
+            return;
+        }
+        let message = text::neutralize(&message, granted);
         let label = &self.label;
         match level {
             log::Level::Trace => tracing::trace!(target: "guest", "{label}: {message}"),

@@ -3,6 +3,7 @@
 //! become the contract's types; guest input never panics the host.
 
 mod cursor;
+pub(crate) mod heap;
 mod page;
 
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::hooks::Authorization;
+use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
@@ -37,6 +38,8 @@ pub const SQLITE_TOOBIG: i32 = 18;
 pub const SQLITE_INTERRUPT: i32 = 9;
 /// Data type mismatch.
 const SQLITE_MISMATCH: i32 = 20;
+/// The host's transaction is gone.
+pub const SQLITE_ABORT: i32 = 4;
 
 /// Longest SQL text one call may send: scripts are small; data goes in parameters.
 pub const MAX_SQL_BYTES: usize = 4 << 20;
@@ -48,6 +51,17 @@ pub const MAX_QUERY_ROWS: usize = 1_000_000;
 pub const MAX_QUERY_BYTES: usize = 64 << 20;
 /// Most rows one cursor batch returns, whatever the guest asks for.
 pub const MAX_BATCH_ROWS: usize = 100_000;
+/// Longest TEXT or BLOB SQLite may build while a guest runs (`SQLITE_LIMIT_LENGTH`):
+/// `zeroblob`, `randomblob`, `printf` and concatenation cannot make a value larger.
+pub const MAX_VALUE_BYTES: i32 = 32 << 20;
+/// Most prepared-statement resources a migration may hold at once, and the SQL they hold.
+pub const MAX_LIVE_STATEMENTS: usize = 256;
+pub const MAX_LIVE_STATEMENT_BYTES: usize = 16 << 20;
+/// Most cursors a migration may have open at once.
+pub const MAX_LIVE_CURSORS: usize = 32;
+/// What SQLite may allocate for one running migration beyond what it used before (page cache,
+/// statements, sorting, values): its share of SQLite's process-wide heap limit.
+pub const SQL_HEAP_BUDGET: usize = 64 << 20;
 
 /// A guest's open cursor: the id of its statement in the call's `GuestSql`.
 pub struct CursorHandle {
@@ -73,41 +87,74 @@ pub(crate) struct GuestSql {
     /// Why the authorizer last refused, to explain SQLITE_AUTH to the guest.
     denial: Arc<Mutex<Option<String>>>,
     deadline: Instant,
+    /// Why the host's transaction is gone, once it is: a rollback happened while the guest ran,
+    /// or the connection is back in autocommit. From then on every statement is refused.
+    ended: Arc<Mutex<Option<String>>>,
     /// SQL functions the guest registered, removed when the call ends.
     functions: Mutex<Vec<(String, i32)>>,
     /// Open cursors, finalized when the guest drops them or the call ends. Locked only
     /// while the connection is.
     cursors: Mutex<HashMap<u32, cursor::RawCursor>>,
     next_cursor: AtomicU32,
+    /// Live prepared-statement resources: how many, and the bytes of SQL they hold.
+    statements: Mutex<(usize, usize)>,
+    /// The connection's length limit before the call, restored when it ends.
+    length_limit: i32,
+    /// Holds this call's share of SQLite's heap limit.
+    _heap: heap::Reservation,
+    closed: bool,
+}
+
+/// What a guest call left on the connection, found when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Closed {
+    /// Why the host's transaction was ended during the call, if it was.
+    pub(crate) transaction_ended: Option<String>,
+    /// Why the connection could not be reset for the next migration, if it could not.
+    pub(crate) reset_failed: Option<String>,
 }
 
 impl GuestSql {
     pub(crate) fn open(db: Arc<Mutex<Connection>>, deadline: Instant) -> Self {
         let denial = Arc::new(Mutex::new(None));
+        let ended = Arc::new(Mutex::new(None));
+        let length_limit;
         {
             let conn = lock(&db);
             // Statements the host prepared earlier were not checked by the policy; statements
             // the guest prepares must not outlive it.
             conn.flush_prepared_statement_cache();
-            let record = Arc::clone(&denial);
-            let _ = conn.authorizer(Some(move |context: rusqlite::hooks::AuthContext<'_>| {
-                match policy::check(&context) {
-                    Ok(()) => Authorization::Allow,
-                    Err(reason) => {
-                        *record.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-                        Authorization::Deny
-                    }
-                }
-            }));
+            policy::arm(&conn, Arc::clone(&denial));
             let _ = conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+            // No COMMIT may happen while a guest runs: if its SQL ended the host's transaction
+            // (INSERT OR ROLLBACK, RAISE(ROLLBACK), an error SQLite rolls back on), each later
+            // statement would otherwise commit on its own. This turns any commit into a rollback.
+            let _ = conn.commit_hook(Some(|| true));
+            let record = Arc::clone(&ended);
+            let _ = conn.rollback_hook(Some(move || {
+                lock(&record).get_or_insert_with(|| {
+                    "SQLite rolled it back (INSERT OR ROLLBACK, ON CONFLICT ROLLBACK, \
+                     RAISE(ROLLBACK), or an error SQLite answers with a rollback)"
+                        .into()
+                });
+            }));
+            length_limit = conn
+                .limit(Limit::SQLITE_LIMIT_LENGTH)
+                .unwrap_or(MAX_VALUE_BYTES);
+            let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         }
         Self {
             db,
             denial,
             deadline,
+            ended,
             functions: Mutex::new(Vec::new()),
             cursors: Mutex::new(HashMap::new()),
             next_cursor: AtomicU32::new(0),
+            statements: Mutex::new((0, 0)),
+            length_limit,
+            _heap: heap::reserve(SQL_HEAP_BUDGET),
+            closed: false,
         }
     }
 
@@ -115,30 +162,68 @@ impl GuestSql {
         lock(&self.db)
     }
 
+    /// Runs `f` on the connection unless the host's transaction is gone or the deadline has
+    /// passed, and checks afterwards that the transaction is still open.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let conn = self.conn();
+        self.refuse_if_ended()?;
+        if Instant::now() >= self.deadline {
+            return Err(SqlError {
+                code: SQLITE_INTERRUPT,
+                message: "interrupted: the migration ran out of time".into(),
+            });
+        }
+        let result = f(&conn);
+        if conn.is_autocommit() {
+            lock(&self.ended).get_or_insert_with(|| {
+                "the connection left the transaction (SQLite rolled it back)".into()
+            });
+        }
+        self.refuse_if_ended()?;
+        result
+    }
+
+    fn refuse_if_ended(&self) -> Result<(), SqlError> {
+        match &*lock(&self.ended) {
+            Some(reason) => Err(SqlError {
+                code: SQLITE_ABORT,
+                message: format!(
+                    "hsm-host's transaction was ended: {reason}. The migration is stopped and \
+                     nothing it wrote is kept; no further SQL runs in it"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Runs one statement that returns no rows; returns the rows changed.
     pub(crate) fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-        if stmt.column_count() > 0 {
-            return Err(SqlError {
-                code: SQLITE_MISUSE,
-                message: "this statement returns rows: run it with query, not execute".into(),
-            });
-        }
-        let changed = stmt
-            .execute(params_from_iter(
-                params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
-            ))
-            .map_err(|e| self.error(e))?;
-        Ok(changed as u64)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+            if stmt.column_count() > 0 {
+                return Err(SqlError {
+                    code: SQLITE_MISUSE,
+                    message: "this statement returns rows: run it with query, not execute".into(),
+                });
+            }
+            let changed = stmt
+                .execute(params_from_iter(
+                    params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
+                ))
+                .map_err(|e| self.error(e))?;
+            Ok(changed as u64)
+        })
     }
 
     /// Runs a `;`-separated script without parameters.
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), SqlError> {
         check_sql(sql)?;
-        self.conn().execute_batch(sql).map_err(|e| self.error(e))
+        self.with_conn(|conn| conn.execute_batch(sql).map_err(|e| self.error(e)))
     }
 
     /// Runs one query and returns all its rows, within the proxy's bounds.
@@ -172,43 +257,74 @@ impl GuestSql {
     ) -> Result<Vec<String>, SqlError> {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-        let mut rows = stmt
-            .query(params_from_iter(
-                params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
-            ))
-            .map_err(|e| self.error(e))?;
-        let (mut count, mut bytes) = (0, 0);
-        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-            for (index, column) in columns.iter().enumerate() {
-                let value = row.get_ref(index).map_err(|e| self.error(e))?;
-                bytes += value_size(&value);
-                cells.push(value, column)?;
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+            let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+            let mut rows = stmt
+                .query(params_from_iter(
+                    params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
+                ))
+                .map_err(|e| self.error(e))?;
+            let (mut count, mut bytes) = (0, 0);
+            while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+                for (index, column) in columns.iter().enumerate() {
+                    let value = row.get_ref(index).map_err(|e| self.error(e))?;
+                    bytes += value_size(&value);
+                    cells.push(value, column)?;
+                }
+                count += 1;
+                if count > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+                    return Err(SqlError {
+                        code: SQLITE_TOOBIG,
+                        message: format!(
+                            "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows \
+                             or {} per query: read it in pages (ORDER BY a key, WHERE key > ?, \
+                             LIMIT n)",
+                            human_bytes(MAX_QUERY_BYTES as u64)
+                        ),
+                    });
+                }
             }
-            count += 1;
-            if count > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+            Ok(columns)
+        })
+    }
+
+    /// Compiles `sql` once, so that errors and policy refusals come at prepare time. Counts
+    /// against the live-statement bounds until [`GuestSql::forget_statement`].
+    pub(crate) fn prepare(&self, sql: &str) -> Result<PreparedStatement, SqlError> {
+        check_sql(sql)?;
+        {
+            let (count, bytes) = *lock(&self.statements);
+            if count >= MAX_LIVE_STATEMENTS || bytes + sql.len() > MAX_LIVE_STATEMENT_BYTES {
                 return Err(SqlError {
                     code: SQLITE_TOOBIG,
                     message: format!(
-                        "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows or {} \
-                         per query: read it in pages (ORDER BY a key, WHERE key > ?, LIMIT n)",
-                        human_bytes(MAX_QUERY_BYTES as u64)
+                        "too many live prepared statements: hsm-host keeps at most \
+                         {MAX_LIVE_STATEMENTS} holding {} of SQL per migration; drop the ones \
+                         you no longer need",
+                        human_bytes(MAX_LIVE_STATEMENT_BYTES as u64)
                     ),
                 });
             }
         }
-        Ok(columns)
-    }
-
-    /// Compiles `sql` once, so that errors and policy refusals come at prepare time.
-    pub(crate) fn prepare(&self, sql: &str) -> Result<PreparedStatement, SqlError> {
-        check_sql(sql)?;
-        self.conn().prepare_cached(sql).map_err(|e| self.error(e))?;
+        self.with_conn(|conn| {
+            conn.prepare_cached(sql)
+                .map(drop)
+                .map_err(|e| self.error(e))
+        })?;
+        let mut live = lock(&self.statements);
+        live.0 += 1;
+        live.1 += sql.len();
         Ok(PreparedStatement {
             sql: sql.to_owned(),
         })
+    }
+
+    /// A prepared statement the guest dropped no longer counts against the bounds.
+    pub(crate) fn forget_statement(&self, statement: &PreparedStatement) {
+        let mut live = lock(&self.statements);
+        live.0 = live.0.saturating_sub(1);
+        live.1 = live.1.saturating_sub(statement.sql.len());
     }
 
     /// Runs one statement for each parameter list, in one call.
@@ -267,22 +383,27 @@ impl GuestSql {
         Set: Iterator<Item = ValueRef<'a>> + Clone,
     {
         check_sql(sql)?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-        if stmt.column_count() > 0 {
-            return Err(SqlError {
-                code: SQLITE_MISUSE,
-                message: "this statement returns rows: execute-many is for writes".into(),
-            });
-        }
-        let mut changed = 0;
-        for params in sets {
-            check_params(params.clone())?;
-            changed += stmt
-                .execute(params_from_iter(params.map(ToSqlOutput::Borrowed)))
-                .map_err(|e| self.error(e))? as u64;
-        }
-        Ok(changed)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+            if stmt.column_count() > 0 {
+                return Err(SqlError {
+                    code: SQLITE_MISUSE,
+                    message: "this statement returns rows: execute-many is for writes".into(),
+                });
+            }
+            let mut changed = 0;
+            for params in sets {
+                check_params(params.clone())?;
+                changed += stmt
+                    .execute(params_from_iter(params.map(ToSqlOutput::Borrowed)))
+                    .map_err(|e| self.error(e))? as u64;
+                // A set whose statement rolled the transaction back stops the batch here.
+                if conn.is_autocommit() {
+                    break;
+                }
+            }
+            Ok(changed)
+        })
     }
 
     /// Makes `name(...)` callable from this call's SQL, computed by `caller`.
@@ -301,8 +422,9 @@ impl GuestSql {
             return Err(SqlError {
                 code: SQLITE_MISUSE,
                 message: format!(
-                    "cannot register function `{name}` with {arity} arguments: names are letters, \
-                     digits and _; arity is -1 (any) to 127"
+                    "cannot register function `{}` with {arity} arguments: names are letters, \
+                     digits and _; arity is -1 (any) to 127",
+                    crate::text::neutralize(name, 64)
                 ),
             });
         }
@@ -310,8 +432,8 @@ impl GuestSql {
         if deterministic {
             flags |= FunctionFlags::SQLITE_DETERMINISTIC;
         }
-        self.conn()
-            .create_scalar_function(name, arity, flags, move |context| {
+        self.with_conn(|conn| {
+            conn.create_scalar_function(name, arity, flags, move |context| {
                 // Once per row: the argument's name is only formatted for an error.
                 let args = (0..context.len())
                     .map(|i| from_sqlite(context.get_raw(i), format_args!("argument {}", i + 1)))
@@ -321,11 +443,9 @@ impl GuestSql {
                     .map(to_sqlite)
                     .map_err(|message| rusqlite::Error::UserFunctionError(message.into()))
             })
-            .map_err(|e| self.error(e))?;
-        self.functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name.to_owned(), arity));
+            .map_err(|e| self.error(e))
+        })?;
+        lock(&self.functions).push((name.to_owned(), arity));
         Ok(())
     }
 
@@ -341,11 +461,22 @@ impl GuestSql {
     ) -> Result<CursorHandle, SqlError> {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;
-        let conn = self.conn();
-        let cursor = cursor::RawCursor::open(&conn, sql, params).map_err(|e| self.explain(e))?;
-        let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
-        lock(&self.cursors).insert(id, cursor);
-        Ok(CursorHandle { id })
+        self.with_conn(|conn| {
+            let mut cursors = lock(&self.cursors);
+            if cursors.len() >= MAX_LIVE_CURSORS {
+                return Err(SqlError {
+                    code: SQLITE_TOOBIG,
+                    message: format!(
+                        "too many open cursors: hsm-host keeps at most {MAX_LIVE_CURSORS} per \
+                         migration; drop the ones you have read"
+                    ),
+                });
+            }
+            let cursor = cursor::RawCursor::open(conn, sql, params).map_err(|e| self.explain(e))?;
+            let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
+            cursors.insert(id, cursor);
+            Ok(CursorHandle { id })
+        })
     }
 
     pub(crate) fn cursor_columns(&self, handle: &CursorHandle) -> Vec<String> {
@@ -396,17 +527,18 @@ impl GuestSql {
         max: u32,
         cells: &mut impl Cells,
     ) -> Result<Vec<String>, SqlError> {
-        let conn = self.conn();
-        let mut cursors = lock(&self.cursors);
-        let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
-            code: SQLITE_MISUSE,
-            message: "this cursor is closed".into(),
-        })?;
-        let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
-        cursor
-            .next_batch(&conn, max, MAX_QUERY_BYTES, cells)
-            .map_err(|e| self.explain(e))?;
-        Ok(cursor.columns().to_vec())
+        self.with_conn(|conn| {
+            let mut cursors = lock(&self.cursors);
+            let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
+                code: SQLITE_MISUSE,
+                message: "this cursor is closed".into(),
+            })?;
+            let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
+            cursor
+                .next_batch(conn, max, MAX_QUERY_BYTES, cells)
+                .map_err(|e| self.explain(e))?;
+            Ok(cursor.columns().to_vec())
+        })
     }
 
     pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
@@ -422,7 +554,7 @@ impl GuestSql {
     fn explain(&self, mut sql_error: SqlError) -> SqlError {
         // A refusal surfaces as SQLITE_AUTH when running, as a plain error when compiling:
         // either way the authorizer has just recorded why.
-        let denial = self.denial.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let denial = lock(&self.denial).take();
         if let Some(reason) = denial {
             sql_error.code = SQLITE_AUTH;
             sql_error.message = format!("refused by hsm-host's policy: {reason}");
@@ -431,24 +563,69 @@ impl GuestSql {
         }
         sql_error
     }
+
+    /// Ends the call: finalizes its cursors and statements, removes its functions, hooks and
+    /// policy, and drops every temp object it made, so the next migration (perhaps another
+    /// author's) starts from a clean connection. Says whether the transaction survived.
+    pub(crate) fn close(mut self) -> Closed {
+        self.reset()
+    }
+
+    fn reset(&mut self) -> Closed {
+        self.closed = true;
+        let conn = lock(&self.db);
+        if conn.is_autocommit() {
+            lock(&self.ended).get_or_insert_with(|| {
+                "the connection left the transaction (SQLite rolled it back)".into()
+            });
+        }
+        lock(&self.cursors).clear();
+        for (name, arity) in lock(&self.functions).drain(..) {
+            let _ = conn.remove_function(name.as_str(), arity);
+        }
+        policy::disarm(&conn);
+        let _ = conn.progress_handler(0, None::<fn() -> bool>);
+        let _ = conn.commit_hook(None::<fn() -> bool>);
+        let _ = conn.rollback_hook(None::<fn()>);
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, self.length_limit);
+        conn.flush_prepared_statement_cache();
+        let reset_failed = drop_temp_objects(&conn)
+            .err()
+            .map(|e| format!("hsm-host could not remove the temp objects it made: {e}"));
+        Closed {
+            transaction_ended: lock(&self.ended).take(),
+            reset_failed,
+        }
+    }
 }
 
 impl Drop for GuestSql {
     fn drop(&mut self) {
-        let conn = self.conn();
-        lock(&self.cursors).clear();
-        for (name, arity) in self
-            .functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = conn.remove_function(name.as_str(), arity);
+        if !self.closed {
+            self.reset();
         }
-        let _ = conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> Authorization>);
-        let _ = conn.progress_handler(0, None::<fn() -> bool>);
-        conn.flush_prepared_statement_cache();
     }
+}
+
+/// Drops every object of the temp schema: a temp trigger, view or table (a temp table named
+/// like an application table hides it) must not change what the next migration does.
+fn drop_temp_objects(conn: &Connection) -> rusqlite::Result<()> {
+    let objects: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('trigger', 'view', 'table')
+             ORDER BY CASE WHEN type = 'trigger' THEN 0 WHEN type = 'view' THEN 1
+                           WHEN sql LIKE 'CREATE VIRTUAL%' THEN 2 ELSE 3 END",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (kind, name) in objects {
+        // Dropping a virtual table drops its shadow tables, and a table its triggers.
+        conn.execute_batch(&format!(
+            "DROP {kind} IF EXISTS temp.\"{}\"",
+            name.replace('"', "\"\"")
+        ))?;
+    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

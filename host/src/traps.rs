@@ -1,0 +1,280 @@
+//! Traps a migration could leave in the schema, to act after it in the application's own
+//! connection where no policy runs: a trigger whose body writes hsm-host's tables, a trigger,
+//! view, default, check, generated column or index that calls the guest's SQL functions (gone
+//! once the migration ends, so every later use fails), and changes to `sqlite_sequence`'s rows
+//! of hsm-host's tables. Checked before COMMIT; each refusal names the object.
+//!
+//! Every table or view the migration created or altered (or put a trigger or index on) is
+//! exercised by compiling, never running, the statements that would use it: `INSERT`,
+//! `UPDATE` of every column, `DELETE` and `SELECT`. SQLite compiles the triggers a statement
+//! fires into it, and resolves defaults, checks, generated columns and index expressions, so a
+//! missing function fails here, and the policy, armed while compiling, sees every statement of
+//! every trigger body as if the guest had run it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::policy;
+use crate::schema::Snapshot;
+use crate::tracking::HOST_TABLES;
+
+/// `Err(reason)` naming the first trap found among the objects that differ between the
+/// snapshots.
+pub fn check(conn: &Connection, before: &Snapshot, after: &Snapshot) -> Result<(), String> {
+    let changed: Vec<&str> = after
+        .iter()
+        .filter(|(key, sql)| before.get(*key) != Some(*sql))
+        .map(|((_, name), _)| name.as_str())
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let targets = targets_of(conn, &changed).map_err(|e| format!("cannot read the schema: {e}"))?;
+    let denial = Arc::new(Mutex::new(None));
+    policy::arm(conn, Arc::clone(&denial));
+    let result = targets
+        .iter()
+        .try_for_each(|target| exercise(conn, target, &denial));
+    policy::disarm(conn);
+    result
+}
+
+/// A table or view to exercise.
+struct Target {
+    name: String,
+    /// `table`, `view` or `virtual` (shadow tables of virtual tables are the module's).
+    kind: String,
+    has_triggers: bool,
+}
+
+/// The tables and views that `changed` objects are, or are on.
+fn targets_of(conn: &Connection, changed: &[&str]) -> rusqlite::Result<Vec<Target>> {
+    let mut names = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT tbl_name FROM main.sqlite_schema WHERE name = ?1")?;
+    for name in changed {
+        if let Some(table) = stmt
+            .query_map([name], |row| row.get::<_, String>(0))?
+            .next()
+        {
+            names.insert(table?);
+        }
+    }
+    let mut targets = Vec::new();
+    for name in names {
+        let kind: String = conn.query_row(
+            "SELECT CASE WHEN type = 'view' THEN 'view'
+                         WHEN sql LIKE 'CREATE VIRTUAL%' THEN 'virtual'
+                         ELSE 'table' END
+             FROM main.sqlite_schema WHERE name = ?1 AND type IN ('table', 'view')",
+            [&name],
+            |row| row.get(0),
+        )?;
+        let has_triggers = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema
+                            WHERE type = 'trigger' AND tbl_name = ?1)",
+            [&name],
+            |row| row.get(0),
+        )?;
+        targets.push(Target {
+            name,
+            kind,
+            has_triggers,
+        });
+    }
+    Ok(targets)
+}
+
+fn exercise(
+    conn: &Connection,
+    target: &Target,
+    denial: &Mutex<Option<String>>,
+) -> Result<(), String> {
+    if is_shadow(conn, &target.name) {
+        return Ok(());
+    }
+    let what = format!("{} `{}`", target.kind, target.name);
+    let table = format!("main.{}", quote(&target.name));
+    compile(conn, &what, &format!("SELECT * FROM {table}"), denial)?;
+    let writable = target.kind == "table" || (target.kind == "view" && target.has_triggers);
+    if !writable {
+        return Ok(());
+    }
+    // Resolving the SELECT above made the columns readable.
+    let columns = conn
+        .prepare("SELECT name FROM pragma_table_xinfo(?1, 'main') WHERE hidden = 0")
+        .and_then(|mut stmt| {
+            stmt.query_map([&target.name], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(|e| format!("cannot read the columns of {what}: {e}"))?;
+    compile(
+        conn,
+        &what,
+        &format!("INSERT INTO {table} DEFAULT VALUES"),
+        denial,
+    )?;
+    if !columns.is_empty() {
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{0} = {0}", quote(c)))
+            .collect();
+        compile(
+            conn,
+            &what,
+            &format!("UPDATE {table} SET {}", set.join(", ")),
+            denial,
+        )?;
+    }
+    compile(conn, &what, &format!("DELETE FROM {table}"), denial)
+}
+
+/// Compiles `sql`, which uses `what`; a refusal or a failure to compile is the trap.
+fn compile(
+    conn: &Connection,
+    what: &str,
+    sql: &str,
+    denial: &Mutex<Option<String>>,
+) -> Result<(), String> {
+    let Err(error) = conn.prepare(sql) else {
+        return Ok(());
+    };
+    if let Some(reason) = denial.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(format!(
+            "it left a trap in the schema: using {what} would do what migrations may not: \
+             {reason}"
+        ));
+    }
+    let message = match &error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    };
+    // A view without INSTEAD OF triggers for every kind of write is not writable.
+    if what.starts_with("view") && message.starts_with("cannot modify") {
+        return Ok(());
+    }
+    Err(format!(
+        "it left {what} that would fail once the migration is over (`{sql}` does not compile: \
+         {message}); a trigger, view, default, check, generated column or index may not use \
+         the migration's own SQL functions"
+    ))
+}
+
+/// Whether `table` is a virtual table's shadow table (the module's to write, read-only here).
+fn is_shadow(conn: &Connection, table: &str) -> bool {
+    conn.query_row(
+        "SELECT type = 'shadow' FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+        [table],
+        |row| row.get(0),
+    )
+    .unwrap_or(false)
+}
+
+/// Rows of `sqlite_sequence` that belong to hsm-host's tables, to compare before and after a
+/// migration: a guest that changes them breaks or redirects the host's next history insert.
+pub fn host_sequences(conn: &Connection) -> rusqlite::Result<Vec<(String, Option<i64>)>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare("SELECT name, seq FROM main.sqlite_sequence ORDER BY name, seq")?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, Option<i64>)>>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|(name, _)| HOST_TABLES.iter().any(|t| t.eq_ignore_ascii_case(name)))
+        .collect())
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    fn after_migration(setup: &str, migration: &str) -> Result<(), String> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::tracking::SCHEMA).unwrap();
+        conn.execute_batch(setup).unwrap();
+        let before = schema::snapshot(&conn).unwrap();
+        conn.execute_batch(migration).unwrap();
+        check(&conn, &before, &schema::snapshot(&conn).unwrap())
+    }
+
+    #[test]
+    fn a_trigger_that_writes_host_tables_is_named() {
+        let error = after_migration(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)",
+            "CREATE TRIGGER wipe AFTER UPDATE OF email ON users
+             BEGIN DELETE FROM migrations; END",
+        )
+        .unwrap_err();
+        assert!(error.contains("table `users`"), "{error}");
+        assert!(
+            error.contains("`migrations` belongs to hsm-host"),
+            "{error}"
+        );
+        assert!(error.contains("trigger or view `wipe`"), "{error}");
+    }
+
+    #[test]
+    fn an_instead_of_trigger_on_a_view_is_checked_too() {
+        let error = after_migration(
+            "CREATE TABLE t (x)",
+            "CREATE VIEW v AS SELECT x FROM t;
+             CREATE TRIGGER vi INSTEAD OF INSERT ON v
+             BEGIN INSERT INTO migration_history (version, direction, status, started_at)
+                   VALUES (1, 'up', 'success', 'now'); END",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`migration_history` belongs to hsm-host"),
+            "{error}"
+        );
+    }
+
+    /// (SQLite resolves a CHECK or generated column as it creates it: a function missing then
+    /// cannot be named there.)
+    #[test]
+    fn objects_that_call_missing_functions_are_named() {
+        for (migration, object) in [
+            ("CREATE VIEW v AS SELECT gone(x) FROM t", "view `v`"),
+            (
+                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT gone(1); END",
+                "table `t`",
+            ),
+            ("CREATE TABLE d (x DEFAULT (gone(1)))", "table `d`"),
+        ] {
+            let error = after_migration("CREATE TABLE t (x)", migration).expect_err(migration);
+            assert!(error.contains(object), "{migration}: {error}");
+            assert!(error.contains("function: gone"), "{migration}: {error}");
+        }
+    }
+
+    #[test]
+    fn ordinary_schema_changes_pass() {
+        after_migration(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)",
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT,
+                                 at TEXT DEFAULT CURRENT_TIMESTAMP, n AS (length(what)));
+             CREATE INDEX audit_lower ON audit (lower(what));
+             CREATE TRIGGER users_audit AFTER UPDATE ON users
+             BEGIN INSERT INTO audit (what) VALUES (new.email); END;
+             CREATE VIEW recent AS SELECT * FROM audit ORDER BY id DESC LIMIT 10;
+             CREATE VIRTUAL TABLE docs USING fts5(body);
+             CREATE VIRTUAL TABLE boxes USING rtree(id, x0, x1);
+             ALTER TABLE users ADD COLUMN name TEXT;",
+        )
+        .unwrap();
+    }
+}
