@@ -38,7 +38,6 @@ pub mod text;
 pub mod time;
 pub mod tracking;
 mod traps;
-mod watchdog;
 
 pub use database::Database;
 pub use error::{Error, Result};

@@ -19,7 +19,6 @@ use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, descr
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
 use crate::tracking::{self, MigrationRow};
-use crate::watchdog::Watchdog;
 use crate::{source, text, time, traps};
 
 /// How a run protects the database. The default is the safe one: backups on, full
@@ -672,7 +671,8 @@ fn run_step(
 ) -> Result<StepReport> {
     let timeout = component.limits().timeout;
     let deadline = Instant::now() + timeout;
-    let watchdog = Watchdog::start(db.connection().get_interrupt_handle(), deadline);
+    // At the deadline the connection is interrupted: the guest's SQL and the host's own.
+    let watch = component.interrupt_from(db, deadline);
     let failed = |cause: String| Error::MigrationFailed {
         version: component.version(),
         name: component.metadata().name.clone(),
@@ -736,7 +736,7 @@ fn run_step(
     let rows_changed = conn.total_changes() - changes_before;
     let after = schema::snapshot(&conn).map_err(in_time)?;
     traps::check(&conn, &before, &after).map_err(|reason| in_time(failed(reason)))?;
-    drop(watchdog);
+    drop(watch);
     let change = schema::diff(&before, &after);
     *schema = Some(after);
     Ok(StepReport {

@@ -585,6 +585,14 @@ fn a_function_instance_out_of_memory_names_the_limit() {
 }
 
 #[test]
+fn a_migration_and_its_functions_share_one_memory_budget() {
+    assert_refused(
+        "split_memory",
+        &["exceeded its memory limit of 64.0 MiB", "--max-memory"],
+    );
+}
+
+#[test]
 fn sqlite_modules_run_their_own_read_only_pragmas() {
     let arena = arena(FAST);
     set_attack(&arena, "modules");

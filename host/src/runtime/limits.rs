@@ -1,12 +1,13 @@
 //! What a guest may consume: wall-clock time per call (epoch interruption in wasm, SQLite's
 //! progress handler in SQL) and memory (a resource limiter on every store).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rusqlite::InterruptHandle;
 use wasmtime::{Engine, ResourceLimiter};
 
 use crate::error::human_bytes;
@@ -154,28 +155,76 @@ impl ResourceLimiter for GuestLimiter {
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped, so a guest past its deadline
-/// traps at its next function entry or loop back-edge.
+/// traps at its next function entry or loop back-edge; and interrupts the database connections
+/// whose migration step is past its deadline (see [`EpochTicker::interrupt_from`]).
 pub(crate) struct EpochTicker {
     /// Dropping it wakes the thread at once (a sleeping thread would hold up exit by a tick).
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    watches: Arc<Mutex<Watches>>,
+}
+
+#[derive(Default)]
+struct Watches {
+    next: u64,
+    /// Each watched connection, with the deadline after which it is interrupted every tick.
+    active: Vec<(u64, Instant, InterruptHandle)>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
+        let watches = Arc::new(Mutex::new(Watches::default()));
+        let watched = Arc::clone(&watches);
         let thread = std::thread::Builder::new()
             .name("hsm-epoch".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
                     engine.increment_epoch();
+                    let now = Instant::now();
+                    let watches = watched.lock().unwrap_or_else(|p| p.into_inner());
+                    for (_, deadline, handle) in &watches.active {
+                        if now >= *deadline {
+                            handle.interrupt();
+                        }
+                    }
                 }
             })
             .expect("cannot start the epoch thread");
         Self {
             stop: Some(stop),
             thread: Some(thread),
+            watches,
         }
+    }
+
+    /// Interrupts the connection of `handle` from `deadline` on, every tick (an interrupt
+    /// stops only what runs when it lands), until the returned watch is dropped. This bounds
+    /// what the epoch cannot: SQLite compiling a statement, and the host's own SQL around a
+    /// guest call (snapshots, checks).
+    pub(crate) fn interrupt_from(&self, handle: InterruptHandle, deadline: Instant) -> Watch {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let id = watches.next;
+        watches.next += 1;
+        watches.active.push((id, deadline, handle));
+        Watch {
+            watches: Arc::clone(&self.watches),
+            id,
+        }
+    }
+}
+
+/// A connection being watched; dropped, no interrupt lands on it any more.
+pub(crate) struct Watch {
+    watches: Arc<Mutex<Watches>>,
+    id: u64,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Under the lock the ticker holds while interrupting: once removed, never again.
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        watches.active.retain(|(id, _, _)| *id != self.id);
     }
 }
 

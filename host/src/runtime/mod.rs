@@ -210,7 +210,7 @@ impl Runtime {
             bytes: bytes.into(),
             metadata,
             engine: engine.clone(),
-            _ticker: Arc::clone(&wasm.ticker),
+            ticker: Arc::clone(&wasm.ticker),
             limits: self.limits,
             pre,
         })
@@ -296,7 +296,7 @@ pub struct MigrationComponent {
     bytes: Arc<[u8]>,
     metadata: Metadata,
     engine: Engine,
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
     limits: Limits,
     pre: MigrationPre<GuestState>,
 }
@@ -320,6 +320,13 @@ impl MigrationComponent {
     /// The component's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Interrupts `db`'s connection from `deadline` on until the watch is dropped: the
+    /// deadline of a migration step for the host's SQL as well as the guest's.
+    pub(crate) fn interrupt_from(&self, db: &Database, deadline: Instant) -> limits::Watch {
+        let handle = db.connection().get_interrupt_handle();
+        self.ticker.interrupt_from(handle, deadline)
     }
 
     /// The limits each of its calls gets.

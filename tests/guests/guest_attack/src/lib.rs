@@ -169,6 +169,15 @@ fn attack(db: &Db) -> Result<()> {
                 .map(drop)
                 .map_err(|_| Error::msg("something went wrong"))
         }
+        "split_memory" => {
+            // 40 MiB here and 40 MiB in the function instance: within --max-memory each, over
+            // it together.
+            let held = vec![1u8; 40 << 20];
+            black_box(&held);
+            db.register_function("hog40", 1)?;
+            db.query("SELECT hog40(1)", ()).map(drop)?;
+            Err(Error::msg(format!("LEAK: {} MiB held twice", held.len() >> 20)))
+        }
         "view_chain" => {
             // Each view reads the one before: cheap to make, costly for anything that resolves
             // them all.
@@ -382,11 +391,17 @@ fn hog(_args: &[Value]) -> Result<Value> {
     }
 }
 
+/// A SQL function that allocates 40 MiB once.
+fn hog40(_args: &[Value]) -> Result<Value> {
+    let block = vec![1u8; 40 << 20];
+    Ok(Value::Integer(black_box(block).len() as i64))
+}
+
 hsm_guest::migration! {
     version: 8,
     name: "attack",
     description: "Test guest: one adversarial attack, chosen by the attack table",
     up: up,
     down: down,
-    functions: [spin, nap, hog],
+    functions: [spin, nap, hog, hog40],
 }
