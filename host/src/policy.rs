@@ -30,9 +30,13 @@ const READ_ONLY_PRAGMAS: [&str; 16] = [
 ];
 
 /// PRAGMAs a guest may read but never set. `data_version` is read by FTS5 itself on every
-/// query, so `MATCH` needs it.
-const READABLE_SETTINGS: [&str; 8] = [
+/// query, so `MATCH` needs it. (Setting `foreign_keys` or `defer_foreign_keys` never reaches
+/// SQLite: the proxy skips it, as hsm-host already has foreign keys off during a migration.)
+const READABLE_SETTINGS: [&str; 11] = [
     "data_version",
+    "foreign_keys",
+    "defer_foreign_keys",
+    "legacy_alter_table",
     "user_version",
     "application_id",
     "schema_version",
@@ -120,9 +124,15 @@ pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
     }
 }
 
+/// PRAGMAs a guest may set: `legacy_alter_table`, which table rebuilds written for older
+/// SQLite set so `ALTER TABLE … RENAME` leaves references alone. It changes nothing outside the
+/// schema the migration writes anyway, and is reset when the guest call ends.
+const SETTABLE: [&str; 1] = ["legacy_alter_table"];
+
 fn check_pragma(name: &str, value: Option<&str>) -> Result<(), String> {
     let name = name.to_ascii_lowercase();
     if READ_ONLY_PRAGMAS.contains(&name.as_str())
+        || SETTABLE.contains(&name.as_str())
         || (value.is_none() && READABLE_SETTINGS.contains(&name.as_str()))
     {
         return Ok(());

@@ -60,7 +60,7 @@ impl GuestState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            sql: db.map(|db| GuestSql::open(db, deadline)),
+            sql: db.map(|db| GuestSql::open(db, label.clone(), deadline)),
             limiter: GuestLimiter::new(memory),
             deadline,
             functions: None,

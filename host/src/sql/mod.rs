@@ -5,6 +5,7 @@
 mod cursor;
 pub(crate) mod heap;
 mod page;
+mod script;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -84,6 +85,8 @@ pub struct PreparedStatement {
 /// armed while it exists; dropping it disarms both.
 pub(crate) struct GuestSql {
     db: Arc<Mutex<Connection>>,
+    /// Names the migration in log lines.
+    label: String,
     /// Why the authorizer last refused, to explain SQLITE_AUTH to the guest.
     denial: Arc<Mutex<Option<String>>>,
     deadline: Instant,
@@ -115,7 +118,7 @@ pub(crate) struct Closed {
 }
 
 impl GuestSql {
-    pub(crate) fn open(db: Arc<Mutex<Connection>>, deadline: Instant) -> Self {
+    pub(crate) fn open(db: Arc<Mutex<Connection>>, label: String, deadline: Instant) -> Self {
         let denial = Arc::new(Mutex::new(None));
         let ended = Arc::new(Mutex::new(None));
         let length_limit;
@@ -145,6 +148,7 @@ impl GuestSql {
         }
         Self {
             db,
+            label,
             denial,
             deadline,
             ended,
@@ -202,6 +206,9 @@ impl GuestSql {
     /// Runs one statement that returns no rows; returns the rows changed.
     pub(crate) fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         check_sql(sql)?;
+        if self.skipped(sql) {
+            return Ok(0);
+        }
         check_params(params.iter().map(value_ref))?;
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
@@ -220,10 +227,54 @@ impl GuestSql {
         })
     }
 
-    /// Runs a `;`-separated script without parameters.
+    /// Runs a `;`-separated script without parameters, one statement at a time: a failure
+    /// says which statement and where it starts; a whole-script `BEGIN; … COMMIT;` wrapper is
+    /// dropped; `PRAGMA foreign_keys = …` and `defer_foreign_keys` are skipped (see
+    /// [`script::host_meaning`]).
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), SqlError> {
         check_sql(sql)?;
-        self.with_conn(|conn| conn.execute_batch(sql).map_err(|e| self.error(e)))
+        let all = script::statements(sql);
+        let run = script::to_run(&all);
+        if run.len() < all.len() {
+            tracing::info!(
+                "{}: its script's BEGIN … COMMIT runs inside hsm-host's transaction",
+                self.label
+            );
+        }
+        self.with_conn(|conn| {
+            for (number, statement) in &run {
+                if self.skipped(statement.text) {
+                    continue;
+                }
+                conn.execute_batch(statement.text).map_err(|e| {
+                    let mut error = self.error(e);
+                    if all.len() > 1 {
+                        error.message =
+                            format!("{} in {}", error.message, statement.describe(*number));
+                    }
+                    error
+                })?;
+                // A statement that ended the transaction stops the script here.
+                if conn.is_autocommit() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether `statement` is a PRAGMA hsm-host gives its own meaning and does not run; says
+    /// so in the log.
+    fn skipped(&self, statement: &str) -> bool {
+        let Some(why) = script::host_meaning(statement) else {
+            return false;
+        };
+        tracing::info!(
+            "{}: `{}` skipped: {why}",
+            self.label,
+            crate::text::neutralize(statement.trim(), 100)
+        );
+        true
     }
 
     /// Runs one query and returns all its rows, within the proxy's bounds.
@@ -588,6 +639,8 @@ impl GuestSql {
         let _ = conn.commit_hook(None::<fn() -> bool>);
         let _ = conn.rollback_hook(None::<fn()>);
         let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, self.length_limit);
+        // The one setting a guest may change (see the policy) is not the next one's.
+        let _ = conn.execute_batch("PRAGMA legacy_alter_table = OFF");
         conn.flush_prepared_statement_cache();
         let reset_failed = drop_temp_objects(&conn)
             .err()

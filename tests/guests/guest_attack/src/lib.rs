@@ -169,6 +169,36 @@ fn attack(db: &Db) -> Result<()> {
                 .map(drop)
                 .map_err(|_| Error::msg("something went wrong"))
         }
+        "rebuild_script" => {
+            // Succeeds: a table rebuild as real migration files write it (SQLite's own
+            // recipe), wrapper, PRAGMAs and all.
+            db.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id));
+                 INSERT INTO parent VALUES (1); INSERT INTO child VALUES (10, 1);",
+            )?;
+            db.execute_batch(
+                "PRAGMA foreign_keys=off;
+                 BEGIN TRANSACTION;
+                 CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '');
+                 INSERT INTO parent_new (id) SELECT id FROM parent;
+                 DROP TABLE parent;
+                 ALTER TABLE parent_new RENAME TO parent;
+                 CREATE TRIGGER parent_named AFTER INSERT ON parent BEGIN
+                   UPDATE parent SET name = 'p' || new.id WHERE id = new.id;
+                 END;
+                 PRAGMA foreign_key_check;
+                 COMMIT;
+                 PRAGMA foreign_keys=on;",
+            )?;
+            db.execute_batch("PRAGMA legacy_alter_table = ON; CREATE TABLE survivor (id INTEGER PRIMARY KEY)")
+        }
+        "batch_error_line" => db.execute_batch(
+            "CREATE TABLE a1 (x);\n\nINSERT INTO a1 VALUES (1);\n  INSERT INTO nowhere VALUES (2);\nCREATE TABLE a2 (y);",
+        ),
+        "begin_in_the_middle" => {
+            db.execute_batch("CREATE TABLE a1 (x); BEGIN; CREATE TABLE a2 (y); COMMIT;")
+        }
         "split_memory" => {
             // 40 MiB here and 40 MiB in the function instance: within --max-memory each, over
             // it together.
@@ -275,7 +305,13 @@ fn attack(db: &Db) -> Result<()> {
             "CREATE TRIGGER sneaky AFTER INSERT ON migration_history BEGIN DELETE FROM migrations; END",
         ),
         "writable_schema" => db.execute_batch("PRAGMA writable_schema = ON"),
-        "foreign_keys_on" => db.execute_batch("PRAGMA foreign_keys = ON"),
+        "foreign_keys_on" => {
+            // Accepted as a no-op: foreign keys stay off until the host checks them.
+            db.execute_batch("PRAGMA foreign_keys = ON")?;
+            db.execute("PRAGMA main.foreign_keys = 1", ())?;
+            let on: i64 = db.query_row("PRAGMA foreign_keys", (), |row| row.get(0))?;
+            Err(Error::msg(format!("foreign_keys reads {on}")))
+        }
         "load_extension" => db.query("SELECT load_extension('/tmp/evil.so')", ()).map(drop),
         "read_passwd" => match std::fs::read_to_string("/etc/passwd") {
             Ok(text) => Err(Error::msg(format!("LEAK: read {} bytes of /etc/passwd", text.len()))),
