@@ -61,6 +61,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A set of plain SQL migrations cannot be read or packed.
+    #[error("{path}: {reason}")]
+    SqlSet {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+
     /// Two components declare the same version.
     #[error("{first} and {second} both declare version {version}: versions must be unique")]
     DuplicateVersion {

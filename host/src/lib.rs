@@ -26,6 +26,7 @@ pub mod error;
 pub mod integrity;
 pub mod lock;
 pub mod migrator;
+pub mod pack;
 pub mod plan;
 pub mod policy;
 pub mod restore;

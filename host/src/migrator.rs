@@ -673,11 +673,21 @@ fn run_step(
     let deadline = Instant::now() + timeout;
     // At the deadline the connection is interrupted: the guest's SQL and the host's own.
     let watch = component.interrupt_from(db, deadline);
+    // A migration packed from a SQL file names the file, so the statement's line:column in
+    // the cause points into it.
+    let file = component
+        .path()
+        .extension()
+        .is_some_and(|ext| ext == "sql")
+        .then(|| component.path().display().to_string());
     let failed = |cause: String| Error::MigrationFailed {
         version: component.version(),
         name: component.metadata().name.clone(),
         direction,
-        cause,
+        cause: match &file {
+            Some(file) => format!("{file}: {cause}"),
+            None => cause,
+        },
     };
     // Past the deadline, whatever the host's own SQL reports, the cause is the time limit.
     let in_time = |error: Error| {

@@ -46,13 +46,21 @@ pub struct Found {
 }
 
 /// Every component of `dir`, sorted by version: described from the compile cache when it knows
-/// the file, otherwise loaded (compiled and validated), in parallel, one file per core.
+/// the file, otherwise loaded (compiled and validated), in parallel, one file per core; and
+/// every plain SQL migration of `dir` (see [`crate::pack`]), packed into a component.
 ///
 /// # Errors
 /// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order
 /// that fails), and [`Error::DuplicateVersion`].
 pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
+    // Plain SQL migrations beside the components are packed as they are read; the compile
+    // cache knows their (deterministic) bytes from the last run.
+    let sql = crate::pack::read_dir(dir)?;
+    let packed = parallel_map(&sql, |migration| {
+        let bytes = migration.component()?;
+        runtime.load(migration.source.clone(), &bytes)
+    });
     // Known files first, on this thread (a stat and a small read each); the rest are compiled
     // or loaded from the cache in parallel.
     let known: Vec<Option<ComponentInfo>> = files
@@ -79,6 +87,13 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
                     component: Some(component),
                 }
             }
+        });
+    }
+    for component in packed {
+        let component = component?;
+        found.push(Found {
+            info: component.info(),
+            component: Some(component),
         });
     }
     found.sort_by(|a, b| (a.info.version(), &a.info.path).cmp(&(b.info.version(), &b.info.path)));

@@ -9,5 +9,6 @@ mod failures;
 mod integrity;
 mod library;
 mod sandbox;
+mod sql_sets;
 mod support;
 mod tracking_schema;

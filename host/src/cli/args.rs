@@ -113,6 +113,15 @@ pub enum Command {
     },
     /// Accept the component files as they are now for applied migrations whose file changed
     Repair {},
+    /// Turn a directory of plain SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose,
+    /// Flyway) into migration components, one `<version>_<name>.wasm` each
+    Pack {
+        /// The directory of SQL migrations
+        src: PathBuf,
+        /// Where to write the components [default: the --migrations directory]
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.

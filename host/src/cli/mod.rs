@@ -97,6 +97,11 @@ fn run(args: &Args) -> Result<()> {
             path: Some(path),
             yes,
         } => restore(global, path, *yes, &mut out),
+        Command::Pack { src, out: to } => {
+            let to = to.as_ref().unwrap_or(&global.migrations);
+            let written = hsm_host::pack::pack_dir(src, to)?;
+            report::packed(&written, global.json, &mut out)
+        }
         Command::Repair {} => {
             let migrator = migrator(global)?;
             let db = Database::open(&global.database)?;

@@ -186,6 +186,17 @@ pub fn repaired(versions: &[u64], as_json: bool, out: &mut impl Write) -> Result
     Ok(())
 }
 
+pub fn packed(files: &[std::path::PathBuf], as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(&serde_json::json!({ "packed": files }), out);
+    }
+    for file in files {
+        writeln!(out, "packed {}", file.display())?;
+    }
+    writeln!(out, "{} SQL migrations packed.", files.len())?;
+    Ok(())
+}
+
 pub fn run(report: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
     if as_json {
         return json(report, out);

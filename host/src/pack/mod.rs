@@ -1,0 +1,91 @@
+//! Plain SQL migrations as ordinary components of the contract, with no Rust toolchain and no
+//! network: `hsm-host pack SRC -o DIR` writes them, and a `--migrations` directory holding SQL
+//! files is packed as it is read. A packed component is just a component: checksummed, stored,
+//! cached and rolled back like any other. Its `up`/`down` pass the file's SQL to the host's
+//! `execute-batch`, which runs it as migration files are written (see `sql::script`).
+
+mod component;
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+pub use layout::Layout;
+
+use crate::error::{Error, Result};
+
+/// One SQL migration, read from its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlMigration {
+    pub version: u64,
+    /// snake_case, from the file name.
+    pub name: String,
+    /// The up file's header comment, and the original id and layout.
+    pub description: String,
+    pub up: String,
+    /// `None`: there is no down, the migration is irreversible. An empty or comment-only down
+    /// is a reversible no-op.
+    pub down: Option<String>,
+    /// The up file, which names the component in errors.
+    pub source: PathBuf,
+}
+
+impl SqlMigration {
+    /// The component: deterministic bytes (same migration, same bytes, same checksum).
+    ///
+    /// # Errors
+    /// [`Error::SqlSet`] if it cannot be encoded (a bug: every SQL text can be).
+    pub fn component(&self) -> Result<Vec<u8>> {
+        component::encode(self).map_err(|reason| Error::SqlSet {
+            path: self.source.clone(),
+            reason,
+        })
+    }
+
+    /// `20240313170000_create_users.wasm`.
+    pub fn file_name(&self) -> String {
+        format!("{}_{}.wasm", self.version, self.name)
+    }
+}
+
+/// The SQL migrations of `dir` in any of the layouts of [`layout`], by version; empty when it
+/// holds none.
+///
+/// # Errors
+/// [`Error::SqlSet`] naming the file: an unreadable file, a version that is not a whole
+/// number, two migrations with one version.
+pub fn read_dir(dir: &Path) -> Result<Vec<SqlMigration>> {
+    layout::read(dir).map_err(|e| Error::SqlSet {
+        path: e.path,
+        reason: e.reason,
+    })
+}
+
+/// Packs every SQL migration of `src` into `out` (created if needed); returns the files
+/// written.
+///
+/// # Errors
+/// As [`read_dir`]; [`Error::SqlSet`] when `src` holds no SQL migrations or a file cannot be
+/// written.
+pub fn pack_dir(src: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let set = read_dir(src)?;
+    if set.is_empty() {
+        return Err(Error::SqlSet {
+            path: src.to_owned(),
+            reason: "holds no SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose or \
+                     Flyway layout)"
+                .into(),
+        });
+    }
+    let write_error = |path: &Path, e: std::io::Error| Error::SqlSet {
+        path: path.to_owned(),
+        reason: format!("cannot write: {e}"),
+    };
+    std::fs::create_dir_all(out).map_err(|e| write_error(out, e))?;
+    let mut written = Vec::with_capacity(set.len());
+    for migration in &set {
+        let path = out.join(migration.file_name());
+        std::fs::write(&path, migration.component()?).map_err(|e| write_error(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
