@@ -70,6 +70,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another tool's history cannot be adopted as it is.
+    #[error("cannot adopt this database: {0}")]
+    Adopt(String),
+
     /// Two components declare the same version.
     #[error("{first} and {second} both declare version {version}: versions must be unique")]
     DuplicateVersion {

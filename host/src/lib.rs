@@ -20,6 +20,7 @@
 //! wasm side, which reaches the database only through [`sql`]), and the leaves [`tracking`],
 //! [`plan`] and [`schema`], which know nothing of wasm.
 
+pub mod adopt;
 pub mod backup;
 pub mod database;
 pub mod error;
@@ -42,7 +43,7 @@ mod traps;
 
 pub use database::Database;
 pub use error::{Error, Result};
-pub use migrator::{DryRunReport, Migrator, RunReport, Safety, StepReport};
+pub use migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety, StepReport};
 pub use plan::Direction;
 pub use runtime::{Limits, Metadata, MigrationComponent, Runtime};
 pub use status::Status;

@@ -539,6 +539,116 @@ impl Migrator {
     }
 }
 
+/// What `adopt` or `baseline` recorded, or would record.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptReport {
+    /// The tool whose history was read (`None` for a baseline).
+    pub tool: Option<&'static str>,
+    /// Versions recorded as applied, without running them.
+    pub recorded: Vec<u64>,
+    /// Versions already recorded by hsm-host, left as they were.
+    pub already: Vec<u64>,
+    /// Whether this only says what would be recorded.
+    pub dry_run: bool,
+}
+
+impl Migrator {
+    /// Records as applied, without running them, the migrations another tool (diesel, sqlx,
+    /// golang-migrate, dbmate, goose, Flyway, refinery) applied to `db`, read from its history
+    /// table, which is left untouched. Stops, recording nothing, when that history names a
+    /// version the set lacks, a sqlx checksum differs, or golang-migrate is dirty.
+    ///
+    /// # Errors
+    /// [`Error::Adopt`] with every mismatch; [`Error::Locked`], [`Error::Sqlite`].
+    pub fn adopt(&self, db: &Database, dry_run: bool) -> Result<AdoptReport> {
+        let _lock = self.lock(db)?;
+        let foreign = crate::adopt::find(&db.connection())?.ok_or_else(|| {
+            Error::Adopt(
+                "no history table of diesel, sqlx, golang-migrate, dbmate, goose, Flyway or \
+                 refinery was found (for a database without any history, use `baseline VERSION`)"
+                    .into(),
+            )
+        })?;
+        let set: BTreeSet<u64> = self.migrations.iter().map(ComponentInfo::version).collect();
+        let sql_file = |version: u64| {
+            self.file_component(version)
+                .map(|info| info.path.clone())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        };
+        let applied = crate::adopt::applied_versions(&foreign, &set, sql_file)
+            .map_err(|problems| Error::Adopt(problems.join("; ")))?;
+        self.record_without_running(db, &applied, Some(foreign.tool.as_str()), dry_run)
+    }
+
+    /// Records every migration up to `version` as applied without running it: for a database
+    /// whose schema is already there and that has no history at all.
+    ///
+    /// # Errors
+    /// [`Error::Adopt`] when no migration has that version; [`Error::Locked`], [`Error::Sqlite`].
+    pub fn baseline(&self, db: &Database, version: u64, dry_run: bool) -> Result<AdoptReport> {
+        let _lock = self.lock(db)?;
+        if self.file_component(version).is_none() {
+            return Err(Error::Adopt(format!(
+                "no migration has version {version}; a baseline names the last migration the \
+                 database already has"
+            )));
+        }
+        let versions: BTreeSet<u64> = self
+            .migrations
+            .iter()
+            .map(ComponentInfo::version)
+            .filter(|v| *v <= version)
+            .collect();
+        self.record_without_running(db, &versions, None, dry_run)
+    }
+
+    fn record_without_running(
+        &self,
+        db: &Database,
+        versions: &BTreeSet<u64>,
+        tool: Option<&'static str>,
+        dry_run: bool,
+    ) -> Result<AdoptReport> {
+        let conn = db.connection();
+        let ours: BTreeSet<u64> = if tracking::exists(&conn)? {
+            tracking::check_columns(&conn)?;
+            applied_versions(&tracking::migrations(&conn)?)
+        } else {
+            BTreeSet::new()
+        };
+        let (already, recorded): (Vec<u64>, Vec<u64>) =
+            versions.iter().partition(|v| ours.contains(v));
+        let report = AdoptReport {
+            tool,
+            recorded,
+            already,
+            dry_run,
+        };
+        if dry_run || report.recorded.is_empty() {
+            return Ok(report);
+        }
+        drop(conn);
+        self.preload(&report.recorded)?;
+        let conn = db.connection();
+        tracking::ensure_tables(&conn)?;
+        begin(&conn)?;
+        let recorded = report.recorded.iter().try_for_each(|version| {
+            record_applied(&conn, self.component(*version)?, None)?;
+            tracking::record_adopted(&conn, *version, &time::now_iso())
+        });
+        match recorded.and_then(|()| {
+            conn.execute_batch("COMMIT")
+                .context("cannot commit the adopted migrations")
+        }) {
+            Ok(()) => Ok(report),
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+}
+
 fn available<'a>(metadata: impl Iterator<Item = &'a Metadata>) -> Vec<Available> {
     metadata
         .map(|m| Available {

@@ -368,3 +368,18 @@ pub fn set_checksum(conn: &Connection, version: u64, checksum: &str) -> Result<(
     .context(format!("cannot update the checksum of migration {version}"))?;
     Ok(())
 }
+
+/// `migration_history.status` of a migration recorded as applied without running it (another
+/// tool applied it, or a baseline said so).
+pub const ADOPTED: &str = "adopted";
+
+/// The history row of a migration recorded without running.
+pub fn record_adopted(conn: &Connection, version: u64, now: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO main.migration_history (version, direction, status, started_at, completed_at)
+         VALUES (?1, 'up', ?2, ?3, ?3)",
+        params![version, ADOPTED, now],
+    )
+    .context(format!("cannot record migration {version} as adopted"))?;
+    Ok(())
+}

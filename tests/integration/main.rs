@@ -1,6 +1,7 @@
 //! Integration tests: real guest components (built from source by `hsm-test-artifacts`), real
 //! SQLite files in a temporary directory per test, and the real `hsm-host` binary.
 
+mod adopt;
 mod backups;
 mod cache;
 mod cli;

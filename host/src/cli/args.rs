@@ -113,6 +113,22 @@ pub enum Command {
     },
     /// Accept the component files as they are now for applied migrations whose file changed
     Repair {},
+    /// Record as applied, without running them, the migrations another tool (diesel, sqlx,
+    /// golang-migrate, dbmate, goose, Flyway, refinery) applied, read from its history table
+    Adopt {
+        /// Say what would be recorded, and record nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Record every migration up to VERSION as applied without running it (a database that
+    /// already has that schema and no history)
+    Baseline {
+        /// The last migration the database already has
+        version: u64,
+        /// Say what would be recorded, and record nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Turn a directory of plain SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose,
     /// Flyway) into migration components, one `<version>_<name>.wasm` each
     Pack {

@@ -97,6 +97,18 @@ fn run(args: &Args) -> Result<()> {
             path: Some(path),
             yes,
         } => restore(global, path, *yes, &mut out),
+        Command::Adopt { dry_run } => {
+            let migrator = migrator(global)?;
+            let db = Database::open(&global.database)?;
+            let report = migrator.adopt(&db, *dry_run)?;
+            report::adopted(&report, global.json, &mut out)
+        }
+        Command::Baseline { version, dry_run } => {
+            let migrator = migrator(global)?;
+            let db = Database::open(&global.database)?;
+            let report = migrator.baseline(&db, *version, *dry_run)?;
+            report::adopted(&report, global.json, &mut out)
+        }
         Command::Pack { src, out: to } => {
             let to = to.as_ref().unwrap_or(&global.migrations);
             let written = hsm_host::pack::pack_dir(src, to)?;

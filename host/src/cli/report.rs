@@ -186,6 +186,44 @@ pub fn repaired(versions: &[u64], as_json: bool, out: &mut impl Write) -> Result
     Ok(())
 }
 
+pub fn adopted(report: &hsm_host::AdoptReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(report, out);
+    }
+    let list = |versions: &[u64]| {
+        versions
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let from = report
+        .tool
+        .map_or(String::new(), |tool| format!(" (applied by {tool})"));
+    let verb = if report.dry_run {
+        "Would record"
+    } else {
+        "Recorded"
+    };
+    if report.recorded.is_empty() {
+        writeln!(
+            out,
+            "Nothing to record{from}: hsm-host already tracks every one."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{verb} {} migration(s) as applied without running them{from}: {}",
+            report.recorded.len(),
+            list(&report.recorded)
+        )?;
+    }
+    if !report.already.is_empty() {
+        writeln!(out, "Already tracked: {}", list(&report.already))?;
+    }
+    Ok(())
+}
+
 pub fn packed(files: &[std::path::PathBuf], as_json: bool, out: &mut impl Write) -> Result<()> {
     if as_json {
         return json(&serde_json::json!({ "packed": files }), out);

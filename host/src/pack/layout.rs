@@ -88,6 +88,13 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             if !up.is_file() {
                 continue;
             }
+            if is_empty_initial_setup(file_name, &up)? {
+                tracing::info!(
+                    "{}: diesel's initial setup has no SQL for SQLite; skipped",
+                    path.display()
+                );
+                continue;
+            }
             let (version, id, name) = split_id(&path, file_name, "_")?;
             let down = Some(path.join("down.sql")).filter(|d| d.is_file());
             add(
@@ -140,6 +147,11 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             check_same(&path, parts, Layout::Flyway, &parts.id.clone())?;
             parts.layout = Some(Layout::Flyway);
             parts.down = Some(path.clone());
+        } else if stem.starts_with("R__") {
+            tracing::warn!(
+                "{}: Flyway's repeatable migrations are not supported; skipped",
+                path.display()
+            );
         } else if stem.starts_with(|c: char| c.is_ascii_digit()) {
             let (version, id, name) = split_id(&path, stem, "_")?;
             let layout = single_file_layout(&path)?;
@@ -161,6 +173,15 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
         .into_iter()
         .map(|(version, parts)| load(version, parts))
         .collect()
+}
+
+/// diesel's `00000000000000_diesel_initial_setup`, made for PostgreSQL's helper functions: in
+/// SQLite projects its files hold only comments. Version 0 is not a version hsm-host can use.
+fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
+    let all_zero = dir_name
+        .split_once('_')
+        .is_some_and(|(version, _)| !version.is_empty() && version.chars().all(|c| c == '0'));
+    Ok(all_zero && crate::sql::script_is_empty(&read_sql(up)?))
 }
 
 /// `<version><sep><name>` → (version, original id, name).
@@ -448,6 +469,42 @@ mod tests {
         assert_eq!(
             set[4].down.as_deref().map(str::trim),
             Some("DROP TABLE notes;")
+        );
+    }
+
+    #[test]
+    fn diesels_empty_initial_setup_is_skipped_and_a_real_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = "-- This file was automatically created by Diesel to setup helper functions\n";
+        write(
+            dir.path(),
+            "00000000000000_diesel_initial_setup/up.sql",
+            setup,
+        );
+        write(
+            dir.path(),
+            "00000000000000_diesel_initial_setup/down.sql",
+            setup,
+        );
+        write(
+            dir.path(),
+            "2024-01-01-000000_users/up.sql",
+            "CREATE TABLE users (id);",
+        );
+        let set = read(dir.path()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set[0].version, 20240101000000);
+
+        write(
+            dir.path(),
+            "00000000000000_diesel_initial_setup/up.sql",
+            "CREATE TABLE x (y);",
+        );
+        assert!(
+            read(dir.path())
+                .unwrap_err()
+                .reason
+                .contains("not a usable version")
         );
     }
 

@@ -81,6 +81,11 @@ pub struct PreparedStatement {
     pub(crate) sql: String,
 }
 
+/// Whether a script holds no statement at all (blanks and comments only).
+pub(crate) fn script_is_empty(sql: &str) -> bool {
+    script::statements(sql).is_empty()
+}
+
 /// The guest's view of the database for one call: the policy is enforced and the deadline
 /// armed while it exists; dropping it disarms both.
 pub(crate) struct GuestSql {

@@ -1,0 +1,189 @@
+//! Databases another tool migrated: `hsm-host adopt` records what that tool applied (read from
+//! its history table, left untouched) without running it again, then `up` goes on; `baseline`
+//! does the same for a database without any history.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha384};
+
+use crate::support::{Env, dump, table_exists};
+
+/// Ten golang-migrate/sqlx-style migrations in `dir`; returns their up files.
+fn write_set(dir: &Path) -> Vec<std::path::PathBuf> {
+    (1..=10)
+        .map(|n| {
+            let up = dir.join(format!("{n:04}_table_{n}.up.sql"));
+            std::fs::write(
+                &up,
+                format!("CREATE TABLE t{n} (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO t{n} (v) VALUES ('seed');\n"),
+            )
+            .unwrap();
+            std::fs::write(dir.join(format!("{n:04}_table_{n}.down.sql")), format!("DROP TABLE t{n};\n")).unwrap();
+            up
+        })
+        .collect()
+}
+
+/// Applies the first `count` files as the other tool did (each file as it is).
+fn apply_directly(conn: &Connection, ups: &[std::path::PathBuf], count: usize) {
+    for up in &ups[..count] {
+        conn.execute_batch(&std::fs::read_to_string(up).unwrap())
+            .unwrap();
+    }
+}
+
+fn sqlx_history(conn: &Connection, ups: &[std::path::PathBuf], count: usize) {
+    conn.execute_batch(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+           installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+           checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+    )
+    .unwrap();
+    for (i, up) in ups[..count].iter().enumerate() {
+        let checksum = Sha384::digest(std::fs::read(up).unwrap()).to_vec();
+        conn.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (?1, 'table', 1, ?2, 1)",
+            rusqlite::params![i as i64 + 1, checksum],
+        )
+        .unwrap();
+    }
+}
+
+fn sqlx_rows(conn: &Connection) -> String {
+    dump(conn, &[])
+        .split("table ")
+        .find(|section| section.starts_with("_sqlx_migrations"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_sqlx_database_is_adopted_and_migrated_further() {
+    let env = Env::empty();
+    let ups = write_set(&env.migrations);
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    apply_directly(&conn, &ups, 6);
+    sqlx_history(&conn, &ups, 6);
+    let before = std::fs::read(&env.db).unwrap();
+
+    env.hsm(&["adopt", "--dry-run"])
+        .assert_success()
+        .assert_stdout_contains("Would record 6 migration(s) as applied without running them (applied by sqlx): 1, 2, 3, 4, 5, 6");
+    assert_eq!(
+        std::fs::read(&env.db).unwrap(),
+        before,
+        "a dry run wrote to the database"
+    );
+
+    let sqlx_before = sqlx_rows(&conn);
+    env.hsm(&["adopt"]).assert_success();
+    let status = env.status();
+    assert_eq!(status["current_version"], 6);
+    assert_eq!(status["pending"].as_array().unwrap().len(), 4);
+    // Nothing ran again: each table still has its one seed row.
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM t1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    env.hsm(&["up"]).assert_success();
+    assert!(table_exists(&conn, "t10"));
+    let history: Vec<(String, String)> = conn
+        .prepare("SELECT direction, status FROM migration_history ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(history.iter().filter(|(_, s)| s == "adopted").count(), 6);
+    assert_eq!(history.iter().filter(|(_, s)| s == "success").count(), 4);
+    // sqlx's own table is as sqlx left it.
+    assert_eq!(sqlx_rows(&conn), sqlx_before);
+    env.hsm(&["adopt"])
+        .assert_success()
+        .assert_stdout_contains("Nothing to record");
+}
+
+#[test]
+fn a_changed_file_or_a_version_the_set_lacks_stops_adoption_and_records_nothing() {
+    let env = Env::empty();
+    let ups = write_set(&env.migrations);
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    apply_directly(&conn, &ups, 3);
+    sqlx_history(&conn, &ups, 3);
+    std::fs::write(
+        &ups[1],
+        "CREATE TABLE t2 (id INTEGER PRIMARY KEY, v TEXT, edited INTEGER);\n",
+    )
+    .unwrap();
+    let before = std::fs::read(&env.db).unwrap();
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("version 2:")
+        .assert_stderr_contains("0002_table_2.up.sql is not the file sqlx applied");
+    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+
+    std::fs::remove_file(&ups[2]).unwrap();
+    std::fs::remove_file(env.migrations.join("0003_table_3.down.sql")).unwrap();
+    std::fs::write(
+        &ups[1],
+        std::fs::read_to_string(&ups[0])
+            .unwrap()
+            .replace("t1", "t2"),
+    )
+    .unwrap();
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("sqlx applied version 3, which is not in the migration set");
+}
+
+#[test]
+fn diesel_history_is_read_by_its_version_strings() {
+    let env = Env::empty();
+    for n in 1..=3 {
+        let folder = env.migrations.join(format!("2024-01-0{n}-120000_t{n}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("up.sql"), format!("CREATE TABLE t{n} (x);")).unwrap();
+        std::fs::write(folder.join("down.sql"), format!("DROP TABLE t{n};")).unwrap();
+    }
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t1 (x); CREATE TABLE t2 (x);
+         CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,
+                                                  run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+         INSERT INTO __diesel_schema_migrations (version) VALUES ('20240101120000'), ('20240102120000');",
+    )
+    .unwrap();
+    env.hsm(&["adopt"])
+        .assert_success()
+        .assert_stdout_contains("(applied by diesel): 20240101120000, 20240102120000");
+    env.hsm(&["up"]).assert_success();
+    assert!(table_exists(&conn, "t3"));
+}
+
+#[test]
+fn a_database_without_history_is_baselined() {
+    let env = Env::empty();
+    let ups = write_set(&env.migrations);
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    apply_directly(&conn, &ups, 4);
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("use `baseline VERSION`");
+    env.hsm(&["baseline", "11"])
+        .assert_code(1)
+        .assert_stderr_contains("no migration has version 11");
+    env.hsm(&["baseline", "4"])
+        .assert_success()
+        .assert_stdout_contains(
+            "Recorded 4 migration(s) as applied without running them: 1, 2, 3, 4",
+        );
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(env.status()["current_version"], 10);
+}
