@@ -336,9 +336,10 @@ fn main() {
         bench.scale.runs
     );
     println!("|---|---|---|---|---|");
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("compile", compile),
         ("up", up),
+        ("sql", sql),
         ("rss", rss),
         ("status", status),
         ("data", data),
@@ -441,6 +442,84 @@ fn up(bench: &Bench, report: &mut Report) {
         &native,
         "rusqlite runner",
         "(for reference)",
+    );
+}
+
+/// The DDL of the bench's migrations as 100 plain SQL files (golang-migrate layout), the same
+/// statements the native runner runs.
+fn sql_files(dir: &Path, count: u64) -> PathBuf {
+    let sql = dir.join("sql");
+    std::fs::create_dir_all(&sql).unwrap();
+    for v in 1..=count {
+        std::fs::write(
+            sql.join(format!("{v:04}_bench_ddl.up.sql")),
+            format!(
+                "CREATE TABLE bench_{v} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at TEXT);
+                 CREATE INDEX bench_{v}_name ON bench_{v} (name);"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            sql.join(format!("{v:04}_bench_ddl.down.sql")),
+            format!("DROP TABLE bench_{v};"),
+        )
+        .unwrap();
+    }
+    sql
+}
+
+/// Plain SQL sets: packing 100 files, a cold `up` of a SQL directory never seen (empty
+/// cache), and up-100 from SQL files with a warm cache against the native runner.
+fn sql(bench: &Bench, report: &mut Report) {
+    let n = bench.scale.migrations;
+    let sql = sql_files(&bench.dir, n);
+    let safety = Safety {
+        backups: None,
+        ..Safety::default()
+    };
+    let (mut pack, mut cold, mut warm, mut native) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let warm_cache = bench.dir.join("sql-cache");
+    migrator(&sql, &warm_cache, safety.clone());
+    for run in 0..bench.scale.runs.max(11) {
+        let out = bench.dir.join(format!("packed-{run}"));
+        pack.push(time(|| hsm_host::pack::pack_dir(&sql, &out).unwrap()).0);
+        let cold_cache = bench.dir.join(format!("sql-cold-cache-{run}"));
+        let cold_db = bench.dir.join(format!("sql-cold-{run}.db"));
+        cold.push(
+            time(|| {
+                let m = migrator(&sql, &cold_cache, safety.clone());
+                m.up(&Database::open(&cold_db).unwrap(), None).unwrap()
+            })
+            .0,
+        );
+        let warm_db = bench.dir.join(format!("sql-warm-{run}.db"));
+        warm.push(
+            time(|| {
+                let m = migrator(&sql, &warm_cache, safety.clone());
+                m.up(&Database::open(&warm_db).unwrap(), None).unwrap()
+            })
+            .0,
+        );
+        let native_path = bench.dir.join(format!("sql-native-{run}.db"));
+        native.push(time(|| native_up(&native_path, n)).0);
+    }
+    report.absolute(
+        &format!("pack {n} SQL files"),
+        format!("{:.0} ms", ms(median(pack))),
+        "<= 1 s",
+    );
+    report.absolute(
+        &format!("cold up of {n} SQL files never seen (empty cache, no backup)"),
+        format!("{:.0} ms", ms(median(cold))),
+        "<= 3 s",
+    );
+    report.compare(
+        &format!("up-{n} from SQL files, cache warm, no backup"),
+        &warm,
+        &native,
+        "rusqlite runner",
+        "<= 1.5x",
     );
 }
 
