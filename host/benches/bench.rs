@@ -117,7 +117,8 @@ fn migrator(migrations: &Path, cache: &Path, safety: Safety) -> Migrator {
 /// a history row, one transaction per migration with its tracking row.
 fn native_up(db: &Path, count: u64) {
     let conn = Connection::open(db).unwrap();
-    conn.execute_batch(hsm_host::tracking::SCHEMA).unwrap();
+    conn.execute_batch(&hsm_host::tracking::Tracking::default().schema())
+        .unwrap();
     for v in 1..=count {
         let now = hsm_host::time::now_iso();
         conn.execute(

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::tracking::Tracking;
 
 /// Backups kept per database unless the operator says otherwise.
 pub const DEFAULT_KEEP: usize = 10;
@@ -215,7 +216,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// This database's backups in `dir`, newest first. A missing directory has none.
-pub fn list(database: &Path, dir: &Path) -> Result<Vec<BackupInfo>> {
+pub fn list(database: &Path, dir: &Path, tracking: &Tracking) -> Result<Vec<BackupInfo>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -234,7 +235,7 @@ pub fn list(database: &Path, dir: &Path) -> Result<Vec<BackupInfo>> {
             let path = entry.path();
             let size = entry.metadata().ok()?.len();
             Some(BackupInfo {
-                schema_version: schema_version(&path),
+                schema_version: schema_version(&path, tracking),
                 path,
                 size,
                 taken_at,
@@ -246,25 +247,9 @@ pub fn list(database: &Path, dir: &Path) -> Result<Vec<BackupInfo>> {
 }
 
 /// The highest applied version recorded in a database file, 0 without tracking tables.
-pub fn schema_version(path: &Path) -> Option<u64> {
+pub fn schema_version(path: &Path, tracking: &Tracking) -> Option<u64> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-    let has_table: bool = conn
-        .query_row(
-            "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = 'migrations'",
-            [],
-            |row| row.get::<_, i64>(0),
-        )
-        .ok()?
-        == 1;
-    if !has_table {
-        return Some(0);
-    }
-    conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM main.migrations WHERE status = 'applied'",
-        [],
-        |row| row.get(0),
-    )
-    .ok()
+    tracking.current_version(&conn).ok()
 }
 
 /// Deletes all but the newest `keep` backups of `database` in `dir`; other files are never

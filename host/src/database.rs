@@ -8,6 +8,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::tracking::{SharedTracking, Tracking};
 
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,6 +19,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Database {
     path: Option<PathBuf>,
     conn: Arc<Mutex<Connection>>,
+    tracking: SharedTracking,
 }
 
 impl Database {
@@ -65,7 +67,25 @@ impl Database {
         Self {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            tracking: Arc::new(Tracking::default()),
         }
+    }
+
+    /// Tracks migrations in `tracking`'s tables instead of the seed's `migrations` and
+    /// `migration_history` (for an application that owns a table of that name).
+    #[must_use]
+    pub fn with_tracking(mut self, tracking: Tracking) -> Self {
+        self.tracking = Arc::new(tracking);
+        self
+    }
+
+    /// The tables that track this database's migrations.
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    pub(crate) fn shared_tracking(&self) -> SharedTracking {
+        Arc::clone(&self.tracking)
     }
 
     /// The file, or `None` for an in-memory database.

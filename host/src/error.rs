@@ -32,14 +32,34 @@ pub enum Error {
 
     /// The tracking tables exist but do not have the columns hsm-host needs.
     #[error(
-        "table `{table}` exists but has no column `{column}`: this database's tracking tables \
-         were not made by hsm-host or the Node migration tool, so hsm-host will not touch them"
+        "table `{table}` exists but has no column `{column}`: it was not made by hsm-host or the \
+         Node migration tool, so hsm-host will not touch it. If the application owns this table, \
+         keep hsm-host's tables under other names with a tracking prefix (--tracking-prefix hsm_)"
     )]
     IncompatibleTracking {
-        /// `migrations` or `migration_history`.
-        table: &'static str,
+        /// The table (`migrations` or `migration_history`, with the tracking prefix).
+        table: String,
         /// The missing column.
         column: &'static str,
+    },
+
+    /// The database is tracked by hsm-host under other table names than the ones asked for:
+    /// creating a second set would run every migration again.
+    #[error("{}", tracked_elsewhere(found, configured))]
+    TrackedElsewhere {
+        /// The prefix of the tables found (`""`: the default names).
+        found: String,
+        /// The prefix asked for.
+        configured: String,
+    },
+
+    /// A tracking prefix that cannot name a table safely.
+    #[error("invalid tracking prefix `{prefix}`: {reason}")]
+    InvalidTrackingPrefix {
+        /// The prefix given (escaped).
+        prefix: String,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The migrations directory could not be read.
@@ -262,4 +282,19 @@ fn restore_hint(backup: Option<&std::path::Path>) -> String {
         Some(path) => format!("Restore a backup: hsm-host restore {}", path.display()),
         None => "No backup of this database was found to restore.".to_owned(),
     }
+}
+
+fn tracked_elsewhere(found: &str, configured: &str) -> String {
+    let names = |prefix: &str| format!("`{prefix}migrations` and `{prefix}migration_history`");
+    let how = if found.is_empty() {
+        "run without --tracking-prefix (and HSM_TRACKING_PREFIX unset)".to_owned()
+    } else {
+        format!("run with --tracking-prefix {found}")
+    };
+    format!(
+        "this database is tracked by hsm-host in {}, not in {}: {how}; creating new tracking \
+         tables would run every migration again",
+        names(found),
+        names(configured)
+    )
 }

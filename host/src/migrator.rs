@@ -18,7 +18,7 @@ use crate::plan::{self, Available, Direction};
 use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, describe_duration};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
-use crate::tracking::{self, MigrationRow};
+use crate::tracking::{self, MigrationRow, Tracking};
 use crate::{source, text, time, traps};
 
 /// How a run protects the database. The default is the safe one: backups on, full
@@ -234,9 +234,9 @@ impl Migrator {
         let (plan, stored, interrupted) = {
             let conn = db.connection();
             self.preflight(db, &conn)?;
-            tracking::ensure_tables(&conn)?;
-            let interrupted = crate::status::recover_interrupted(&conn)?;
-            let rows = tracking::migrations(&conn)?;
+            db.tracking().ensure_tables(&conn)?;
+            let interrupted = crate::status::recover_interrupted(db.tracking(), &conn)?;
+            let rows = db.tracking().migrations(&conn)?;
             let applied = applied_versions(&rows);
             match direction {
                 Direction::Up => {
@@ -245,7 +245,7 @@ impl Migrator {
                     (plan, BTreeMap::new(), interrupted)
                 }
                 Direction::Down => {
-                    let stored = self.stored_for_down(&conn, &rows)?;
+                    let stored = self.stored_for_down(db.tracking(), &conn, &rows)?;
                     let mut available = available(
                         self.migrations
                             .iter()
@@ -355,7 +355,7 @@ impl Migrator {
     fn newest_backup(&self, db: &Database) -> Option<PathBuf> {
         let path = db.path()?;
         let dir = self.backup_dir(path);
-        backup::list(path, &dir)
+        backup::list(path, &dir, db.tracking())
             .ok()?
             .into_iter()
             .next()
@@ -411,6 +411,7 @@ impl Migrator {
     /// stored at apply time. (Where the file is unchanged, it is the component.)
     fn stored_for_down(
         &self,
+        tracking: &Tracking,
         conn: &Connection,
         rows: &[MigrationRow],
     ) -> Result<BTreeMap<u64, MigrationComponent>> {
@@ -425,7 +426,7 @@ impl Migrator {
             {
                 continue;
             }
-            let Some(bytes) = tracking::stored_component(conn, recorded)? else {
+            let Some(bytes) = tracking.stored_component(conn, recorded)? else {
                 continue;
             };
             let origin = PathBuf::from(format!(
@@ -466,8 +467,8 @@ impl Migrator {
     fn dry_run_inside(&self, db: &Database, target: Option<u64>) -> Result<DryRunReport> {
         let plan = {
             let conn = db.connection();
-            tracking::ensure_tables(&conn)?;
-            let rows = tracking::migrations(&conn)?;
+            db.tracking().ensure_tables(&conn)?;
+            let rows = db.tracking().migrations(&conn)?;
             self.refuse_changed_components(&rows)?;
             plan::plan_up(&self.available(), &applied_versions(&rows), target)?
         };
@@ -478,7 +479,7 @@ impl Migrator {
             let component = self.component(version)?;
             let step = run_step(db, component, Direction::Up, &mut schema)?;
             // Later migrations may look at the tracking table; let them see this one applied.
-            record_applied(&db.connection(), component, None)?;
+            record_applied(db.tracking(), &db.connection(), component, None)?;
             steps.push(step);
         }
         Ok(DryRunReport {
@@ -511,10 +512,12 @@ impl Migrator {
     pub fn repair(&self, db: &Database) -> Result<Vec<u64>> {
         let _lock = self.lock(db)?;
         let conn = db.connection();
-        tracking::ensure_tables(&conn)?;
+        db.tracking().ensure_tables(&conn)?;
         let now = time::now_iso();
         let mut repaired = Vec::new();
-        for row in tracking::migrations(&conn)?
+        for row in db
+            .tracking()
+            .migrations(&conn)?
             .iter()
             .filter(|r| r.status == tracking::APPLIED)
         {
@@ -525,8 +528,10 @@ impl Migrator {
                 continue;
             }
             let file = self.component(row.version)?;
-            tracking::store_component(&conn, file.checksum(), file.bytes(), &now)?;
-            tracking::set_checksum(&conn, row.version, file.checksum())?;
+            db.tracking()
+                .store_component(&conn, file.checksum(), file.bytes(), &now)?;
+            db.tracking()
+                .set_checksum(&conn, row.version, file.checksum())?;
             tracing::info!(
                 "migration {}: now accepting {} (sha256 {})",
                 row.version,
@@ -610,9 +615,9 @@ impl Migrator {
         dry_run: bool,
     ) -> Result<AdoptReport> {
         let conn = db.connection();
-        let ours: BTreeSet<u64> = if tracking::exists(&conn)? {
-            tracking::check_columns(&conn)?;
-            applied_versions(&tracking::migrations(&conn)?)
+        let ours: BTreeSet<u64> = if db.tracking().exists(&conn)? {
+            db.tracking().check(&conn)?;
+            applied_versions(&db.tracking().migrations(&conn)?)
         } else {
             BTreeSet::new()
         };
@@ -630,11 +635,12 @@ impl Migrator {
         drop(conn);
         self.preload(&report.recorded)?;
         let conn = db.connection();
-        tracking::ensure_tables(&conn)?;
+        db.tracking().ensure_tables(&conn)?;
         begin(&conn)?;
         let recorded = report.recorded.iter().try_for_each(|version| {
-            record_applied(&conn, self.component(*version)?, None)?;
-            tracking::record_adopted(&conn, *version, &time::now_iso())
+            record_applied(db.tracking(), &conn, self.component(*version)?, None)?;
+            db.tracking()
+                .record_adopted(&conn, *version, &time::now_iso())
         });
         match recorded.and_then(|()| {
             conn.execute_batch("COMMIT")
@@ -667,14 +673,15 @@ fn begin(conn: &Connection) -> Result<()> {
 }
 
 fn record_applied(
+    tracking: &Tracking,
     conn: &Connection,
     component: &MigrationComponent,
     backup: Option<&str>,
 ) -> Result<()> {
     let now = time::now_iso();
     let metadata = component.metadata();
-    tracking::store_component(conn, component.checksum(), component.bytes(), &now)?;
-    tracking::record_applied(
+    tracking.store_component(conn, component.checksum(), component.bytes(), &now)?;
+    tracking.record_applied(
         conn,
         &tracking::Applied {
             version: metadata.version,
@@ -697,7 +704,7 @@ fn run_tracked(
 ) -> Result<StepReport> {
     let backup = backup.map(|p| p.display().to_string());
     let backup = backup.as_deref();
-    let attempt = tracking::start_attempt(
+    let attempt = db.tracking().start_attempt(
         &db.connection(),
         component.version(),
         direction,
@@ -706,20 +713,30 @@ fn run_tracked(
     )?;
     let result = run_in_transaction(db, component, direction, schema, |conn| {
         match direction {
-            Direction::Up => record_applied(conn, component, backup)?,
-            Direction::Down => {
-                tracking::record_rolled_back(conn, component.version(), backup, &time::now_iso())?
-            }
+            Direction::Up => record_applied(db.tracking(), conn, component, backup)?,
+            Direction::Down => db.tracking().record_rolled_back(
+                conn,
+                component.version(),
+                backup,
+                &time::now_iso(),
+            )?,
         }
-        tracking::finish_attempt(conn, attempt, None, &time::now_iso())
+        db.tracking()
+            .finish_attempt(conn, attempt, None, &time::now_iso())
     });
     if let Err(error) = &result {
         // What a guest said is escaped and capped already; this bounds the whole row.
         let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
-        if let Err(record_error) =
-            tracking::finish_attempt(&db.connection(), attempt, Some(&message), &time::now_iso())
-        {
-            tracing::error!("cannot record the failure in migration_history: {record_error}");
+        if let Err(record_error) = db.tracking().finish_attempt(
+            &db.connection(),
+            attempt,
+            Some(&message),
+            &time::now_iso(),
+        ) {
+            tracing::error!(
+                "cannot record the failure in {}: {record_error}",
+                db.tracking().history_table()
+            );
         }
     }
     result
@@ -815,9 +832,9 @@ fn run_step(
         let conn = db.connection();
         let before = match schema.take() {
             Some(before) => before,
-            None => schema::snapshot(&conn).map_err(in_time)?,
+            None => schema::snapshot(&conn, db.tracking()).map_err(in_time)?,
         };
-        let sequences = traps::host_sequences(&conn)
+        let sequences = traps::host_sequences(&conn, db.tracking())
             .context("cannot read sqlite_sequence")
             .map_err(in_time)?;
         (before, conn.total_changes(), sequences)
@@ -843,7 +860,7 @@ fn run_step(
             integrity::summarize(&violations)
         )));
     }
-    let sequences = traps::host_sequences(&conn)
+    let sequences = traps::host_sequences(&conn, db.tracking())
         .context("cannot read sqlite_sequence")
         .map_err(in_time)?;
     if sequences != sequences_before {
@@ -854,8 +871,9 @@ fn run_step(
         ));
     }
     let rows_changed = conn.total_changes() - changes_before;
-    let after = schema::snapshot(&conn).map_err(in_time)?;
-    traps::check(&conn, &before, &after).map_err(|reason| in_time(failed(reason)))?;
+    let after = schema::snapshot(&conn, db.tracking()).map_err(in_time)?;
+    traps::check(&conn, &before, &after, db.shared_tracking())
+        .map_err(|reason| in_time(failed(reason)))?;
     drop(watch);
     let change = schema::diff(&before, &after);
     *schema = Some(after);

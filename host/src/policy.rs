@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
-use crate::tracking::HOST_TABLES;
+use crate::tracking::{SharedTracking, Tracking};
 
 /// PRAGMAs a guest may run: read-only introspection. Each may take a table or index name.
 const READ_ONLY_PRAGMAS: [&str; 16] = [
@@ -49,9 +49,9 @@ const READABLE_SETTINGS: [&str; 11] = [
 /// Enforces the policy on every statement `conn` compiles from now on (a trigger's body
 /// included, when a statement that fires it is compiled); the reason for the last refusal goes
 /// to `denial`.
-pub fn arm(conn: &Connection, denial: Arc<Mutex<Option<String>>>) {
+pub(crate) fn arm(conn: &Connection, denial: Arc<Mutex<Option<String>>>, tracking: SharedTracking) {
     let _ = conn.authorizer(Some(move |context: AuthContext<'_>| {
-        match check(&context) {
+        match check(&context, &tracking) {
             Ok(()) => Authorization::Allow,
             Err(reason) => {
                 let reason = match context.accessor {
@@ -70,8 +70,9 @@ pub fn disarm(conn: &Connection) {
     let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
 }
 
-/// `Err(reason)` when the policy forbids the action; the reason names the rule.
-pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
+/// `Err(reason)` when the policy forbids the action; the reason names the rule. `tracking`
+/// names the host's tables.
+pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), String> {
     match context.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Err(
             "ATTACH and DETACH are not allowed: a migration works on its own database only".into(),
@@ -98,7 +99,7 @@ pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
         | AuthAction::CreateView { view_name: name }
         | AuthAction::CreateVtable {
             table_name: name, ..
-        } if is_host_table(name) => Err(format!(
+        } if tracking.is_host_table(name) => Err(format!(
             "`{name}` is the name of a hsm-host table: a migration may not create another \
              object of that name (in any schema)"
         )),
@@ -114,10 +115,16 @@ pub fn check(context: &AuthContext<'_>) -> Result<(), String> {
         | AuthAction::DropTrigger { table_name, .. }
         | AuthAction::CreateTempTrigger { table_name, .. }
         | AuthAction::DropTempTrigger { table_name, .. }
-            if is_host_table(table_name) =>
+            if tracking.is_host_table(table_name) =>
         {
             Err(format!(
-                "`{table_name}` belongs to hsm-host: migrations may read it but not change it"
+                "`{table_name}` belongs to hsm-host: migrations may read it but not change it{}",
+                if tracking.prefix().is_empty() {
+                    " (if the application has its own table of this name, keep hsm-host's \
+                     tables under other names: --tracking-prefix hsm_)"
+                } else {
+                    ""
+                }
             ))
         }
         _ => Ok(()),
@@ -147,10 +154,6 @@ fn check_pragma(name: &str, value: Option<&str>) -> Result<(), String> {
              (table_info, index_list, foreign_key_list, ...)"
         ),
     })
-}
-
-fn is_host_table(table: &str) -> bool {
-    HOST_TABLES.iter().any(|t| t.eq_ignore_ascii_case(table))
 }
 
 /// Statements the authorizer cannot see: `VACUUM` (and `VACUUM INTO`, which writes a file).

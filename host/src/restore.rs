@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::backup::{self, BackupConfig};
 use crate::error::{Error, Result};
+use crate::tracking::Tracking;
 use crate::{integrity, lock};
 
 /// What a restore did.
@@ -68,6 +69,7 @@ pub fn restore(
     source: &Path,
     backups: Option<&BackupConfig>,
     lock_timeout: Duration,
+    tracking: &Tracking,
 ) -> Result<RestoreReport> {
     check_restorable(source)?;
     if database.exists() && same_file(database, source) {
@@ -125,7 +127,7 @@ pub fn restore(
         database: database.to_owned(),
         restored_from: source.to_owned(),
         previous,
-        schema_version: backup::schema_version(database).unwrap_or(0),
+        schema_version: backup::schema_version(database, tracking).unwrap_or(0),
     })
 }
 

@@ -7,22 +7,25 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Result, SqliteContext};
+use crate::tracking::Tracking;
 
 /// Every user object of the schema: (type, name) → its SQL.
 pub type Snapshot = BTreeMap<(String, String), Option<String>>;
 
-/// Reads the schema, leaving out SQLite's internal objects and the tracking tables.
-pub fn snapshot(conn: &Connection) -> Result<Snapshot> {
+/// Reads the schema, leaving out SQLite's internal objects and `tracking`'s tables.
+pub fn snapshot(conn: &Connection, tracking: &Tracking) -> Result<Snapshot> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT type, name, sql FROM main.sqlite_schema
              WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-               AND tbl_name NOT IN ('migrations', 'migration_history')",
+               AND tbl_name NOT IN (?1, ?2, ?3)",
         )
         .context("cannot read the schema")?;
-    stmt.query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
-        .and_then(|rows| rows.collect())
-        .context("cannot read the schema")
+    stmt.query_map(tracking.host_tables(), |row| {
+        Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
+    })
+    .and_then(|rows| rows.collect())
+    .context("cannot read the schema")
 }
 
 /// What one migration did to the schema; each entry reads like `table users`.
@@ -66,10 +69,10 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE a (x); CREATE TABLE b (y); CREATE INDEX ia ON a (x);")
             .unwrap();
-        let before = snapshot(&conn).unwrap();
+        let before = snapshot(&conn, &Tracking::default()).unwrap();
         conn.execute_batch("DROP TABLE b; ALTER TABLE a ADD COLUMN z; CREATE VIEW v AS SELECT 1;")
             .unwrap();
-        let change = diff(&before, &snapshot(&conn).unwrap());
+        let change = diff(&before, &snapshot(&conn, &Tracking::default()).unwrap());
         assert_eq!(change.created, vec!["view v"]);
         assert_eq!(change.dropped, vec!["table b"]);
         assert_eq!(change.altered, vec!["table a"]);
@@ -78,10 +81,26 @@ mod tests {
     #[test]
     fn snapshot_leaves_out_tracking_and_internal_tables() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::tracking::SCHEMA).unwrap();
+        let app = Tracking::with_prefix("app_").unwrap();
+        app.ensure_tables(&conn).unwrap();
+        // With a prefix, a table called `migrations` is the application's.
+        conn.execute_batch("CREATE TABLE migrations (id)").unwrap();
+        let names: Vec<String> = snapshot(&conn, &app)
+            .unwrap()
+            .into_keys()
+            .map(|k| k.1)
+            .collect();
+        assert_eq!(names, vec!["migrations"]);
+
+        let conn = Connection::open_in_memory().unwrap();
+        Tracking::default().ensure_tables(&conn).unwrap();
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)")
             .unwrap();
-        let names: Vec<String> = snapshot(&conn).unwrap().into_keys().map(|k| k.1).collect();
+        let names: Vec<String> = snapshot(&conn, &Tracking::default())
+            .unwrap()
+            .into_keys()
+            .map(|k| k.1)
+            .collect();
         assert_eq!(names, vec!["t"]);
     }
 }

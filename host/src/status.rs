@@ -70,11 +70,12 @@ impl Status {
                 } else {
                     None
                 };
-                tracking::check_columns(&conn)?;
-                if tracking::exists(&conn)? {
+                let tracking = db.tracking();
+                tracking.check(&conn)?;
+                if tracking.exists(&conn)? {
                     (
-                        tracking::migrations(&conn)?,
-                        tracking::recent_history(&conn, HISTORY_ROWS)?,
+                        tracking.migrations(&conn)?,
+                        tracking.recent_history(&conn, HISTORY_ROWS)?,
                     )
                 } else {
                     (Vec::new(), Vec::new())
@@ -172,17 +173,20 @@ pub fn read_status(
         // The lock is probed only when an attempt looks unfinished: a plain status reads.
         let running = {
             let conn = db.connection();
-            tracking::exists(&conn)? && tracking::has_running(&conn)?
+            db.tracking().exists(&conn)? && db.tracking().has_running(&conn)?
         };
         if running {
             let free = db.path().and_then(crate::lock::try_acquire);
             if free.is_some() || db.path().is_none() {
-                interrupted = recover_interrupted(&db.connection())?;
+                interrupted = recover_interrupted(db.tracking(), &db.connection())?;
             }
         }
     }
-    let backups = match (db.and_then(Database::path), backup_dir) {
-        (Some(path), Some(dir)) => crate::backup::list(path, dir)?,
+    let backups = match (
+        db.and_then(|db| Some((db.path()?, db.tracking()))),
+        backup_dir,
+    ) {
+        (Some((path, tracking)), Some(dir)) => crate::backup::list(path, dir, tracking)?,
         _ => Vec::new(),
     };
     let mut status = Status::read(components, db)?;
@@ -193,8 +197,11 @@ pub fn read_status(
 
 /// Marks attempts whose process died, and says so. Only call it holding the migration lock
 /// (or on a private database): then no live process is running them.
-pub(crate) fn recover_interrupted(conn: &rusqlite::Connection) -> Result<Vec<u64>> {
-    let versions = tracking::mark_interrupted(conn, &crate::time::now_iso())?;
+pub(crate) fn recover_interrupted(
+    tracking: &tracking::Tracking,
+    conn: &rusqlite::Connection,
+) -> Result<Vec<u64>> {
+    let versions = tracking.mark_interrupted(conn, &crate::time::now_iso())?;
     for version in &versions {
         tracing::warn!(
             "migration {version} was interrupted: the process ended during the migration; \

@@ -1,35 +1,16 @@
 //! The tracking tables `migrations` and `migration_history`, exactly as the Node tool made them,
 //! so a database it managed is adopted as it is. Every statement here is parameterised.
+//!
+//! Their names can carry a prefix ([`Tracking::with_prefix`]) for applications that own a
+//! table called `migrations`: the columns stay the seed's, only the names change.
+
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Error, Result, SqliteContext};
 use crate::plan::Direction;
-
-/// The tables' definitions, column for column those of the original guide.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS main.migrations (
-  version INTEGER PRIMARY KEY,
-  name TEXT NOT NULL,
-  description TEXT,
-  applied_at TEXT NOT NULL,
-  rolled_back_at TEXT,
-  backup_path TEXT,
-  status TEXT NOT NULL DEFAULT 'applied',
-  error_message TEXT
-);
-CREATE TABLE IF NOT EXISTS main.migration_history (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  version INTEGER NOT NULL,
-  direction TEXT NOT NULL,
-  status TEXT NOT NULL,
-  backup_path TEXT,
-  error_message TEXT,
-  started_at TEXT NOT NULL,
-  completed_at TEXT
-);
-";
 
 const MIGRATIONS_COLUMNS: [&str; 8] = [
     "version",
@@ -52,18 +33,146 @@ const HISTORY_COLUMNS: [&str; 8] = [
     "completed_at",
 ];
 
-/// What hsm-host adds to the guide's tables, with ALTER TABLE ... ADD COLUMN only, and its own
-/// table of the exact components it applied, keyed by their sha256.
-const HOST_ADDITIONS: &str = "
-CREATE TABLE IF NOT EXISTS main.hsm_components (
+/// The seed's table names, without a prefix.
+const MIGRATIONS: &str = "migrations";
+const HISTORY: &str = "migration_history";
+const COMPONENTS: &str = "hsm_components";
+
+/// The longest prefix accepted: table names stay short enough to read in any tool.
+const MAX_PREFIX: usize = 32;
+
+/// Which tables track this database: the seed's `migrations`, `migration_history` (and
+/// hsm-host's `hsm_components`), or the same names behind a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracking {
+    prefix: String,
+    migrations: String,
+    history: String,
+    components: String,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self::named("")
+    }
+}
+
+impl Tracking {
+    /// The tracking tables named `{prefix}migrations`, `{prefix}migration_history` and
+    /// `{prefix}hsm_components`; `""` gives the seed's names.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTrackingPrefix`] unless the prefix is ASCII letters, digits and `_`,
+    /// starting with a letter or `_`, at most 32 characters, and not `sqlite_` (SQLite's own).
+    pub fn with_prefix(prefix: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidTrackingPrefix {
+            prefix: crate::text::neutralize(prefix, MAX_PREFIX * 2),
+            reason: reason.to_owned(),
+        };
+        if prefix.len() > MAX_PREFIX {
+            return Err(invalid("it is longer than 32 characters"));
+        }
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(invalid("only ASCII letters, digits and `_` may be used"));
+        }
+        if prefix.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(invalid("it must start with a letter or `_`"));
+        }
+        if prefix.to_ascii_lowercase().starts_with("sqlite_") {
+            return Err(invalid("names starting with `sqlite_` are SQLite's own"));
+        }
+        Ok(Self::named(prefix))
+    }
+
+    fn named(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            migrations: format!("{prefix}{MIGRATIONS}"),
+            history: format!("{prefix}{HISTORY}"),
+            components: format!("{prefix}{COMPONENTS}"),
+        }
+    }
+
+    /// The prefix (`""` for the seed's names).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The table of migrations (`migrations` by default).
+    pub fn migrations_table(&self) -> &str {
+        &self.migrations
+    }
+
+    /// The table of attempts (`migration_history` by default).
+    pub fn history_table(&self) -> &str {
+        &self.history
+    }
+
+    /// The table of applied components' bytes (`hsm_components` by default).
+    pub fn components_table(&self) -> &str {
+        &self.components
+    }
+
+    /// The tables that belong to the host; guests may read them but never write them.
+    pub fn host_tables(&self) -> [&str; 3] {
+        [&self.migrations, &self.history, &self.components]
+    }
+
+    /// Whether `table` is one of the host's (SQLite compares names without case).
+    pub fn is_host_table(&self, table: &str) -> bool {
+        self.host_tables()
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(table))
+    }
+
+    /// The tables' definitions, column for column those of the original guide.
+    pub fn schema(&self) -> String {
+        let (migrations, history) = (&self.migrations, &self.history);
+        format!(
+            "
+CREATE TABLE IF NOT EXISTS main.\"{migrations}\" (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  description TEXT,
+  applied_at TEXT NOT NULL,
+  rolled_back_at TEXT,
+  backup_path TEXT,
+  status TEXT NOT NULL DEFAULT 'applied',
+  error_message TEXT
+);
+CREATE TABLE IF NOT EXISTS main.\"{history}\" (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  version INTEGER NOT NULL,
+  direction TEXT NOT NULL,
+  status TEXT NOT NULL,
+  backup_path TEXT,
+  error_message TEXT,
+  started_at TEXT NOT NULL,
+  completed_at TEXT
+);
+"
+        )
+    }
+
+    /// What hsm-host adds to the guide's tables, with ALTER TABLE ... ADD COLUMN only, and its
+    /// own table of the exact components it applied, keyed by their sha256.
+    fn host_additions(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS main.\"{}\" (
   checksum TEXT PRIMARY KEY,
   bytes BLOB NOT NULL,
   stored_at TEXT NOT NULL
-);
-";
+);",
+            self.components
+        )
+    }
+}
 
-/// The tables that belong to the host; guests may read them but never write them.
-pub const HOST_TABLES: [&str; 3] = ["migrations", "migration_history", "hsm_components"];
+/// An open database's tracking names, shared with the guest's policy.
+pub(crate) type SharedTracking = Arc<Tracking>;
 
 /// `migration_history.error_message` of an attempt whose process died.
 pub const INTERRUPTED: &str = "interrupted: the process ended during the migration";
@@ -101,147 +210,351 @@ pub struct HistoryRow {
     pub completed_at: Option<String>,
 }
 
-/// Creates the tables where absent, and checks that tables found already have our columns.
-pub fn ensure_tables(conn: &Connection) -> Result<()> {
-    // Check before creating: a refused database must be left exactly as it was.
-    check_columns(conn)?;
-    conn.execute_batch(SCHEMA)
-        .context("cannot create the tracking tables")?;
-    if !column_names(conn, "migrations")?
-        .iter()
-        .any(|c| c == "checksum")
-    {
-        conn.execute_batch("ALTER TABLE main.migrations ADD COLUMN checksum TEXT")
-            .context("cannot add the checksum column to migrations")?;
+impl Tracking {
+    /// Creates the tables where absent, after [`Tracking::check`].
+    pub fn ensure_tables(&self, conn: &Connection) -> Result<()> {
+        // Check before creating: a refused database must be left exactly as it was.
+        self.check(conn)?;
+        conn.execute_batch(&self.schema())
+            .context("cannot create the tracking tables")?;
+        if !column_names(conn, &self.migrations)?
+            .iter()
+            .any(|c| c == "checksum")
+        {
+            conn.execute_batch(&format!(
+                "ALTER TABLE main.\"{}\" ADD COLUMN checksum TEXT",
+                self.migrations
+            ))
+            .context(format!(
+                "cannot add the checksum column to {}",
+                self.migrations
+            ))?;
+        }
+        conn.execute_batch(&self.host_additions())
+            .context(format!("cannot create the {} table", self.components))
     }
-    conn.execute_batch(HOST_ADDITIONS)
-        .context("cannot create the hsm_components table")
-}
 
-/// Whether this database has the tracking tables at all.
-pub fn exists(conn: &Connection) -> Result<bool> {
-    let count: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name IN ('migrations', 'migration_history')",
+    /// Whether this database has the tracking tables at all.
+    pub fn exists(&self, conn: &Connection) -> Result<bool> {
+        Ok(!column_names(conn, &self.migrations)?.is_empty()
+            && !column_names(conn, &self.history)?.is_empty())
+    }
+
+    /// Refuses a database hsm-host must not write to with these names: tables that share our
+    /// names but not our columns (writing into them could destroy someone else's data), or,
+    /// when ours do not exist yet, tracking tables under another prefix (the database is not
+    /// new: creating a second set would apply every migration again).
+    pub fn check(&self, conn: &Connection) -> Result<()> {
+        let mut foreign = None;
+        let mut ours = 0;
+        for (table, wanted) in [
+            (&self.migrations, &MIGRATIONS_COLUMNS),
+            (&self.history, &HISTORY_COLUMNS),
+        ] {
+            let have = column_names(conn, table)?;
+            if have.is_empty() {
+                continue;
+            }
+            match wanted.iter().find(|c| !have.iter().any(|h| h == *c)) {
+                Some(column) => foreign = foreign.or(Some((table.clone(), *column))),
+                None => ours += 1,
+            }
+        }
+        if ours == 2 {
+            return Ok(());
+        }
+        let elsewhere: Vec<String> = other_prefixes(conn)?
+            .into_iter()
+            .filter(|p| !p.eq_ignore_ascii_case(&self.prefix))
+            .collect();
+        if let Some(found) = elsewhere.first() {
+            return Err(Error::TrackedElsewhere {
+                // A name read from the file: shown escaped.
+                found: crate::text::neutralize(found, MAX_PREFIX * 2),
+                configured: self.prefix.clone(),
+            });
+        }
+        match foreign {
+            Some((table, column)) => Err(Error::IncompatibleTracking { table, column }),
+            None => Ok(()),
+        }
+    }
+
+    /// Every row of `migrations`, by version.
+    pub fn migrations(&self, conn: &Connection) -> Result<Vec<MigrationRow>> {
+        // A database the Node tool made has no checksum column until hsm-host first writes to it.
+        let has_checksum = column_names(conn, &self.migrations)?
+            .iter()
+            .any(|c| c == "checksum");
+        let checksum = if has_checksum { "checksum" } else { "NULL" };
+        let read_error = format!("cannot read the {} table", self.migrations);
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT version, name, description, applied_at, rolled_back_at, backup_path, status,
+                        error_message, {checksum}
+                 FROM main.\"{}\" ORDER BY version",
+                self.migrations
+            ))
+            .context(read_error.clone())?;
+        stmt.query_map([], |row| {
+            Ok(MigrationRow {
+                version: row.get(0)?,
+                name: row.get(1)?,
+                description: row.get(2)?,
+                applied_at: row.get(3)?,
+                rolled_back_at: row.get(4)?,
+                backup_path: row.get(5)?,
+                status: row.get(6)?,
+                error_message: row.get(7)?,
+                checksum: row.get(8)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .context(read_error)
+    }
+
+    /// The newest `limit` history rows, newest first.
+    pub fn recent_history(&self, conn: &Connection, limit: u32) -> Result<Vec<HistoryRow>> {
+        let read_error = format!("cannot read the {} table", self.history);
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT id, version, direction, status, backup_path, error_message, started_at,
+                        completed_at
+                 FROM main.\"{}\" ORDER BY id DESC LIMIT ?1",
+                self.history
+            ))
+            .context(read_error.clone())?;
+        stmt.query_map([limit], |row| {
+            Ok(HistoryRow {
+                id: row.get(0)?,
+                version: row.get(1)?,
+                direction: row.get(2)?,
+                status: row.get(3)?,
+                backup_path: row.get(4)?,
+                error_message: row.get(5)?,
+                started_at: row.get(6)?,
+                completed_at: row.get(7)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .context(read_error)
+    }
+
+    /// Writes the `running` history row of an attempt (committed on its own, so that an attempt
+    /// that never finishes stays visible) and returns its id.
+    pub fn start_attempt(
+        &self,
+        conn: &Connection,
+        version: u64,
+        direction: Direction,
+        backup_path: Option<&str>,
+        now: &str,
+    ) -> Result<i64> {
+        conn.execute(
+            &format!(
+                "INSERT INTO main.\"{}\" (version, direction, status, backup_path, started_at)
+                 VALUES (?1, ?2, 'running', ?3, ?4)",
+                self.history
+            ),
+            params![version, direction.as_str(), backup_path, now],
+        )
+        .context(format!("cannot record the start of migration {version}"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Closes a history row as `success`, or `failed` with the error.
+    pub fn finish_attempt(
+        &self,
+        conn: &Connection,
+        id: i64,
+        error: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        let status = if error.is_some() { "failed" } else { "success" };
+        conn.execute(
+            &format!(
+                "UPDATE main.\"{}\" SET status = ?1, error_message = ?2, completed_at = ?3
+                 WHERE id = ?4",
+                self.history
+            ),
+            params![status, error, now, id],
+        )
+        .context("cannot record the end of a migration attempt")?;
+        Ok(())
+    }
+
+    /// Marks a migration applied; re-applying a rolled-back one resets its row.
+    pub fn record_applied(
+        &self,
+        conn: &Connection,
+        applied: &Applied<'_>,
+        now: &str,
+    ) -> Result<()> {
+        conn.execute(
+            &format!(
+                "INSERT INTO main.\"{}\" (version, name, description, applied_at, rolled_back_at,
+                                         backup_path, status, error_message, checksum)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL, ?6)
+                 ON CONFLICT (version) DO UPDATE SET
+                   name = excluded.name, description = excluded.description,
+                   applied_at = excluded.applied_at, rolled_back_at = NULL,
+                   backup_path = excluded.backup_path, status = 'applied', error_message = NULL,
+                   checksum = excluded.checksum",
+                self.migrations
+            ),
+            params![
+                applied.version,
+                applied.name,
+                applied.description,
+                now,
+                applied.backup_path,
+                applied.checksum
+            ],
+        )
+        .context(format!(
+            "cannot record migration {} as applied",
+            applied.version
+        ))?;
+        Ok(())
+    }
+
+    /// Marks a migration rolled back.
+    pub fn record_rolled_back(
+        &self,
+        conn: &Connection,
+        version: u64,
+        backup_path: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        conn.execute(
+            &format!(
+                "UPDATE main.\"{}\" SET status = 'rolled_back', rolled_back_at = ?1,
+                        backup_path = coalesce(?2, backup_path)
+                 WHERE version = ?3",
+                self.migrations
+            ),
+            params![now, backup_path, version],
+        )
+        .context(format!("cannot record migration {version} as rolled back"))?;
+        Ok(())
+    }
+
+    /// The highest applied version, 0 when none is (or there are no tracking tables).
+    pub fn current_version(&self, conn: &Connection) -> Result<u64> {
+        if column_names(conn, &self.migrations)?.is_empty() {
+            return Ok(0);
+        }
+        conn.query_row(
+            &format!(
+                "SELECT max(version) FROM main.\"{}\" WHERE status = 'applied'",
+                self.migrations
+            ),
+            [],
+            |row| row.get::<_, Option<u64>>(0),
+        )
+        .optional()
+        .map(|v| v.flatten().unwrap_or(0))
+        .context("cannot read the current version")
+    }
+
+    /// Whether a history row says an attempt is still `running` (live, or its process died).
+    pub fn has_running(&self, conn: &Connection) -> Result<bool> {
+        conn.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM main.\"{}\" WHERE status = 'running')",
+                self.history
+            ),
             [],
             |row| row.get(0),
         )
-        .context("cannot look for the tracking tables")?;
-    Ok(count == 2)
-}
-
-/// Refuses tables that share our names but not our columns: writing into them could destroy
-/// someone else's data. A table that does not exist yet passes.
-pub fn check_columns(conn: &Connection) -> Result<()> {
-    for (table, wanted) in [
-        ("migrations", &MIGRATIONS_COLUMNS),
-        ("migration_history", &HISTORY_COLUMNS),
-    ] {
-        let have = column_names(conn, table)?;
-        if have.is_empty() {
-            continue;
-        }
-        if let Some(column) = wanted.iter().find(|c| !have.iter().any(|h| h == *c)) {
-            return Err(Error::IncompatibleTracking { table, column });
-        }
+        .context("cannot look for interrupted migrations")
     }
-    Ok(())
-}
 
-/// The columns of `table`, in order.
-pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
-        .context("cannot read table columns")?;
-    stmt.query_map([table], |row| row.get(0))
-        .and_then(|rows| rows.collect())
-        .context(format!("cannot read the columns of {table}"))
-}
+    /// Marks every `running` history row `failed` as interrupted and returns their versions.
+    /// Only call it while holding the migration lock: then no live process can be running them.
+    pub fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
+        let versions: Vec<u64> = conn
+            .prepare(&format!(
+                "SELECT version FROM main.\"{}\" WHERE status = 'running' ORDER BY id",
+                self.history
+            ))
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+            .context("cannot look for interrupted migrations")?;
+        if !versions.is_empty() {
+            conn.execute(
+                &format!(
+                    "UPDATE main.\"{}\" SET status = 'failed', error_message = ?1,
+                            completed_at = ?2
+                     WHERE status = 'running'",
+                    self.history
+                ),
+                params![INTERRUPTED, now],
+            )
+            .context("cannot mark interrupted migrations")?;
+        }
+        Ok(versions)
+    }
 
-/// Every row of `migrations`, by version.
-pub fn migrations(conn: &Connection) -> Result<Vec<MigrationRow>> {
-    // A database the Node tool made has no checksum column until hsm-host first writes to it.
-    let has_checksum = column_names(conn, "migrations")?
-        .iter()
-        .any(|c| c == "checksum");
-    let checksum = if has_checksum { "checksum" } else { "NULL" };
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT version, name, description, applied_at, rolled_back_at, backup_path, status,
-                    error_message, {checksum}
-             FROM main.migrations ORDER BY version"
-        ))
-        .context("cannot read the migrations table")?;
-    stmt.query_map([], |row| {
-        Ok(MigrationRow {
-            version: row.get(0)?,
-            name: row.get(1)?,
-            description: row.get(2)?,
-            applied_at: row.get(3)?,
-            rolled_back_at: row.get(4)?,
-            backup_path: row.get(5)?,
-            status: row.get(6)?,
-            error_message: row.get(7)?,
-            checksum: row.get(8)?,
-        })
-    })
-    .and_then(|rows| rows.collect())
-    .context("cannot read the migrations table")
-}
-
-/// The newest `limit` history rows, newest first.
-pub fn recent_history(conn: &Connection, limit: u32) -> Result<Vec<HistoryRow>> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, version, direction, status, backup_path, error_message, started_at,
-                    completed_at
-             FROM main.migration_history ORDER BY id DESC LIMIT ?1",
+    /// Keeps the exact bytes of an applied component, so `down` can run it even after its file
+    /// changed or disappeared.
+    pub fn store_component(
+        &self,
+        conn: &Connection,
+        checksum: &str,
+        bytes: &[u8],
+        now: &str,
+    ) -> Result<()> {
+        conn.execute(
+            &format!(
+                "INSERT OR IGNORE INTO main.\"{}\" (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
+                self.components
+            ),
+            params![checksum, bytes, now],
         )
-        .context("cannot read the migration_history table")?;
-    stmt.query_map([limit], |row| {
-        Ok(HistoryRow {
-            id: row.get(0)?,
-            version: row.get(1)?,
-            direction: row.get(2)?,
-            status: row.get(3)?,
-            backup_path: row.get(4)?,
-            error_message: row.get(5)?,
-            started_at: row.get(6)?,
-            completed_at: row.get(7)?,
-        })
-    })
-    .and_then(|rows| rows.collect())
-    .context("cannot read the migration_history table")
-}
+        .context("cannot store the applied component")?;
+        Ok(())
+    }
 
-/// Writes the `running` history row of an attempt (committed on its own, so that an attempt
-/// that never finishes stays visible) and returns its id.
-pub fn start_attempt(
-    conn: &Connection,
-    version: u64,
-    direction: Direction,
-    backup_path: Option<&str>,
-    now: &str,
-) -> Result<i64> {
-    conn.execute(
-        "INSERT INTO main.migration_history (version, direction, status, backup_path, started_at)
-         VALUES (?1, ?2, 'running', ?3, ?4)",
-        params![version, direction.as_str(), backup_path, now],
-    )
-    .context(format!("cannot record the start of migration {version}"))?;
-    Ok(conn.last_insert_rowid())
-}
+    /// The stored bytes of a component, by checksum.
+    pub fn stored_component(&self, conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
+        conn.query_row(
+            &format!(
+                "SELECT bytes FROM main.\"{}\" WHERE checksum = ?1",
+                self.components
+            ),
+            [checksum],
+            |row| row.get(0),
+        )
+        .optional()
+        .context("cannot read a stored component")
+    }
 
-/// Closes a history row as `success`, or `failed` with the error.
-pub fn finish_attempt(conn: &Connection, id: i64, error: Option<&str>, now: &str) -> Result<()> {
-    let status = if error.is_some() { "failed" } else { "success" };
-    conn.execute(
-        "UPDATE main.migration_history SET status = ?1, error_message = ?2, completed_at = ?3
-         WHERE id = ?4",
-        params![status, error, now, id],
-    )
-    .context("cannot record the end of a migration attempt")?;
-    Ok(())
+    /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
+    pub fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()> {
+        conn.execute(
+            &format!(
+                "UPDATE main.\"{}\" SET checksum = ?1 WHERE version = ?2",
+                self.migrations
+            ),
+            params![checksum, version],
+        )
+        .context(format!("cannot update the checksum of migration {version}"))?;
+        Ok(())
+    }
+
+    /// The history row of a migration recorded without running.
+    pub fn record_adopted(&self, conn: &Connection, version: u64, now: &str) -> Result<()> {
+        conn.execute(
+            &format!(
+                "INSERT INTO main.\"{}\" (version, direction, status, started_at, completed_at)
+                 VALUES (?1, 'up', ?2, ?3, ?3)",
+                self.history
+            ),
+            params![version, ADOPTED, now],
+        )
+        .context(format!("cannot record migration {version} as adopted"))?;
+        Ok(())
+    }
 }
 
 /// What the `migrations` row of a newly applied migration says.
@@ -253,133 +566,106 @@ pub struct Applied<'a> {
     pub checksum: &'a str,
 }
 
-/// Marks a migration applied; re-applying a rolled-back one resets its row.
-pub fn record_applied(conn: &Connection, applied: &Applied<'_>, now: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO main.migrations (version, name, description, applied_at, rolled_back_at,
-                                 backup_path, status, error_message, checksum)
-         VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL, ?6)
-         ON CONFLICT (version) DO UPDATE SET
-           name = excluded.name, description = excluded.description,
-           applied_at = excluded.applied_at, rolled_back_at = NULL,
-           backup_path = excluded.backup_path, status = 'applied', error_message = NULL,
-           checksum = excluded.checksum",
-        params![
-            applied.version,
-            applied.name,
-            applied.description,
-            now,
-            applied.backup_path,
-            applied.checksum
-        ],
-    )
-    .context(format!(
-        "cannot record migration {} as applied",
-        applied.version
-    ))?;
-    Ok(())
-}
-
-/// Marks a migration rolled back.
-pub fn record_rolled_back(
-    conn: &Connection,
-    version: u64,
-    backup_path: Option<&str>,
-    now: &str,
-) -> Result<()> {
-    conn.execute(
-        "UPDATE main.migrations SET status = 'rolled_back', rolled_back_at = ?1,
-                backup_path = coalesce(?2, backup_path)
-         WHERE version = ?3",
-        params![now, backup_path, version],
-    )
-    .context(format!("cannot record migration {version} as rolled back"))?;
-    Ok(())
-}
-
-/// The highest applied version, 0 when none is.
-pub fn current_version(conn: &Connection) -> Result<u64> {
-    conn.query_row(
-        "SELECT max(version) FROM main.migrations WHERE status = 'applied'",
-        [],
-        |row| row.get::<_, Option<u64>>(0),
-    )
-    .optional()
-    .map(|v| v.flatten().unwrap_or(0))
-    .context("cannot read the current version")
-}
-
-/// Whether a history row says an attempt is still `running` (live, or its process died).
-pub fn has_running(conn: &Connection) -> Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM main.migration_history WHERE status = 'running')",
-        [],
-        |row| row.get(0),
-    )
-    .context("cannot look for interrupted migrations")
-}
-
-/// Marks every `running` history row `failed` as interrupted and returns their versions. Only
-/// call it while holding the migration lock: then no live process can be running them.
-pub fn mark_interrupted(conn: &Connection, now: &str) -> Result<Vec<u64>> {
-    let versions: Vec<u64> = conn
-        .prepare("SELECT version FROM main.migration_history WHERE status = 'running' ORDER BY id")
-        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
-        .context("cannot look for interrupted migrations")?;
-    if !versions.is_empty() {
-        conn.execute(
-            "UPDATE main.migration_history SET status = 'failed', error_message = ?1, completed_at = ?2
-             WHERE status = 'running'",
-            params![INTERRUPTED, now],
-        )
-        .context("cannot mark interrupted migrations")?;
-    }
-    Ok(versions)
-}
-
-/// Keeps the exact bytes of an applied component, so `down` can run it even after its file
-/// changed or disappeared.
-pub fn store_component(conn: &Connection, checksum: &str, bytes: &[u8], now: &str) -> Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO main.hsm_components (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
-        params![checksum, bytes, now],
-    )
-    .context("cannot store the applied component")?;
-    Ok(())
-}
-
-/// The stored bytes of a component, by checksum.
-pub fn stored_component(conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
-    conn.query_row(
-        "SELECT bytes FROM main.hsm_components WHERE checksum = ?1",
-        [checksum],
-        |row| row.get(0),
-    )
-    .optional()
-    .context("cannot read a stored component")
-}
-
-/// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
-pub fn set_checksum(conn: &Connection, version: u64, checksum: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE main.migrations SET checksum = ?1 WHERE version = ?2",
-        params![checksum, version],
-    )
-    .context(format!("cannot update the checksum of migration {version}"))?;
-    Ok(())
-}
-
 /// `migration_history.status` of a migration recorded as applied without running it (another
 /// tool applied it, or a baseline said so).
 pub const ADOPTED: &str = "adopted";
 
-/// The history row of a migration recorded without running.
-pub fn record_adopted(conn: &Connection, version: u64, now: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO main.migration_history (version, direction, status, started_at, completed_at)
-         VALUES (?1, 'up', ?2, ?3, ?3)",
-        params![version, ADOPTED, now],
-    )
-    .context(format!("cannot record migration {version} as adopted"))?;
-    Ok(())
+/// The columns of `table` in `main`, in order; empty when there is no such table.
+pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
+        .context("cannot read table columns")?;
+    stmt.query_map([table], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .context(format!("cannot read the columns of {table}"))
+}
+
+/// The prefixes of every complete set of hsm-host tracking tables in `conn`: a
+/// `{p}migration_history` and a `{p}migrations` that both have the seed's columns.
+pub fn other_prefixes(conn: &Connection) -> Result<Vec<String>> {
+    let candidates: Vec<String> = conn
+        .prepare(
+            "SELECT substr(name, 1, length(name) - 17) FROM main.sqlite_schema
+             WHERE type = 'table' AND name LIKE '%migration\\_history' ESCAPE '\\'
+             ORDER BY name",
+        )
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .context("cannot look for tracking tables")?;
+    let mut found = Vec::new();
+    for prefix in candidates {
+        let has = |table: String, wanted: &[&str]| -> Result<bool> {
+            let have = column_names(conn, &table)?;
+            Ok(!have.is_empty() && wanted.iter().all(|c| have.iter().any(|h| h == c)))
+        };
+        if has(format!("{prefix}{HISTORY}"), &HISTORY_COLUMNS)?
+            && has(format!("{prefix}{MIGRATIONS}"), &MIGRATIONS_COLUMNS)?
+        {
+            found.push(prefix);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_identifiers() {
+        assert_eq!(Tracking::default().migrations_table(), "migrations");
+        let app = Tracking::with_prefix("hsm_").unwrap();
+        assert_eq!(
+            app.host_tables(),
+            [
+                "hsm_migrations",
+                "hsm_migration_history",
+                "hsm_hsm_components"
+            ]
+        );
+        for bad in [
+            "1x_",
+            "a-b",
+            "a\"b",
+            "x y",
+            "sqlite_x",
+            "SQLITE_",
+            &"a".repeat(33),
+        ] {
+            assert!(
+                matches!(
+                    Tracking::with_prefix(bad),
+                    Err(Error::InvalidTrackingPrefix { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_set_under_another_prefix_is_found_and_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        let app = Tracking::with_prefix("app_").unwrap();
+        app.ensure_tables(&conn).unwrap();
+        // The application's own `migrations` table is not a tracking set.
+        conn.execute_batch("CREATE TABLE migrations (id INTEGER PRIMARY KEY, title TEXT)")
+            .unwrap();
+        assert_eq!(other_prefixes(&conn).unwrap(), ["app_"]);
+        app.check(&conn).unwrap();
+        let err = Tracking::default().ensure_tables(&conn).unwrap_err();
+        assert!(
+            matches!(&err, Error::TrackedElsewhere { found, .. } if found == "app_"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--tracking-prefix app_"), "{err}");
+    }
+
+    #[test]
+    fn names_are_never_read_as_sql() {
+        // Even a prefix that passed validation is quoted in every statement.
+        let conn = Connection::open_in_memory().unwrap();
+        let t = Tracking::with_prefix("_select_").unwrap();
+        t.ensure_tables(&conn).unwrap();
+        assert!(t.exists(&conn).unwrap());
+        assert_eq!(t.current_version(&conn).unwrap(), 0);
+    }
 }

@@ -18,11 +18,16 @@ use rusqlite::Connection;
 
 use crate::policy;
 use crate::schema::Snapshot;
-use crate::tracking::HOST_TABLES;
+use crate::tracking::{SharedTracking, Tracking};
 
 /// `Err(reason)` naming the first trap found among the objects that differ between the
 /// snapshots.
-pub fn check(conn: &Connection, before: &Snapshot, after: &Snapshot) -> Result<(), String> {
+pub fn check(
+    conn: &Connection,
+    before: &Snapshot,
+    after: &Snapshot,
+    tracking: SharedTracking,
+) -> Result<(), String> {
     let changed: Vec<&str> = after
         .iter()
         .filter(|(key, sql)| before.get(*key) != Some(*sql))
@@ -33,7 +38,7 @@ pub fn check(conn: &Connection, before: &Snapshot, after: &Snapshot) -> Result<(
     }
     let targets = targets_of(conn, &changed).map_err(|e| format!("cannot read the schema: {e}"))?;
     let denial = Arc::new(Mutex::new(None));
-    policy::arm(conn, Arc::clone(&denial));
+    policy::arm(conn, Arc::clone(&denial), tracking);
     let result = targets
         .iter()
         .try_for_each(|target| exercise(conn, target, &denial));
@@ -174,7 +179,10 @@ fn is_shadow(conn: &Connection, table: &str) -> bool {
 
 /// Rows of `sqlite_sequence` that belong to hsm-host's tables, to compare before and after a
 /// migration: a guest that changes them breaks or redirects the host's next history insert.
-pub fn host_sequences(conn: &Connection) -> rusqlite::Result<Vec<(String, Option<i64>)>> {
+pub fn host_sequences(
+    conn: &Connection,
+    tracking: &Tracking,
+) -> rusqlite::Result<Vec<(String, Option<i64>)>> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence')",
         [],
@@ -189,7 +197,7 @@ pub fn host_sequences(conn: &Connection) -> rusqlite::Result<Vec<(String, Option
         .collect::<rusqlite::Result<Vec<(String, Option<i64>)>>>()?;
     Ok(rows
         .into_iter()
-        .filter(|(name, _)| HOST_TABLES.iter().any(|t| t.eq_ignore_ascii_case(name)))
+        .filter(|(name, _)| tracking.is_host_table(name))
         .collect())
 }
 
@@ -204,11 +212,17 @@ mod tests {
 
     fn after_migration(setup: &str, migration: &str) -> Result<(), String> {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::tracking::SCHEMA).unwrap();
+        let tracking = SharedTracking::default();
+        tracking.ensure_tables(&conn).unwrap();
         conn.execute_batch(setup).unwrap();
-        let before = schema::snapshot(&conn).unwrap();
+        let before = schema::snapshot(&conn, &tracking).unwrap();
         conn.execute_batch(migration).unwrap();
-        check(&conn, &before, &schema::snapshot(&conn).unwrap())
+        check(
+            &conn,
+            &before,
+            &schema::snapshot(&conn, &tracking).unwrap(),
+            tracking,
+        )
     }
 
     #[test]

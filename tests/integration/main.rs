@@ -12,4 +12,5 @@ mod library;
 mod sandbox;
 mod sql_sets;
 mod support;
+mod tracking_names;
 mod tracking_schema;

@@ -76,6 +76,7 @@ impl Env {
         // One compile cache for all tests (it is content-addressed), away from the user's own.
         cmd.current_dir(self.dir.path())
             .env_remove("DATABASE_PATH")
+            .env_remove("HSM_TRACKING_PREFIX")
             .env_remove("RUST_LOG")
             .env("XDG_CACHE_HOME", test_cache_home());
         cmd

@@ -35,6 +35,17 @@ pub struct Global {
     #[arg(long, global = true, default_value = "./migrations")]
     pub migrations: PathBuf,
 
+    /// Prefix of hsm-host's tracking tables (`hsm_` gives hsm_migrations, hsm_migration_history),
+    /// for an application that owns a table called `migrations` [default: none, the seed's names]
+    #[arg(
+        long,
+        global = true,
+        env = "HSM_TRACKING_PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub tracking_prefix: String,
+
     /// Print results as JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,

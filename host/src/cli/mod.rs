@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hsm_host::backup::{self, BackupConfig};
+use hsm_host::tracking::Tracking;
 use hsm_host::{Database, Limits, Migrator, Runtime, Safety, restore};
 
 use args::{Args, Command, Global, UpTarget};
@@ -63,6 +64,8 @@ struct UsageError(String);
 
 fn run(args: &Args) -> Result<()> {
     let global = &args.global;
+    // Refused before anything is opened, whatever the command.
+    tracking(global)?;
     let mut out = std::io::stdout().lock();
     match &args.command {
         Command::Status {} => status(global, &mut out),
@@ -74,23 +77,23 @@ fn run(args: &Args) -> Result<()> {
             };
             let migrator = migrator(global)?;
             if dry_run {
-                self::dry_run(&migrator, &global.database, target, global.json, &mut out)
+                self::dry_run(&migrator, global, target, &mut out)
             } else {
-                let db = Database::open(&global.database)?;
+                let db = open_database(global)?;
                 let run = migrator.up(&db, target)?;
                 report::run(&run, global.json, &mut out)
             }
         }
         Command::Down { target } => {
             let migrator = migrator(global)?;
-            let db = Database::open(&global.database)?;
+            let db = open_database(global)?;
             let run = migrator.down(&db, *target)?;
             report::run(&run, global.json, &mut out)
         }
         Command::Backup {} => take_backup(global, &mut out),
         Command::Restore { path: None, .. } => {
             let dir = backup_config(global).dir_for(&global.database);
-            let backups = backup::list(&global.database, &dir)?;
+            let backups = backup::list(&global.database, &dir, &tracking(global)?)?;
             report::backups(&dir, &backups, global.json, &mut out)
         }
         Command::Restore {
@@ -99,13 +102,13 @@ fn run(args: &Args) -> Result<()> {
         } => restore(global, path, *yes, &mut out),
         Command::Adopt { dry_run } => {
             let migrator = migrator(global)?;
-            let db = Database::open(&global.database)?;
+            let db = open_database(global)?;
             let report = migrator.adopt(&db, *dry_run)?;
             report::adopted(&report, global.json, &mut out)
         }
         Command::Baseline { version, dry_run } => {
             let migrator = migrator(global)?;
-            let db = Database::open(&global.database)?;
+            let db = open_database(global)?;
             let report = migrator.baseline(&db, *version, *dry_run)?;
             report::adopted(&report, global.json, &mut out)
         }
@@ -116,7 +119,7 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Repair {} => {
             let migrator = migrator(global)?;
-            let db = Database::open(&global.database)?;
+            let db = open_database(global)?;
             let repaired = migrator.repair(&db)?;
             report::repaired(&repaired, global.json, &mut out)
         }
@@ -171,7 +174,7 @@ fn status(global: &Global, out: &mut impl Write) -> Result<()> {
     let path = &global.database;
     // Status never creates the database; it writes only to mark attempts whose process died.
     let db = if path.exists() {
-        Some(Database::open(path)?)
+        Some(open_database(global)?)
     } else {
         None
     };
@@ -183,20 +186,28 @@ fn status(global: &Global, out: &mut impl Write) -> Result<()> {
 
 fn dry_run(
     migrator: &Migrator,
-    path: &Path,
+    global: &Global,
     target: Option<u64>,
-    json: bool,
     out: &mut impl Write,
 ) -> Result<()> {
     // A dry run must not leave a file behind: a database that does not exist yet is rehearsed
     // in memory, where it starts just as empty.
-    let db = if path.exists() {
-        Database::open(path)?
+    let db = if global.database.exists() {
+        open_database(global)?
     } else {
-        Database::open_in_memory()?
+        Database::open_in_memory()?.with_tracking(tracking(global)?)
     };
     let report = migrator.dry_run(&db, target)?;
-    report::dry_run(&report, json, out)
+    report::dry_run(&report, global.json, out)
+}
+
+/// The tracking tables `--tracking-prefix` names.
+fn tracking(global: &Global) -> Result<Tracking> {
+    Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()).into())
+}
+
+fn open_database(global: &Global) -> Result<Database> {
+    Ok(Database::open(&global.database)?.with_tracking(tracking(global)?))
 }
 
 fn take_backup(global: &Global, out: &mut impl Write) -> Result<()> {
@@ -206,7 +217,7 @@ fn take_backup(global: &Global, out: &mut impl Write) -> Result<()> {
             global.database.display()
         );
     }
-    let db = Database::open(&global.database)?;
+    let db = open_database(global)?;
     let path = backup::create(&db.connection(), &global.database, &backup_config(global))?;
     report::backup_taken(&path, global.json, out)
 }
@@ -248,6 +259,7 @@ fn restore(global: &Global, path: &Path, yes: bool, out: &mut impl Write) -> Res
         path,
         (!global.no_backup).then_some(&config),
         Duration::from_secs(global.lock_timeout),
+        &tracking(global)?,
     )?;
     report::restored(&report, global.json, out)
 }

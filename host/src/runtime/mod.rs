@@ -381,7 +381,7 @@ impl MigrationComponent {
         let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
         let state = GuestState::new(
             self.label(),
-            Some(db.shared()),
+            Some(db),
             deadline,
             Arc::clone(&memory),
             Arc::clone(&log_budget),

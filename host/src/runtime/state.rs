@@ -1,9 +1,8 @@
 //! What a guest's store holds, and the host side of the `sql` and `log` imports.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::Connection;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,6 +11,7 @@ use super::bindings::{SqlError, Value, log, sql};
 use super::functions::FunctionFactory;
 use super::limits::{GuestLimiter, MemoryBudget};
 use super::progress::Progress;
+use crate::database::Database;
 use crate::error::human_bytes;
 use crate::sql::{CursorHandle, GuestSql, PreparedStatement, SQLITE_MISUSE};
 use crate::text;
@@ -46,7 +46,7 @@ impl GuestState {
     /// Output is captured for the host's log instead of reaching the terminal.
     pub(crate) fn new(
         label: String,
-        db: Option<Arc<Mutex<Connection>>>,
+        db: Option<&Database>,
         deadline: Instant,
         memory: Arc<MemoryBudget>,
         log_budget: Arc<text::Budget>,

@@ -17,6 +17,7 @@ use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
+use crate::database::Database;
 use crate::error::human_bytes;
 use crate::policy;
 use crate::runtime::bindings::{
@@ -123,7 +124,8 @@ pub(crate) struct Closed {
 }
 
 impl GuestSql {
-    pub(crate) fn open(db: Arc<Mutex<Connection>>, label: String, deadline: Instant) -> Self {
+    pub(crate) fn open(database: &Database, label: String, deadline: Instant) -> Self {
+        let db = database.shared();
         let denial = Arc::new(Mutex::new(None));
         let ended = Arc::new(Mutex::new(None));
         let length_limit;
@@ -132,7 +134,7 @@ impl GuestSql {
             // Statements the host prepared earlier were not checked by the policy; statements
             // the guest prepares must not outlive it.
             conn.flush_prepared_statement_cache();
-            policy::arm(&conn, Arc::clone(&denial));
+            policy::arm(&conn, Arc::clone(&denial), database.shared_tracking());
             let _ = conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
             // No COMMIT may happen while a guest runs: if its SQL ended the host's transaction
             // (INSERT OR ROLLBACK, RAISE(ROLLBACK), an error SQLite rolls back on), each later
