@@ -25,7 +25,8 @@ fn migration(name: impl Into<String>, up: impl Into<String>, down: Option<&str>)
     }
 }
 
-/// A monitoring application's history: 53 migrations.
+/// A monitoring application's history: 54 migrations, one of which makes the application's own
+/// table called `migrations` (so the set runs with `--tracking-prefix`).
 fn project() -> Vec<Migration> {
     let mut set = vec![
         migration(
@@ -65,6 +66,11 @@ fn project() -> Vec<Migration> {
             )),
         ));
     }
+    set.push(migration(
+        "create_migrations",
+        "-- Hosts moved between data centres.\nCREATE TABLE migrations (\n  id INTEGER PRIMARY KEY,\n  host_id INTEGER NOT NULL REFERENCES hosts (id),\n  from_dc TEXT NOT NULL,\n  to_dc TEXT NOT NULL\n);\nINSERT INTO migrations (host_id, from_dc, to_dc) VALUES (1, 'fra', 'ams');\n",
+        Some("DROP TABLE migrations;\n"),
+    ));
     set.push(migration(
         "host_metrics_view",
         "CREATE VIEW host_metrics AS\n  SELECT h.name, count(m.id) AS n FROM hosts h LEFT JOIN metrics m ON m.host_id = h.id GROUP BY h.id;\n",
@@ -137,7 +143,9 @@ fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {
     conn.prepare(
         "SELECT type, name, sql FROM sqlite_schema
          WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-           AND name NOT IN ('migrations', 'migration_history', 'hsm_components')
+           AND name NOT IN ('hsm_migrations', 'hsm_migration_history', 'hsm_hsm_components',
+                            'migration_history', 'hsm_components')
+           AND (name <> 'migrations' OR sql NOT LIKE '%applied_at%')
          ORDER BY type, name",
     )
     .unwrap()
@@ -169,7 +177,9 @@ fn real_shaped_sets_apply_as_sqlite_applies_them_and_round_trip_in_every_layout(
     for layout in ["diesel", "golang-migrate", "goose", "dbmate", "flyway"] {
         let env = Env::empty();
         write_set(&env.migrations, layout, &set);
-        env.hsm(&["up", "--no-backup"]).assert_success();
+        // The project has a table of its own called `migrations`.
+        let prefixed = |args: &[&str]| env.hsm(&[args, &["--tracking-prefix", "hsm_"]].concat());
+        prefixed(&["up", "--no-backup"]).assert_success();
         let conn = env.open();
         assert_eq!(schema(&conn), expected, "{layout}: up");
         let services: i64 = conn
@@ -181,13 +191,13 @@ fn real_shaped_sets_apply_as_sqlite_applies_them_and_round_trip_in_every_layout(
             .unwrap();
         assert_eq!(services, 1, "{layout}: the rebuild kept the row");
 
-        env.hsm(&["down", "0", "--no-backup"]).assert_success();
+        prefixed(&["down", "0", "--no-backup"]).assert_success();
         assert_eq!(
             schema(&conn),
             [],
             "{layout}: down to 0 leaves no object behind"
         );
-        env.hsm(&["up", "--no-backup"]).assert_success();
+        prefixed(&["up", "--no-backup"]).assert_success();
         assert_eq!(schema(&conn), expected, "{layout}: up again");
     }
 }
@@ -202,10 +212,10 @@ fn packing_is_deterministic_and_packed_components_are_the_ones_applied() {
     for out in [&first, &second] {
         env.hsm(&["pack", sql.to_str().unwrap(), "-o", out.to_str().unwrap()])
             .assert_success()
-            .assert_stdout_contains("53 SQL migrations packed.");
+            .assert_stdout_contains("54 SQL migrations packed.");
     }
     let files = std::fs::read_dir(&first).unwrap().count();
-    assert_eq!(files, 53);
+    assert_eq!(files, 54);
     for entry in std::fs::read_dir(&first).unwrap() {
         let path = entry.unwrap().path();
         let again = second.join(path.file_name().unwrap());
@@ -223,8 +233,9 @@ fn packing_is_deterministic_and_packed_components_are_the_ones_applied() {
     }
 
     // Applied from the SQL, then seen through the packed files: the same components.
-    hsm_with(&env, &sql, &["up", "--no-backup"]).assert_success();
-    let run = hsm_with(&env, &first, &["status", "--json"]);
+    let prefix = ["--tracking-prefix", "hsm_"];
+    hsm_with(&env, &sql, &["up", "--no-backup", prefix[0], prefix[1]]).assert_success();
+    let run = hsm_with(&env, &first, &["status", "--json", prefix[0], prefix[1]]);
     run.assert_success();
     let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["changed_components"], serde_json::json!([]));
