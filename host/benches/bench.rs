@@ -484,7 +484,7 @@ fn sql(bench: &Bench, report: &mut Report) {
     migrator(&sql, &warm_cache, safety.clone());
     for run in 0..bench.scale.runs.max(11) {
         let out = bench.dir.join(format!("packed-{run}"));
-        pack.push(time(|| hsm_host::pack::pack_dir(&sql, &out).unwrap()).0);
+        pack.push(time(|| hsm_host::pack::pack_dir(&sql, &out, None).unwrap()).0);
         let cold_cache = bench.dir.join(format!("sql-cold-cache-{run}"));
         let cold_db = bench.dir.join(format!("sql-cold-{run}.db"));
         cold.push(

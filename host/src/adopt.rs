@@ -56,11 +56,26 @@ pub struct Foreign {
     pub history: History,
 }
 
+/// A checksum another tool recorded for a migration, compared with the file here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// sqlx: the SHA-384 of the file.
+    Sqlx(Vec<u8>),
+    /// Flyway: the CRC-32 of the file's lines (without their line breaks), as a signed number.
+    Flyway(i64),
+    /// refinery: SipHash-1-3 (zero keys) of the migration's name, version and SQL, in decimal.
+    Refinery(String),
+}
+
 /// The shapes of history the tools keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum History {
-    /// Every applied version (with the checksum the tool keeps, if it is one hsm-host checks).
-    Versions(Vec<(u64, Option<Vec<u8>>)>),
+    /// Every applied version, with the checksum the tool keeps if it keeps one; `unnumbered`:
+    /// versions it applied that hsm-host cannot number (each one stops adoption).
+    Versions {
+        applied: Vec<(u64, Option<Recorded>)>,
+        unnumbered: Vec<String>,
+    },
     /// golang-migrate keeps only the current version, and whether a run failed half-way.
     Current { version: u64, dirty: bool },
 }
@@ -80,10 +95,10 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         let columns = columns(conn, tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
         let history = match tool {
-            Tool::Diesel if has(&["version", "run_on"]) => History::Versions(digits(strings(
+            Tool::Diesel if has(&["version", "run_on"]) => digits(strings(
                 conn,
                 "SELECT version FROM main.__diesel_schema_migrations",
-            )?)),
+            )?),
             Tool::Sqlx if has(&["version", "success", "checksum"]) => {
                 let mut stmt = conn
                     .prepare(
@@ -91,14 +106,18 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                     )
                     .context("cannot read _sqlx_migrations")?;
                 let rows = stmt
-                    .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get(1)?)))
+                    .query_map([], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+                    })
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                     .context("cannot read _sqlx_migrations")?;
-                History::Versions(
-                    rows.into_iter()
-                        .filter_map(|(v, sum)| u64::try_from(v).ok().map(|v| (v, sum)))
-                        .collect(),
-                )
+                numbered(rows.into_iter().map(|(v, sum)| {
+                    (
+                        u64::try_from(v).ok().filter(|v| *v > 0),
+                        v.to_string(),
+                        sum.map(Recorded::Sqlx),
+                    )
+                }))
             }
             Tool::GolangMigrate if has(&["version", "dirty"]) => {
                 let row: Option<(i64, bool)> = conn
@@ -114,13 +133,12 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                         version: u64::try_from(version).unwrap_or(0),
                         dirty,
                     },
-                    None => History::Versions(Vec::new()),
+                    None => numbered(std::iter::empty()),
                 }
             }
-            Tool::Dbmate if columns == ["version"] => History::Versions(digits(strings(
-                conn,
-                "SELECT version FROM main.schema_migrations",
-            )?)),
+            Tool::Dbmate if columns == ["version"] => {
+                digits(strings(conn, "SELECT version FROM main.schema_migrations")?)
+            }
             Tool::Goose if has(&["version_id", "is_applied"]) => {
                 // One row per up or down: a version's newest row says where it stands.
                 let applied = strings(
@@ -130,19 +148,35 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                        AND id = (SELECT max(id) FROM main.goose_db_version
                                  WHERE version_id = g.version_id)",
                 )?;
-                History::Versions(digits(applied))
+                digits(applied)
             }
-            Tool::Flyway if has(&["version", "success", "type"]) => {
-                History::Versions(digits(strings(
+            Tool::Flyway if has(&["version", "success", "type", "checksum"]) => {
+                let rows = with_checksums(
                     conn,
-                    "SELECT version FROM main.flyway_schema_history
+                    "SELECT version, checksum FROM main.flyway_schema_history
                      WHERE success AND version IS NOT NULL AND type = 'SQL'",
-                )?))
+                )?;
+                numbered(rows.into_iter().map(|(version, sum)| {
+                    (
+                        crate::pack::layout::flyway_version(&version).ok(),
+                        version,
+                        sum.and_then(|s| s.parse().ok()).map(Recorded::Flyway),
+                    )
+                }))
             }
-            Tool::Refinery if has(&["version", "checksum"]) => History::Versions(digits(strings(
-                conn,
-                "SELECT version FROM main.refinery_schema_history",
-            )?)),
+            Tool::Refinery if has(&["version", "checksum"]) => {
+                let rows = with_checksums(
+                    conn,
+                    "SELECT version, checksum FROM main.refinery_schema_history",
+                )?;
+                numbered(rows.into_iter().map(|(version, sum)| {
+                    (
+                        version.parse().ok().filter(|v| *v > 0),
+                        version,
+                        sum.map(Recorded::Refinery),
+                    )
+                }))
+            }
             _ => continue,
         };
         return Ok(Some(Foreign { tool, history }));
@@ -173,16 +207,49 @@ fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>> {
         .context("cannot read the other tool's history")
 }
 
+/// A history of versions: those hsm-host could number, and the others by their text.
+fn numbered(rows: impl Iterator<Item = (Option<u64>, String, Option<Recorded>)>) -> History {
+    let mut applied = Vec::new();
+    let mut unnumbered = Vec::new();
+    for (number, text, recorded) in rows {
+        match number {
+            Some(number) => applied.push((number, recorded)),
+            None => unnumbered.push(crate::text::neutralize(&text, 64)),
+        }
+    }
+    History::Versions {
+        applied,
+        unnumbered,
+    }
+}
+
 /// Versions as hsm-host numbers them: the digits of the tool's version (`2024-03-13-170000` is
 /// 20240313170000), as the SQL set's file names are read.
-fn digits(versions: Vec<String>) -> Vec<(u64, Option<Vec<u8>>)> {
-    versions
-        .into_iter()
-        .filter_map(|v| {
-            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
-            digits.parse().ok().map(|n| (n, None))
+fn digits(versions: Vec<String>) -> History {
+    numbered(versions.into_iter().map(|v| {
+        let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+        (digits.parse().ok().filter(|n| *n > 0), v, None)
+    }))
+}
+
+/// (version, checksum) pairs, both as text.
+fn with_checksums(conn: &Connection, sql: &str) -> Result<Vec<(String, Option<String>)>> {
+    let text = |value: rusqlite::types::ValueRef<'_>| match value {
+        rusqlite::types::ValueRef::Null => None,
+        rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
+        other => Some(String::from_utf8_lossy(other.as_bytes().unwrap_or_default()).into_owned()),
+    };
+    conn.prepare(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| {
+                Ok((
+                    text(row.get_ref(0)?).unwrap_or_default(),
+                    text(row.get_ref(1)?),
+                ))
+            })?
+            .collect()
         })
-        .collect()
+        .context("cannot read the other tool's history")
 }
 
 /// The versions of `set` the other tool applied; `Err` names every mismatch: a version it
@@ -213,21 +280,42 @@ pub fn applied_versions(
             }
             set.range(..=*version).copied().collect()
         }
-        History::Versions(versions) => {
-            for (version, checksum) in versions {
+        History::Versions {
+            applied,
+            unnumbered,
+        } => {
+            for version in unnumbered {
+                problems.push(format!(
+                    "{tool} applied version `{version}`, which hsm-host cannot number as the \
+                     migration set's files are numbered"
+                ));
+            }
+            let mut unchecked = 0;
+            for (version, recorded) in applied {
                 if !set.contains(version) {
                     problems.push(format!(
                         "{tool} applied version {version}, which is not in the migration set"
                     ));
                     continue;
                 }
-                if let (Some(recorded), Some(file)) = (checksum, source_of(*version))
-                    && let Some(problem) = sqlx_checksum_differs(recorded, &file)
-                {
+                let Some(recorded) = recorded else {
+                    continue;
+                };
+                let Some(file) = source_of(*version) else {
+                    unchecked += 1;
+                    continue;
+                };
+                if let Some(problem) = checksum_differs(recorded, &file) {
                     problems.push(format!("version {version}: {problem}"));
                 }
             }
-            versions.iter().map(|(v, _)| *v).collect()
+            if unchecked > 0 {
+                tracing::warn!(
+                    "{unchecked} checksum(s) {tool} recorded were not compared: those migrations \
+                     are components here, not the SQL files {tool} ran"
+                );
+            }
+            applied.iter().map(|(v, _)| *v).collect()
         }
     };
     if problems.is_empty() {
@@ -237,16 +325,70 @@ pub fn applied_versions(
     }
 }
 
-/// sqlx keeps the SHA-384 of each file it ran.
-fn sqlx_checksum_differs(recorded: &[u8], file: &Path) -> Option<String> {
-    let bytes = std::fs::read(file).ok()?;
-    let found = Sha384::digest(&bytes);
-    (found.as_slice() != recorded).then(|| {
+/// `Some(problem)` when `file` is not the file the tool recorded.
+fn checksum_differs(recorded: &Recorded, file: &Path) -> Option<String> {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => return Some(format!("cannot read {}: {e}", file.display())),
+    };
+    let (same, what) = match recorded {
+        Recorded::Sqlx(sum) => (
+            Sha384::digest(&bytes).as_slice() == sum.as_slice(),
+            "its SHA-384 differs from the one in _sqlx_migrations",
+        ),
+        Recorded::Flyway(sum) => (
+            i64::from(flyway_checksum(&bytes)) == *sum,
+            "its checksum differs from the one in flyway_schema_history",
+        ),
+        Recorded::Refinery(sum) => (
+            refinery_checksum(file, &bytes).is_some_and(|c| c.to_string() == *sum),
+            "its checksum differs from the one in refinery_schema_history",
+        ),
+    };
+    (!same).then(|| {
         format!(
-            "{} is not the file sqlx applied (its SHA-384 differs from the one in _sqlx_migrations)",
+            "{} is not the file that was applied ({what})",
             file.display()
         )
     })
+}
+
+/// Flyway's checksum: CRC-32 over the file's lines, each without its line break (`\n`,
+/// `\r\n` or `\r`), a leading byte-order mark dropped; stored as a signed 32-bit number.
+pub fn flyway_checksum(bytes: &[u8]) -> i32 {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut crc = crc32fast::Hasher::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+            .unwrap_or(rest.len());
+        crc.update(&rest[..end]);
+        rest = &rest[end..];
+        if rest.starts_with(b"\r\n") {
+            rest = &rest[2..];
+        } else if !rest.is_empty() {
+            rest = &rest[1..];
+        }
+    }
+    // The same 32 bits Java's `(int) crc32.getValue()` gives.
+    crc.finalize() as i32
+}
+
+/// refinery's checksum of `V<version>__<name>.sql`: SipHash-1-3 with zero keys over the name,
+/// the version (a 32-bit integer) and the SQL, as Rust's `Hash` feeds them.
+pub fn refinery_checksum(file: &Path, bytes: &[u8]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let stem = file.file_stem()?.to_str()?;
+    let (version, name) = stem.get(1..)?.split_once("__")?;
+    let version: i32 = version.parse().ok()?;
+    let sql = std::str::from_utf8(bytes).ok()?;
+    let mut hasher = siphasher::sip::SipHasher13::new();
+    name.hash(&mut hasher);
+    version.hash(&mut hasher);
+    sql.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 #[cfg(test)]
@@ -266,7 +408,13 @@ mod tests {
         .unwrap();
         let found = find(&conn).unwrap().unwrap();
         assert_eq!(found.tool, Tool::Goose);
-        assert_eq!(found.history, History::Versions(vec![(1, None), (2, None)]));
+        assert_eq!(
+            found.history,
+            History::Versions {
+                applied: vec![(1, None), (2, None)],
+                unnumbered: vec![]
+            }
+        );
 
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
@@ -293,5 +441,80 @@ mod tests {
         conn.execute_batch("CREATE TABLE schema_migrations (id INTEGER, note TEXT)")
             .unwrap();
         assert_eq!(find(&conn).unwrap(), None);
+    }
+
+    #[test]
+    fn flyway_checksums_are_crc32_of_lines() {
+        // Line breaks of any kind, and a byte-order mark, do not change it.
+        let unix = flyway_checksum(b"CREATE TABLE a (x);\nINSERT INTO a VALUES (1);\n");
+        assert_eq!(
+            flyway_checksum(b"\xef\xbb\xbfCREATE TABLE a (x);\r\nINSERT INTO a VALUES (1);"),
+            unix
+        );
+        // CRC-32 of the concatenated lines, as a signed number.
+        let whole = crc32fast::hash(b"CREATE TABLE a (x);INSERT INTO a VALUES (1);");
+        assert_eq!(unix, whole as i32);
+        assert_ne!(flyway_checksum(b"CREATE TABLE a (y);\n"), unix);
+    }
+
+    #[test]
+    fn flyway_and_refinery_checksums_are_checked_and_dotted_versions_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = dir.path().join("V1.1__users.sql");
+        std::fs::write(&v1, "CREATE TABLE users (id);\n").unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE flyway_schema_history (installed_rank INT, version TEXT, type TEXT,
+                                                 checksum INT, success BOOL)",
+        )
+        .unwrap();
+        let sum = flyway_checksum(&std::fs::read(&v1).unwrap());
+        conn.execute(
+            "INSERT INTO flyway_schema_history VALUES (1, '1.1', 'SQL', ?1, 1)",
+            [sum],
+        )
+        .unwrap();
+        let found = find(&conn).unwrap().unwrap();
+        let set = BTreeSet::from([1_000_001_000_000]);
+        let source = |_| Some(v1.clone());
+        assert_eq!(applied_versions(&found, &set, source).unwrap(), set);
+        std::fs::write(&v1, "CREATE TABLE users (id, name);\n").unwrap();
+        let refused = applied_versions(&found, &set, source).unwrap_err();
+        assert!(refused[0].contains("flyway_schema_history"), "{refused:?}");
+
+        let r1 = dir.path().join("V3__add_posts.sql");
+        std::fs::write(&r1, "CREATE TABLE posts (id);").unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE refinery_schema_history (version INT4 PRIMARY KEY, name VARCHAR(255),
+                                                   applied_on VARCHAR(255), checksum VARCHAR(255))",
+        )
+        .unwrap();
+        let sum = refinery_checksum(&r1, &std::fs::read(&r1).unwrap()).unwrap();
+        // What refinery-core 0.8's own `Migration::unapplied(..).checksum()` gives for it.
+        assert_eq!(sum, 10008399813597373881);
+        conn.execute(
+            "INSERT INTO refinery_schema_history VALUES (3, 'add_posts', 'now', ?1)",
+            [sum.to_string()],
+        )
+        .unwrap();
+        let found = find(&conn).unwrap().unwrap();
+        let set = BTreeSet::from([3]);
+        assert_eq!(
+            applied_versions(&found, &set, |_| Some(r1.clone())).unwrap(),
+            set
+        );
+        std::fs::write(&r1, "CREATE TABLE posts (id, title);").unwrap();
+        assert!(applied_versions(&found, &set, |_| Some(r1.clone())).is_err());
+
+        // A version hsm-host cannot number stops adoption instead of being left out.
+        conn.execute_batch("INSERT INTO refinery_schema_history VALUES ('x', 'n', 'now', '1')")
+            .unwrap();
+        let found = find(&conn).unwrap().unwrap();
+        let refused = applied_versions(&found, &set, |_| None).unwrap_err();
+        assert!(
+            refused.iter().any(|p| p.contains("cannot number")),
+            "{refused:?}"
+        );
     }
 }

@@ -103,7 +103,20 @@ impl Migrator {
     /// # Errors
     /// See [`source::scan_dir`].
     pub fn load_dir_with(runtime: Runtime, dir: impl AsRef<Path>) -> Result<Self> {
-        let (migrations, loaded) = source::scan_dir(&runtime, dir.as_ref())?
+        Self::load_dir_in(runtime, dir, None)
+    }
+
+    /// As [`Migrator::load_dir_with`], reading the directory's SQL migrations in `layout`
+    /// (`None`: recognised from the file names).
+    ///
+    /// # Errors
+    /// See [`source::scan_dir`].
+    pub fn load_dir_in(
+        runtime: Runtime,
+        dir: impl AsRef<Path>,
+        layout: Option<crate::pack::Layout>,
+    ) -> Result<Self> {
+        let (migrations, loaded) = source::scan_dir(&runtime, dir.as_ref(), layout)?
             .into_iter()
             .map(|found| {
                 let cell = OnceLock::new();

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
+use crate::pack::Layout;
 use crate::runtime::{ComponentInfo, MigrationComponent, Runtime};
 
 /// The `*.wasm` files directly in `dir`, sorted by name.
@@ -47,16 +48,17 @@ pub struct Found {
 
 /// Every component of `dir`, sorted by version: described from the compile cache when it knows
 /// the file, otherwise loaded (compiled and validated), in parallel, one file per core; and
-/// every plain SQL migration of `dir` (see [`crate::pack`]), packed into a component.
+/// every plain SQL migration of `dir` (see [`crate::pack`]; `layout` names their layout,
+/// `None` recognises it), packed into a component.
 ///
 /// # Errors
 /// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order
 /// that fails), and [`Error::DuplicateVersion`].
-pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
+pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
     // Plain SQL migrations beside the components are packed as they are read; the compile
     // cache knows their (deterministic) bytes from the last run.
-    let sql = crate::pack::read_dir(dir)?;
+    let sql = crate::pack::read_dir(dir, layout)?;
     let packed = parallel_map(&sql, |migration| {
         let bytes = migration.component()?;
         runtime.load(migration.source.clone(), &bytes)
@@ -114,8 +116,12 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<Found>> {
 ///
 /// # Errors
 /// As [`scan_dir`].
-pub fn describe_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<ComponentInfo>> {
-    Ok(scan_dir(runtime, dir)?
+pub fn describe_dir(
+    runtime: &Runtime,
+    dir: &Path,
+    layout: Option<Layout>,
+) -> Result<Vec<ComponentInfo>> {
+    Ok(scan_dir(runtime, dir, layout)?
         .into_iter()
         .map(|f| f.info)
         .collect())

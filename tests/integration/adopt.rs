@@ -124,7 +124,7 @@ fn a_changed_file_or_a_version_the_set_lacks_stops_adoption_and_records_nothing(
     env.hsm(&["adopt"])
         .assert_code(1)
         .assert_stderr_contains("version 2:")
-        .assert_stderr_contains("0002_table_2.up.sql is not the file sqlx applied");
+        .assert_stderr_contains("0002_table_2.up.sql is not the file that was applied");
     assert_eq!(std::fs::read(&env.db).unwrap(), before);
 
     std::fs::remove_file(&ups[2]).unwrap();
@@ -186,4 +186,167 @@ fn a_database_without_history_is_baselined() {
         );
     env.hsm(&["up"]).assert_success();
     assert_eq!(env.status()["current_version"], 10);
+}
+
+/// Flyway's checksum of a file, computed here from its definition: CRC-32 of the lines without
+/// their breaks, as a signed 32-bit number.
+fn flyway_crc(text: &str) -> i32 {
+    crc32fast::hash(text.lines().collect::<String>().as_bytes()) as i32
+}
+
+#[test]
+fn a_flyway_database_with_dotted_versions_is_adopted_with_its_checksums_checked() {
+    let env = Env::empty();
+    let files = [
+        (
+            "V1.1__users.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY);\r\n",
+        ),
+        (
+            "V1.2__posts.sql",
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY);\n",
+        ),
+        ("U1.2__posts.sql", "DROP TABLE posts;\n"),
+        (
+            "V2.0__tags.sql",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n",
+        ),
+        ("U2.0__tags.sql", "DROP TABLE tags;\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(env.migrations.join(name), text).unwrap();
+    }
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE flyway_schema_history (installed_rank INT NOT NULL PRIMARY KEY,
+           version VARCHAR(50), description VARCHAR(200) NOT NULL, type VARCHAR(20) NOT NULL,
+           script VARCHAR(1000) NOT NULL, checksum INT, installed_by VARCHAR(100) NOT NULL,
+           installed_on TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f','now')),
+           execution_time INT NOT NULL, success BOOLEAN NOT NULL)",
+    )
+    .unwrap();
+    for (rank, (name, text)) in files[..2].iter().enumerate() {
+        conn.execute_batch(text).unwrap();
+        conn.execute(
+            "INSERT INTO flyway_schema_history (installed_rank, version, description, type,
+               script, checksum, installed_by, execution_time, success)
+             VALUES (?1, ?2, 'x', 'SQL', ?3, ?4, 'ci', 1, 1)",
+            rusqlite::params![rank as i64 + 1, &name[1..4], name, flyway_crc(text)],
+        )
+        .unwrap();
+    }
+
+    env.hsm(&["adopt"])
+        .assert_success()
+        .assert_stdout_contains("applied by flyway");
+    let status = env.status();
+    // 1.2 as hsm-host numbers it: each part six digits.
+    assert_eq!(status["current_version"], 1_000_002_000_000_u64);
+    env.hsm(&["up"]).assert_success();
+    assert!(table_exists(&conn, "tags"));
+    // Down to 1.1 runs the undo files of 2.0 and of 1.2 (which Flyway applied), newest first.
+    env.hsm(&["down", "1000001000000"]).assert_success();
+    assert!(!table_exists(&conn, "tags") && !table_exists(&conn, "posts"));
+    assert!(table_exists(&conn, "users"));
+
+    // A file edited since Flyway ran it is not adopted.
+    let env = Env::empty();
+    for (name, text) in files {
+        std::fs::write(env.migrations.join(name), text).unwrap();
+    }
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let copy = Connection::open(&env.db).unwrap();
+    copy.execute_batch(&dump_flyway(&conn)).unwrap();
+    std::fs::write(
+        env.migrations.join("V1.1__users.sql"),
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);\n",
+    )
+    .unwrap();
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("V1.1__users.sql is not the file that was applied")
+        .assert_stderr_contains("flyway_schema_history");
+}
+
+/// Flyway's table and rows, as SQL.
+fn dump_flyway(conn: &Connection) -> String {
+    let create: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'flyway_schema_history'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let rows: Vec<String> = conn
+        .prepare(
+            "SELECT format('INSERT INTO flyway_schema_history VALUES (%d, %Q, %Q, %Q, %Q, %d, %Q, %Q, %d, %d);',
+               installed_rank, version, description, type, script, checksum, installed_by,
+               installed_on, execution_time, success)
+             FROM flyway_schema_history WHERE type = 'SQL' AND version < '2'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    format!("{create};\n{}", rows.join("\n"))
+}
+
+#[test]
+fn a_refinery_database_with_unversioned_migrations_is_adopted_under_layout_refinery() {
+    let env = Env::empty();
+    let files = [
+        (
+            "V1__users.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
+        ),
+        ("U2__seed.sql", "INSERT INTO users (name) VALUES ('root');"),
+        (
+            "V3__posts.sql",
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY);",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(env.migrations.join(name), text).unwrap();
+    }
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let conn = Connection::open(&env.db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE refinery_schema_history (version INT4 PRIMARY KEY, name VARCHAR(255),
+           applied_on VARCHAR(255), checksum VARCHAR(255))",
+    )
+    .unwrap();
+    for (name, text) in &files[..2] {
+        conn.execute_batch(text).unwrap();
+        let path = env.migrations.join(name);
+        let sum = hsm_host::adopt::refinery_checksum(&path, text.as_bytes()).unwrap();
+        conn.execute(
+            "INSERT INTO refinery_schema_history VALUES (?1, ?2, 'now', ?3)",
+            rusqlite::params![
+                name[1..2].parse::<i64>().unwrap(),
+                &name[3..name.len() - 4],
+                sum.to_string()
+            ],
+        )
+        .unwrap();
+    }
+    // Read as Flyway, `U2` would undo a V2 that is not there: the error says what to do.
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("--layout refinery");
+    env.hsm(&["adopt", "--layout", "refinery"])
+        .assert_success()
+        .assert_stdout_contains("applied by refinery");
+    env.hsm(&["up", "--layout", "refinery"]).assert_success();
+    assert!(table_exists(&conn, "posts"));
+    let users: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 1, "the seed ran once, by refinery");
+    env.hsm(&["status", "--layout", "refinery"])
+        .assert_success();
+    env.hsm(&["status", "--layout", "nope"])
+        .assert_code(2)
+        .assert_stderr_contains("unknown layout `nope`");
 }

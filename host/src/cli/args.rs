@@ -35,6 +35,11 @@ pub struct Global {
     #[arg(long, global = true, default_value = "./migrations")]
     pub migrations: PathBuf,
 
+    /// Layout of the SQL migrations in --migrations (and for `pack`): diesel, golang-migrate,
+    /// sqlx, dbmate, goose, flyway, refinery [default: recognised from the file names]
+    #[arg(long, global = true, value_parser = parse_layout)]
+    pub layout: Option<hsm_host::pack::Layout>,
+
     /// Prefix of hsm-host's tracking tables (`hsm_` gives hsm_migrations, hsm_migration_history),
     /// for an application that owns a table called `migrations` [default: none, the seed's names]
     #[arg(
@@ -213,6 +218,16 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .checked_mul(1 << shift)
         .filter(|&bytes| bytes >= 1 << 20)
         .ok_or_else(|| format!("`{text}` must be between 1 MiB and the machine's address space"))
+}
+
+fn parse_layout(name: &str) -> Result<hsm_host::pack::Layout, String> {
+    hsm_host::pack::Layout::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = hsm_host::pack::Layout::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .collect();
+        format!("unknown layout `{name}`: one of {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]

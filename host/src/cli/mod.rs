@@ -114,7 +114,7 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Pack { src, out: to } => {
             let to = to.as_ref().unwrap_or(&global.migrations);
-            let written = hsm_host::pack::pack_dir(src, to)?;
+            let written = hsm_host::pack::pack_dir(src, to, global.layout)?;
             report::packed(&written, global.json, &mut out)
         }
         Command::Repair {} => {
@@ -157,7 +157,7 @@ fn cannot_load(global: &Global) -> String {
 }
 
 fn migrator(global: &Global) -> Result<Migrator> {
-    let migrator = Migrator::load_dir_with(runtime(global)?, &global.migrations)
+    let migrator = Migrator::load_dir_in(runtime(global)?, &global.migrations, global.layout)
         .with_context(|| cannot_load(global))?;
     Ok(migrator.with_safety(Safety {
         backups: (!global.no_backup).then(|| backup_config(global)),
@@ -169,8 +169,9 @@ fn migrator(global: &Global) -> Result<Migrator> {
 fn status(global: &Global, out: &mut impl Write) -> Result<()> {
     // Status needs each component's metadata, not its code: the cache answers for files it
     // has seen, so nothing is compiled or even loaded.
-    let components = hsm_host::source::describe_dir(&runtime(global)?, &global.migrations)
-        .with_context(|| cannot_load(global))?;
+    let components =
+        hsm_host::source::describe_dir(&runtime(global)?, &global.migrations, global.layout)
+            .with_context(|| cannot_load(global))?;
     let path = &global.database;
     // Status never creates the database; it writes only to mark attempts whose process died.
     let db = if path.exists() {

@@ -7,11 +7,15 @@
 //! | sqlx (simple) | `<version>_<name>.sql` | none: irreversible |
 //! | dbmate | `<version>_<name>.sql` with `-- migrate:up` | its `-- migrate:down` section |
 //! | goose | `<version>_<name>.sql` with `-- +goose Up` | its `-- +goose Down` section |
-//! | Flyway, refinery | `V<version>__<name>.sql` | Flyway's `U<version>__<name>.sql` |
+//! | Flyway | `V<version>__<name>.sql` | `U<version>__<name>.sql` (an undo file) |
+//! | refinery | `V<version>__<name>.sql`, `U<version>__<name>.sql` (unversioned) | none |
 //!
-//! A missing down makes a migration irreversible; an empty or comment-only one is a reversible
-//! no-op. Versions keep the tools' order: digits only, so `2024-03-13-170000` is
-//! 20240313170000. The original id stays in the description.
+//! The layout is recognised from the file names; `--layout` names it where they are ambiguous
+//! (refinery's `U` files are migrations of their own, Flyway's undo their `V` file) or to hold
+//! a directory to one layout. A missing down makes a migration irreversible; an empty or
+//! comment-only one is a reversible no-op. Versions keep the tools' order: digits only, so
+//! `2024-03-13-170000` is 20240313170000; Flyway's dotted versions are numbered part by part
+//! (see [`flyway_version`]). The original id stays in the description.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,11 +32,24 @@ pub enum Layout {
     Sqlx,
     Dbmate,
     Goose,
-    /// `V<version>__<name>.sql`: Flyway and refinery.
+    /// `V<version>__<name>.sql`, with `U` undo files.
     Flyway,
+    /// `V<version>__<name>.sql`, with `U` unversioned (up-only) migrations.
+    Refinery,
 }
 
 impl Layout {
+    /// Every layout, as `--layout` names them.
+    pub const ALL: [Layout; 7] = [
+        Layout::Diesel,
+        Layout::UpDown,
+        Layout::Sqlx,
+        Layout::Dbmate,
+        Layout::Goose,
+        Layout::Flyway,
+        Layout::Refinery,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Layout::Diesel => "diesel",
@@ -41,6 +58,37 @@ impl Layout {
             Layout::Dbmate => "dbmate",
             Layout::Goose => "goose",
             Layout::Flyway => "flyway",
+            Layout::Refinery => "refinery",
+        }
+    }
+
+    /// The layout `--layout NAME` means.
+    pub fn from_name(name: &str) -> Option<Layout> {
+        Layout::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether files this layout was recognised as (`found`) belong to a directory named as
+    /// `self`: sqlx also has `.up.sql`/`.down.sql` pairs, refinery Flyway's `V` files.
+    fn admits(self, found: Layout) -> bool {
+        self == found
+            || matches!(
+                (self, found),
+                (Layout::Sqlx, Layout::UpDown) | (Layout::Refinery, Layout::Flyway)
+            )
+    }
+
+    /// What a file of this layout looks like, for errors.
+    fn expects(self) -> &'static str {
+        match self {
+            Layout::Diesel => "<version>_<name>/up.sql directories",
+            Layout::UpDown => "<version>_<name>.up.sql / .down.sql files",
+            Layout::Sqlx => "<version>_<name>.sql or .up.sql / .down.sql files",
+            Layout::Dbmate => "<version>_<name>.sql files with -- migrate:up",
+            Layout::Goose => "<version>_<name>.sql files with -- +goose Up",
+            Layout::Flyway => "V<version>__<name>.sql and U<version>__<name>.sql (undo) files",
+            Layout::Refinery => "V<version>__<name>.sql and U<version>__<name>.sql files",
         }
     }
 }
@@ -69,16 +117,32 @@ struct Parts {
     down: Option<PathBuf>,
 }
 
-/// The SQL migrations of `dir`, by version (empty when it holds none). `.wasm` files and
-/// anything that is not a migration file are left alone.
-pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
+/// The SQL migrations of `dir` in the layout named (`None`: recognised from the file names), by
+/// version (empty when it holds none). `.wasm` files and anything that is not a SQL migration
+/// file are left alone; with a layout named, a SQL migration file of another layout is an
+/// error.
+pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetError> {
     let mut by_version: BTreeMap<u64, Parts> = BTreeMap::new();
+    // Flyway versions with parts (`1.1`) and without (`2`) cannot share one numbering.
+    let mut flyway_kinds: [Option<PathBuf>; 2] = [None, None];
     let entries = std::fs::read_dir(dir).map_err(|e| error(dir, e.to_string()))?;
     let mut paths: Vec<PathBuf> = entries
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()
         .map_err(|e| error(dir, e.to_string()))?;
     paths.sort();
+    let fits = |path: &Path, found: Layout| match named {
+        Some(named) if !named.admits(found) => Err(error(
+            path,
+            format!(
+                "is a {} migration file, but --layout {} expects {}",
+                found.as_str(),
+                named.as_str(),
+                named.expects()
+            ),
+        )),
+        _ => Ok(()),
+    };
     for path in paths {
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -88,6 +152,7 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             if !up.is_file() {
                 continue;
             }
+            fits(&path, Layout::Diesel)?;
             if is_empty_initial_setup(file_name, &up)? {
                 tracing::info!(
                     "{}: diesel's initial setup has no SQL for SQLite; skipped",
@@ -115,6 +180,7 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             continue;
         };
         if let Some(stem) = stem.strip_suffix(".up") {
+            fits(&path, Layout::UpDown)?;
             let (version, id, name) = split_id(&path, stem, "_")?;
             let parts = by_version.entry(version).or_default();
             check_same(&path, parts, Layout::UpDown, &id)?;
@@ -126,6 +192,7 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
                 down: parts.down.take(),
             };
         } else if let Some(stem) = stem.strip_suffix(".down") {
+            fits(&path, Layout::UpDown)?;
             let (version, id, name) = split_id(&path, stem, "_")?;
             let parts = by_version.entry(version).or_default();
             check_same(&path, parts, Layout::UpDown, &id)?;
@@ -133,20 +200,58 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             parts.id = id;
             parts.name = name;
             parts.down = Some(path.clone());
-        } else if let Some(rest) = stem.strip_prefix('V').filter(|r| r.contains("__")) {
-            let (version, id, name) = split_id(&path, rest, "__")?;
-            let parts = by_version.entry(version).or_default();
-            check_same(&path, parts, Layout::Flyway, &id)?;
-            parts.layout = Some(Layout::Flyway);
-            parts.id = format!("V{id}");
-            parts.name = name;
-            parts.up = Some(path.clone());
-        } else if let Some(rest) = stem.strip_prefix('U').filter(|r| r.contains("__")) {
-            let (version, _, _) = split_id(&path, rest, "__")?;
-            let parts = by_version.entry(version).or_default();
-            check_same(&path, parts, Layout::Flyway, &parts.id.clone())?;
-            parts.layout = Some(Layout::Flyway);
-            parts.down = Some(path.clone());
+        } else if let Some((kind, rest)) = flyway_file(stem) {
+            let refinery = named == Some(Layout::Refinery);
+            fits(
+                &path,
+                if refinery {
+                    Layout::Refinery
+                } else {
+                    Layout::Flyway
+                },
+            )?;
+            let (version, raw, name) = flyway_id(&path, rest)?;
+            let dotted = usize::from(raw.contains(['.', '_']));
+            if let Some(other) = &flyway_kinds[1 - dotted] {
+                return Err(error(
+                    &path,
+                    format!(
+                        "mixes versions with parts (`1.1`) and without (`2`) with {}: their \
+                         order cannot be kept in one numbering; give every version the same \
+                         number of parts (V2 → V2.0)",
+                        other.display()
+                    ),
+                ));
+            }
+            flyway_kinds[dotted].get_or_insert_with(|| path.clone());
+            let layout = if refinery {
+                Layout::Refinery
+            } else {
+                Layout::Flyway
+            };
+            if kind == 'U' && !refinery {
+                // Flyway's undo file of its V file.
+                let parts = by_version.entry(version).or_default();
+                check_same(&path, parts, layout, &parts.id.clone())?;
+                parts.layout = Some(layout);
+                parts.down = Some(path.clone());
+            } else {
+                let parts = by_version.entry(version).or_default();
+                check_same(&path, parts, layout, &format!("V{raw}"))?;
+                if parts.up.is_some() {
+                    return Err(error(
+                        &path,
+                        format!(
+                            "its version {version} is also used by `{}`: versions must be unique",
+                            parts.id
+                        ),
+                    ));
+                }
+                parts.layout = Some(layout);
+                parts.id = format!("{kind}{raw}");
+                parts.name = name;
+                parts.up = Some(path.clone());
+            }
         } else if stem.starts_with("R__") {
             tracing::warn!(
                 "{}: Flyway's repeatable migrations are not supported; skipped",
@@ -154,7 +259,8 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
             );
         } else if stem.starts_with(|c: char| c.is_ascii_digit()) {
             let (version, id, name) = split_id(&path, stem, "_")?;
-            let layout = single_file_layout(&path)?;
+            let layout = single_file_layout(&path, named)?;
+            fits(&path, layout)?;
             add(
                 &mut by_version,
                 &path,
@@ -175,6 +281,70 @@ pub fn read(dir: &Path) -> Result<Vec<SqlMigration>, SetError> {
         .collect()
 }
 
+/// `V…__…` or `U…__…` → (`V` or `U`, the rest).
+fn flyway_file(stem: &str) -> Option<(char, &str)> {
+    let kind = stem.chars().next().filter(|c| matches!(c, 'V' | 'U'))?;
+    let rest = &stem[1..];
+    (rest.starts_with(|c: char| c.is_ascii_digit()) && rest.contains("__")).then_some((kind, rest))
+}
+
+/// `1.2__add_users` → (version, `1.2`, `add_users`).
+fn flyway_id(path: &Path, rest: &str) -> Result<(u64, String, String), SetError> {
+    let (raw, name) = rest.split_once("__").unwrap_or((rest, ""));
+    let version = flyway_version(raw).map_err(|reason| error(path, reason))?;
+    let (_, _, name) = split_id(path, &format!("1_{name}"), "_")?;
+    let name = if name == "migration_1" {
+        format!("migration_{version}")
+    } else {
+        name
+    };
+    Ok((version, raw.to_owned(), name))
+}
+
+/// Flyway's version as hsm-host numbers it. Without parts it is the number itself (`V7` is 7,
+/// `V20240313170000` is 20240313170000). With parts (`1.2`, `1_2`, `2024.01.15`), each of up
+/// to three parts gets six digits: `a.b.c` is a·10¹² + b·10⁶ + c, so `1.2` < `1.10` < `2.0`
+/// as Flyway orders them, and the numbers stay the same as the set grows.
+///
+/// # Errors
+/// A version that is not digits and dots, has more than three parts, or a part too large.
+pub fn flyway_version(raw: &str) -> Result<u64, String> {
+    let parts: Vec<&str> = raw.split(['.', '_']).collect();
+    let unusable = |why: &str| {
+        format!(
+            "version `{raw}` cannot be numbered: {why} (versions are whole numbers, or up to \
+             three dotted parts of at most six digits each)"
+        )
+    };
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(unusable("it is not digits and dots"));
+    }
+    let number = if parts.len() == 1 {
+        parts[0].parse::<u64>().ok()
+    } else if parts.len() > 3 {
+        return Err(unusable("it has more than three parts"));
+    } else {
+        let mut number: u64 = 0;
+        let mut ok = true;
+        for (i, part) in parts.iter().enumerate() {
+            let value: u64 = part.parse().unwrap_or(u64::MAX);
+            let scale = 10u64.pow(6 * (2 - i as u32));
+            ok &= i == 0 || value < 1_000_000;
+            number = value
+                .checked_mul(scale)
+                .and_then(|v| v.checked_add(number))
+                .unwrap_or(u64::MAX);
+        }
+        ok.then_some(number)
+    };
+    number
+        .filter(|v| *v > 0 && i64::try_from(*v).is_ok())
+        .ok_or_else(|| unusable("it is 0 or too large"))
+}
+
 /// diesel's `00000000000000_diesel_initial_setup`, made for PostgreSQL's helper functions: in
 /// SQLite projects its files hold only comments. Version 0 is not a version hsm-host can use.
 fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
@@ -187,13 +357,13 @@ fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
 /// `<version><sep><name>` → (version, original id, name).
 fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, String), SetError> {
     let (version, name) = text.split_once(separator).unwrap_or((text, ""));
-    if version.contains('.') || (separator == "__" && version.contains('_')) {
+    if version.contains('.') {
         return Err(error(
             path,
             format!(
-                "version `{version}` has parts; hsm-host versions are whole numbers (rename \
-                 the file, e.g. V{}__…)",
-                version.replace(['.', '_'], "")
+                "version `{version}` has parts; in this layout versions are whole numbers \
+                 (rename the file, e.g. {}_…)",
+                version.replace('.', "")
             ),
         ));
     }
@@ -266,15 +436,28 @@ fn add(
 }
 
 /// A single `<version>_<name>.sql`: dbmate or goose by their markers, else sqlx's simple form.
-fn single_file_layout(path: &Path) -> Result<Layout, SetError> {
+/// A layout named for the directory decides instead, and its markers must be there.
+fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetError> {
     let text = read_sql(path)?;
-    Ok(if find_marker(&text, &["-- migrate:up"]).is_some() {
-        Layout::Dbmate
-    } else if find_marker(&text, &["-- +goose up"]).is_some() {
-        Layout::Goose
-    } else {
-        Layout::Sqlx
-    })
+    let dbmate = find_marker(&text, &["-- migrate:up"]).is_some();
+    let goose = find_marker(&text, &["-- +goose up"]).is_some();
+    let missing = |marker: &str, layout: Layout| {
+        Err(error(
+            path,
+            format!(
+                "has no `{marker}` line, which --layout {} needs",
+                layout.as_str()
+            ),
+        ))
+    };
+    match named {
+        Some(Layout::Sqlx) => Ok(Layout::Sqlx),
+        Some(Layout::Dbmate) if !dbmate => missing("-- migrate:up", Layout::Dbmate),
+        Some(Layout::Goose) if !goose => missing("-- +goose Up", Layout::Goose),
+        _ if dbmate => Ok(Layout::Dbmate),
+        _ if goose => Ok(Layout::Goose),
+        _ => Ok(Layout::Sqlx),
+    }
 }
 
 fn read_sql(path: &Path) -> Result<String, SetError> {
@@ -317,11 +500,19 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
     let layout = parts.layout.expect("set with every part");
     let Some(up_path) = parts.up else {
         let down = parts.down.unwrap_or_default();
-        return Err(error(&down, "has no up file beside it"));
+        return Err(error(
+            &down,
+            if layout == Layout::Flyway {
+                "is a Flyway undo file with no V file of its version beside it (if it is \
+                 refinery's unversioned migration, run with --layout refinery)"
+            } else {
+                "has no up file beside it"
+            },
+        ));
     };
     let text = read_sql(&up_path)?;
     let (up, down) = match layout {
-        Layout::Diesel | Layout::UpDown | Layout::Flyway => {
+        Layout::Diesel | Layout::UpDown | Layout::Flyway | Layout::Refinery => {
             let down = parts.down.as_deref().map(read_sql).transpose()?;
             (text, down)
         }
@@ -440,7 +631,7 @@ mod tests {
         write(d, "V20240318000000__flags.sql", "CREATE TABLE flags (f);");
         write(d, "U20240318000000__flags.sql", "DROP TABLE flags;");
         write(d, "README.md", "not a migration");
-        let set = read(d).unwrap();
+        let set = read(d, None).unwrap();
         let summary: Vec<(u64, &str, bool)> = set
             .iter()
             .map(|m| (m.version, m.name.as_str(), m.down.is_some()))
@@ -491,7 +682,7 @@ mod tests {
             "2024-01-01-000000_users/up.sql",
             "CREATE TABLE users (id);",
         );
-        let set = read(dir.path()).unwrap();
+        let set = read(dir.path(), None).unwrap();
         assert_eq!(set.len(), 1);
         assert_eq!(set[0].version, 20240101000000);
 
@@ -501,7 +692,7 @@ mod tests {
             "CREATE TABLE x (y);",
         );
         assert!(
-            read(dir.path())
+            read(dir.path(), None)
                 .unwrap_err()
                 .reason
                 .contains("not a usable version")
@@ -513,25 +704,114 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "1_a.up.sql", "SELECT 1;");
         write(dir.path(), "1_b.sql", "SELECT 1;");
-        let error = read(dir.path()).unwrap_err();
+        let error = read(dir.path(), None).unwrap_err();
         assert!(
             error.reason.contains("versions must be unique"),
             "{error:?}"
         );
 
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "V1.1__x.sql", "SELECT 1;");
-        let error = read(dir.path()).unwrap_err();
+        write(dir.path(), "1.1_x.up.sql", "SELECT 1;");
+        let error = read(dir.path(), None).unwrap_err();
         assert!(error.reason.contains("has parts"), "{error:?}");
-        assert!(error.path.ends_with("V1.1__x.sql"));
+        assert!(error.path.ends_with("1.1_x.up.sql"));
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1.1__x.sql", "SELECT 1;");
+        write(dir.path(), "V2__y.sql", "SELECT 1;");
+        let error = read(dir.path(), None).unwrap_err();
+        assert!(error.reason.contains("mixes versions"), "{error:?}");
 
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "0_init.sql", "SELECT 1;");
         assert!(
-            read(dir.path())
+            read(dir.path(), None)
                 .unwrap_err()
                 .reason
                 .contains("not a usable version")
         );
+    }
+
+    #[test]
+    fn flyway_versions_with_parts_keep_flyways_order() {
+        let versions = [
+            "1.1",
+            "1.2",
+            "1_3",
+            "1.10",
+            "1.10.1",
+            "2.0",
+            "2024.01.15",
+            "9223371.0",
+        ];
+        let numbers: Vec<u64> = versions
+            .iter()
+            .map(|v| flyway_version(v).unwrap())
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        assert_eq!(flyway_version("1.2").unwrap(), 1_000_002_000_000);
+        assert_eq!(flyway_version("7").unwrap(), 7);
+        for bad in ["1.2.3.4", "1.1000000", "9223373.0", "0", "1..2", "1.a", ""] {
+            assert!(flyway_version(bad).is_err(), "{bad}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1.10__c.sql", "SELECT 3;");
+        write(dir.path(), "V1.2__b.sql", "SELECT 2;");
+        write(dir.path(), "V1_1__a.sql", "SELECT 1;");
+        write(dir.path(), "U1.2__b.sql", "SELECT -2;");
+        let set = read(dir.path(), None).unwrap();
+        let names: Vec<&str> = set.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(set[1].down.is_some() && set[0].down.is_none());
+        assert!(
+            set[0].description.contains("`V1_1`"),
+            "{}",
+            set[0].description
+        );
+    }
+
+    #[test]
+    fn a_named_layout_decides_what_ambiguous_files_are_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__users.sql", "CREATE TABLE users (id);");
+        write(
+            dir.path(),
+            "U2__backfill.sql",
+            "INSERT INTO users VALUES (1);",
+        );
+        // As Flyway, `U2` would undo a V2 that is not there: the error says what to do.
+        let error = read(dir.path(), None).unwrap_err();
+        assert!(error.reason.contains("--layout refinery"), "{error:?}");
+        // As refinery, it is a migration of its own, with no down.
+        let set = read(dir.path(), Some(Layout::Refinery)).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!((set[1].version, set[1].down.is_none()), (2, true));
+        assert!(set[1].description.contains("refinery migration `U2`"));
+
+        // A file of another layout in a directory held to one is named.
+        write(dir.path(), "3_more.up.sql", "SELECT 1;");
+        let error = read(dir.path(), Some(Layout::Refinery)).unwrap_err();
+        assert!(
+            error.reason.contains("--layout refinery expects"),
+            "{error:?}"
+        );
+        assert!(error.path.ends_with("3_more.up.sql"));
+
+        // sqlx names a file dbmate would claim as a plain sqlx migration; dbmate needs its
+        // marker.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "1_a.sql",
+            "-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 2;\n",
+        );
+        write(dir.path(), "2_b.sql", "SELECT 1;");
+        let set = read(dir.path(), Some(Layout::Sqlx)).unwrap();
+        assert!(set.iter().all(|m| m.down.is_none()));
+        let error = read(dir.path(), Some(Layout::Dbmate)).unwrap_err();
+        assert!(error.reason.contains("-- migrate:up"), "{error:?}");
+        assert!(error.path.ends_with("2_b.sql"));
+        assert_eq!(Layout::from_name("Golang-Migrate"), Some(Layout::UpDown));
     }
 }

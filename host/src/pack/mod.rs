@@ -47,14 +47,14 @@ impl SqlMigration {
     }
 }
 
-/// The SQL migrations of `dir` in any of the layouts of [`layout`], by version; empty when it
-/// holds none.
+/// The SQL migrations of `dir` in the layout named (`None`: any of the layouts of [`layout`],
+/// recognised from the file names), by version; empty when it holds none.
 ///
 /// # Errors
 /// [`Error::SqlSet`] naming the file: an unreadable file, a version that is not a whole
-/// number, two migrations with one version.
-pub fn read_dir(dir: &Path) -> Result<Vec<SqlMigration>> {
-    layout::read(dir).map_err(|e| Error::SqlSet {
+/// number, two migrations with one version, a file of another layout than the one named.
+pub fn read_dir(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>> {
+    layout::read(dir, named).map_err(|e| Error::SqlSet {
         path: e.path,
         reason: e.reason,
     })
@@ -66,14 +66,17 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SqlMigration>> {
 /// # Errors
 /// As [`read_dir`]; [`Error::SqlSet`] when `src` holds no SQL migrations or a file cannot be
 /// written.
-pub fn pack_dir(src: &Path, out: &Path) -> Result<Vec<PathBuf>> {
-    let set = read_dir(src)?;
+pub fn pack_dir(src: &Path, out: &Path, named: Option<Layout>) -> Result<Vec<PathBuf>> {
+    let set = read_dir(src, named)?;
     if set.is_empty() {
         return Err(Error::SqlSet {
             path: src.to_owned(),
-            reason: "holds no SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose or \
-                     Flyway layout)"
-                .into(),
+            reason: match named {
+                Some(named) => format!("holds no SQL migrations of the {} layout", named.as_str()),
+                None => "holds no SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose, \
+                         Flyway or refinery layout)"
+                    .into(),
+            },
         });
     }
     let write_error = |path: &Path, e: std::io::Error| Error::SqlSet {
