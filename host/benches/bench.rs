@@ -469,8 +469,22 @@ fn sql_files(dir: &Path, count: u64) -> PathBuf {
     sql
 }
 
+/// A new empty database in WAL mode (the application's journal mode: it is kept in the file),
+/// or in the default rollback-journal mode.
+fn fresh_db(path: &Path, wal: bool) -> &Path {
+    if wal {
+        let conn = Connection::open(path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+    path
+}
+
 /// Plain SQL sets: packing 100 files, a cold `up` of a SQL directory never seen (empty
-/// cache), and up-100 from SQL files with a warm cache against the native runner.
+/// cache), and up-100 from SQL files with a warm cache against the native runner, on a WAL
+/// database and on a rollback-journal one.
 fn sql(bench: &Bench, report: &mut Report) {
     let n = bench.scale.migrations;
     let sql = sql_files(&bench.dir, n);
@@ -478,15 +492,16 @@ fn sql(bench: &Bench, report: &mut Report) {
         backups: None,
         ..Safety::default()
     };
-    let (mut pack, mut cold, mut warm, mut native) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pack, mut cold) = (Vec::new(), Vec::new());
+    // [WAL, rollback journal] × [hsm-host, native]
+    let mut warm: [[Vec<Duration>; 2]; 2] = Default::default();
     let warm_cache = bench.dir.join("sql-cache");
     migrator(&sql, &warm_cache, safety.clone());
     for run in 0..bench.scale.runs.max(11) {
         let out = bench.dir.join(format!("packed-{run}"));
         pack.push(time(|| hsm_host::pack::pack_dir(&sql, &out, None).unwrap()).0);
         let cold_cache = bench.dir.join(format!("sql-cold-cache-{run}"));
-        let cold_db = bench.dir.join(format!("sql-cold-{run}.db"));
+        let cold_db = fresh_db(&bench.dir.join(format!("sql-cold-{run}.db")), true).to_owned();
         cold.push(
             time(|| {
                 let m = migrator(&sql, &cold_cache, safety.clone());
@@ -494,16 +509,20 @@ fn sql(bench: &Bench, report: &mut Report) {
             })
             .0,
         );
-        let warm_db = bench.dir.join(format!("sql-warm-{run}.db"));
-        warm.push(
-            time(|| {
-                let m = migrator(&sql, &warm_cache, safety.clone());
-                m.up(&Database::open(&warm_db).unwrap(), None).unwrap()
-            })
-            .0,
-        );
-        let native_path = bench.dir.join(format!("sql-native-{run}.db"));
-        native.push(time(|| native_up(&native_path, n)).0);
+        for (mode, wal) in [true, false].into_iter().enumerate() {
+            let warm_db = bench.dir.join(format!("sql-warm-{run}-{wal}.db"));
+            let warm_db = fresh_db(&warm_db, wal);
+            warm[mode][0].push(
+                time(|| {
+                    let m = migrator(&sql, &warm_cache, safety.clone());
+                    m.up(&Database::open(warm_db).unwrap(), None).unwrap()
+                })
+                .0,
+            );
+            let native_db = bench.dir.join(format!("sql-native-{run}-{wal}.db"));
+            let native_db = fresh_db(&native_db, wal);
+            warm[mode][1].push(time(|| native_up(native_db, n)).0);
+        }
     }
     report.absolute(
         &format!("pack {n} SQL files"),
@@ -511,17 +530,19 @@ fn sql(bench: &Bench, report: &mut Report) {
         "<= 1 s",
     );
     report.absolute(
-        &format!("cold up of {n} SQL files never seen (empty cache, no backup)"),
+        &format!("cold up of {n} SQL files never seen (empty cache, no backup, WAL)"),
         format!("{:.0} ms", ms(median(cold))),
         "<= 3 s",
     );
-    report.compare(
-        &format!("up-{n} from SQL files, cache warm, no backup"),
-        &warm,
-        &native,
-        "rusqlite runner",
-        "<= 1.5x",
-    );
+    for (mode, name) in ["WAL", "rollback journal"].into_iter().enumerate() {
+        report.compare(
+            &format!("up-{n} from SQL files, cache warm, no backup, {name}"),
+            &warm[mode][0],
+            &warm[mode][1],
+            &format!("rusqlite runner, {name}"),
+            "<= 1.5x",
+        );
+    }
 }
 
 /// Peak RSS of the real binary during up-100.

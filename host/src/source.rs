@@ -60,7 +60,9 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
     // cache knows their (deterministic) bytes from the last run.
     let sql = crate::pack::read_dir(dir, layout)?;
     let packed = parallel_map(&sql, |migration| {
-        let bytes = migration.component()?;
+        // Packing is deterministic, so its bytes are remembered by what they are made from.
+        let bytes =
+            runtime.remembered_bytes(&migration.component_key(), || migration.component())?;
         runtime.load(migration.source.clone(), &bytes)
     });
     // Known files first, on this thread (a stat and a small read each); the rest are compiled

@@ -4,18 +4,24 @@
 //! component wrapped around it by `wit-component` from the contract embedded in hsm-host.
 //! The same input always gives the same bytes, so checksums are stable.
 
+use std::sync::OnceLock;
 use wasm_encoder::{
     CodeSection, ConstExpr, DataSection, EntityType, ExportKind, ExportSection, Function,
     FunctionSection, GlobalSection, GlobalType, ImportSection, MemArg, MemorySection, MemoryType,
     Module, TypeSection, ValType,
 };
 use wit_component::{ComponentEncoder, StringEncoding};
-use wit_parser::Resolve;
+
+use wit_parser::{Resolve, WorldId};
 
 use super::SqlMigration;
 
+/// The way components are made here: change it with anything in this file that changes the
+/// bytes, so components remembered in the cache are made again.
+pub(super) const FORMAT: &str = "hsm-host pack 1";
+
 /// The contract, as the host implements it.
-const CONTRACT: &str = include_str!("../../../wit/migration.wit");
+pub(super) const CONTRACT: &str = include_str!("../../../wit/migration.wit");
 /// The interface whose `execute-batch` runs the SQL (the contract's package and version).
 const SQL_IMPORT: &str = "hsm:migration/sql@0.1.3";
 
@@ -31,19 +37,28 @@ const IRREVERSIBLE: &str = "this migration has no down file: it is irreversible"
 /// The component's bytes.
 pub(super) fn encode(migration: &SqlMigration) -> Result<Vec<u8>, String> {
     let mut module = core_module(migration);
-    let mut resolve = Resolve::new();
-    let package = resolve
-        .push_str("migration.wit", CONTRACT)
-        .map_err(|e| format!("the embedded contract does not parse: {e:#}"))?;
-    let world = resolve
-        .select_world(&[package], Some("migration"))
-        .map_err(|e| format!("the embedded contract has no migration world: {e:#}"))?;
-    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+    let (resolve, world) = contract().as_ref().map_err(Clone::clone)?;
+    wit_component::embed_component_metadata(&mut module, resolve, *world, StringEncoding::UTF8)
         .map_err(|e| format!("cannot describe the component: {e:#}"))?;
     ComponentEncoder::default()
         .module(&module)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|e| format!("cannot encode the component: {e:#}"))
+}
+
+/// The contract, parsed once per process (parsing it is most of the work of packing a file).
+fn contract() -> &'static Result<(Resolve, WorldId), String> {
+    static CONTRACT_WORLD: OnceLock<Result<(Resolve, WorldId), String>> = OnceLock::new();
+    CONTRACT_WORLD.get_or_init(|| {
+        let mut resolve = Resolve::new();
+        let package = resolve
+            .push_str("migration.wit", CONTRACT)
+            .map_err(|e| format!("the embedded contract does not parse: {e:#}"))?;
+        let world = resolve
+            .select_world(&[package], Some("migration"))
+            .map_err(|e| format!("the embedded contract has no migration world: {e:#}"))?;
+        Ok((resolve, world))
+    })
 }
 
 /// Where each piece of text lies in memory.

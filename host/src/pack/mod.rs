@@ -41,6 +41,36 @@ impl SqlMigration {
         })
     }
 
+    /// A sha256 of everything [`SqlMigration::component`] makes its bytes from (and of the way
+    /// it makes them), to find them again without packing.
+    pub fn component_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        // Length-prefixed, so no two different inputs feed the same bytes.
+        let mut feed = |part: &[u8]| {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        };
+        feed(component::FORMAT.as_bytes());
+        feed(component::CONTRACT.as_bytes());
+        feed(&self.version.to_le_bytes());
+        feed(self.name.as_bytes());
+        feed(self.description.as_bytes());
+        feed(self.up.as_bytes());
+        match &self.down {
+            Some(down) => {
+                feed(b"down");
+                feed(down.as_bytes());
+            }
+            None => feed(b"irreversible"),
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// `20240313170000_create_users.wasm`.
     pub fn file_name(&self) -> String {
         format!("{}_{}.wasm", self.version, self.name)

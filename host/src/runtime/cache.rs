@@ -289,6 +289,27 @@ impl ComponentCache {
     }
 }
 
+impl ComponentCache {
+    /// Bytes stored under `key` (a sha256 of everything they are made from), by
+    /// [`ComponentCache::remember_bytes`].
+    pub(crate) fn remembered_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        fs::read(self.dir.join("packed").join(key)).ok()
+    }
+
+    /// Keeps bytes that are costly to make (a packed SQL migration) under `key`. Failures only
+    /// cost making them again next time.
+    pub(crate) fn remember_bytes(&self, key: &str, bytes: &[u8]) {
+        let written = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.dir.join("packed"))
+            .and_then(|()| write_atomically(&self.dir.join("packed").join(key), bytes));
+        if let Err(e) = written {
+            tracing::debug!("cannot remember packed bytes: {e}");
+        }
+    }
+}
+
 /// How long after its last change a file's identity can be trusted. The kernel's file times
 /// advance in coarse ticks, so a second write of the same size in the same tick would keep the
 /// identity (git's "racily clean" problem): until then the file is hashed every time.

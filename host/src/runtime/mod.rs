@@ -155,6 +155,31 @@ impl Runtime {
         self.cache.as_ref()?.describe(path)
     }
 
+    /// Bytes made by `make` from inputs whose sha256 is `key`, from the compile cache when it
+    /// has them (under the cache's trust rules: a directory only this user can write, whose
+    /// artifacts this process already runs as machine code).
+    ///
+    /// # Errors
+    /// Those of `make`.
+    pub fn remembered_bytes(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        if let Some(bytes) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.remembered_bytes(key))
+        {
+            return Ok(bytes);
+        }
+        let bytes = make()?;
+        if let Some(cache) = &self.cache {
+            cache.remember_bytes(key, &bytes);
+        }
+        Ok(bytes)
+    }
+
     /// Like [`Runtime::load_file`], for bytes already in memory; `origin` names them in errors.
     pub fn load(&self, origin: PathBuf, bytes: &[u8]) -> Result<MigrationComponent> {
         self.load_bytes(origin, bytes, None)
