@@ -495,8 +495,12 @@ fn sql(bench: &Bench, report: &mut Report) {
     let (mut pack, mut cold) = (Vec::new(), Vec::new());
     // [WAL, rollback journal] × [hsm-host, native]
     let mut warm: [[Vec<Duration>; 2]; 2] = Default::default();
+    let mut from_wasm = Vec::new();
     let warm_cache = bench.dir.join("sql-cache");
     migrator(&sql, &warm_cache, safety.clone());
+    let packed = bench.dir.join("packed");
+    hsm_host::pack::pack_dir(&sql, &packed, None).unwrap();
+    migrator(&packed, &warm_cache, safety.clone());
     for run in 0..bench.scale.runs.max(11) {
         let out = bench.dir.join(format!("packed-{run}"));
         pack.push(time(|| hsm_host::pack::pack_dir(&sql, &out, None).unwrap()).0);
@@ -523,6 +527,15 @@ fn sql(bench: &Bench, report: &mut Report) {
             let native_db = fresh_db(&native_db, wal);
             warm[mode][1].push(time(|| native_up(native_db, n)).0);
         }
+        // The same migrations as packed component files: what SQL costs beyond components.
+        let wasm_db = fresh_db(&bench.dir.join(format!("sql-wasm-{run}.db")), true).to_owned();
+        from_wasm.push(
+            time(|| {
+                let m = migrator(&packed, &warm_cache, safety.clone());
+                m.up(&Database::open(&wasm_db).unwrap(), None).unwrap()
+            })
+            .0,
+        );
     }
     report.absolute(
         &format!("pack {n} SQL files"),
@@ -533,6 +546,13 @@ fn sql(bench: &Bench, report: &mut Report) {
         &format!("cold up of {n} SQL files never seen (empty cache, no backup, WAL)"),
         format!("{:.0} ms", ms(median(cold))),
         "<= 3 s",
+    );
+    report.compare(
+        &format!("up-{n} from the packed .wasm files, cache warm, no backup, WAL"),
+        &from_wasm,
+        &warm[0][1],
+        "rusqlite runner, WAL",
+        "(for reference)",
     );
     for (mode, name) in ["WAL", "rollback journal"].into_iter().enumerate() {
         report.compare(

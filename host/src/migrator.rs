@@ -841,16 +841,17 @@ fn run_step(
             error
         }
     };
-    let (before, changes_before, sequences_before) = {
+    let (before, changes_before, sequences_before, version_before) = {
         let conn = db.connection();
         let before = match schema.take() {
             Some(before) => before,
             None => schema::snapshot(&conn, db.tracking()).map_err(in_time)?,
         };
+        let version_before = schema::version(&conn).map_err(in_time)?;
         let sequences = traps::host_sequences(&conn, db.tracking())
             .context("cannot read sqlite_sequence")
             .map_err(in_time)?;
-        (before, conn.total_changes(), sequences)
+        (before, conn.total_changes(), sequences, version_before)
     };
     let started = Instant::now();
     let outcome = component.run(direction, db, deadline);
@@ -884,9 +885,16 @@ fn run_step(
         ));
     }
     let rows_changed = conn.total_changes() - changes_before;
-    let after = schema::snapshot(&conn, db.tracking()).map_err(in_time)?;
-    traps::check(&conn, &before, &after, db.shared_tracking())
-        .map_err(|reason| in_time(failed(reason)))?;
+    // SQLite counts every schema change (and guests may not set the count): an unchanged
+    // count is an unchanged schema, which needs no new snapshot and has no new trap.
+    let after = if schema::version(&conn).map_err(in_time)? == version_before {
+        before.clone()
+    } else {
+        let after = schema::snapshot(&conn, db.tracking()).map_err(in_time)?;
+        traps::check(&conn, &before, &after, db.shared_tracking())
+            .map_err(|reason| in_time(failed(reason)))?;
+        after
+    };
     drop(watch);
     let change = schema::diff(&before, &after);
     *schema = Some(after);

@@ -28,6 +28,13 @@ pub fn snapshot(conn: &Connection, tracking: &Tracking) -> Result<Snapshot> {
     .context("cannot read the schema")
 }
 
+/// SQLite's count of schema changes to `main` (`PRAGMA schema_version`): it changes with
+/// every change to the schema.
+pub fn version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA main.schema_version", [], |row| row.get(0))
+        .context("cannot read the schema version")
+}
+
 /// What one migration did to the schema; each entry reads like `table users`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SchemaChange {
@@ -102,5 +109,26 @@ mod tests {
             .map(|k| k.1)
             .collect();
         assert_eq!(names, vec!["t"]);
+    }
+
+    #[test]
+    fn the_schema_version_moves_with_every_schema_change_and_only_then() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut seen = vec![version(&conn).unwrap()];
+        for sql in [
+            "CREATE TABLE t (x)",
+            "CREATE INDEX i ON t (x)",
+            "ALTER TABLE t ADD COLUMN y",
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
+            "DROP TRIGGER tr",
+        ] {
+            conn.execute_batch(sql).unwrap();
+            let now = version(&conn).unwrap();
+            assert!(!seen.contains(&now), "{sql} left the version at {now}");
+            seen.push(now);
+        }
+        conn.execute_batch("INSERT INTO t VALUES (1, 2); UPDATE t SET y = 3; DELETE FROM t")
+            .unwrap();
+        assert_eq!(version(&conn).unwrap(), *seen.last().unwrap());
     }
 }

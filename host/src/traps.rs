@@ -54,41 +54,43 @@ struct Target {
     has_triggers: bool,
 }
 
-/// The tables and views that `changed` objects are, or are on.
+/// The tables and views that `changed` objects are, or are on: one read of the schema.
 fn targets_of(conn: &Connection, changed: &[&str]) -> rusqlite::Result<Vec<Target>> {
-    let mut names = BTreeSet::new();
-    let mut stmt = conn.prepare("SELECT tbl_name FROM main.sqlite_schema WHERE name = ?1")?;
-    for name in changed {
-        if let Some(table) = stmt
-            .query_map([name], |row| row.get::<_, String>(0))?
-            .next()
-        {
-            names.insert(table?);
-        }
-    }
-    let mut targets = Vec::new();
-    for name in names {
-        let kind: String = conn.query_row(
-            "SELECT CASE WHEN type = 'view' THEN 'view'
-                         WHEN sql LIKE 'CREATE VIRTUAL%' THEN 'virtual'
-                         ELSE 'table' END
-             FROM main.sqlite_schema WHERE name = ?1 AND type IN ('table', 'view')",
-            [&name],
-            |row| row.get(0),
-        )?;
-        let has_triggers = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema
-                            WHERE type = 'trigger' AND tbl_name = ?1)",
-            [&name],
-            |row| row.get(0),
-        )?;
-        targets.push(Target {
-            name,
-            kind,
-            has_triggers,
-        });
-    }
-    Ok(targets)
+    // (type, name, tbl_name, is virtual)
+    let rows: Vec<(String, String, String, bool)> = conn
+        .prepare(
+            "SELECT type, name, tbl_name, coalesce(sql LIKE 'CREATE VIRTUAL%', 0)
+             FROM main.sqlite_schema",
+        )?
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let names: BTreeSet<&str> = rows
+        .iter()
+        .filter(|(_, name, _, _)| changed.contains(&name.as_str()))
+        .map(|(_, _, table, _)| table.as_str())
+        .collect();
+    Ok(names
+        .into_iter()
+        .filter_map(|name| {
+            let (kind, _, _, is_virtual) = rows
+                .iter()
+                .find(|(kind, n, _, _)| n == name && (kind == "table" || kind == "view"))?;
+            Some(Target {
+                name: name.to_owned(),
+                kind: match (kind.as_str(), is_virtual) {
+                    ("view", _) => "view",
+                    (_, true) => "virtual",
+                    _ => "table",
+                }
+                .to_owned(),
+                has_triggers: rows
+                    .iter()
+                    .any(|(kind, _, table, _)| kind == "trigger" && table == name),
+            })
+        })
+        .collect())
 }
 
 fn exercise(
@@ -96,7 +98,7 @@ fn exercise(
     target: &Target,
     denial: &Mutex<Option<String>>,
 ) -> Result<(), String> {
-    if is_shadow(conn, &target.name) {
+    if target.kind == "table" && is_shadow(conn, &target.name) {
         return Ok(());
     }
     let what = format!("{} `{}`", target.kind, target.name);
@@ -104,6 +106,18 @@ fn exercise(
     compile(conn, &what, &format!("SELECT * FROM {table}"), denial)?;
     let writable = target.kind == "table" || (target.kind == "view" && target.has_triggers);
     if !writable {
+        return Ok(());
+    }
+    compile(
+        conn,
+        &what,
+        &format!("INSERT INTO {table} DEFAULT VALUES"),
+        denial,
+    )?;
+    // Without triggers, an UPDATE or DELETE compiles nothing an INSERT did not: the same
+    // defaults, checks, generated columns and index expressions (foreign-key actions reach
+    // only the application's tables, which are never the host's children).
+    if !target.has_triggers {
         return Ok(());
     }
     // Resolving the SELECT above made the columns readable.
@@ -114,12 +128,6 @@ fn exercise(
                 .collect::<rusqlite::Result<Vec<String>>>()
         })
         .map_err(|e| format!("cannot read the columns of {what}: {e}"))?;
-    compile(
-        conn,
-        &what,
-        &format!("INSERT INTO {table} DEFAULT VALUES"),
-        denial,
-    )?;
     if !columns.is_empty() {
         let set: Vec<String> = columns
             .iter()
@@ -170,7 +178,7 @@ fn compile(
 /// Whether `table` is a virtual table's shadow table (the module's to write, read-only here).
 fn is_shadow(conn: &Connection, table: &str) -> bool {
     conn.query_row(
-        "SELECT type = 'shadow' FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+        "SELECT type = 'shadow' FROM pragma_table_list(?1) WHERE schema = 'main'",
         [table],
         |row| row.get(0),
     )
@@ -183,17 +191,19 @@ pub fn host_sequences(
     conn: &Connection,
     tracking: &Tracking,
 ) -> rusqlite::Result<Vec<(String, Option<i64>)>> {
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence')",
-        [],
-        |row| row.get(0),
-    )?;
-    if !exists {
-        return Ok(Vec::new());
-    }
-    let mut stmt = conn.prepare("SELECT name, seq FROM main.sqlite_sequence ORDER BY name, seq")?;
+    // sqlite_sequence exists from the first AUTOINCREMENT table on (the history's).
+    let mut stmt = match conn.prepare(
+        "SELECT name, seq FROM main.sqlite_sequence
+         WHERE name COLLATE NOCASE IN (?1, ?2, ?3) ORDER BY name, seq",
+    ) {
+        Ok(stmt) => stmt,
+        Err(e) if e.to_string().contains("no such table") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let rows = stmt
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?
+        .query_map(tracking.host_tables(), |row| {
+            Ok((row.get::<_, String>(0)?, row.get(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<(String, Option<i64>)>>>()?;
     Ok(rows
         .into_iter()
