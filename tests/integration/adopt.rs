@@ -350,3 +350,60 @@ fn a_refinery_database_with_unversioned_migrations_is_adopted_under_layout_refin
         .assert_code(2)
         .assert_stderr_contains("unknown layout `nope`");
 }
+
+/// golang-migrate, dbmate and goose, each with its history table as the tool makes it and the
+/// first six of ten migrations applied by it: adopted, then migrated further by hsm-host.
+#[test]
+fn golang_migrate_dbmate_and_goose_databases_are_adopted_and_migrated_further() {
+    let histories = [
+        (
+            "golang-migrate",
+            "CREATE TABLE schema_migrations (version uint64, dirty bool);
+             CREATE UNIQUE INDEX version_unique ON schema_migrations (version);
+             INSERT INTO schema_migrations (version, dirty) VALUES (6, 0);",
+        ),
+        (
+            "dbmate",
+            "CREATE TABLE IF NOT EXISTS \"schema_migrations\" (version varchar(128) primary key);
+             INSERT INTO schema_migrations (version) VALUES ('1'), ('2'), ('3'), ('4'), ('5'), ('6');",
+        ),
+        (
+            "goose",
+            "CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT,
+               version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL,
+               tstamp TIMESTAMP DEFAULT (datetime('now')));
+             INSERT INTO goose_db_version (version_id, is_applied) VALUES
+               (0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (7, 0);",
+        ),
+    ];
+    for (tool, history) in histories {
+        let env = Env::empty();
+        let ups = write_set(&env.migrations);
+        std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+        let conn = Connection::open(&env.db).unwrap();
+        apply_directly(&conn, &ups, 6);
+        conn.execute_batch(history).unwrap();
+        let theirs = dump(&conn, &[]);
+        env.hsm(&["adopt"])
+            .assert_success()
+            .assert_stdout_contains(&format!("(applied by {tool}): 1, 2, 3, 4, 5, 6"));
+        env.hsm(&["up"]).assert_success();
+        assert_eq!(env.status()["current_version"], 10, "{tool}");
+        // Nothing ran twice, and the tool's own table is as it was.
+        let seeded: i64 = conn
+            .query_row("SELECT count(*) FROM t6", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seeded, 1, "{tool}");
+        let table = if tool == "goose" {
+            "goose_db_version"
+        } else {
+            "schema_migrations"
+        };
+        let section = |dump: &str| {
+            dump.split("table ")
+                .find(|s| s.starts_with(table))
+                .map(str::to_owned)
+        };
+        assert_eq!(section(&dump(&conn, &[])), section(&theirs), "{tool}");
+    }
+}
