@@ -30,8 +30,15 @@ pub(crate) struct RawCursor {
 unsafe impl Send for RawCursor {}
 
 impl RawCursor {
-    /// Prepares `sql` (exactly one statement) on `conn` and binds `params`.
-    pub(crate) fn open(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Self, SqlError> {
+    /// Prepares `sql` (exactly one statement) on `conn` and binds `params`. A statement that
+    /// returns no columns (`CREATE …`, `INSERT` without `RETURNING`) is refused unless
+    /// `rowless` allows it (a one-shot query runs it and returns no rows).
+    pub(crate) fn open(
+        conn: &Connection,
+        sql: &str,
+        params: Vec<Value>,
+        rowless: bool,
+    ) -> Result<Self, SqlError> {
         // SAFETY: the handle is valid while `conn` is borrowed; every call below passes it
         // back to SQLite only within this borrow.
         let db = unsafe { conn.handle() };
@@ -57,12 +64,12 @@ impl RawCursor {
         let consumed = unsafe { tail.cast::<u8>().offset_from(sql.as_ptr()) } as usize;
         if !sql[consumed.min(sql.len())..].trim().is_empty() {
             return Err(misuse(
-                "more than one statement: a cursor runs a single query",
+                "more than one statement: a query runs one statement (run a script with execute-batch)",
             ));
         }
         // SAFETY: `stmt` is a valid prepared statement until `finalize`.
         let count = unsafe { ffi::sqlite3_column_count(stmt) };
-        if count == 0 {
+        if count == 0 && !rowless {
             return Err(misuse(
                 "this statement returns no rows: run it with execute",
             ));
@@ -119,6 +126,11 @@ impl RawCursor {
             return Err(last_error(db));
         }
         Ok(())
+    }
+
+    /// Whether the statement has run to its end.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
     }
 
     pub(crate) fn columns(&self) -> &[String] {
@@ -228,5 +240,47 @@ fn last_error(db: *mut ffi::sqlite3) -> SqlError {
             code: ffi::sqlite3_extended_errcode(db),
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::page::PageBuilder;
+
+    #[test]
+    fn a_column_name_that_is_not_utf8_is_read_lossily_never_a_panic() {
+        let conn = Connection::open_in_memory().unwrap();
+        // Only raw SQL bytes can name a column this way (the database may come from anywhere).
+        let sql = b"CREATE TABLE t (\"a\xff\xfe\" INTEGER); INSERT INTO t VALUES (7);\0";
+        // SAFETY: a valid connection and a NUL-terminated statement.
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                conn.handle(),
+                sql.as_ptr().cast(),
+                None,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, ffi::SQLITE_OK);
+        let mut cursor = RawCursor::open(&conn, "SELECT * FROM t", Vec::new(), false).unwrap();
+        assert_eq!(cursor.columns(), ["a\u{fffd}\u{fffd}"]);
+        let mut page = PageBuilder::default();
+        cursor.next_batch(&conn, 10, 1 << 20, &mut page).unwrap();
+        assert!(cursor.is_done());
+    }
+
+    #[test]
+    fn a_rowless_statement_runs_only_where_allowed() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(RawCursor::open(&conn, "CREATE TABLE t (x)", Vec::new(), false).is_err());
+        let mut cursor = RawCursor::open(&conn, "CREATE TABLE t (x)", Vec::new(), true).unwrap();
+        cursor
+            .next_batch(&conn, 10, 1 << 20, &mut PageBuilder::default())
+            .unwrap();
+        assert!(cursor.is_done());
+        conn.query_row("SELECT count(*) FROM t", [], |_| Ok(()))
+            .unwrap();
     }
 }

@@ -316,34 +316,25 @@ impl GuestSql {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;
         self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-            let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-            let mut rows = stmt
-                .query(params_from_iter(
-                    params.iter().map(|p| ToSqlOutput::Borrowed(value_ref(p))),
-                ))
-                .map_err(|e| self.error(e))?;
-            let (mut count, mut bytes) = (0, 0);
-            while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-                for (index, column) in columns.iter().enumerate() {
-                    let value = row.get_ref(index).map_err(|e| self.error(e))?;
-                    bytes += value_size(&value);
-                    cells.push(value, column)?;
-                }
-                count += 1;
-                if count > MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
-                    return Err(SqlError {
-                        code: SQLITE_TOOBIG,
-                        message: format!(
-                            "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows \
-                             or {} per query: read it in pages (ORDER BY a key, WHERE key > ?, \
-                             LIMIT n)",
-                            human_bytes(MAX_QUERY_BYTES as u64)
-                        ),
-                    });
-                }
+            // One read engine: a query is a cursor drained at once, within the query bounds
+            // (one more row or byte than allowed is an error, not a silent cut).
+            let mut cursor =
+                cursor::RawCursor::open(conn, sql, params, true).map_err(|e| self.explain(e))?;
+            cursor
+                .next_batch(conn, MAX_QUERY_ROWS + 1, MAX_QUERY_BYTES + 1, cells)
+                .map_err(|e| self.explain(e))?;
+            if !cursor.is_done() {
+                return Err(SqlError {
+                    code: SQLITE_TOOBIG,
+                    message: format!(
+                        "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows \
+                         or {} per query: read it in pages (ORDER BY a key, WHERE key > ?, \
+                         LIMIT n)",
+                        human_bytes(MAX_QUERY_BYTES as u64)
+                    ),
+                });
             }
-            Ok(columns)
+            Ok(cursor.columns().to_vec())
         })
     }
 
@@ -530,7 +521,8 @@ impl GuestSql {
                     ),
                 });
             }
-            let cursor = cursor::RawCursor::open(conn, sql, params).map_err(|e| self.explain(e))?;
+            let cursor =
+                cursor::RawCursor::open(conn, sql, params, false).map_err(|e| self.explain(e))?;
             let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
             cursors.insert(id, cursor);
             Ok(CursorHandle { id })
@@ -742,13 +734,6 @@ fn whole_sets(call: &str, what: &str, width: u32, len: usize) -> Result<usize, S
         });
     }
     Ok(width)
-}
-
-fn value_size(value: &ValueRef<'_>) -> usize {
-    match value {
-        ValueRef::Text(b) | ValueRef::Blob(b) => b.len() + 16,
-        _ => 16,
-    }
 }
 
 /// Values row after row, `width` each, as one list per row (a result without columns has no
