@@ -221,8 +221,12 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] PlanError),
 
-    /// A migration returned an error or trapped; its transaction was rolled back.
-    #[error("migration {version} ({name}) failed during {direction}: {cause}")]
+    /// A migration returned an error or trapped; its transaction was rolled back. Steps of the
+    /// same run before it stay done (each had its own transaction).
+    #[error(
+        "migration {version} ({name}) failed during {direction}: {cause}{}",
+        completed_note(*direction, completed)
+    )]
     MigrationFailed {
         /// The migration's version.
         version: u64,
@@ -232,6 +236,9 @@ pub enum Error {
         direction: Direction,
         /// The guest's message, or the trap and what the guest printed before it.
         cause: String,
+        /// The versions this run applied (or rolled back) before the failure, in order: they
+        /// stay so.
+        completed: Vec<u64>,
     },
 }
 
@@ -296,5 +303,21 @@ fn tracked_elsewhere(found: &str, configured: &str) -> String {
          tables would run every migration again",
         names(found),
         names(configured)
+    )
+}
+
+fn completed_note(direction: Direction, completed: &[u64]) -> String {
+    let Some(last) = completed.last() else {
+        return String::new();
+    };
+    let versions: Vec<String> = completed.iter().map(u64::to_string).collect();
+    let done = match direction {
+        Direction::Up => "applied",
+        Direction::Down => "rolled back",
+    };
+    format!(
+        " (this run {done} {} before it, which stay{}; the last was {last})",
+        versions.join(", "),
+        if completed.len() == 1 { "s" } else { "" }
     )
 }

@@ -300,7 +300,23 @@ impl Migrator {
         let mut schema = None;
         for component in components {
             tracing::info!("{direction} {}: starting", component.label());
-            let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)?;
+            let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
+                .map_err(|error| match error {
+                    Error::MigrationFailed {
+                        version,
+                        name,
+                        direction,
+                        cause,
+                        ..
+                    } => Error::MigrationFailed {
+                        version,
+                        name,
+                        direction,
+                        cause,
+                        completed: steps.iter().map(|s: &StepReport| s.version).collect(),
+                    },
+                    other => other,
+                })?;
             tracing::info!(
                 "{direction} {}: done in {} ms, {} rows changed",
                 component.label(),
@@ -824,6 +840,7 @@ fn run_step(
         version: component.version(),
         name: component.metadata().name.clone(),
         direction,
+        completed: Vec::new(),
         cause: match &file {
             Some(file) => format!("{file}: {cause}"),
             None => cause,

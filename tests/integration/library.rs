@@ -105,10 +105,19 @@ fn failed_guest_error_names_version_direction_and_cause() {
             version,
             direction,
             cause,
+            completed,
             ..
         } => {
             assert_eq!((*version, *direction), (8, Direction::Up));
             assert_eq!(cause, "refusing on purpose after writing");
+            // The seven examples before it applied in this run, and stay.
+            assert_eq!(completed, &[1, 2, 3, 4, 5, 6, 7]);
+            assert!(
+                error
+                    .to_string()
+                    .contains("this run applied 1, 2, 3, 4, 5, 6, 7 before it, which stay"),
+                "{error}"
+            );
         }
         other => panic!("unexpected error {other}"),
     }
