@@ -18,7 +18,7 @@ use crate::plan::{self, Available, Direction};
 use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, describe_duration};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
-use crate::tracking::{self, MigrationRow, Tracking};
+use crate::tracking::{self, MigrationRow, RowStatus, Tracking};
 use crate::{source, text, time, traps};
 
 /// How a run protects the database. The default is the safe one: backups on, full
@@ -418,7 +418,7 @@ impl Migrator {
 
     /// `up` must not build on a migration whose component is not the one that was applied.
     fn refuse_changed_components(&self, rows: &[MigrationRow]) -> Result<()> {
-        for row in rows.iter().filter(|r| r.status == tracking::APPLIED) {
+        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
             let (Some(recorded), Some(file)) = (&row.checksum, self.file_component(row.version))
             else {
                 continue;
@@ -445,7 +445,7 @@ impl Migrator {
         rows: &[MigrationRow],
     ) -> Result<BTreeMap<u64, MigrationComponent>> {
         let mut stored = BTreeMap::new();
-        for row in rows.iter().filter(|r| r.status == tracking::APPLIED) {
+        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
             let Some(recorded) = &row.checksum else {
                 continue;
             };
@@ -548,7 +548,7 @@ impl Migrator {
             .tracking()
             .migrations(&conn)?
             .iter()
-            .filter(|r| r.status == tracking::APPLIED)
+            .filter(|r| r.status == RowStatus::Applied)
         {
             let Some(info) = self.file_component(row.version) else {
                 continue;
@@ -927,7 +927,7 @@ fn run_step(
 
 fn applied_versions(rows: &[MigrationRow]) -> BTreeSet<u64> {
     rows.iter()
-        .filter(|row| row.status == tracking::APPLIED)
+        .filter(|row| row.status == RowStatus::Applied)
         .map(|row| row.version)
         .collect()
 }

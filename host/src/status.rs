@@ -9,7 +9,7 @@ use crate::database::Database;
 use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
-use crate::tracking::{self, HistoryRow, MigrationRow};
+use crate::tracking::{self, HistoryRow, MigrationRow, RowStatus};
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;
@@ -85,7 +85,7 @@ impl Status {
         };
         let applied: Vec<MigrationRow> = rows
             .iter()
-            .filter(|row| row.status == tracking::APPLIED)
+            .filter(|row| row.status == RowStatus::Applied)
             .cloned()
             .map(shown_row)
             .collect();
@@ -100,7 +100,7 @@ impl Status {
                 reversible: c.metadata.reversible,
                 file: c.path.clone(),
                 rolled_back: rows.iter().any(|row| {
-                    row.version == c.metadata.version && row.status == tracking::ROLLED_BACK
+                    row.version == c.metadata.version && row.status == RowStatus::RolledBack
                 }),
             })
             .collect();

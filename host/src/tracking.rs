@@ -177,10 +177,47 @@ pub(crate) type SharedTracking = Arc<Tracking>;
 /// `migration_history.error_message` of an attempt whose process died.
 pub const INTERRUPTED: &str = "interrupted: the process ended during the migration";
 
-/// `migrations.status` of an applied migration.
-pub const APPLIED: &str = "applied";
-/// `migrations.status` of a rolled-back migration.
-pub const ROLLED_BACK: &str = "rolled_back";
+/// `migrations.status`: what the row says of its migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowStatus {
+    /// `applied`
+    Applied,
+    /// `rolled_back`
+    RolledBack,
+    /// Anything else an older tool wrote; neither applied nor rolled back for hsm-host.
+    Other(String),
+}
+
+impl RowStatus {
+    fn from_column(text: String) -> Self {
+        match text.as_str() {
+            "applied" => RowStatus::Applied,
+            "rolled_back" => RowStatus::RolledBack,
+            _ => RowStatus::Other(text),
+        }
+    }
+
+    /// The text stored in the column.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RowStatus::Applied => "applied",
+            RowStatus::RolledBack => "rolled_back",
+            RowStatus::Other(text) => text,
+        }
+    }
+}
+
+impl Serialize for RowStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for RowStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One row of `migrations`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -191,7 +228,7 @@ pub struct MigrationRow {
     pub applied_at: String,
     pub rolled_back_at: Option<String>,
     pub backup_path: Option<String>,
-    pub status: String,
+    pub status: RowStatus,
     pub error_message: Option<String>,
     /// sha256 of the component that applied it; `None` for rows of the Node tool.
     pub checksum: Option<String>,
@@ -304,7 +341,7 @@ impl Tracking {
                 applied_at: row.get(3)?,
                 rolled_back_at: row.get(4)?,
                 backup_path: row.get(5)?,
-                status: row.get(6)?,
+                status: RowStatus::from_column(row.get(6)?),
                 error_message: row.get(7)?,
                 checksum: row.get(8)?,
             })
@@ -370,7 +407,7 @@ impl Tracking {
         error: Option<&str>,
         now: &str,
     ) -> Result<()> {
-        let status = if error.is_some() { "failed" } else { "success" };
+        let status = if error.is_some() { FAILED } else { SUCCESS };
         conn.execute(
             &format!(
                 "UPDATE main.\"{}\" SET status = ?1, error_message = ?2, completed_at = ?3
@@ -569,6 +606,10 @@ pub struct Applied<'a> {
 /// `migration_history.status` of a migration recorded as applied without running it (another
 /// tool applied it, or a baseline said so).
 pub const ADOPTED: &str = "adopted";
+/// `migration_history.status` of an attempt that committed.
+pub const SUCCESS: &str = "success";
+/// `migration_history.status` of an attempt that was rolled back (or interrupted).
+pub const FAILED: &str = "failed";
 
 /// The columns of `table` in `main`, in order; empty when there is no such table.
 pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
