@@ -120,7 +120,7 @@ fn native_up(db: &Path, count: u64) {
     conn.execute_batch(&hsm_host::tracking::Tracking::default().schema())
         .unwrap();
     for v in 1..=count {
-        let now = hsm_host::time::now_iso();
+        let now = chrono::Utc::now().to_rfc3339();
         conn.execute(
             "INSERT INTO migration_history (version, direction, status, started_at) VALUES (?1, 'up', 'running', ?2)",
             params![v, now],

@@ -15,16 +15,24 @@ use crate::error::{Result, SqliteContext};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
+    /// diesel (`__diesel_schema_migrations`).
     Diesel,
+    /// sqlx (`_sqlx_migrations`).
     Sqlx,
+    /// golang-migrate (`schema_migrations` with `dirty`).
     GolangMigrate,
+    /// dbmate (`schema_migrations` with `version` only).
     Dbmate,
+    /// goose (`goose_db_version`).
     Goose,
+    /// Flyway (`flyway_schema_history`).
     Flyway,
+    /// refinery (`refinery_schema_history`).
     Refinery,
 }
 
 impl Tool {
+    /// The tool's name, as reports show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Tool::Diesel => "diesel",
@@ -52,7 +60,9 @@ impl Tool {
 /// What another tool's history says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Foreign {
+    /// The tool whose table it is.
     pub tool: Tool,
+    /// What the table says was applied.
     pub history: History,
 }
 
@@ -73,11 +83,18 @@ pub enum History {
     /// Every applied version, with the checksum the tool keeps if it keeps one; `unnumbered`:
     /// versions it applied that hsm-host cannot number (each one stops adoption).
     Versions {
+        /// Versions applied, each with the checksum the tool recorded (if any).
         applied: Vec<(u64, Option<Recorded>)>,
+        /// Versions hsm-host cannot number, as the tool wrote them.
         unnumbered: Vec<String>,
     },
     /// golang-migrate keeps only the current version, and whether a run failed half-way.
-    Current { version: u64, dirty: bool },
+    Current {
+        /// The version it is at.
+        version: u64,
+        /// Whether a run failed half-way there.
+        dirty: bool,
+    },
 }
 
 /// The other tool's history in `conn`, if one is there. A table of a known name without the

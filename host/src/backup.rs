@@ -57,7 +57,9 @@ pub fn default_dir(database: &Path) -> PathBuf {
 /// One backup on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupInfo {
+    /// The backup file.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub size: u64,
     /// When it was taken, read from its name (`2024-01-01T12:00:00.000Z`).
     pub taken_at: String,

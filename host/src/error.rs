@@ -187,10 +187,15 @@ pub enum Error {
          to accept the file as it is now", file.display()
     )]
     ComponentChanged {
+        /// The migration's version.
         version: u64,
+        /// Its name.
         name: String,
+        /// The component file found now.
         file: PathBuf,
+        /// The sha256 recorded when it was applied.
         recorded: String,
+        /// The sha256 of the file now.
         found: String,
     },
 

@@ -16,34 +16,37 @@
 //! # }
 //! ```
 //!
-//! Dependencies point one way: [`migrator`] plans and orchestrates; it uses [`runtime`] (the
-//! wasm side, which reaches the database only through [`sql`]), and the leaves [`tracking`],
-//! [`plan`] and [`schema`], which know nothing of wasm.
+//! The public modules are what a program needs besides [`Migrator`]: [`backup`] and
+//! [`restore`], [`status`], [`pack`] (plain SQL migrations), [`adopt`] (other tools'
+//! histories), [`tracking`] (the tracking tables and their names), [`source`], [`runtime`]
+//! (limits and the compile cache) and [`lock`]. Everything else (the SQL proxy, the policy, the
+//! trap check, planning, schema snapshots) is internal; `ARCHITECTURE.md` says how they fit.
 
 pub mod adopt;
 pub mod backup;
-pub mod database;
+mod database;
 pub mod error;
-pub mod integrity;
+mod integrity;
 pub mod lock;
 pub mod migrator;
 pub mod pack;
-pub mod plan;
-pub mod policy;
+mod plan;
+mod policy;
 pub mod restore;
 pub mod runtime;
-pub mod schema;
+mod schema;
 pub mod source;
-pub mod sql;
+mod sql;
 pub mod status;
-pub mod text;
-pub mod time;
+mod text;
+mod time;
 pub mod tracking;
 mod traps;
 
 pub use database::Database;
 pub use error::{Error, Result};
 pub use migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety, StepReport};
-pub use plan::Direction;
+pub use plan::{Direction, PlanError};
 pub use runtime::{Limits, Metadata, MigrationComponent, Runtime};
+pub use schema::SchemaChange;
 pub use status::Status;

@@ -58,22 +58,30 @@ pub struct Migrator {
 /// What one migration did.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
+    /// The migration's version.
     pub version: u64,
+    /// Its name.
     pub name: String,
+    /// Which way it ran.
     pub direction: Direction,
     /// Schema objects created, dropped and altered.
     pub schema: SchemaChange,
     /// Rows inserted, updated or deleted.
     pub rows_changed: u64,
+    /// How long it ran, in milliseconds.
     pub duration_ms: u64,
 }
 
 /// What a run did: the version before and after, the backup taken, and each migration's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// Which way the run went.
     pub direction: Direction,
+    /// The version before the run.
     pub from: u64,
+    /// The version after it.
     pub to: u64,
+    /// Each migration run, in order.
     pub steps: Vec<StepReport>,
     /// The backup taken before the first step, if any.
     pub backup: Option<PathBuf>,
@@ -84,8 +92,11 @@ pub struct RunReport {
 /// What a dry run found: the run it would make; nothing of it was kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRunReport {
+    /// The version before.
     pub from: u64,
+    /// The version it would reach.
     pub to: u64,
+    /// Each migration it would run, in order.
     pub steps: Vec<StepReport>,
 }
 

@@ -53,6 +53,8 @@ pub struct Plan {
 }
 
 /// Why a request cannot be planned. Nothing has run when one of these is returned.
+/// (Each variant's message says what its fields are.)
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("there is no migration with version {target} (available: {available})")]

@@ -38,8 +38,11 @@ pub fn version(conn: &Connection) -> Result<i64> {
 /// What one migration did to the schema; each entry reads like `table users`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SchemaChange {
+    /// Objects created, as `table users`.
     pub created: Vec<String>,
+    /// Objects dropped.
     pub dropped: Vec<String>,
+    /// Objects whose SQL changed.
     pub altered: Vec<String>,
 }
 

@@ -17,10 +17,15 @@ pub const HISTORY_ROWS: u32 = 10;
 /// A migration that has a component but is not applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pending {
+    /// The migration's version.
     pub version: u64,
+    /// Its name.
     pub name: String,
+    /// What it does.
     pub description: String,
+    /// Whether it has a down step.
     pub reversible: bool,
+    /// The file it comes from.
     pub file: PathBuf,
     /// Whether it was applied once and rolled back since.
     pub rolled_back: bool,

@@ -70,11 +70,6 @@ impl Budget {
             });
         granted
     }
-
-    /// Whether nothing is left.
-    pub fn spent(&self) -> bool {
-        self.left.load(Ordering::Relaxed) == 0
-    }
 }
 
 #[cfg(test)]
@@ -103,7 +98,6 @@ mod tests {
         let budget = Budget::new(10);
         assert_eq!(budget.take(4), 4);
         assert_eq!(budget.take(8), 6);
-        assert!(budget.spent());
         assert_eq!(budget.take(1), 0);
     }
 }

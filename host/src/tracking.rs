@@ -222,13 +222,21 @@ impl std::fmt::Display for RowStatus {
 /// One row of `migrations`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationRow {
+    /// `version`: the migration's version.
     pub version: u64,
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: Option<String>,
+    /// `applied_at`: when it was (last) applied.
     pub applied_at: String,
+    /// `rolled_back_at`: when it was rolled back, if it is.
     pub rolled_back_at: Option<String>,
+    /// `backup_path`: the backup taken before the run that applied or rolled it back.
     pub backup_path: Option<String>,
+    /// `status`.
     pub status: RowStatus,
+    /// `error_message`.
     pub error_message: Option<String>,
     /// sha256 of the component that applied it; `None` for rows of the Node tool.
     pub checksum: Option<String>,
@@ -237,13 +245,21 @@ pub struct MigrationRow {
 /// One row of `migration_history`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRow {
+    /// `id`: the attempt's number.
     pub id: i64,
+    /// `version`.
     pub version: u64,
+    /// `direction`: `up` or `down`.
     pub direction: String,
+    /// `status`: `running`, `success`, `failed` or `adopted`.
     pub status: String,
+    /// `backup_path`: the backup taken before the run.
     pub backup_path: Option<String>,
+    /// `error_message`: why it failed.
     pub error_message: Option<String>,
+    /// `started_at`.
     pub started_at: String,
+    /// `completed_at`.
     pub completed_at: Option<String>,
 }
 
@@ -596,10 +612,15 @@ impl Tracking {
 
 /// What the `migrations` row of a newly applied migration says.
 pub struct Applied<'a> {
+    /// The migration's version.
     pub version: u64,
+    /// Its name.
     pub name: &'a str,
+    /// Its description.
     pub description: &'a str,
+    /// The backup taken before the run.
     pub backup_path: Option<&'a str>,
+    /// The sha256 of the component that applied it.
     pub checksum: &'a str,
 }
 

@@ -25,12 +25,15 @@ use super::SqlMigration;
 /// The layouts hsm-host reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
+    /// `<version>_<name>/up.sql` and `down.sql`.
     Diesel,
     /// `.up.sql`/`.down.sql` pairs: golang-migrate, and sqlx's reversible migrations.
     UpDown,
     /// sqlx's single `<version>_<name>.sql`.
     Sqlx,
+    /// One file with `-- migrate:up` / `-- migrate:down`.
     Dbmate,
+    /// One file with `-- +goose Up` / `-- +goose Down`.
     Goose,
     /// `V<version>__<name>.sql`, with `U` undo files.
     Flyway,
@@ -50,6 +53,7 @@ impl Layout {
         Layout::Refinery,
     ];
 
+    /// The name `--layout` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             Layout::Diesel => "diesel",
@@ -96,7 +100,9 @@ impl Layout {
 /// What is wrong with a SQL set: the file, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetError {
+    /// The file (or directory) at fault.
     pub path: PathBuf,
+    /// What is wrong with it, and what to do.
     pub reason: String,
 }
 

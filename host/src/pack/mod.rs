@@ -16,11 +16,13 @@ use crate::error::{Error, Result};
 /// One SQL migration, read from its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlMigration {
+    /// The version, from the file name.
     pub version: u64,
     /// snake_case, from the file name.
     pub name: String,
     /// The up file's header comment, and the original id and layout.
     pub description: String,
+    /// The up SQL, as the file has it.
     pub up: String,
     /// `None`: there is no down, the migration is irreversible. An empty or comment-only down
     /// is a reversible no-op.

@@ -1,4 +1,6 @@
 //! Rust types generated from `wit/migration.wit`; nothing else lives here.
+// Generated: documented in the WIT.
+#![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -7,7 +7,7 @@
 //! compatibility hash; its record, written by hsm-host after compiling, names the sha256 of the
 //! artifact, which must match the bytes read, unless the artifact is the very file hsm-host
 //! wrote, untouched since (same inode, size, modification and change times: see
-//! [`file_identity`]; and unchanged for a second, see `SETTLE`). Anything else is recompiled
+//! `file_identity`; and unchanged for a second, see `SETTLE`). Anything else is recompiled
 //! and overwritten, never trusted.
 //!
 //! The cache also remembers, per component file identity, its sha256 and metadata: `status`
