@@ -24,6 +24,7 @@
 
 pub mod adopt;
 pub mod backup;
+mod contract;
 mod database;
 pub mod error;
 mod integrity;

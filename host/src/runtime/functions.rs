@@ -10,9 +10,9 @@ use wasmtime::component::{
 };
 use wasmtime::{Engine, Store};
 
-use super::bindings::Value;
 use super::limits::{self, MemoryBudget};
 use super::state::GuestState;
+use crate::contract::Value;
 use crate::sql::FunctionCaller;
 use crate::text::{self, Budget};
 

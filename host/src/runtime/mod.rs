@@ -1,10 +1,10 @@
 //! The wasm side: one engine and linker for all migrations, loading and validating components,
 //! and calling their `metadata`/`up`/`down` in a fresh, empty sandbox each time.
 
-pub(crate) mod bindings;
 pub mod cache;
 mod clock;
 mod functions;
+mod host;
 mod imports;
 mod incremental;
 mod limits;
@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
-pub use bindings::Metadata;
-use bindings::{Migration, MigrationPre};
+pub use crate::contract::Metadata;
+use crate::contract::{Migration, MigrationPre};
 use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
 use state::GuestState;

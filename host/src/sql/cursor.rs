@@ -14,7 +14,7 @@ use rusqlite::ffi;
 use rusqlite::types::ValueRef;
 
 use super::page::Cells;
-use crate::runtime::bindings::{SqlError, Value};
+use crate::contract::{SqlError, Value};
 
 /// A prepared statement being stepped. Owned by the call's `GuestSql`.
 pub(crate) struct RawCursor {

@@ -17,13 +17,14 @@ use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
-use crate::database::Database;
-use crate::error::human_bytes;
-use crate::policy;
-use crate::runtime::bindings::{
+pub(crate) use crate::contract::{CursorHandle, PreparedStatement};
+use crate::contract::{
     SqlError, Value,
     sql::{Cell, FlatRows, Page, QueryResult},
 };
+use crate::database::Database;
+use crate::error::human_bytes;
+use crate::policy;
 use page::{Cells, PageBuilder};
 
 /// SQLite's result codes the proxy reports for failures of its own.
@@ -65,22 +66,11 @@ pub const MAX_LIVE_CURSORS: usize = 32;
 /// statements, sorting, values): its share of SQLite's process-wide heap limit.
 pub const SQL_HEAP_BUDGET: usize = 64 << 20;
 
-/// A guest's open cursor: the id of its statement in the call's `GuestSql`.
-pub struct CursorHandle {
-    pub(crate) id: u32,
-}
-
 /// SQLite virtual machine steps between deadline checks.
 const PROGRESS_STEPS: i32 = 10_000;
 
 /// Computes one guest-defined SQL function: `args -> value or message`.
 pub(crate) type FunctionCaller = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
-
-/// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
-/// cache (flushed when the call ends); the resource holds the text that finds it again.
-pub struct PreparedStatement {
-    pub(crate) sql: String,
-}
 
 /// Whether a script holds no statement at all (blanks and comments only).
 pub(crate) fn script_is_empty(sql: &str) -> bool {

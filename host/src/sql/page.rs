@@ -6,8 +6,8 @@
 use rusqlite::types::ValueRef;
 
 use super::{SQLITE_TOOBIG, checked_text, from_sqlite};
-use crate::runtime::bindings::sql::{Cell, Page, Span};
-use crate::runtime::bindings::{SqlError, Value};
+use crate::contract::sql::{Cell, Page, Span};
+use crate::contract::{SqlError, Value};
 
 /// Receives a result's cells, row after row.
 pub(crate) trait Cells {

@@ -1,0 +1,28 @@
+//! The contract, `wit/migration.wit`, as Rust types: the generated bindings and the host's
+//! resource types behind them. The bottom of the crate: it uses nothing of hsm-host, and the
+//! SQL proxy (`sql/`) and the runtime both build on it.
+// Generated: documented in the WIT.
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "migration",
+    with: {
+        "hsm:migration/sql.statement": PreparedStatement,
+        "hsm:migration/sql.rows": CursorHandle,
+    },
+});
+
+pub use hsm::migration::types::{SqlError, Value};
+pub use hsm::migration::{log, sql};
+
+/// A guest's open cursor: the id of its statement in the call's `GuestSql`.
+pub struct CursorHandle {
+    pub(crate) id: u32,
+}
+
+/// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
+/// cache (flushed when the call ends); the resource holds the text that finds it again.
+pub struct PreparedStatement {
+    pub(crate) sql: String,
+}
