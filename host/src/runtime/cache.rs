@@ -63,39 +63,7 @@ struct Record {
     #[serde(default)]
     artifact_identity: Option<String>,
     #[serde(flatten)]
-    metadata: StoredMetadata,
-}
-
-/// A component's metadata as both records store it.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredMetadata {
-    version: u64,
-    name: String,
-    description: String,
-    reversible: bool,
-}
-
-impl From<&Metadata> for StoredMetadata {
-    fn from(metadata: &Metadata) -> Self {
-        Self {
-            version: metadata.version,
-            name: metadata.name.clone(),
-            description: metadata.description.clone(),
-            reversible: metadata.reversible,
-        }
-    }
-}
-
-impl From<StoredMetadata> for Metadata {
-    /// Neutralized again: a cache entry written by an older hsm-host may hold the raw text.
-    fn from(stored: StoredMetadata) -> Self {
-        super::neutralize_metadata(Self {
-            version: stored.version,
-            name: stored.name,
-            description: stored.description,
-            reversible: stored.reversible,
-        })
-    }
+    metadata: Metadata,
 }
 
 /// A cache directory this engine reads and writes.
@@ -187,7 +155,7 @@ impl ComponentCache {
         // write: the same file, untouched since, or the same sha256); wasmtime itself rejects
         // artifacts of another version or configuration.
         let component = unsafe { Component::deserialize(engine, &artifact) }.ok()?;
-        Some((component, record.metadata.into()))
+        Some((component, super::neutralize_metadata(record.metadata)))
     }
 
     /// Stores a freshly compiled component. Failures only cost a recompile next time.
@@ -216,7 +184,7 @@ impl ComponentCache {
             artifact_identity: fs::metadata(&artifact_path)
                 .ok()
                 .map(|meta| file_identity(&meta)),
-            metadata: metadata.into(),
+            metadata: metadata.clone(),
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
         // The record goes last: a reader finds either no record or one whose artifact is whole.
@@ -232,7 +200,7 @@ impl ComponentCache {
 struct FileRecord {
     checksum: String,
     #[serde(flatten)]
-    metadata: StoredMetadata,
+    metadata: Metadata,
 }
 
 impl ComponentCache {
@@ -254,7 +222,7 @@ impl ComponentCache {
         let entry = self.file_entry(identity);
         let record = FileRecord {
             checksum: checksum.to_owned(),
-            metadata: metadata.into(),
+            metadata: metadata.clone(),
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
         let written = fs::DirBuilder::new()
@@ -284,7 +252,7 @@ impl ComponentCache {
         Some(ComponentInfo {
             path: path.to_owned(),
             checksum: record.checksum,
-            metadata: record.metadata.into(),
+            metadata: super::neutralize_metadata(record.metadata),
         })
     }
 }

@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
-pub use crate::contract::Metadata;
 use crate::contract::{Migration, MigrationPre};
 use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
@@ -276,7 +275,9 @@ impl Runtime {
             Arc::new(text::Budget::new(text::LOG_BUDGET)),
         );
         let engine = &self.wasm().map_err(|e| e.to_string())?.engine;
-        let (result, outcome) = call(engine, pre, state, timeout, |m, s| m.call_metadata(s));
+        let (result, outcome) = call(engine, pre, state, timeout, |m, s| {
+            m.call_metadata(s).map(Metadata::from)
+        });
         let metadata = result.map_err(|e| {
             if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
                 format!(
@@ -295,6 +296,31 @@ impl Runtime {
         })?;
         validate_metadata(&metadata)?;
         Ok(neutralize_metadata(metadata))
+    }
+}
+
+/// What a migration says about itself (its `metadata()` export), as hsm-host keeps it: checked
+/// (a version from 1 to 2^63-1, a name) and with its text escaped and capped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// Its version: migrations apply in ascending order and roll back in descending order.
+    pub version: u64,
+    /// A short snake_case name.
+    pub name: String,
+    /// What it does and, if it is irreversible, why.
+    pub description: String,
+    /// Whether `down` undoes `up`.
+    pub reversible: bool,
+}
+
+impl From<crate::contract::Metadata> for Metadata {
+    fn from(m: crate::contract::Metadata) -> Self {
+        Self {
+            version: m.version,
+            name: m.name,
+            description: m.description,
+            reversible: m.reversible,
+        }
     }
 }
 
