@@ -23,6 +23,7 @@
 //! trap check, planning, schema snapshots) is internal; `ARCHITECTURE.md` says how they fit.
 
 pub mod adopt;
+mod assess;
 pub mod backup;
 mod contract;
 mod database;

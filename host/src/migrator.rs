@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::assess::{Assessment, assess};
 use crate::backup::{self, BackupConfig};
 use crate::database::Database;
 use crate::error::{Error, Result, SqliteContext};
@@ -261,15 +262,16 @@ impl Migrator {
             db.tracking().ensure_tables(&conn)?;
             let interrupted = crate::status::recover_interrupted(db.tracking(), &conn)?;
             let rows = db.tracking().migrations(&conn)?;
-            let applied = applied_versions(&rows);
+            let assessment = assess(&rows, &self.migrations);
+            let applied = assessment.applied_versions();
             match direction {
                 Direction::Up => {
-                    self.refuse_changed_components(&rows)?;
+                    refuse_changed(&assessment)?;
                     let plan = plan::plan_up(&self.available(), &applied, target)?;
                     (plan, BTreeMap::new(), interrupted)
                 }
                 Direction::Down => {
-                    let stored = self.stored_for_down(db.tracking(), &conn, &rows)?;
+                    let stored = self.stored_for_down(db.tracking(), &conn, &assessment)?;
                     let mut available = available(
                         self.migrations
                             .iter()
@@ -427,58 +429,28 @@ impl Migrator {
         }
     }
 
-    /// `up` must not build on a migration whose component is not the one that was applied.
-    fn refuse_changed_components(&self, rows: &[MigrationRow]) -> Result<()> {
-        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
-            let (Some(recorded), Some(file)) = (&row.checksum, self.file_component(row.version))
-            else {
-                continue;
-            };
-            if *recorded != file.checksum {
-                return Err(Error::ComponentChanged {
-                    version: row.version,
-                    name: row.name.clone(),
-                    file: file.path.clone(),
-                    recorded: recorded.clone(),
-                    found: file.checksum.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The components that applied migrations whose file changed or is gone, from the bytes
     /// stored at apply time. (Where the file is unchanged, it is the component.)
     fn stored_for_down(
         &self,
         tracking: &Tracking,
         conn: &Connection,
-        rows: &[MigrationRow],
+        assessment: &Assessment<'_>,
     ) -> Result<BTreeMap<u64, MigrationComponent>> {
         let mut stored = BTreeMap::new();
-        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
-            let Some(recorded) = &row.checksum else {
-                continue;
-            };
-            if self
-                .file_component(row.version)
-                .is_some_and(|file| file.checksum == *recorded)
-            {
-                continue;
-            }
+        for &(version, recorded) in &assessment.from_store {
             let Some(bytes) = tracking.stored_component(conn, recorded)? else {
                 continue;
             };
             let origin = PathBuf::from(format!(
-                "<component of migration {} stored in the database, sha256 {}>",
-                row.version,
+                "<component of migration {version} stored in the database, sha256 {}>",
                 &recorded[..12.min(recorded.len())]
             ));
             tracing::info!(
-                "migration {}: its file changed or is gone; using the component that applied it",
-                row.version
+                "migration {version}: its file changed or is gone; using the component that \
+                 applied it"
             );
-            stored.insert(row.version, self.runtime.load(origin, &bytes)?);
+            stored.insert(version, self.runtime.load(origin, &bytes)?);
         }
         Ok(stored)
     }
@@ -509,8 +481,9 @@ impl Migrator {
             let conn = db.connection();
             db.tracking().ensure_tables(&conn)?;
             let rows = db.tracking().migrations(&conn)?;
-            self.refuse_changed_components(&rows)?;
-            plan::plan_up(&self.available(), &applied_versions(&rows), target)?
+            let assessment = assess(&rows, &self.migrations);
+            refuse_changed(&assessment)?;
+            plan::plan_up(&self.available(), &assessment.applied_versions(), target)?
         };
         self.preload(&plan.steps)?;
         let mut steps = Vec::with_capacity(plan.steps.len());
@@ -934,6 +907,20 @@ fn run_step(
         rows_changed,
         duration_ms,
     })
+}
+
+/// `up` must not build on a migration whose component is not the one that was applied.
+fn refuse_changed(assessment: &Assessment<'_>) -> Result<()> {
+    match assessment.changed.first() {
+        Some(changed) => Err(Error::ComponentChanged {
+            version: changed.row.version,
+            name: changed.row.name.clone(),
+            file: changed.file.path.clone(),
+            recorded: changed.recorded.to_owned(),
+            found: changed.file.checksum.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn applied_versions(rows: &[MigrationRow]) -> BTreeSet<u64> {

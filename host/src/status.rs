@@ -9,7 +9,7 @@ use crate::database::Database;
 use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
-use crate::tracking::{self, HistoryRow, MigrationRow, RowStatus};
+use crate::tracking::{self, HistoryRow, MigrationRow};
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;
@@ -88,40 +88,27 @@ impl Status {
             }
             None => (Vec::new(), Vec::new()),
         };
-        let applied: Vec<MigrationRow> = rows
+        let assessment = crate::assess::assess(&rows, components);
+        let applied: Vec<MigrationRow> = assessment
+            .applied
             .iter()
-            .filter(|row| row.status == RowStatus::Applied)
-            .cloned()
-            .map(shown_row)
+            .map(|row| shown_row((*row).clone()))
             .collect();
         let history = history.into_iter().map(shown_history).collect();
-        let pending = components
+        let pending = assessment
+            .pending
             .iter()
-            .filter(|c| !applied.iter().any(|row| row.version == c.metadata.version))
-            .map(|c| Pending {
+            .map(|(c, rolled_back)| Pending {
                 version: c.metadata.version,
                 name: c.metadata.name.clone(),
                 description: c.metadata.description.clone(),
                 reversible: c.metadata.reversible,
                 file: c.path.clone(),
-                rolled_back: rows.iter().any(|row| {
-                    row.version == c.metadata.version && row.status == RowStatus::RolledBack
-                }),
+                rolled_back: *rolled_back,
             })
             .collect();
-        let missing_components = applied
-            .iter()
-            .map(|row| row.version)
-            .filter(|v| !components.iter().any(|c| c.metadata.version == *v))
-            .collect();
-        let changed_components = applied
-            .iter()
-            .filter(|row| {
-                let file = components.iter().find(|c| c.metadata.version == row.version);
-                matches!((&row.checksum, file), (Some(recorded), Some(file)) if *recorded != file.checksum)
-            })
-            .map(|row| row.version)
-            .collect();
+        let missing_components = assessment.missing.clone();
+        let changed_components = assessment.changed.iter().map(|c| c.row.version).collect();
         Ok(Self {
             database: db.and_then(|db| db.path().map(ToOwned::to_owned)),
             exists: db.is_some(),
