@@ -17,7 +17,9 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = out_dir.join("guests");
 
-    for watched in ["wit", "guest-sdk", "migrations-wasm", "tests/guests"] {
+    // The guest workspaces themselves (so a new guest crate is built), and below, every file
+    // the guests were compiled from as cargo's dep-info lists it (the SDK, the WIT).
+    for watched in ["migrations-wasm", "tests/guests"] {
         watch(&root.join(watched));
     }
 
@@ -25,6 +27,13 @@ fn main() {
     let test_guests = build_workspace(&root.join("tests/guests"), &target_dir);
 
     let wasm_dir = target_dir.join(TARGET).join("release");
+    for name in examples.iter().chain(&test_guests) {
+        watch_dep_info(&wasm_dir.join(format!("{name}.d")));
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guest-sdk/Cargo.toml").display()
+    );
     let mut code = String::new();
     for name in examples.iter().chain(&test_guests) {
         let path = wasm_dir.join(format!("{name}.wasm"));
@@ -108,6 +117,35 @@ fn watch(dir: &Path) {
             watch(&path);
         } else {
             println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}
+
+/// Asks cargo to rerun this script when any file a guest was built from changes: the files
+/// listed in the guest's dep-info (`<output>: <input> <input> ...`, spaces in paths escaped).
+fn watch_dep_info(dep_info: &Path) {
+    let text = std::fs::read_to_string(dep_info)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dep_info.display()));
+    for line in text.lines() {
+        let Some((_, inputs)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut path = String::new();
+        let mut chars = inputs.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => path.push(chars.next().unwrap()),
+                ' ' => {
+                    if !path.is_empty() {
+                        println!("cargo:rerun-if-changed={path}");
+                    }
+                    path.clear();
+                }
+                _ => path.push(c),
+            }
+        }
+        if !path.is_empty() {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
 }

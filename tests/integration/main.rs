@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod crash;
 mod failures;
+mod guests_used;
 mod integrity;
 mod library;
 mod sandbox;
