@@ -93,6 +93,8 @@ pub struct RunReport {
 /// What a dry run found: the run it would make; nothing of it was kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRunReport {
+    /// Which way it went.
+    pub direction: Direction,
     /// The version before.
     pub from: u64,
     /// The version it would reach.
@@ -261,47 +263,10 @@ impl Migrator {
             self.preflight(db, &conn)?;
             db.tracking().ensure_tables(&conn)?;
             let interrupted = crate::status::recover_interrupted(db.tracking(), &conn)?;
-            let rows = db.tracking().migrations(&conn)?;
-            let assessment = assess(&rows, &self.migrations);
-            let applied = assessment.applied_versions();
-            match direction {
-                Direction::Up => {
-                    refuse_changed(&assessment)?;
-                    let plan = plan::plan_up(&self.available(), &applied, target)?;
-                    (plan, BTreeMap::new(), interrupted)
-                }
-                Direction::Down => {
-                    let stored = self.stored_for_down(db.tracking(), &conn, &assessment)?;
-                    let mut available = available(
-                        self.migrations
-                            .iter()
-                            .filter(|m| !stored.contains_key(&m.version()))
-                            .map(|m| &m.metadata),
-                    );
-                    available.extend(self::available(
-                        stored.values().map(MigrationComponent::metadata),
-                    ));
-                    let plan = plan::plan_down(&available, &applied, target)?;
-                    (plan, stored, interrupted)
-                }
-            }
+            let (plan, stored) = self.plan(db, &conn, direction, target)?;
+            (plan, stored, interrupted)
         };
-        // The code of every step, before anything changes: a bad file stops the run here.
-        let from_files: Vec<u64> = plan
-            .steps
-            .iter()
-            .copied()
-            .filter(|v| !stored.contains_key(v))
-            .collect();
-        self.preload(&from_files)?;
-        let components = plan
-            .steps
-            .iter()
-            .map(|version| match stored.get(version) {
-                Some(component) => Ok(component),
-                None => self.component(*version),
-            })
-            .collect::<Result<Vec<&MigrationComponent>>>()?;
+        let components = self.components_of(&plan, &stored)?;
         let backup = if plan.steps.is_empty() {
             None
         } else {
@@ -314,21 +279,11 @@ impl Migrator {
         for component in components {
             tracing::info!("{direction} {}: starting", component.label());
             let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
-                .map_err(|error| match error {
-                    Error::MigrationFailed {
-                        version,
-                        name,
-                        direction,
-                        cause,
-                        ..
-                    } => Error::MigrationFailed {
-                        version,
-                        name,
-                        direction,
-                        cause,
-                        completed: steps.iter().map(|s: &StepReport| s.version).collect(),
-                    },
-                    other => other,
+                .map_err(|error| {
+                    with_completed(
+                        error,
+                        steps.iter().map(|s: &StepReport| s.version).collect(),
+                    )
                 })?;
             tracing::info!(
                 "{direction} {}: done in {} ms, {} rows changed",
@@ -429,6 +384,62 @@ impl Migrator {
         }
     }
 
+    /// The run `direction` and `target` ask for, from the tracking rows and the files (down
+    /// also from the components stored at apply time, for files that changed or are gone).
+    fn plan(
+        &self,
+        db: &Database,
+        conn: &Connection,
+        direction: Direction,
+        target: Option<u64>,
+    ) -> Result<(plan::Plan, BTreeMap<u64, MigrationComponent>)> {
+        let rows = db.tracking().migrations(conn)?;
+        let assessment = assess(&rows, &self.migrations);
+        let applied = assessment.applied_versions();
+        match direction {
+            Direction::Up => {
+                refuse_changed(&assessment)?;
+                let plan = plan::plan_up(&self.available(), &applied, target)?;
+                Ok((plan, BTreeMap::new()))
+            }
+            Direction::Down => {
+                let stored = self.stored_for_down(db.tracking(), conn, &assessment)?;
+                let mut available = available(
+                    self.migrations
+                        .iter()
+                        .filter(|m| !stored.contains_key(&m.version()))
+                        .map(|m| &m.metadata),
+                );
+                available.extend(self::available(
+                    stored.values().map(MigrationComponent::metadata),
+                ));
+                Ok((plan::plan_down(&available, &applied, target)?, stored))
+            }
+        }
+    }
+
+    /// The code of every step, before anything changes: a bad file stops the run here.
+    fn components_of<'a>(
+        &'a self,
+        plan: &plan::Plan,
+        stored: &'a BTreeMap<u64, MigrationComponent>,
+    ) -> Result<Vec<&'a MigrationComponent>> {
+        let from_files: Vec<u64> = plan
+            .steps
+            .iter()
+            .copied()
+            .filter(|v| !stored.contains_key(v))
+            .collect();
+        self.preload(&from_files)?;
+        plan.steps
+            .iter()
+            .map(|version| match stored.get(version) {
+                Some(component) => Ok(component),
+                None => self.component(*version),
+            })
+            .collect()
+    }
+
     /// The components that applied migrations whose file changed or is gone, from the bytes
     /// stored at apply time. (Where the file is unchanged, it is the component.)
     fn stored_for_down(
@@ -465,9 +476,28 @@ impl Migrator {
     /// # Errors
     /// As [`Migrator::up`]; a failing migration is reported as [`Error::MigrationFailed`].
     pub fn dry_run(&self, db: &Database, target: Option<u64>) -> Result<DryRunReport> {
+        self.rehearse(db, Direction::Up, target)
+    }
+
+    /// Rehearses `down` to `target` (the newest migration when `None`) in one transaction that
+    /// is always rolled back: every step's `down` runs, with the host's checks, so a broken one
+    /// is found before anything is touched. The database is left exactly as it was.
+    ///
+    /// # Errors
+    /// As [`Migrator::down`]; a failing step is reported as [`Error::MigrationFailed`].
+    pub fn dry_run_down(&self, db: &Database, target: Option<u64>) -> Result<DryRunReport> {
+        self.rehearse(db, Direction::Down, target)
+    }
+
+    fn rehearse(
+        &self,
+        db: &Database,
+        direction: Direction,
+        target: Option<u64>,
+    ) -> Result<DryRunReport> {
         self.preflight(db, &db.connection())?;
         begin(&db.connection())?;
-        let result = self.dry_run_inside(db, target);
+        let result = self.rehearse_inside(db, direction, target);
         let conn = db.connection();
         if !conn.is_autocommit() {
             conn.execute_batch("ROLLBACK")
@@ -476,26 +506,37 @@ impl Migrator {
         result
     }
 
-    fn dry_run_inside(&self, db: &Database, target: Option<u64>) -> Result<DryRunReport> {
-        let plan = {
+    fn rehearse_inside(
+        &self,
+        db: &Database,
+        direction: Direction,
+        target: Option<u64>,
+    ) -> Result<DryRunReport> {
+        let (plan, stored) = {
             let conn = db.connection();
             db.tracking().ensure_tables(&conn)?;
-            let rows = db.tracking().migrations(&conn)?;
-            let assessment = assess(&rows, &self.migrations);
-            refuse_changed(&assessment)?;
-            plan::plan_up(&self.available(), &assessment.applied_versions(), target)?
+            self.plan(db, &conn, direction, target)?
         };
-        self.preload(&plan.steps)?;
+        let components = self.components_of(&plan, &stored)?;
         let mut steps = Vec::with_capacity(plan.steps.len());
         let mut schema = None;
-        for &version in &plan.steps {
-            let component = self.component(version)?;
-            let step = run_step(db, component, Direction::Up, &mut schema)?;
-            // Later migrations may look at the tracking table; let them see this one applied.
-            record_applied(db.tracking(), &db.connection(), component, None)?;
+        for component in components {
+            // (A failure here keeps no list of steps done: none of them stays.)
+            let step = run_step(db, component, direction, &mut schema)?;
+            // Later steps may look at the tracking table; let them see this one done.
+            match direction {
+                Direction::Up => record_applied(db.tracking(), &db.connection(), component, None)?,
+                Direction::Down => db.tracking().record_rolled_back(
+                    &db.connection(),
+                    component.version(),
+                    None,
+                    &time::now_iso(),
+                )?,
+            }
             steps.push(step);
         }
         Ok(DryRunReport {
+            direction,
             from: plan.from,
             to: plan.to,
             steps,
@@ -907,6 +948,26 @@ fn run_step(
         rows_changed,
         duration_ms,
     })
+}
+
+/// A step's failure, with the steps of the same run done before it.
+fn with_completed(error: Error, completed: Vec<u64>) -> Error {
+    match error {
+        Error::MigrationFailed {
+            version,
+            name,
+            direction,
+            cause,
+            ..
+        } => Error::MigrationFailed {
+            version,
+            name,
+            direction,
+            cause,
+            completed,
+        },
+        other => other,
+    }
 }
 
 /// `up` must not build on a migration whose component is not the one that was applied.

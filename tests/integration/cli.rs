@@ -349,3 +349,43 @@ fn legacy_rows_are_converted_by_version_7() {
         [(1, "a=1;b=2".into()), (2, String::new()), (3, "k=v".into())]
     );
 }
+
+#[test]
+fn down_dry_run_finds_a_broken_down_before_anything_is_touched() {
+    let env = Env::empty();
+    for (n, down) in [
+        (1, "DROP TABLE t1;"),
+        (2, "DROP TABLE t2;\nDROP TABLE no_such_table;"),
+        (3, "DROP TABLE t3;"),
+    ] {
+        std::fs::write(
+            env.migrations.join(format!("{n}_t{n}.up.sql")),
+            format!("CREATE TABLE t{n} (x);"),
+        )
+        .unwrap();
+        std::fs::write(env.migrations.join(format!("{n}_t{n}.down.sql")), down).unwrap();
+    }
+    env.hsm(&["up", "--no-backup"]).assert_success();
+    let before = std::fs::read(&env.db).unwrap();
+
+    // Rolling everything back would stop at 2, after 3 was rolled back: the rehearsal says so
+    // and changes nothing.
+    env.hsm(&["down", "0", "--dry-run"])
+        .assert_code(1)
+        .assert_stderr_contains("migration 2 (t2) failed during down")
+        .assert_stderr_contains("no such table: no_such_table");
+    assert_same_bytes(&env.db, &before, "down --dry-run that failed");
+
+    env.hsm(&["down", "2", "--dry-run"])
+        .assert_success()
+        .assert_stdout_contains("Would roll back    3 t3")
+        .assert_stdout_contains("dropped table t3")
+        .assert_stdout_contains("Version would go 3 -> 2.");
+    let json = env.hsm(&["down", "--dry-run", "--json"]);
+    json.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["direction"], "down");
+    assert_eq!(report["steps"][0]["version"], 3);
+    assert_same_bytes(&env.db, &before, "down --dry-run");
+    assert_eq!(applied(&env.open()), vec![1, 2, 3]);
+}

@@ -116,6 +116,10 @@ pub enum Command {
     Down {
         /// Version to roll back to
         target: Option<u64>,
+        /// Run every step's down in a transaction that is rolled back, and report what each
+        /// would change: a broken down is found before anything is touched
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Take a backup of the database now
     Backup {},

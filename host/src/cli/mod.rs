@@ -84,7 +84,22 @@ fn run(args: &Args) -> Result<()> {
                 report::run(&run, global.json, &mut out)
             }
         }
-        Command::Down { target } => {
+        Command::Down {
+            target,
+            dry_run: true,
+        } => {
+            let migrator = migrator(global)?;
+            if !global.database.exists() {
+                return Err(UsageError(format!(
+                    "database {} does not exist: there is nothing to roll back",
+                    global.database.display()
+                ))
+                .into());
+            }
+            let report = migrator.dry_run_down(&open_database(global)?, *target)?;
+            report::dry_run(&report, global.json, &mut out)
+        }
+        Command::Down { target, .. } => {
             let migrator = migrator(global)?;
             let db = open_database(global)?;
             let run = migrator.down(&db, *target)?;

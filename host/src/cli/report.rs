@@ -272,15 +272,23 @@ pub fn dry_run(report: &DryRunReport, as_json: bool, out: &mut impl Write) -> Re
         return json(report, out);
     }
     if report.steps.is_empty() {
-        writeln!(out, "Dry run: nothing pending at version {}.", report.from)?;
+        let nothing = match report.direction {
+            Direction::Up => "nothing pending",
+            Direction::Down => "nothing to roll back",
+        };
+        writeln!(out, "Dry run: {nothing} at version {}.", report.from)?;
         return Ok(());
     }
     writeln!(
         out,
-        "Dry run: every migration below ran and was rolled back; the database is unchanged."
+        "Dry run: every step below ran and was rolled back; the database is unchanged."
     )?;
+    let verb = match report.direction {
+        Direction::Up => "Would apply",
+        Direction::Down => "Would roll back",
+    };
     for step in &report.steps {
-        writeln!(out, "Would apply {}", describe(step))?;
+        writeln!(out, "{verb} {}", describe(step))?;
     }
     writeln!(out, "Version would go {} -> {}.", report.from, report.to)?;
     Ok(())
