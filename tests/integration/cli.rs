@@ -389,3 +389,53 @@ fn down_dry_run_finds_a_broken_down_before_anything_is_touched() {
     assert_same_bytes(&env.db, &before, "down --dry-run");
     assert_eq!(applied(&env.open()), vec![1, 2, 3]);
 }
+
+#[test]
+fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
+    let env = Env::empty();
+    let good = env.add(hsm_test_artifacts::V003_NORMALIZE_EMAIL_ADDRESSES);
+    let old = env.add(hsm_test_artifacts::GUEST_CONTRACT_V010);
+    let run = env.hsm(&["inspect", good.to_str().unwrap(), old.to_str().unwrap()]);
+    run.assert_success()
+        .assert_stdout_contains("version      3")
+        .assert_stdout_contains("name         normalize_email_addresses")
+        .assert_stdout_contains("reversible   no")
+        .assert_stdout_contains("contract     hsm:migration@0.1.3 (world migration-with-functions)")
+        .assert_stdout_contains("contract     hsm:migration@0.1.0 (world migration)")
+        .assert_stdout_contains("accepted     yes");
+    let sha = hsm_host::runtime::sha256_hex(&std::fs::read(&good).unwrap());
+    run.assert_stdout_contains(&format!("sha256       {sha}"));
+
+    // A component that reaches for the network is described, refused with the reason, and
+    // the exit code says so.
+    let net = env.add(hsm_test_artifacts::GUEST_NET);
+    let run = env.hsm(&[
+        "inspect",
+        "--json",
+        good.to_str().unwrap(),
+        net.to_str().unwrap(),
+    ]);
+    run.assert_code(1)
+        .assert_stderr_contains("1 of 2 component(s) would be refused");
+    let found: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(found[0]["accepted"], true);
+    assert_eq!(found[0]["metadata"]["version"], 3);
+    assert_eq!(found[1]["accepted"], false);
+    assert!(
+        found[1]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("wasi:sockets"),
+        "{}",
+        found[1]["problem"]
+    );
+    assert!(
+        found[1]["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("wasi:sockets/"))
+    );
+    // Nothing was opened or created.
+    assert!(!env.db.exists());
+}

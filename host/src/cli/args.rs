@@ -158,6 +158,14 @@ pub enum Command {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+    /// Say what component files are before anyone runs them: version, name, description,
+    /// reversible, contract and world, imports, size, sha256, and whether this host accepts
+    /// them (the checks of `up`, without a database). Exits 1 if any is refused
+    Inspect {
+        /// The component files (*.wasm)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.

@@ -132,6 +132,18 @@ fn run(args: &Args) -> Result<()> {
             let written = hsm_host::pack::pack_dir(src, to, global.layout)?;
             report::packed(&written, global.json, &mut out)
         }
+        Command::Inspect { files } => {
+            let runtime = runtime(global)?;
+            let found = files
+                .iter()
+                .map(|file| runtime.inspect_file(file))
+                .collect::<hsm_host::Result<Vec<_>>>()?;
+            report::inspected(&found, global.json, &mut out)?;
+            match found.iter().filter(|i| !i.accepted).count() {
+                0 => Ok(()),
+                refused => bail!("{refused} of {} component(s) would be refused", found.len()),
+            }
+        }
         Command::Repair {} => {
             let migrator = migrator(global)?;
             let db = open_database(global)?;

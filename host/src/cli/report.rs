@@ -314,3 +314,43 @@ fn describe(step: &StepReport) -> String {
         parts.join("; ")
     )
 }
+
+/// `hsm-host inspect`: one block per file, or a JSON list.
+pub fn inspected(
+    found: &[hsm_host::runtime::Inspection],
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_json {
+        return json(&found, out);
+    }
+    for (i, item) in found.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}", item.path.display())?;
+        if let Some(m) = &item.metadata {
+            writeln!(out, "  version      {}", m.version)?;
+            writeln!(out, "  name         {}", m.name)?;
+            writeln!(out, "  description  {}", m.description)?;
+            writeln!(
+                out,
+                "  reversible   {}",
+                if m.reversible { "yes" } else { "no" }
+            )?;
+        }
+        if let (Some(contract), Some(world)) = (&item.contract, &item.world) {
+            writeln!(out, "  contract     {contract} (world {world})")?;
+        }
+        if !item.imports.is_empty() {
+            writeln!(out, "  imports      {}", item.imports.join(", "))?;
+        }
+        writeln!(out, "  size         {}", human_bytes(item.size))?;
+        writeln!(out, "  sha256       {}", item.sha256)?;
+        match &item.problem {
+            None => writeln!(out, "  accepted     yes")?,
+            Some(problem) => writeln!(out, "  accepted     no: {problem}")?,
+        }
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod functions;
 mod host;
 mod imports;
 mod incremental;
+mod inspect;
 mod limits;
 mod output;
 mod progress;
@@ -22,6 +23,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use crate::contract::{Migration, MigrationPre};
+pub use inspect::Inspection;
 use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
 use state::GuestState;

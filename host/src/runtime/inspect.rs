@@ -1,0 +1,118 @@
+//! What a component file is before anyone runs it (`hsm-host inspect`): what it says about
+//! itself, which contract and world it targets, what it imports, and whether this host accepts
+//! it, by the same checks as `up` and without a database.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use wasmtime::component::Component;
+
+use super::{Metadata, Runtime, sha256_hex};
+use crate::error::{Error, Result};
+use crate::text;
+
+/// What `inspect` found in one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// sha256 of its bytes, lowercase hex (what `migrations.checksum` records).
+    pub sha256: String,
+    /// What it says about itself, when it could be asked.
+    pub metadata: Option<Metadata>,
+    /// The contract it was built against, e.g. `hsm:migration@0.1.3`.
+    pub contract: Option<String>,
+    /// `migration`, or `migration-with-functions` when it exports SQL functions.
+    pub world: Option<String>,
+    /// Everything it imports, as the component names it.
+    pub imports: Vec<String>,
+    /// Whether `up` would accept it.
+    pub accepted: bool,
+    /// Why not, when it would not.
+    pub problem: Option<String>,
+}
+
+impl Runtime {
+    /// Inspects the component in `path` (see [`Inspection`]); a component this host refuses is
+    /// an inspection with `accepted: false`, not an error.
+    ///
+    /// # Errors
+    /// [`Error::ReadMigrations`] when the file cannot be read.
+    pub fn inspect_file(&self, path: &Path) -> Result<Inspection> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadMigrations {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (metadata, problem) = match self.load(path.to_owned(), &bytes) {
+            Ok(component) => (Some(component.metadata().clone()), None),
+            Err(Error::InvalidComponent { reason, .. }) => (None, Some(reason)),
+            Err(other) => (None, Some(other.to_string())),
+        };
+        // The component's own declarations, read even when the host refuses it (to say why).
+        let (imports, exports) = match self.wasm() {
+            Ok(wasm) => match Component::new(&wasm.engine, &bytes) {
+                Ok(component) => {
+                    let ty = component.component_type();
+                    let names = |it: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+                        it.map(|n| text::neutralize(n, 200)).collect()
+                    };
+                    (
+                        names(&mut ty.imports(&wasm.engine).map(|(n, _)| n)),
+                        names(&mut ty.exports(&wasm.engine).map(|(n, _)| n)),
+                    )
+                }
+                Err(_) => (Vec::new(), Vec::new()),
+            },
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        let contract = imports
+            .iter()
+            .chain(&exports)
+            .find_map(|name| contract_of(name));
+        let world = contract.as_ref().map(|_| {
+            if exports
+                .iter()
+                .any(|n| n.starts_with("hsm:migration/functions@"))
+            {
+                "migration-with-functions".to_owned()
+            } else {
+                "migration".to_owned()
+            }
+        });
+        Ok(Inspection {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            metadata,
+            contract,
+            world,
+            imports,
+            accepted: problem.is_none(),
+            problem,
+        })
+    }
+}
+
+/// `hsm:migration/sql@0.1.3` → `hsm:migration@0.1.3`.
+fn contract_of(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("hsm:migration/")?;
+    let (_, version) = rest.split_once('@')?;
+    Some(format!("hsm:migration@{version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract_of;
+
+    #[test]
+    fn the_contract_is_read_from_an_interface_name() {
+        assert_eq!(
+            contract_of("hsm:migration/sql@0.1.3").as_deref(),
+            Some("hsm:migration@0.1.3")
+        );
+        assert_eq!(contract_of("wasi:io/streams@0.2.6"), None);
+        assert_eq!(contract_of("hsm:migration/sql"), None);
+    }
+}
