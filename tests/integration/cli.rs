@@ -439,3 +439,38 @@ fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
     // Nothing was opened or created.
     assert!(!env.db.exists());
 }
+
+#[test]
+fn under_json_errors_are_json_too() {
+    let env = Env::empty();
+    std::fs::write(env.migrations.join("1_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(
+        env.migrations.join("2_b.up.sql"),
+        "CREATE TABLE b (x);\nINSERT INTO nowhere VALUES (1);",
+    )
+    .unwrap();
+    let run = env.hsm(&["up", "--no-backup", "--json"]);
+    run.assert_code(1);
+    let error: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    let error = &error["error"];
+    assert_eq!(error["kind"], "migration_failed");
+    assert_eq!(error["meaning"], "failure");
+    assert_eq!(error["exit_code"], 1);
+    assert_eq!(error["version"], 2);
+    assert_eq!(error["direction"], "up");
+    assert_eq!(error["completed"], serde_json::json!([1]));
+    assert!(
+        error["cause"]
+            .as_str()
+            .unwrap()
+            .contains("no such table: nowhere"),
+        "{error}"
+    );
+
+    let run = env.hsm(&["up", "7", "--json"]);
+    run.assert_code(2);
+    let error: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(error["error"]["meaning"], "usage");
+    assert_eq!(error["error"]["kind"], "plan");
+}

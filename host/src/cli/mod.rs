@@ -44,7 +44,13 @@ pub fn main() -> ExitCode {
                 || error
                     .downcast_ref::<hsm_host::Error>()
                     .is_some_and(hsm_host::Error::is_usage);
-            ExitCode::from(if usage { USAGE } else { 1 })
+            let code = if usage { USAGE } else { 1 };
+            if args.global.json && error.downcast_ref::<Reported>().is_none() {
+                // The reader of --json gets the error as JSON on stdout too (the log line
+                // above still goes to stderr and the log file).
+                let _ = report::error(&error, code, &mut std::io::stdout().lock());
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -56,6 +62,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// A failure the command's own output already reports (under `--json` too): only the exit code
+/// and the log line are left to say.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
 
 /// A command line that is wrong in a way clap cannot see.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +153,11 @@ fn run(args: &Args) -> Result<()> {
             report::inspected(&found, global.json, &mut out)?;
             match found.iter().filter(|i| !i.accepted).count() {
                 0 => Ok(()),
-                refused => bail!("{refused} of {} component(s) would be refused", found.len()),
+                refused => Err(Reported(format!(
+                    "{refused} of {} component(s) would be refused",
+                    found.len()
+                ))
+                .into()),
             }
         }
         Command::Repair {} => {

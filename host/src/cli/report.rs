@@ -354,3 +354,52 @@ pub fn inspected(
     }
     Ok(())
 }
+
+/// An error under `--json`, version 1 of its shape:
+/// `{"error": {"message", "exit_code", "meaning", "kind", ...}}`. `meaning` is `usage` (exit
+/// code 2: the request was wrong, nothing changed) or `failure` (exit code 1). A failed
+/// migration adds `version`, `name`, `direction`, `cause` and `completed` (the steps of the
+/// run that stay done).
+pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Result<()> {
+    let mut body = serde_json::json!({
+        "message": format!("{error:#}"),
+        "exit_code": exit_code,
+        "meaning": if exit_code == 2 { "usage" } else { "failure" },
+        "kind": "error",
+    });
+    if let Some(library) = error.downcast_ref::<hsm_host::Error>() {
+        body["kind"] = serde_json::Value::from(kind_of(library));
+        if let hsm_host::Error::MigrationFailed {
+            version,
+            name,
+            direction,
+            cause,
+            completed,
+        } = library
+        {
+            body["version"] = (*version).into();
+            body["name"] = name.as_str().into();
+            body["direction"] = direction.as_str().into();
+            body["cause"] = cause.as_str().into();
+            body["completed"] = completed.clone().into();
+        }
+    }
+    json(&serde_json::json!({ "error": body }), out)
+}
+
+/// The error's variant in snake_case: `migration_failed`, `locked`, ...
+fn kind_of(error: &hsm_host::Error) -> String {
+    let debug = format!("{error:?}");
+    let variant = debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("error");
+    let mut kind = String::new();
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            kind.push('_');
+        }
+        kind.push(c.to_ascii_lowercase());
+    }
+    kind
+}
