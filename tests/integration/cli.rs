@@ -1,6 +1,6 @@
 //! The operator's view: `hsm-host status | up | down` on real files.
 
-use crate::support::{Env, applied, assert_same_bytes, columns, dump, history, table_exists};
+use crate::support::{Env, Run, applied, assert_same_bytes, columns, dump, history, table_exists};
 
 #[test]
 fn up_applies_every_example_and_status_shows_them() {
@@ -473,4 +473,28 @@ fn under_json_errors_are_json_too() {
     let error: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(error["error"]["meaning"], "usage");
     assert_eq!(error["error"]["kind"], "plan");
+}
+
+#[test]
+fn completions_and_the_manual_page_are_printed_and_nothing_is_written() {
+    let env = Env::empty();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef hsm-host"),
+        ("fish", "complete -c hsm-host"),
+    ] {
+        let run = Run::from(env.command().args(["completions", shell]).output().unwrap());
+        run.assert_success().assert_stdout_contains(marker);
+        // Every subcommand is offered.
+        for command in ["status", "up", "down", "inspect", "adopt", "pack"] {
+            run.assert_stdout_contains(command);
+        }
+    }
+    let run = Run::from(env.command().arg("man").output().unwrap());
+    run.assert_success()
+        .assert_stdout_contains(".TH hsm-host")
+        .assert_stdout_contains("tracking\\-prefix");
+    // No log file, no database.
+    assert!(!env.dir.path().join("logs").exists());
+    assert!(!env.db.exists());
 }

@@ -166,6 +166,13 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a shell completion script (e.g. `hsm-host completions bash > /etc/bash_completion.d/hsm-host`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `hsm-host man | man -l -`)
+    Man {},
 }
 
 /// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.

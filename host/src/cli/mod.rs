@@ -33,7 +33,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(error.exit_code() as u8);
         }
     };
-    let _log_guard = logging::init(args.global.verbose, &args.global.log_file);
+    // Completions and the manual page only print: no log file is made for them.
+    let _log_guard = (!matches!(args.command, Command::Completions { .. } | Command::Man {}))
+        .then(|| logging::init(args.global.verbose, &args.global.log_file));
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed stdout (`hsm-host status | head`) is the reader's choice, not a failure.
@@ -160,6 +162,14 @@ fn run(args: &Args) -> Result<()> {
                 .into()),
             }
         }
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "hsm-host", &mut out);
+            Ok(())
+        }
+        Command::Man {} => clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .render(&mut out)
+            .context("cannot write the manual page"),
         Command::Repair {} => {
             let migrator = migrator(global)?;
             let db = open_database(global)?;
