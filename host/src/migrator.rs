@@ -277,7 +277,8 @@ impl Migrator {
         // Each step's schema afterwards is the next one's before: read it once.
         let mut schema = None;
         for component in components {
-            tracing::info!("{direction} {}: starting", component.label());
+            // Details for the log file and -v; the terminal gets one report line per step.
+            tracing::debug!("{direction} {}: starting", component.label());
             let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
                 .map_err(|error| {
                     with_completed(
@@ -285,7 +286,7 @@ impl Migrator {
                         steps.iter().map(|s: &StepReport| s.version).collect(),
                     )
                 })?;
-            tracing::info!(
+            tracing::debug!(
                 "{direction} {}: done in {} ms, {} rows changed",
                 component.label(),
                 step.duration_ms,

@@ -498,3 +498,30 @@ fn completions_and_the_manual_page_are_printed_and_nothing_is_written() {
     assert!(!env.dir.path().join("logs").exists());
     assert!(!env.db.exists());
 }
+
+#[test]
+fn each_step_is_one_line_on_the_terminal_and_the_details_go_to_the_log() {
+    let env = Env::with_examples();
+    let run = env.hsm(&["up", "5"]);
+    run.assert_success();
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Applied"))
+            .count(),
+        5,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains(": starting"), "{}", run.stderr);
+    assert!(!run.stderr.contains("rows changed"), "{}", run.stderr);
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(
+        log.contains("up migration 4 (add_sessions_table): starting"),
+        "{log}"
+    );
+    // -v shows them again.
+    env.hsm(&["down", "4", "-v"])
+        .assert_success()
+        .assert_stderr_contains("down migration 5 (add_user_role): starting");
+}
