@@ -35,6 +35,7 @@ pub mod pack;
 mod plan;
 mod policy;
 pub mod restore;
+pub mod roundtrip;
 pub mod runtime;
 mod schema;
 pub mod source;

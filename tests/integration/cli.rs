@@ -525,3 +525,53 @@ fn each_step_is_one_line_on_the_terminal_and_the_details_go_to_the_log() {
         .assert_success()
         .assert_stderr_contains("down migration 5 (add_user_role): starting");
 }
+
+#[test]
+fn test_round_trips_every_migration_and_names_a_down_that_forgets_an_index() {
+    let env = Env::with_examples();
+    let run = env.hsm(&["test"]);
+    run.assert_success()
+        .assert_stdout_contains("pass     1 initial_schema")
+        .assert_stdout_contains("skip     3 normalize_email_addresses (irreversible")
+        .assert_stdout_contains("skip     7 migrate_legacy_data (irreversible")
+        .assert_stdout_contains("5 passed, 2 irreversible, 0 failed, 0 not tested.");
+    assert!(!env.db.exists(), "test touched the database");
+
+    let env = Env::empty();
+    for (name, up, down) in [
+        ("1_t", "CREATE TABLE t (x);", "DROP TABLE t;"),
+        (
+            "2_idx",
+            "CREATE INDEX t_x ON t (x);",
+            "-- forgot DROP INDEX t_x\n",
+        ),
+        (
+            "3_col",
+            "ALTER TABLE t ADD COLUMN y INTEGER;",
+            "ALTER TABLE t DROP COLUMN y;",
+        ),
+    ] {
+        std::fs::write(env.migrations.join(format!("{name}.up.sql")), up).unwrap();
+        std::fs::write(env.migrations.join(format!("{name}.down.sql")), down).unwrap();
+    }
+    let run = env.hsm(&["test"]);
+    run.assert_code(1)
+        .assert_stdout_contains("pass     1 t")
+        .assert_stdout_contains("FAIL     2 idx: down did not restore the schema before up")
+        .assert_stdout_contains("+ index t_x is left over")
+        .assert_stdout_contains("----     3 col (not tested: migration 2 failed")
+        .assert_stderr_contains("1 migration(s) failed their round trip");
+
+    // Against a copy of a real database: the file is never written.
+    env.hsm(&["up", "1", "--no-backup"]).assert_success();
+    let before = std::fs::read(&env.db).unwrap();
+    let run = env.hsm(&["test", "--json", "--against", env.db.to_str().unwrap()]);
+    run.assert_code(1);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "{report}");
+    assert_eq!(cases[0]["version"], 2);
+    assert_eq!(cases[0]["outcome"], "fail");
+    assert_eq!(cases[1]["outcome"], "not_tested");
+    assert_same_bytes(&env.db, &before, "test --against");
+}

@@ -166,6 +166,15 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Test every migration on a scratch database: each is applied, and each reversible one
+    /// rolled back (the schema must be exactly as before) and applied again (exactly as up
+    /// made it). Exits 1 on any failure. What CI runs on a pull request
+    Test {
+        /// Test on a copy (in memory) of this database instead of an empty one; the file is
+        /// never written
+        #[arg(long, value_name = "DB")]
+        against: Option<PathBuf>,
+    },
     /// Print a shell completion script (e.g. `hsm-host completions bash > /etc/bash_completion.d/hsm-host`)
     Completions {
         /// bash, zsh, fish, elvish or powershell

@@ -162,6 +162,25 @@ fn run(args: &Args) -> Result<()> {
                 .into()),
             }
         }
+        Command::Test { against } => {
+            let migrator = migrator(global)?;
+            let scratch = match against {
+                Some(path) => hsm_host::roundtrip::scratch_copy(path, tracking(global)?)?,
+                None => Database::open_in_memory()?.with_tracking(tracking(global)?),
+            };
+            let report = migrator.test_round_trips(&scratch)?;
+            report::tested(&report, global.json, &mut out)?;
+            if report.passed() {
+                Ok(())
+            } else {
+                let failed = report
+                    .cases
+                    .iter()
+                    .filter(|c| matches!(c.outcome, hsm_host::roundtrip::Outcome::Fail { .. }))
+                    .count();
+                Err(Reported(format!("{failed} migration(s) failed their round trip")).into())
+            }
+        }
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "hsm-host", &mut out);

@@ -403,3 +403,50 @@ fn kind_of(error: &hsm_host::Error) -> String {
     }
     kind
 }
+
+/// `hsm-host test`: one line per migration, and what differed for a failure.
+pub fn tested(
+    report: &hsm_host::roundtrip::TestReport,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    use hsm_host::roundtrip::Outcome;
+    if as_json {
+        return json(report, out);
+    }
+    if report.cases.is_empty() {
+        writeln!(
+            out,
+            "Nothing to test: no migration is pending on the scratch database."
+        )?;
+        return Ok(());
+    }
+    for case in &report.cases {
+        match &case.outcome {
+            Outcome::Pass => writeln!(out, "pass  {:>4} {}", case.version, case.name)?,
+            Outcome::Irreversible => writeln!(
+                out,
+                "skip  {:>4} {} (irreversible: applied, not rolled back)",
+                case.version, case.name
+            )?,
+            Outcome::Fail { reason } => {
+                writeln!(out, "FAIL  {:>4} {}: {reason}", case.version, case.name)?
+            }
+            Outcome::NotTested { reason } => writeln!(
+                out,
+                "----  {:>4} {} (not tested: {reason})",
+                case.version, case.name
+            )?,
+        }
+    }
+    let count = |f: fn(&Outcome) -> bool| report.cases.iter().filter(|c| f(&c.outcome)).count();
+    writeln!(
+        out,
+        "{} passed, {} irreversible, {} failed, {} not tested.",
+        count(|o| matches!(o, Outcome::Pass)),
+        count(|o| matches!(o, Outcome::Irreversible)),
+        count(|o| matches!(o, Outcome::Fail { .. })),
+        count(|o| matches!(o, Outcome::NotTested { .. }))
+    )?;
+    Ok(())
+}
