@@ -53,6 +53,10 @@ pub enum Error {
         configured: String,
     },
 
+    /// `hsm-host new` could not make the migration.
+    #[error("cannot make the new migration: {0}")]
+    Scaffold(String),
+
     /// A tracking prefix that cannot name a table safely.
     #[error("invalid tracking prefix `{prefix}`: {reason}")]
     InvalidTrackingPrefix {

@@ -37,6 +37,7 @@ mod policy;
 pub mod restore;
 pub mod roundtrip;
 pub mod runtime;
+pub mod scaffold;
 mod schema;
 pub mod source;
 mod sql;

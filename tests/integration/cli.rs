@@ -575,3 +575,65 @@ fn test_round_trips_every_migration_and_names_a_down_that_forgets_an_index() {
     assert_eq!(cases[1]["outcome"], "not_tested");
     assert_same_bytes(&env.db, &before, "test --against");
 }
+
+/// The README's path for a new plugin author: `new`, `cargo build`, `test`, `up`, `down`.
+#[test]
+fn a_new_author_goes_from_nothing_to_a_tested_applied_and_rolled_back_migration() {
+    let env = Env::empty();
+    let work = env.dir.path().join("my-migrations");
+    let made = env.hsm(&["new", "add_widgets", "--dir", work.to_str().unwrap()]);
+    made.assert_success()
+        .assert_stdout_contains("Made migration 1:")
+        .assert_stdout_contains("v001_add_widgets");
+    // A second one takes the next version.
+    env.hsm(&["new", "add_gadgets", "--dir", work.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("Made migration 2:");
+    env.hsm(&["new", "Bad-Name", "--dir", work.to_str().unwrap()])
+        .assert_code(1)
+        .assert_stderr_contains("is not a snake_case name");
+
+    // Built as the README says, with the SDK and contract `new` vendored.
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-author-target");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(&work)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cargo.env_remove(var);
+    }
+    let built = cargo.output().unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let release = target.join("wasm32-wasip2/release");
+    for wasm in ["v001_add_widgets.wasm", "v002_add_gadgets.wasm"] {
+        std::fs::copy(release.join(wasm), env.migrations.join(wasm)).unwrap();
+    }
+    env.hsm(&["test"])
+        .assert_success()
+        .assert_stdout_contains("pass     1 add_widgets")
+        .assert_stdout_contains("pass     2 add_gadgets");
+    env.hsm(&["up"]).assert_success();
+    assert!(table_exists(&env.open(), "add_widgets"));
+    env.hsm(&["down", "0"]).assert_success();
+    assert!(!table_exists(&env.open(), "add_gadgets"));
+
+    // Or as SQL files, read as they are.
+    let sql = Env::empty();
+    sql.hsm(&["new", "add_notes", "--sql"])
+        .assert_success()
+        .assert_stdout_contains("1_add_notes.up.sql");
+    sql.hsm(&["test"])
+        .assert_success()
+        .assert_stdout_contains("pass     1 add_notes");
+}

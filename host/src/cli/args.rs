@@ -175,6 +175,19 @@ pub enum Command {
         #[arg(long, value_name = "DB")]
         against: Option<PathBuf>,
     },
+    /// Make a new migration for the next free version: a Rust guest crate v<NNN>_<NAME> in
+    /// --dir (joining its workspace, or making one with the SDK vendored), or with --sql a pair
+    /// of SQL files in the --migrations directory
+    New {
+        /// snake_case, e.g. add_email_column
+        name: String,
+        /// Where the crate goes [default: the current directory]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Make <version>_<name>.up.sql and .down.sql in the --migrations directory instead
+        #[arg(long)]
+        sql: bool,
+    },
     /// Print a shell completion script (e.g. `hsm-host completions bash > /etc/bash_completion.d/hsm-host`)
     Completions {
         /// bash, zsh, fish, elvish or powershell

@@ -8,7 +8,7 @@ mod logging;
 mod report;
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -180,6 +180,28 @@ fn run(args: &Args) -> Result<()> {
                     .count();
                 Err(Reported(format!("{failed} migration(s) failed their round trip")).into())
             }
+        }
+        Command::New { name, dir, sql } => {
+            // The versions already taken in the migrations directory (none if it is not there).
+            let taken: Vec<u64> = if global.migrations.is_dir() {
+                hsm_host::source::describe_dir(
+                    &runtime(global)?,
+                    &global.migrations,
+                    global.layout,
+                )?
+                .iter()
+                .map(|c| c.version())
+                .collect()
+            } else {
+                Vec::new()
+            };
+            let made = if *sql {
+                hsm_host::scaffold::sql_files(&global.migrations, name, &taken)?
+            } else {
+                let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
+                hsm_host::scaffold::rust_crate(&dir, name, &taken)?
+            };
+            report::scaffolded(&made, *sql, global.json, &mut out)
         }
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();

@@ -450,3 +450,34 @@ pub fn tested(
     )?;
     Ok(())
 }
+
+/// `hsm-host new`: what was made, and the next commands.
+pub fn scaffolded(
+    made: &hsm_host::scaffold::Scaffolded,
+    sql: bool,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_json {
+        return json(made, out);
+    }
+    writeln!(out, "Made migration {}:", made.version)?;
+    for file in &made.files {
+        writeln!(out, "  {}", file.display())?;
+    }
+    if sql {
+        writeln!(
+            out,
+            "Next: edit the SQL, then `hsm-host test` and `hsm-host up` (the directory is read \
+             as it is)."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Next: write up/down in src/lib.rs, build with `cargo build --release --target \
+             wasm32-wasip2` in the workspace, then `hsm-host test --migrations \
+             target/wasm32-wasip2/release` and copy the .wasm into your migrations directory."
+        )?;
+    }
+    Ok(())
+}
