@@ -42,6 +42,7 @@ mod schema;
 pub mod source;
 mod sql;
 pub mod status;
+pub mod testing;
 mod text;
 mod time;
 pub mod tracking;

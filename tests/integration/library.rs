@@ -154,3 +154,37 @@ fn components_built_for_contract_0_1_1_still_run_with_their_functions() {
     assert_eq!(notes, ["NOTE 1", "NOTE 2"]);
     migrator.down(&db, None).unwrap();
 }
+
+/// The testing helper, used as a plugin author would in their own `cargo test`.
+#[test]
+fn the_testing_helper_seeds_applies_asserts_and_rolls_back() {
+    use hsm_host::testing::Scratch;
+    let scratch = Scratch::from_files(hsm_test_artifacts::EXAMPLES).unwrap();
+    scratch.up_to(2).unwrap();
+    scratch
+        .seed("INSERT INTO users (name, email) VALUES ('Ada', 'ADA@Example.ORG')")
+        .unwrap();
+    scratch.up_to(3).unwrap();
+    let email: String = scratch
+        .query_one("SELECT email FROM users WHERE name = 'Ada'")
+        .unwrap();
+    assert_eq!(email, "ada@example.org");
+    assert_eq!(scratch.version().unwrap(), 3);
+    scratch.up().unwrap();
+    assert!(scratch.columns("users").contains(&"role".to_owned()));
+    scratch.down_to(7).unwrap();
+    assert!(scratch.has_table("sessions"));
+    // A fresh scratch database: every example's round trip.
+    let report = Scratch::from_files(hsm_test_artifacts::EXAMPLES)
+        .unwrap()
+        .round_trips()
+        .unwrap();
+    assert!(report.passed());
+    assert_eq!(report.cases.len(), 7);
+    // Seed SQL that SQLite refuses is an error that says so.
+    let error = scratch.seed("INSERT INTO nowhere VALUES (1)").unwrap_err();
+    assert!(
+        error.to_string().contains("no such table: nowhere"),
+        "{error}"
+    );
+}
