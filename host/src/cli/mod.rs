@@ -4,6 +4,7 @@
 //! were wrong.
 
 mod args;
+mod bar;
 mod logging;
 mod report;
 
@@ -36,6 +37,10 @@ pub fn main() -> ExitCode {
     // Completions and the manual page only print: no log file is made for them.
     let _log_guard = (!matches!(args.command, Command::Completions { .. } | Command::Man {}))
         .then(|| logging::init(args.global.verbose, &args.global.log_file));
+    // A bar only for a person at a terminal: never under --json, never into a pipe or the log.
+    if !args.global.json && std::io::stderr().is_terminal() {
+        hsm_host::runtime::set_progress_sink(std::sync::Arc::new(bar::Bar::stderr()));
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed stdout (`hsm-host status | head`) is the reader's choice, not a failure.

@@ -26,6 +26,7 @@ use crate::contract::{Migration, MigrationPre};
 pub use inspect::Inspection;
 use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
+pub use progress::{ProgressSink, set_progress_sink};
 use state::GuestState;
 
 use crate::database::Database;

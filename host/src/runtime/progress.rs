@@ -1,13 +1,37 @@
-//! Progress of long data migrations, rate-limited so a guest reporting every row stays cheap.
+//! Progress of long data migrations (`log.progress`): to the log, rate-limited so a guest
+//! reporting every row stays cheap, and to the program's progress sink when it installed one
+//! (the binary draws a bar on a terminal).
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often a progress line is logged at most.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How often the sink hears of progress at most.
+const SINK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Receives `(label, done, total)` as migrations report progress (`total` 0: unknown), and
+/// `(label, total, total)` or an explicit finish when a step ends.
+pub trait ProgressSink: Send + Sync {
+    /// A step reported progress.
+    fn progress(&self, label: &str, done: u64, total: u64);
+    /// The step that reported progress ended (finished or failed).
+    fn finish(&self, label: &str);
+}
+
+static SINK: OnceLock<Arc<dyn ProgressSink>> = OnceLock::new();
+
+/// Installs the process's progress sink (once; later calls are ignored). Without one, progress
+/// goes to the log only.
+pub fn set_progress_sink(sink: Arc<dyn ProgressSink>) {
+    let _ = SINK.set(sink);
+}
 
 pub(crate) struct Progress {
     label: String,
     last_shown: Option<Instant>,
+    last_sent: Option<Instant>,
+    reported: bool,
 }
 
 impl Progress {
@@ -15,22 +39,48 @@ impl Progress {
         Self {
             label,
             last_shown: None,
+            last_sent: None,
+            reported: false,
         }
     }
 
     pub(crate) fn report(&mut self, done: u64, total: u64) {
         let finished = total != 0 && done >= total;
+        if let Some(sink) = SINK.get()
+            && (finished
+                || self
+                    .last_sent
+                    .is_none_or(|at| at.elapsed() >= SINK_INTERVAL))
+        {
+            self.last_sent = Some(Instant::now());
+            self.reported = true;
+            sink.progress(&self.label, done, total);
+        }
         let due = self.last_shown.is_none_or(|at| at.elapsed() >= INTERVAL);
         if !(due || finished) {
             return;
         }
         self.last_shown = Some(Instant::now());
         let label = &self.label;
-        match done.saturating_mul(100).checked_div(total) {
-            Some(percent) => {
-                tracing::info!(target: "guest", "{label}: {done}/{total} ({percent}%)")
-            }
-            None => tracing::info!(target: "guest", "{label}: {done} done"),
+        // With a sink drawing it, the line is for the log file (debug), not the terminal.
+        let line = match done.saturating_mul(100).checked_div(total) {
+            Some(percent) => format!("{label}: {done}/{total} ({percent}%)"),
+            None => format!("{label}: {done} done"),
+        };
+        if SINK.get().is_some() {
+            tracing::debug!(target: "guest", "{line}");
+        } else {
+            tracing::info!(target: "guest", "{line}");
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.reported
+            && let Some(sink) = SINK.get()
+        {
+            sink.finish(&self.label);
         }
     }
 }
