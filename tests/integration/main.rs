@@ -9,6 +9,7 @@ mod crash;
 mod failures;
 mod guests_used;
 mod integrity;
+mod json_shapes;
 mod library;
 mod sandbox;
 mod sql_sets;
