@@ -205,6 +205,15 @@ fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), Stri
             }
         }
     }
+    // A backup is one self-contained file: the copy of a WAL database is turned into
+    // rollback-journal mode, so no -wal or -shm ever appears beside it (restore puts the
+    // database back in the mode it had).
+    let mode: String = target
+        .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
+        .map_err(|e| format!("cannot make the copy self-contained: {e}"))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(format!("the copy stayed in {mode} mode"));
+    }
     target
         .close()
         .map_err(|(_, e)| format!("cannot close the copy: {e}"))?;
@@ -248,11 +257,33 @@ pub fn list(database: &Path, dir: &Path, tracking: &Tracking) -> Result<Vec<Back
     Ok(backups)
 }
 
-/// The highest applied version recorded in a database file, 0 without tracking tables.
+/// The highest applied version recorded in a database file, 0 without tracking tables. The
+/// file is opened immutable: nothing is written, nothing is left beside it.
 pub fn schema_version(path: &Path, tracking: &Tracking) -> Option<u64> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let conn = Connection::open_with_flags(
+        immutable_uri(path)?,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .ok()?;
     tracking.current_version(&conn).ok()
 }
+
+/// `file:/the/path?immutable=1`, the path percent-encoded where a URI needs it.
+fn immutable_uri(path: &Path) -> Option<String> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut uri = String::from("file:");
+    for byte in absolute.to_str()?.bytes() {
+        match byte {
+            b'?' | b'#' | b'%' | b' ' | 0..=0x1f | 0x7f.. => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(byte as char),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Some(uri)
+}
+
+/// Files SQLite keeps beside a database.
+const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Deletes all but the newest `keep` backups of `database` in `dir`; other files are never
 /// touched.
@@ -273,6 +304,24 @@ pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
         match fs::remove_file(&path) {
             Ok(()) => tracing::info!("old backup removed: {}", path.display()),
             Err(e) => tracing::warn!("cannot remove old backup {}: {e}", path.display()),
+        }
+        // Sidecars an older hsm-host (or another program) left beside it go with it.
+        for suffix in SIDECARS {
+            let _ = fs::remove_file(dir.join(format!("{old}{suffix}")));
+        }
+    }
+    // And sidecars whose backup is gone already.
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let orphan = SIDECARS.iter().any(|suffix| {
+            name.strip_suffix(suffix).is_some_and(|base| {
+                parse_backup_time(database, base).is_some() && !dir.join(base).exists()
+            })
+        });
+        if orphan {
+            let _ = fs::remove_file(entry.path());
         }
     }
     Ok(())

@@ -96,6 +96,8 @@ pub fn restore(
         _ => None,
     };
 
+    // A backup is in rollback-journal mode; the restored database gets the mode it had.
+    let was_wal = database.exists() && journal_mode(database).as_deref() == Some("wal");
     // The restored file keeps the permissions the database had (backups are private).
     let permissions = fs::metadata(database).ok().map(|m| m.permissions());
     let partial = sibling(database, ".restore-partial");
@@ -123,12 +125,30 @@ pub fn restore(
             .and_then(|d| d.sync_all())
             .map_err(|e| restore_error(dir, e))?;
     }
+    if was_wal {
+        let conn = Connection::open(database).map_err(|e| Error::OpenDatabase {
+            path: database.to_owned(),
+            source: e.into(),
+        })?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        })
+        .map_err(|e| Error::sqlite("cannot put the restored database back in WAL mode", e))?;
+    }
     Ok(RestoreReport {
         database: database.to_owned(),
         restored_from: source.to_owned(),
         previous,
         schema_version: backup::schema_version(database, tracking).unwrap_or(0),
     })
+}
+
+/// The journal mode the file at `path` is in (`wal`, `delete`, ...), read without changing it.
+fn journal_mode(path: &Path) -> Option<String> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+        .ok()
+        .map(|m| m.to_ascii_lowercase())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

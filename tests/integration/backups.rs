@@ -291,3 +291,77 @@ fn not_enough_space_for_a_backup_is_refused_before_anything_is_written() {
     assert_same_bytes(&env.db, &before, "the database");
     assert_eq!(applied(&env.open()), [1, 2, 3]);
 }
+
+/// Bytes 18 and 19 of a database file: 1 for a rollback journal, 2 for WAL.
+fn file_format(path: &Path) -> (u8, u8) {
+    let header = std::fs::read(path).unwrap();
+    (header[18], header[19])
+}
+
+fn sidecars(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("-wal") || n.ends_with("-shm") || n.ends_with("-journal"))
+        .collect()
+}
+
+#[test]
+fn backups_of_a_wal_database_are_single_files_and_restore_brings_wal_back() {
+    let env = Env::with_examples();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let mode: String = env
+        .open()
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    env.hsm(&["up", "3"]).assert_success();
+    env.hsm(&["up"]).assert_success();
+    let backup_dir = env.db.parent().unwrap().join("backups");
+    let backups = backups_in(&backup_dir);
+    assert_eq!(backups.len(), 2);
+    for backup in &backups {
+        assert_eq!(
+            file_format(backup),
+            (1, 1),
+            "{} is not self-contained",
+            backup.display()
+        );
+    }
+    // Reading the backups' versions (status) leaves nothing beside them.
+    let status = env.status();
+    assert_eq!(status["backups"][0]["schema_version"], 3);
+    assert_eq!(sidecars(&backup_dir), Vec::<String>::new());
+
+    // Restored, the database is in WAL mode again, at the backup's version.
+    let newest = backups[1].to_str().unwrap().to_owned();
+    env.hsm(&["restore", &newest, "--yes", "--no-backup"])
+        .assert_success();
+    assert_eq!(file_format(&env.db), (2, 2));
+    assert_eq!(env.status()["current_version"], 3);
+    assert_eq!(sidecars(&backup_dir), Vec::<String>::new());
+}
+
+#[test]
+fn pruning_removes_the_sidecars_of_backups_it_removes_and_orphans() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "2"]).assert_success();
+    let backup_dir = env.db.parent().unwrap().join("backups");
+    let old = backups_in(&backup_dir).remove(0);
+    let old_name = old.file_name().unwrap().to_str().unwrap().to_owned();
+    // Left by an older hsm-host: sidecars of this backup and of one pruned long ago.
+    let gone = old_name.replace("backup-2", "backup-1");
+    for name in [
+        format!("{old_name}-wal"),
+        format!("{old_name}-shm"),
+        format!("{gone}-wal"),
+    ] {
+        std::fs::write(backup_dir.join(name), b"x").unwrap();
+    }
+    // Not ours: left alone.
+    std::fs::write(backup_dir.join("notes.txt-wal"), b"x").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    env.hsm(&["backup", "--keep-backups", "1"]).assert_success();
+    assert!(!old.exists());
+    assert_eq!(sidecars(&backup_dir), vec!["notes.txt-wal".to_owned()]);
+}
