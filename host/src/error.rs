@@ -248,6 +248,8 @@ pub enum Error {
         /// The versions this run applied (or rolled back) before the failure, in order: they
         /// stay so.
         completed: Vec<u64>,
+        /// SQLite's result code, when the migration failed with an error SQLite gave it.
+        sqlite_code: Option<i32>,
     },
 }
 

@@ -862,16 +862,18 @@ fn run_step(
         .extension()
         .is_some_and(|ext| ext == "sql")
         .then(|| component.path().display().to_string());
-    let failed = |cause: String| Error::MigrationFailed {
+    let failed_with = |cause: String, sqlite_code: Option<i32>| Error::MigrationFailed {
         version: component.version(),
         name: component.metadata().name.clone(),
         direction,
         completed: Vec::new(),
+        sqlite_code,
         cause: match &file {
             Some(file) => format!("{file}: {cause}"),
             None => cause,
         },
     };
+    let failed = |cause: String| failed_with(cause, None);
     // Past the deadline, whatever the host's own SQL reports, the cause is the time limit.
     let in_time = |error: Error| {
         if Instant::now() >= deadline {
@@ -899,7 +901,7 @@ fn run_step(
     let started = Instant::now();
     let outcome = component.run(direction, db, deadline);
     let duration_ms = started.elapsed().as_millis() as u64;
-    outcome.map_err(failed)?;
+    outcome.map_err(|failure| failed_with(failure.message, failure.sqlite_code))?;
 
     let conn = db.connection();
     if conn.is_autocommit() {
@@ -959,6 +961,7 @@ fn with_completed(error: Error, completed: Vec<u64>) -> Error {
             name,
             direction,
             cause,
+            sqlite_code,
             ..
         } => Error::MigrationFailed {
             version,
@@ -966,6 +969,7 @@ fn with_completed(error: Error, completed: Vec<u64>) -> Error {
             direction,
             cause,
             completed,
+            sqlite_code,
         },
         other => other,
     }

@@ -460,6 +460,8 @@ fn under_json_errors_are_json_too() {
     assert_eq!(error["version"], 2);
     assert_eq!(error["direction"], "up");
     assert_eq!(error["completed"], serde_json::json!([1]));
+    // The guest failed with SQLite's own error: its code (SQLITE_ERROR) comes with it.
+    assert_eq!(error["sqlite_code"], 1);
     assert!(
         error["cause"]
             .as_str()

@@ -112,6 +112,14 @@ fn failed_guest_error_names_version_direction_and_cause() {
             assert_eq!(cause, "refusing on purpose after writing");
             // The seven examples before it applied in this run, and stay.
             assert_eq!(completed, &[1, 2, 3, 4, 5, 6, 7]);
+            // Its own refusal, not SQLite's: no SQLite code.
+            assert!(matches!(
+                &error,
+                Error::MigrationFailed {
+                    sqlite_code: None,
+                    ..
+                }
+            ));
             assert!(
                 error
                     .to_string()

@@ -375,8 +375,10 @@ pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Resu
             direction,
             cause,
             completed,
+            sqlite_code,
         } = library
         {
+            body["sqlite_code"] = (*sqlite_code).into();
             body["version"] = (*version).into();
             body["name"] = name.as_str().into();
             body["direction"] = direction.as_str().into();

@@ -327,6 +327,14 @@ impl From<crate::contract::Metadata> for Metadata {
     }
 }
 
+/// Why a guest call failed: the message (escaped and capped), and SQLite's result code when
+/// the guest failed with an error SQLite gave it.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) sqlite_code: Option<i32>,
+}
+
 /// What is known of a component without its code: enough for `status` and planning.
 #[derive(Debug, Clone)]
 pub struct ComponentInfo {
@@ -423,9 +431,13 @@ impl MigrationComponent {
         direction: Direction,
         db: &Database,
         deadline: Instant,
-    ) -> Result<(), String> {
-        self.run_unescaped(direction, db, deadline)
-            .map_err(|message| text::neutralize(&message, text::MAX_MESSAGE))
+    ) -> Result<(), Failure> {
+        let mut sqlite_code = None;
+        self.run_unescaped(direction, db, deadline, &mut sqlite_code)
+            .map_err(|message| Failure {
+                message: text::neutralize(&message, text::MAX_MESSAGE),
+                sqlite_code,
+            })
     }
 
     fn run_unescaped(
@@ -433,6 +445,7 @@ impl MigrationComponent {
         direction: Direction,
         db: &Database,
         deadline: Instant,
+        sqlite_code: &mut Option<i32>,
     ) -> Result<(), String> {
         let timeout = self.limits.timeout;
         let memory = MemoryBudget::new(self.limits.max_memory);
@@ -503,7 +516,14 @@ impl MigrationComponent {
         }
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(message),
+            Ok(Err(message)) => {
+                // The guest failed with SQLite's error (passed on as it came): its code.
+                *sqlite_code = closed
+                    .last_error
+                    .filter(|e| !e.message.is_empty() && message.contains(&e.message))
+                    .map(|e| e.code);
+                Err(message)
+            }
             Err(_) if outcome.output_overflowed => Err(format!(
                 "it printed more than {} to stdout or stderr, so hsm-host stopped it (migrations \
                  report through the log interface, briefly)",

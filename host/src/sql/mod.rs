@@ -101,6 +101,9 @@ pub(crate) struct GuestSql {
     length_limit: i32,
     /// Holds this call's share of SQLite's heap limit.
     _heap: heap::Reservation,
+    /// The last error SQLite gave the guest: its code is the migration's if the guest fails
+    /// with its message.
+    last_error: Mutex<Option<SqlError>>,
     closed: bool,
 }
 
@@ -111,6 +114,8 @@ pub(crate) struct Closed {
     pub(crate) transaction_ended: Option<String>,
     /// Why the connection could not be reset for the next migration, if it could not.
     pub(crate) reset_failed: Option<String>,
+    /// The last error SQLite gave the guest.
+    pub(crate) last_error: Option<SqlError>,
 }
 
 impl GuestSql {
@@ -155,6 +160,7 @@ impl GuestSql {
             statements: Mutex::new((0, 0)),
             length_limit,
             _heap: heap::reserve(SQL_HEAP_BUDGET),
+            last_error: Mutex::new(None),
             closed: false,
         }
     }
@@ -184,6 +190,9 @@ impl GuestSql {
             });
         }
         self.refuse_if_ended()?;
+        if let Err(error) = &result {
+            *lock(&self.last_error) = Some(error.clone());
+        }
         result
     }
 
@@ -637,6 +646,7 @@ impl GuestSql {
         Closed {
             transaction_ended: lock(&self.ended).take(),
             reset_failed,
+            last_error: lock(&self.last_error).take(),
         }
     }
 }
