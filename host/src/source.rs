@@ -59,12 +59,23 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
     // Plain SQL migrations beside the components are packed as they are read; the compile
     // cache knows their (deterministic) bytes from the last run.
     let sql = crate::pack::read_dir(dir, layout)?;
+    let packing = (sql.len() > 1).then(|| {
+        crate::runtime::progress::HostProgress::new(
+            format!("loading {} SQL migrations", sql.len()),
+            sql.len(),
+        )
+    });
     let packed = parallel_map(&sql, |migration| {
         // Packing is deterministic, so its bytes are remembered by what they are made from.
-        let bytes =
-            runtime.remembered_bytes(&migration.component_key(), || migration.component())?;
-        runtime.load(migration.source.clone(), &bytes)
+        let loaded = runtime
+            .remembered_bytes(&migration.component_key(), || migration.component())
+            .and_then(|bytes| runtime.load(migration.source.clone(), &bytes));
+        if let Some(progress) = &packing {
+            progress.tick();
+        }
+        loaded
     });
+    drop(packing);
     // Known files first, on this thread (a stat and a small read each); the rest are compiled
     // or loaded from the cache in parallel.
     let known: Vec<Option<ComponentInfo>> = files
@@ -76,7 +87,22 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
         .zip(&known)
         .filter_map(|(path, info)| info.is_none().then_some(path))
         .collect();
-    let mut loaded = parallel_map(&unknown, |path| runtime.load_file(path)).into_iter();
+    // Loading many new files (compiling them, the first time) shows a bar on a terminal.
+    let progress = (unknown.len() > 1).then(|| {
+        crate::runtime::progress::HostProgress::new(
+            format!("loading {} components", unknown.len()),
+            unknown.len(),
+        )
+    });
+    let mut loaded = parallel_map(&unknown, |path| {
+        let result = runtime.load_file(path);
+        if let Some(progress) = &progress {
+            progress.tick();
+        }
+        result
+    })
+    .into_iter();
+    drop(progress);
     let mut found = Vec::with_capacity(files.len());
     for info in known {
         found.push(match info {

@@ -10,7 +10,7 @@ mod incremental;
 mod inspect;
 mod limits;
 mod output;
-mod progress;
+pub(crate) mod progress;
 mod state;
 
 use std::path::{Path, PathBuf};

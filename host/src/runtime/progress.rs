@@ -2,6 +2,7 @@
 //! reporting every row stays cheap, and to the program's progress sink when it installed one
 //! (the binary draws a bar on a terminal).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -82,5 +83,92 @@ impl Drop for Progress {
         {
             sink.finish(&self.label);
         }
+    }
+}
+
+/// Progress of the host's own work of many parts (loading and compiling components), for the
+/// sink only: the log has its own lines for it.
+pub(crate) struct HostProgress {
+    label: String,
+    total: u64,
+    done: AtomicU64,
+}
+
+impl HostProgress {
+    pub(crate) fn new(label: String, total: usize) -> Self {
+        Self {
+            label,
+            total: total as u64,
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// One more part done (from any thread).
+    pub(crate) fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(sink) = SINK.get() {
+            sink.progress(&self.label, done, self.total);
+        }
+    }
+}
+
+impl Drop for HostProgress {
+    fn drop(&mut self) {
+        if self.done.load(Ordering::Relaxed) > 0
+            && let Some(sink) = SINK.get()
+        {
+            sink.finish(&self.label);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl ProgressSink for Recorder {
+        fn progress(&self, label: &str, done: u64, total: u64) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{label} {done}/{total}"));
+        }
+        fn finish(&self, label: &str) {
+            self.0.lock().unwrap().push(format!("{label} finished"));
+        }
+    }
+
+    #[test]
+    fn the_sink_hears_each_part_and_the_end() {
+        let recorder = Arc::new(Recorder::default());
+        set_progress_sink(recorder.clone());
+        {
+            let progress = HostProgress::new("loading 3 components".into(), 3);
+            for _ in 0..3 {
+                progress.tick();
+            }
+        }
+        {
+            let mut step = Progress::new("migration 8 (bulk)".into());
+            step.report(10, 100);
+            step.report(100, 100);
+        }
+        let heard = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            [
+                "loading 3 components 1/3",
+                "loading 3 components 2/3",
+                "loading 3 components 3/3",
+                "loading 3 components finished",
+                "migration 8 (bulk) 10/100",
+                "migration 8 (bulk) 100/100",
+                "migration 8 (bulk) finished",
+            ]
+        );
     }
 }
