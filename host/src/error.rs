@@ -254,6 +254,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of error in snake_case, as `--json` reports it: `migration_failed`, `locked`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::OpenDatabase { .. } => "open_database",
+            Error::Sqlite { .. } => "sqlite",
+            Error::IncompatibleTracking { .. } => "incompatible_tracking",
+            Error::TrackedElsewhere { .. } => "tracked_elsewhere",
+            Error::Scaffold(_) => "scaffold",
+            Error::InvalidTrackingPrefix { .. } => "invalid_tracking_prefix",
+            Error::ReadMigrations { .. } => "read_migrations",
+            Error::InvalidComponent { .. } => "invalid_component",
+            Error::SqlSet { .. } => "sql_set",
+            Error::Adopt(_) => "adopt",
+            Error::DuplicateVersion { .. } => "duplicate_version",
+            Error::Locked { .. } => "locked",
+            Error::Lock { .. } => "lock",
+            Error::Backup { .. } => "backup",
+            Error::NoSpace { .. } => "no_space",
+            Error::Damaged { .. } => "damaged",
+            Error::DamagedAfterRun { .. } => "damaged_after_run",
+            Error::ComponentChanged { .. } => "component_changed",
+            Error::RestoreRefused { .. } => "restore_refused",
+            Error::Restore { .. } => "restore",
+            Error::Runtime(_) => "runtime",
+            Error::Plan(_) => "plan",
+            Error::MigrationFailed { .. } => "migration_failed",
+        }
+    }
+
     /// Whether the error is the operator's request being wrong (exit code 2) rather than
     /// something failing (exit code 1).
     pub fn is_usage(&self) -> bool {

@@ -71,14 +71,14 @@ impl Migrator {
     /// [`Error::Sqlite`] when the schema cannot be read; the migrations' own failures are cases.
     pub fn test_round_trips(&self, scratch: &Database) -> Result<TestReport> {
         let tracking = scratch.tracking().clone();
-        let pending: Vec<(u64, String, bool)> = self
-            .status(Some(scratch))?
+        let status = self.status(Some(scratch))?;
+        let mut previous = status.current_version;
+        let pending: Vec<(u64, String, bool)> = status
             .pending
             .into_iter()
             .map(|p| (p.version, p.name, p.reversible))
             .collect();
         let mut cases = Vec::with_capacity(pending.len());
-        let mut previous = self.status(Some(scratch))?.current_version;
         let mut blocked: Option<String> = None;
         for (version, name, reversible) in pending {
             if let Some(reason) = &blocked {

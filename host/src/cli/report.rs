@@ -368,7 +368,7 @@ pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Resu
         "kind": "error",
     });
     if let Some(library) = error.downcast_ref::<hsm_host::Error>() {
-        body["kind"] = serde_json::Value::from(kind_of(library));
+        body["kind"] = library.kind().into();
         if let hsm_host::Error::MigrationFailed {
             version,
             name,
@@ -387,23 +387,6 @@ pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Resu
         }
     }
     json(&serde_json::json!({ "error": body }), out)
-}
-
-/// The error's variant in snake_case: `migration_failed`, `locked`, ...
-fn kind_of(error: &hsm_host::Error) -> String {
-    let debug = format!("{error:?}");
-    let variant = debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("error");
-    let mut kind = String::new();
-    for (i, c) in variant.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            kind.push('_');
-        }
-        kind.push(c.to_ascii_lowercase());
-    }
-    kind
 }
 
 /// `hsm-host test`: one line per migration, and what differed for a failure.

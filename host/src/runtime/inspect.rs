@@ -45,27 +45,35 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
-        let (metadata, problem) = match self.load(path.to_owned(), &bytes) {
-            Ok(component) => (Some(component.metadata().clone()), None),
-            Err(Error::InvalidComponent { reason, .. }) => (None, Some(reason)),
-            Err(other) => (None, Some(other.to_string())),
+        let wasm = self.wasm()?;
+        let names = |component: &Component| -> (Vec<String>, Vec<String>) {
+            let ty = component.component_type();
+            let list = |it: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+                it.map(|n| text::neutralize(n, 200)).collect()
+            };
+            (
+                list(&mut ty.imports(&wasm.engine).map(|(n, _)| n)),
+                list(&mut ty.exports(&wasm.engine).map(|(n, _)| n)),
+            )
         };
-        // The component's own declarations, read even when the host refuses it (to say why).
-        let (imports, exports) = match self.wasm() {
-            Ok(wasm) => match Component::new(&wasm.engine, &bytes) {
-                Ok(component) => {
-                    let ty = component.component_type();
-                    let names = |it: &mut dyn Iterator<Item = &str>| -> Vec<String> {
-                        it.map(|n| text::neutralize(n, 200)).collect()
-                    };
-                    (
-                        names(&mut ty.imports(&wasm.engine).map(|(n, _)| n)),
-                        names(&mut ty.exports(&wasm.engine).map(|(n, _)| n)),
-                    )
-                }
-                Err(_) => (Vec::new(), Vec::new()),
-            },
-            Err(_) => (Vec::new(), Vec::new()),
+        let (metadata, problem, (imports, exports)) = match self.load(path.to_owned(), &bytes) {
+            // Accepted: its declarations come from the component already loaded (and cached).
+            Ok(loaded) => (
+                Some(loaded.metadata().clone()),
+                None,
+                names(loaded.pre.instance_pre().component()),
+            ),
+            // Refused: compiled once more on its own, to say what it declares.
+            Err(error) => {
+                let reason = match error {
+                    Error::InvalidComponent { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                let declared = Component::new(&wasm.engine, &bytes)
+                    .map(|c| names(&c))
+                    .unwrap_or_default();
+                (None, Some(reason), declared)
+            }
         };
         let contract = imports
             .iter()
