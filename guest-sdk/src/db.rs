@@ -36,7 +36,7 @@ impl Db {
 
     /// Runs a query and returns all its rows.
     pub fn query(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
-        let page = host::query_page(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
+        let page = host::query(sql, &params.into_values()).map_err(|e| sql_error(e, sql))?;
         Ok(result_rows(page))
     }
 
@@ -113,8 +113,8 @@ impl Db {
         sql: &str,
         rows: impl IntoIterator<Item = P>,
     ) -> Result<u64> {
-        // One page when every set has the same width (tuples always do): no list per row, and
-        // all text in one buffer.
+        // One page of parameter sets when every set has the same width (tuples always do): no
+        // list per row, and all text in one buffer.
         let mut values = Vec::new();
         let mut widths = Vec::new();
         for row in rows {
@@ -123,20 +123,37 @@ impl Db {
             widths.push(values.len() - before);
         }
         match widths.first() {
+            // No sets: the host still compiles (and so checks) the SQL.
+            None => host::execute_many(
+                sql,
+                &host::ParamSets {
+                    width: 1,
+                    cells: Vec::new(),
+                    bytes: Vec::new(),
+                },
+            )
+            .map_err(|e| sql_error(e, sql)),
             Some(&width) if width > 0 && widths.iter().all(|&w| w == width) => {
                 let (cells, bytes) = to_cells(values);
-                host::execute_many_page(sql, width as u32, &cells, &bytes)
+                let sets = host::ParamSets {
+                    width: width as u32,
+                    cells,
+                    bytes,
+                };
+                host::execute_many(sql, &sets).map_err(|e| sql_error(e, sql))
             }
-            _ => {
+            // Sets of differing widths (or none): one prepared statement, run once per set.
+            Some(_) => {
+                let statement = self.prepare(sql)?;
                 let mut values = values.into_iter();
-                let rows: Vec<Vec<Value>> = widths
-                    .iter()
-                    .map(|&width| values.by_ref().take(width).collect())
-                    .collect();
-                host::execute_many(sql, &rows)
+                let mut changed = 0;
+                for &width in &widths {
+                    let set: Vec<Value> = values.by_ref().take(width).collect();
+                    changed += statement.execute(set)?;
+                }
+                Ok(changed)
             }
         }
-        .map_err(|e| sql_error(e, sql))
     }
 
     /// Makes the SQL function `name` (declared in the migration's `functions: [...]`) usable in
@@ -191,7 +208,7 @@ impl Statement {
     pub fn query(&self, params: impl Params) -> Result<Vec<Row>> {
         let page = self
             .inner
-            .query_page(&params.into_values())
+            .query(&params.into_values())
             .map_err(|e| sql_error(e, &self.sql))?;
         Ok(result_rows(page))
     }
@@ -228,7 +245,7 @@ impl Iterator for RowStream {
             if self.done {
                 return None;
             }
-            match self.cursor.next_page(Self::BATCH) {
+            match self.cursor.next(Self::BATCH) {
                 Ok(page) if page.cells.is_empty() => self.done = true,
                 Ok(page) => {
                     self.buffered = page_rows(Rc::clone(&self.columns), page).into_iter();

@@ -149,34 +149,19 @@ macro_rules! migration {
         }
 
         impl $crate::bindings::exports::hsm::migration::functions::Guest for __HsmMigration {
-            fn call(
-                name: ::std::string::String,
-                args: ::std::vec::Vec<$crate::Value>,
-            ) -> ::core::result::Result<$crate::Value, ::std::string::String> {
-                $($(
-                    if name == ::core::stringify!($function) {
-                        let function: fn(&[$crate::Value]) -> $crate::Result<$crate::Value> = $function;
-                        return function(&args).map_err(|error| error.to_string());
-                    }
-                )*)?
-                ::core::result::Result::Err(::std::format!(
-                    "this migration declares no SQL function `{name}` (list it in `functions: [...]`)"
-                ))
-            }
-
             fn names() -> ::std::vec::Vec<::std::string::String> {
                 ::std::vec![$($(::std::string::String::from(::core::stringify!($function))),*)?]
             }
 
-            fn call_unary(
+            fn call(
                 index: u32,
-                arg: $crate::Value,
+                args: ::std::vec::Vec<$crate::Value>,
             ) -> ::core::result::Result<$crate::Value, ::std::string::String> {
                 const FUNCTIONS: &[fn(&[$crate::Value]) -> $crate::Result<$crate::Value>] =
                     &[$($($function),*)?];
                 match FUNCTIONS.get(index as usize) {
                     ::core::option::Option::Some(function) => {
-                        function(::core::slice::from_ref(&arg)).map_err(|error| error.to_string())
+                        function(&args).map_err(|error| error.to_string())
                     }
                     ::core::option::Option::None => ::core::result::Result::Err(::std::format!(
                         "this migration declares no SQL function number {index}"

@@ -1,5 +1,6 @@
-//! The contract, `wit/migration.wit`, as Rust types: the generated bindings and the host's
-//! resource types behind them. The bottom of the crate: it uses nothing of hsm-host, and the
+//! The contract, `wit/migration.wit` (`hsm:migration@0.2.0`), as Rust types: the generated
+//! bindings and the host's resource types behind them (0.1's live with its adapter,
+//! `runtime/host/v0_1.rs`). The bottom of the crate: it uses nothing of hsm-host, and the
 //! SQL proxy (`sql/`) and the runtime both build on it.
 // Generated: documented in the WIT.
 #![allow(missing_docs)]

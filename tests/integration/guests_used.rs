@@ -6,7 +6,7 @@ use std::path::Path;
 #[test]
 fn every_test_guest_is_used_by_a_test_or_a_bench() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sources: String = ["tests/integration", "host/benches"]
+    let sources: String = ["tests/integration", "tests/peak_memory", "host/benches"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
         .map(|entry| entry.unwrap().path())

@@ -40,9 +40,10 @@ fn sdk_tour_passes_every_check_on_a_scratch_database() {
     assert_eq!(tour.schema.created, ["table tour"]);
     assert_eq!(
         tour.rows_changed,
-        4 + 3 + 2 + 2 + 1 + 1 + 1 + 4 * 2,
+        4 + 3 + 2 + 2 + 1 + 1 + 1 + 4 * 2 + 3 + 3,
         "inserts, prepared inserts, batch updates, a batch of value lists, the first set of a \
-         refused batch, a fix-up, an insert through a guest function, two rows through each of \
+         refused batch, a fix-up, an insert through a guest function, three rows without \
+         parameters inserted and deleted, two rows through each of \
          the four batch forms"
     );
 
@@ -161,6 +162,22 @@ fn components_built_for_contract_0_1_1_still_run_with_their_functions() {
         .unwrap();
     assert_eq!(notes, ["NOTE 1", "NOTE 2"]);
     migrator.down(&db, None).unwrap();
+}
+
+#[test]
+fn components_built_for_contract_0_1_3_get_every_form_through_the_adapter() {
+    // The guest checks each 0.1 form itself and fails `up` with the first that differs.
+    let migrator = examples_and(&[hsm_test_artifacts::GUEST_CONTRACT_V013]);
+    let db = Database::open_in_memory().unwrap();
+    migrator.up(&db, None).unwrap_or_else(|e| panic!("{e}"));
+    let note: String = db
+        .connection()
+        .query_row("SELECT note FROM v013_guest", [], |r| r.get(0))
+        .unwrap();
+    // shout went through call-unary (position 1 of names), join2 through call by name.
+    assert_eq!(note, "NOTE via 0.1.3");
+    migrator.down(&db, None).unwrap();
+    assert_eq!(migrator.status(Some(&db)).unwrap().current_version, 7);
 }
 
 /// The testing helper, used as a plugin author would in their own `cargo test`.

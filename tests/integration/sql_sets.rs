@@ -243,6 +243,40 @@ fn packing_is_deterministic_and_packed_components_are_the_ones_applied() {
 }
 
 /// `hsm-host ARGS` on `env`'s database with another migrations directory.
+/// A packed component's checksum is what `migrations.checksum` holds for an applied SQL
+/// migration: if packing ever made other bytes from the same files, every SQL migration already
+/// applied would read as changed. These are the bytes hsm-host has made since SQL sets landed
+/// (contract 0.1.3, run through the 0.1 adapter).
+#[test]
+fn packed_bytes_stay_those_of_earlier_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(src.join(name), text).unwrap();
+    write(
+        "20240101000000_create_a.up.sql",
+        "CREATE TABLE a (id INTEGER PRIMARY KEY);\n",
+    );
+    write("20240101000000_create_a.down.sql", "DROP TABLE a;\n");
+    write(
+        "20240102000000_seed.up.sql",
+        "-- irreversible\nINSERT INTO a VALUES (1);\n",
+    );
+    let out = dir.path().join("out");
+    let written = hsm_host::pack::pack_dir(&src, &out, None).unwrap();
+    let sums: Vec<String> = written
+        .iter()
+        .map(|path| hsm_host::runtime::sha256_hex(&std::fs::read(path).unwrap()))
+        .collect();
+    assert_eq!(
+        sums,
+        [
+            "5b392658382c0eb653eb7a125ae90f15fc3b7207c8af12a27fda0640cf233374",
+            "7df3b37f4dd3c9f699d3df76aa5c3a09f8b94657d1c0704ada52bec1492bc376",
+        ]
+    );
+}
+
 fn hsm_with(env: &Env, migrations: &Path, args: &[&str]) -> Run {
     let mut cmd = env.command();
     cmd.args(args)

@@ -20,9 +20,11 @@ use super::SqlMigration;
 /// bytes, so components remembered in the cache are made again.
 pub(super) const FORMAT: &str = "hsm-host pack 1";
 
-/// The contract, as the host implements it.
-pub(super) const CONTRACT: &str = include_str!("../../../wit/migration.wit");
-/// The interface whose `execute-batch` runs the SQL (the contract's package and version).
+/// The contract packed components are built for: 0.1.3, frozen. A component's checksum is
+/// its bytes', so packing for 0.2 would make every SQL migration already applied read as
+/// changed; 0.1.3 components run through the 0.1 adapter, whose `execute-batch` is 0.2's.
+pub(super) const CONTRACT: &str = include_str!("../../../wit/0.1/migration.wit");
+/// The interface whose `execute-batch` runs the SQL.
 const SQL_IMPORT: &str = "hsm:migration/sql@0.1.3";
 
 /// Fixed places in the module's memory.

@@ -16,14 +16,69 @@ use crate::contract::Value;
 use crate::sql::FunctionCaller;
 use crate::text::{self, Budget};
 
-/// The export a component offers its functions under. Components built against 0.1.1 or
-/// 0.1.2 are found by this name too (semver-compatible lookup); they lack `names` and
-/// `call-unary`, and are called by name.
-const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.1.3";
+/// The export a component offers its functions under (contract 0.2; 0.1's is found by the
+/// adapter, `super::host::v0_1`).
+const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.2.0";
 
-type CallFunc = TypedFunc<(String, Vec<Value>), (Result<Value, String>,)>;
 type NamesFunc = TypedFunc<(), (Vec<String>,)>;
-type CallUnaryFunc = TypedFunc<(u32, Value), (Result<Value, String>,)>;
+type CallFunc = TypedFunc<(u32, Vec<Value>), (Result<Value, String>,)>;
+
+/// A component's `functions` export, whichever contract version it was built for.
+pub(crate) trait FunctionsExport: Send {
+    /// The function `call` runs for `name`; an error when the component has none by that name.
+    fn lookup(&self, name: &str) -> Result<FunctionId, String>;
+
+    /// Computes one row's result: the guest's value or message, or its trap.
+    fn call(
+        &self,
+        store: &mut Store<GuestState>,
+        function: &FunctionId,
+        args: Vec<Value>,
+    ) -> wasmtime::Result<Result<Value, String>>;
+}
+
+/// One function of a `functions` export: its position in `names` (when the component lists
+/// them) and its name.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionId {
+    pub(crate) index: Option<u32>,
+    pub(crate) name: String,
+}
+
+/// Contract 0.2's export: `names`, then `call` by position.
+struct Functions {
+    names: Vec<String>,
+    call: CallFunc,
+}
+
+impl FunctionsExport for Functions {
+    fn lookup(&self, name: &str) -> Result<FunctionId, String> {
+        match self.names.iter().position(|n| n == name) {
+            Some(index) => Ok(FunctionId {
+                index: Some(index as u32),
+                name: name.to_owned(),
+            }),
+            None => Err(format!(
+                "this migration declares no SQL function `{}` (its functions export has: {})",
+                text::neutralize(name, 64),
+                match self.names.is_empty() {
+                    true => "none".to_owned(),
+                    false => text::neutralize(&self.names.join(", "), 256),
+                }
+            )),
+        }
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<GuestState>,
+        function: &FunctionId,
+        args: Vec<Value>,
+    ) -> wasmtime::Result<Result<Value, String>> {
+        let index = function.index.unwrap_or(u32::MAX);
+        self.call.call(store, (index, args)).map(|(result,)| result)
+    }
+}
 
 /// How a function instance stopped by the deadline says so (the migration reports the limit).
 pub(crate) const OUT_OF_TIME: &str = "it exceeded the migration's time limit";
@@ -44,15 +99,11 @@ pub(crate) struct FunctionFactory {
 #[derive(Clone)]
 pub(crate) struct GuestFunctions {
     instance: Arc<Mutex<FunctionInstance>>,
-    /// What `names` returned (empty before 0.1.3): `call-unary`'s numbering.
-    names: Arc<[String]>,
 }
 
 struct FunctionInstance {
     store: Store<GuestState>,
-    call: CallFunc,
-    /// `None` for components built before 0.1.3.
-    call_unary: Option<CallUnaryFunc>,
+    export: Box<dyn FunctionsExport>,
     /// Set once the instance trapped: it cannot be entered again.
     dead: Option<String>,
 }
@@ -77,46 +128,52 @@ impl FunctionFactory {
                 None => format!("cannot start the function instance: {e:#}"),
             }
         })?;
-        let missing = || {
-            format!(
-                "the component does not export {FUNCTIONS_EXPORT}: build it for the \
-                 migration-with-functions world (the Rust SDK does)"
-            )
-        };
-        let interface = instance
-            .get_export_index(&mut store, None, FUNCTIONS_EXPORT)
-            .ok_or_else(missing)?;
-        let call: CallFunc =
-            typed_export(&instance, &mut store, &interface, "call")?.ok_or_else(missing)?;
-        let names: Option<NamesFunc> = typed_export(&instance, &mut store, &interface, "names")?;
-        let call_unary: Option<CallUnaryFunc> =
-            typed_export(&instance, &mut store, &interface, "call-unary")?;
-        let (names, call_unary) = match (names, call_unary) {
-            (Some(names), Some(call_unary)) => {
-                let (names,) = names
-                    .call(&mut store, ())
-                    .map_err(|e| format!("{FUNCTIONS_EXPORT}#names trapped: {e:#}"))?;
-                (names, Some(call_unary))
+        let export = match find_export(&instance, &mut store)? {
+            Some(export) => export,
+            None => {
+                super::host::v0_1::functions_export(&instance, &mut store)?.ok_or_else(|| {
+                    format!(
+                        "the component does not export {FUNCTIONS_EXPORT}: build it for the \
+                     migration-with-functions world (the Rust SDK does)"
+                    )
+                })?
             }
-            _ => (Vec::new(), None),
         };
         Ok(GuestFunctions {
             instance: Arc::new(Mutex::new(FunctionInstance {
                 store,
-                call,
-                call_unary,
+                export,
                 dead: None,
             })),
-            names: names.into(),
         })
     }
 }
 
-/// The function `name` of the functions export, if the component has it, with the type we
-/// expect.
-fn typed_export<Params, Results>(
+/// Contract 0.2's `functions` export of `instance`, if it has one; its names read once.
+fn find_export(
     instance: &Instance,
     store: &mut Store<GuestState>,
+) -> Result<Option<Box<dyn FunctionsExport>>, String> {
+    let Some(interface) = instance.get_export_index(&mut *store, None, FUNCTIONS_EXPORT) else {
+        return Ok(None);
+    };
+    let missing = |name: &str| format!("{FUNCTIONS_EXPORT} has no function {name}");
+    let names: NamesFunc = typed_export(instance, store, FUNCTIONS_EXPORT, &interface, "names")?
+        .ok_or_else(|| missing("names"))?;
+    let call: CallFunc = typed_export(instance, store, FUNCTIONS_EXPORT, &interface, "call")?
+        .ok_or_else(|| missing("call"))?;
+    let (names,) = names
+        .call(&mut *store, ())
+        .map_err(|e| format!("{FUNCTIONS_EXPORT}#names trapped: {e:#}"))?;
+    Ok(Some(Box::new(Functions { names, call })))
+}
+
+/// The function `name` of the export `export` (found at `interface`), if the component has
+/// it, with the type we expect.
+pub(crate) fn typed_export<Params, Results>(
+    instance: &Instance,
+    store: &mut Store<GuestState>,
+    export: &str,
     interface: &ComponentExportIndex,
     name: &str,
 ) -> Result<Option<TypedFunc<Params, Results>>, String>
@@ -130,43 +187,31 @@ where
     instance
         .get_typed_func(&mut *store, func)
         .map(Some)
-        .map_err(|e| format!("{FUNCTIONS_EXPORT}#{name} has the wrong type: {e:#}"))
+        .map_err(|e| format!("{export}#{name} has the wrong type: {e:#}"))
 }
 
 impl GuestFunctions {
     /// Why the instance stopped (a trap, the memory or time limit), if it did: the migration's
     /// real cause even when the guest reports only the SQL error it got.
     pub(crate) fn failure(&self) -> Option<String> {
-        self.instance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .dead
-            .clone()
+        lock(&self.instance).dead.clone()
     }
 
-    /// The caller SQLite uses for the guest's function `name`: one-argument calls go through
-    /// `call-unary` when the component has it, everything else through `call` by name.
-    pub(crate) fn caller(&self, name: &str) -> FunctionCaller {
+    /// The caller SQLite uses for the guest's function `name`; an error when the component
+    /// does not implement it.
+    pub(crate) fn caller(&self, name: &str) -> Result<FunctionCaller, String> {
         let instance = Arc::clone(&self.instance);
-        let index = self.names.iter().position(|n| n == name);
+        let function = lock(&self.instance).export.lookup(name)?;
         let name = name.to_owned();
-        Arc::new(move |mut args: Vec<Value>| {
-            let mut guard = instance.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Arc::new(move |args: Vec<Value>| {
+            let mut guard = lock(&instance);
             let instance = &mut *guard;
             if let Some(reason) = &instance.dead {
                 return Err(reason.clone());
             }
-            let outcome = match (&instance.call_unary, index, args.len()) {
-                (Some(call_unary), Some(index), 1) => {
-                    let arg = args.pop().expect("one argument");
-                    call_unary.call(&mut instance.store, (index as u32, arg))
-                }
-                _ => instance
-                    .call
-                    .call(&mut instance.store, (name.clone(), args)),
-            };
+            let outcome = instance.export.call(&mut instance.store, &function, args);
             match outcome {
-                Ok((result,)) => {
+                Ok(result) => {
                     result.map_err(|message| text::neutralize(&message, text::MAX_MESSAGE))
                 }
                 Err(trap) => {
@@ -184,6 +229,10 @@ impl GuestFunctions {
                     Err(reason)
                 }
             }
-        })
+        }))
     }
+}
+
+fn lock(instance: &Mutex<FunctionInstance>) -> std::sync::MutexGuard<'_, FunctionInstance> {
+    instance.lock().unwrap_or_else(|p| p.into_inner())
 }

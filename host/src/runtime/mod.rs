@@ -79,6 +79,7 @@ impl Wasm {
         clock::add_to_linker(&mut linker).map_err(error)?;
         Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(error)?;
+        host::v0_1::add_to_linker(&mut linker).map_err(error)?;
         Ok(Self {
             ticker: Arc::new(EpochTicker::start(engine.clone())),
             engine,

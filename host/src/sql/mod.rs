@@ -20,12 +20,13 @@ use rusqlite::{Connection, params_from_iter};
 pub(crate) use crate::contract::{CursorHandle, PreparedStatement};
 use crate::contract::{
     SqlError, Value,
-    sql::{Cell, FlatRows, Page, QueryResult},
+    sql::{Cell, Page, ParamSets},
 };
 use crate::database::Database;
 use crate::error::human_bytes;
 use crate::policy;
-use page::{Cells, PageBuilder};
+pub(crate) use page::Cells;
+use page::PageBuilder;
 
 /// SQLite's result codes the proxy reports for failures of its own.
 pub const SQLITE_ERROR: i32 = 1;
@@ -283,22 +284,8 @@ impl GuestSql {
         true
     }
 
-    /// Runs one query and returns all its rows, within the proxy's bounds.
-    pub(crate) fn query(&self, sql: &str, params: Vec<Value>) -> Result<QueryResult, SqlError> {
-        let FlatRows { columns, values } = self.query_flat(sql, params)?;
-        let rows = split_rows(values, columns.len());
-        Ok(QueryResult { columns, rows })
-    }
-
-    /// [`GuestSql::query`] with the rows in one flat list, row after row.
-    pub(crate) fn query_flat(&self, sql: &str, params: Vec<Value>) -> Result<FlatRows, SqlError> {
-        let mut values = Vec::new();
-        let columns = self.query_into(sql, params, &mut values)?;
-        Ok(FlatRows { columns, values })
-    }
-
-    /// [`GuestSql::query`] as a page: TEXT and BLOB bytes in one buffer.
-    pub(crate) fn query_page(&self, sql: &str, params: Vec<Value>) -> Result<Page, SqlError> {
+    /// Runs one query and returns all its rows as a page, within the proxy's bounds.
+    pub(crate) fn query(&self, sql: &str, params: Vec<Value>) -> Result<Page, SqlError> {
         let mut page = PageBuilder::default();
         let columns = self.query_into(sql, params, &mut page)?;
         Ok(page.finish(columns))
@@ -306,7 +293,7 @@ impl GuestSql {
 
     /// Runs one query, handing its cells to `cells` row after row, within the proxy's bounds;
     /// returns the column names.
-    fn query_into(
+    pub(crate) fn query_into(
         &self,
         sql: &str,
         params: Vec<Value>,
@@ -375,43 +362,30 @@ impl GuestSql {
         live.1 = live.1.saturating_sub(statement.sql.len());
     }
 
-    /// Runs one statement for each parameter list, in one call.
-    pub(crate) fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
-        self.execute_each(sql, rows.iter().map(|set| set.iter().map(value_ref)))
+    /// Runs one statement once per parameter set.
+    pub(crate) fn execute_many(&self, sql: &str, sets: ParamSets) -> Result<u64, SqlError> {
+        self.execute_cells("execute-many", sql, sets.width, &sets.cells, &sets.bytes)
     }
 
-    /// [`GuestSql::execute_many`] with the parameter lists in one flat list, `width` each.
-    pub(crate) fn execute_many_flat(
+    /// Runs `sql` once per set of `width` page cells, their TEXT and BLOB in `bytes`; `call`
+    /// names the contract function in errors.
+    pub(crate) fn execute_cells(
         &self,
+        call: &str,
         sql: &str,
         width: u32,
-        values: Vec<Value>,
+        cells: &[Cell],
+        bytes: &[u8],
     ) -> Result<u64, SqlError> {
-        let width = whole_sets("execute-many-flat", "values", width, values.len())?;
-        self.execute_each(
-            sql,
-            values.chunks(width).map(|set| set.iter().map(value_ref)),
-        )
-    }
-
-    /// [`GuestSql::execute_many`] with the parameter lists as page cells, `width` each, their
-    /// TEXT and BLOB in `bytes`.
-    pub(crate) fn execute_many_page(
-        &self,
-        sql: &str,
-        width: u32,
-        cells: Vec<Cell>,
-        bytes: Vec<u8>,
-    ) -> Result<u64, SqlError> {
-        let width = whole_sets("execute-many-page", "cells", width, cells.len())?;
+        let width = whole_sets(call, "cells", width, cells.len())?;
         let params = cells
             .iter()
             .enumerate()
             .map(|(index, cell)| {
-                page::cell_ref(cell, &bytes).map_err(|reason| SqlError {
+                page::cell_ref(cell, bytes).map_err(|reason| SqlError {
                     code: SQLITE_MISUSE,
                     message: format!(
-                        "execute-many-page: parameter {} of set {}: {reason}",
+                        "{call}: parameter {} of set {}: {reason}",
                         index % width + 1,
                         index / width + 1
                     ),
@@ -422,7 +396,7 @@ impl GuestSql {
     }
 
     /// Runs `sql` once per parameter set.
-    fn execute_each<'a, Set>(
+    pub(crate) fn execute_each<'a, Set>(
         &self,
         sql: &str,
         sets: impl Iterator<Item = Set>,
@@ -536,41 +510,16 @@ impl GuestSql {
             .unwrap_or_default()
     }
 
-    /// The next rows of a cursor, at most `max` (and [`MAX_BATCH_ROWS`]); empty when done.
-    pub(crate) fn cursor_next(
-        &self,
-        handle: &CursorHandle,
-        max: u32,
-    ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let mut values = Vec::new();
-        let width = self.cursor_batch(handle, max, &mut values)?.len();
-        Ok(split_rows(values, width))
-    }
-
-    /// [`GuestSql::cursor_next`] with the rows in one flat list, row after row.
-    pub(crate) fn cursor_next_flat(
-        &self,
-        handle: &CursorHandle,
-        max: u32,
-    ) -> Result<Vec<Value>, SqlError> {
-        let mut values = Vec::new();
-        self.cursor_batch(handle, max, &mut values)?;
-        Ok(values)
-    }
-
-    /// [`GuestSql::cursor_next`] as a page: TEXT and BLOB bytes in one buffer.
-    pub(crate) fn cursor_next_page(
-        &self,
-        handle: &CursorHandle,
-        max: u32,
-    ) -> Result<Page, SqlError> {
+    /// The next rows of a cursor as a page, at most `max` (and [`MAX_BATCH_ROWS`]); without
+    /// cells when done.
+    pub(crate) fn cursor_next(&self, handle: &CursorHandle, max: u32) -> Result<Page, SqlError> {
         let mut page = PageBuilder::default();
         let columns = self.cursor_batch(handle, max, &mut page)?;
         Ok(page.finish(columns))
     }
 
     /// Hands the next batch's cells to `cells`, row after row; returns the column names.
-    fn cursor_batch(
+    pub(crate) fn cursor_batch(
         &self,
         handle: &CursorHandle,
         max: u32,
@@ -725,7 +674,12 @@ fn check_params<'a>(params: impl IntoIterator<Item = ValueRef<'a>>) -> Result<()
 }
 
 /// How many sets of `width` a flat list of `len` holds; an error unless a whole number.
-fn whole_sets(call: &str, what: &str, width: u32, len: usize) -> Result<usize, SqlError> {
+pub(crate) fn whole_sets(
+    call: &str,
+    what: &str,
+    width: u32,
+    len: usize,
+) -> Result<usize, SqlError> {
     let width = width as usize;
     if width == 0 || !len.is_multiple_of(width) {
         return Err(SqlError {
@@ -738,7 +692,7 @@ fn whole_sets(call: &str, what: &str, width: u32, len: usize) -> Result<usize, S
 
 /// Values row after row, `width` each, as one list per row (a result without columns has no
 /// rows).
-fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
+pub(crate) fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
     let count = values.len().checked_div(width).unwrap_or(0);
     let mut values = values.into_iter();
     (0..count)
@@ -747,7 +701,7 @@ fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
 }
 
 /// A guest value, borrowed for binding (SQLite copies what it keeps).
-fn value_ref(value: &Value) -> ValueRef<'_> {
+pub(crate) fn value_ref(value: &Value) -> ValueRef<'_> {
     match value {
         Value::Null => ValueRef::Null,
         Value::Integer(i) => ValueRef::Integer(*i),

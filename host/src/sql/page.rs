@@ -1,7 +1,8 @@
-//! Pages (contract 0.1.3): cells row after row whose TEXT and BLOB bytes share one buffer, so
-//! a page crosses the boundary as three allocations instead of one per text cell. Results are
-//! built here as SQLite steps (as a page, or as the older list of values), and the cells a
-//! guest sends as parameters are checked here before they are bound.
+//! Pages: cells row after row whose TEXT and BLOB bytes share one buffer, so a page crosses
+//! the boundary as three allocations instead of one per text cell. Results are built here as
+//! SQLite steps (as a page, or as a list of values for function arguments and contract 0.1's
+//! list forms), and the cells a guest sends as parameters are checked here before they are
+//! bound.
 
 use rusqlite::types::ValueRef;
 

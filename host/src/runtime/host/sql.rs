@@ -1,4 +1,4 @@
-//! `hsm:migration/sql`: each call hands over to the migration's `GuestSql` (the proxy, its
+//! `hsm:migration/sql@0.2`: each call hands over to the migration's `GuestSql` (the proxy, its
 //! policy and limits live in `crate::sql`).
 
 use wasmtime::component::Resource;
@@ -18,39 +18,8 @@ impl sql::Host for GuestState {
         self.sql()?.execute_batch(&sql)
     }
 
-    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::QueryResult, SqlError> {
+    fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::Page, SqlError> {
         self.sql()?.query(&sql, params)
-    }
-
-    fn query_page(&mut self, sql: String, params: Vec<Value>) -> Result<sql::Page, SqlError> {
-        self.sql()?.query_page(&sql, params)
-    }
-
-    fn last_insert_rowid(&mut self) -> i64 {
-        self.sql().map_or(0, GuestSql::last_insert_rowid)
-    }
-
-    fn execute_many(&mut self, sql: String, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
-        self.sql()?.execute_many(&sql, rows)
-    }
-
-    fn execute_many_flat(
-        &mut self,
-        sql: String,
-        width: u32,
-        values: Vec<Value>,
-    ) -> Result<u64, SqlError> {
-        self.sql()?.execute_many_flat(&sql, width, values)
-    }
-
-    fn execute_many_page(
-        &mut self,
-        sql: String,
-        width: u32,
-        cells: Vec<sql::Cell>,
-        bytes: Vec<u8>,
-    ) -> Result<u64, SqlError> {
-        self.sql()?.execute_many_page(&sql, width, cells, bytes)
     }
 
     fn query_rows(
@@ -59,15 +28,110 @@ impl sql::Host for GuestState {
         params: Vec<Value>,
     ) -> Result<Resource<CursorHandle>, SqlError> {
         let handle = self.sql()?.open_cursor(&sql, params)?;
-        self.table.push(handle).map_err(|e| SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("cannot keep the cursor: {e}"),
-        })
+        self.keep(handle, "cursor")
+    }
+
+    fn execute_many(&mut self, sql: String, sets: sql::ParamSets) -> Result<u64, SqlError> {
+        self.sql()?.execute_many(&sql, sets)
+    }
+
+    fn last_insert_rowid(&mut self) -> i64 {
+        self.sql().map_or(0, GuestSql::last_insert_rowid)
     }
 
     fn register_function(
         &mut self,
         name: String,
+        arity: i32,
+        deterministic: bool,
+    ) -> Result<(), SqlError> {
+        self.register_guest_function(&name, arity, deterministic)
+    }
+}
+
+impl sql::HostRows for GuestState {
+    fn columns(&mut self, rows: Resource<CursorHandle>) -> Vec<String> {
+        match (self.sql(), self.table.get(&rows)) {
+            (Ok(sql), Ok(handle)) => sql.cursor_columns(handle),
+            _ => Vec::new(),
+        }
+    }
+
+    fn next(&mut self, rows: Resource<CursorHandle>, max: u32) -> Result<sql::Page, SqlError> {
+        self.sql()?.cursor_next(self.cursor(&rows)?, max)
+    }
+
+    fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
+        self.close_cursor(rows)
+    }
+}
+
+impl sql::HostStatement for GuestState {
+    fn prepare(&mut self, sql: String) -> Result<Resource<PreparedStatement>, SqlError> {
+        let statement = self.sql()?.prepare(&sql)?;
+        self.keep(statement, "statement")
+    }
+
+    fn execute(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.execute(&sql, params)
+    }
+
+    fn query(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+        params: Vec<Value>,
+    ) -> Result<sql::Page, SqlError> {
+        let sql = self.statement_sql(&statement)?;
+        self.sql()?.query(&sql, params)
+    }
+
+    fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
+        self.forget_statement(statement)
+    }
+}
+
+/// What both contract versions' resources share: keeping them in the call's table, and
+/// releasing them.
+impl GuestState {
+    pub(super) fn keep<T: Send + 'static>(
+        &mut self,
+        value: T,
+        what: &str,
+    ) -> Result<Resource<T>, SqlError> {
+        self.table.push(value).map_err(|e| SqlError {
+            code: SQLITE_MISUSE,
+            message: format!("cannot keep the {what}: {e}"),
+        })
+    }
+
+    pub(super) fn close_cursor(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
+        let handle = self.table.delete(rows)?;
+        if let Ok(sql) = self.sql() {
+            sql.close_cursor(&handle);
+        }
+        Ok(())
+    }
+
+    pub(super) fn forget_statement(
+        &mut self,
+        statement: Resource<PreparedStatement>,
+    ) -> wasmtime::Result<()> {
+        let statement = self.table.delete(statement)?;
+        if let Ok(sql) = self.sql() {
+            sql.forget_statement(&statement);
+        }
+        Ok(())
+    }
+
+    /// Starts the function instance on the first registration, then registers `name`.
+    pub(super) fn register_guest_function(
+        &mut self,
+        name: &str,
         arity: i32,
         deterministic: bool,
     ) -> Result<(), SqlError> {
@@ -85,99 +149,9 @@ impl sql::Host for GuestState {
             .function_caller
             .as_ref()
             .expect("started above")
-            .caller(&name);
+            .caller(name)
+            .map_err(misuse)?;
         self.sql()?
-            .register_function(&name, arity, deterministic, caller)
-    }
-}
-
-impl sql::HostRows for GuestState {
-    fn columns(&mut self, rows: Resource<CursorHandle>) -> Vec<String> {
-        match (self.sql(), self.table.get(&rows)) {
-            (Ok(sql), Ok(handle)) => sql.cursor_columns(handle),
-            _ => Vec::new(),
-        }
-    }
-
-    fn next_batch(
-        &mut self,
-        rows: Resource<CursorHandle>,
-        max: u32,
-    ) -> Result<Vec<Vec<Value>>, SqlError> {
-        self.sql()?.cursor_next(self.cursor(&rows)?, max)
-    }
-
-    fn next_batch_flat(
-        &mut self,
-        rows: Resource<CursorHandle>,
-        max: u32,
-    ) -> Result<Vec<Value>, SqlError> {
-        self.sql()?.cursor_next_flat(self.cursor(&rows)?, max)
-    }
-
-    fn next_page(&mut self, rows: Resource<CursorHandle>, max: u32) -> Result<sql::Page, SqlError> {
-        self.sql()?.cursor_next_page(self.cursor(&rows)?, max)
-    }
-
-    fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
-        let handle = self.table.delete(rows)?;
-        if let Ok(sql) = self.sql() {
-            sql.close_cursor(&handle);
-        }
-        Ok(())
-    }
-}
-
-impl sql::HostStatement for GuestState {
-    fn prepare(&mut self, sql: String) -> Result<Resource<PreparedStatement>, SqlError> {
-        let statement = self.sql()?.prepare(&sql)?;
-        self.table.push(statement).map_err(|e| SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("cannot keep the statement: {e}"),
-        })
-    }
-
-    fn execute(
-        &mut self,
-        statement: Resource<PreparedStatement>,
-        params: Vec<Value>,
-    ) -> Result<u64, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        self.sql()?.execute(&sql, params)
-    }
-
-    fn query(
-        &mut self,
-        statement: Resource<PreparedStatement>,
-        params: Vec<Value>,
-    ) -> Result<sql::QueryResult, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        self.sql()?.query(&sql, params)
-    }
-
-    fn query_flat(
-        &mut self,
-        statement: Resource<PreparedStatement>,
-        params: Vec<Value>,
-    ) -> Result<sql::FlatRows, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        self.sql()?.query_flat(&sql, params)
-    }
-
-    fn query_page(
-        &mut self,
-        statement: Resource<PreparedStatement>,
-        params: Vec<Value>,
-    ) -> Result<sql::Page, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        self.sql()?.query_page(&sql, params)
-    }
-
-    fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
-        let statement = self.table.delete(statement)?;
-        if let Ok(sql) = self.sql() {
-            sql.forget_statement(&statement);
-        }
-        Ok(())
+            .register_function(name, arity, deterministic, caller)
     }
 }

@@ -369,28 +369,23 @@ fn attack(db: &Db) -> Result<()> {
                  INSERT INTO t VALUES (1);",
             )
         }
-        "flat_misfit" => {
-            // Raw 0.1.2 calls the SDK never makes: a batch that is not whole sets, and width 0.
-            use hsm_guest::bindings::hsm::migration::sql::execute_many_flat;
-            let values = [hsm_guest::Value::Text("x".into())];
-            let misfit = execute_many_flat("INSERT INTO attack VALUES (?1, ?2)", 2, &values);
-            let zero = execute_many_flat("INSERT INTO attack VALUES (?1)", 0, &values);
-            match (misfit, zero) {
-                (Err(a), Err(b)) => Err(Error::msg(format!("{} / {}", a.message, b.message))),
-                other => Err(Error::msg(format!("LEAK: misfit batches ran: {other:?}"))),
-            }
-        }
         "page_misfit" => {
-            // Raw 0.1.3 calls the SDK never makes: spans outside the bytes sent (one that
-            // would wrap a u32), TEXT that is not UTF-8, and cells that are not whole sets.
-            use hsm_guest::bindings::hsm::migration::sql::{Cell, Span, execute_many_page};
+            // Raw calls the SDK never makes: spans outside the bytes sent (one that would wrap
+            // a u32), TEXT that is not UTF-8, cells that are not whole sets, and width 0.
+            use hsm_guest::bindings::hsm::migration::sql::{Cell, ParamSets, Span, execute_many};
             let sql = "INSERT INTO attack VALUES (?1)";
             let text = |offset, len| Cell::Text(Span { offset, len });
+            let sets = |width, cells: &[Cell], bytes: &[u8]| ParamSets {
+                width,
+                cells: cells.to_vec(),
+                bytes: bytes.to_vec(),
+            };
             let attempts = [
-                execute_many_page(sql, 1, &[text(2, 8)], b"abc"),
-                execute_many_page(sql, 1, &[text(u32::MAX, 2)], b"abc"),
-                execute_many_page(sql, 1, &[Cell::Null, text(0, 1)], b"\xff"),
-                execute_many_page(sql, 2, &[Cell::Null], b""),
+                execute_many(sql, &sets(1, &[text(2, 8)], b"abc")),
+                execute_many(sql, &sets(1, &[text(u32::MAX, 2)], b"abc")),
+                execute_many(sql, &sets(1, &[Cell::Null, text(0, 1)], b"\xff")),
+                execute_many(sql, &sets(2, &[Cell::Null], b"")),
+                execute_many(sql, &sets(0, &[Cell::Null], b"")),
             ];
             let mut refusals = Vec::new();
             for attempt in attempts {
