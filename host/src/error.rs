@@ -20,6 +20,15 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The command needs a database that is not there (it is not created for it).
+    #[error("database {} does not exist: {action}", path.display())]
+    NoDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// Why it is needed, e.g. `there is nothing to back up`.
+        action: &'static str,
+    },
+
     /// A statement of the host's own failed.
     #[error("{context}: {source}")]
     Sqlite {
@@ -258,6 +267,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::OpenDatabase { .. } => "open_database",
+            Error::NoDatabase { .. } => "no_database",
             Error::Sqlite { .. } => "sqlite",
             Error::IncompatibleTracking { .. } => "incompatible_tracking",
             Error::TrackedElsewhere { .. } => "tracked_elsewhere",
@@ -286,7 +296,8 @@ impl Error {
     /// Whether the error is the operator's request being wrong (exit code 2) rather than
     /// something failing (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Plan(plan) if plan.is_usage())
+        matches!(self, Error::NoDatabase { .. })
+            || matches!(self, Error::Plan(plan) if plan.is_usage())
     }
 
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {

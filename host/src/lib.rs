@@ -16,7 +16,10 @@
 //! # }
 //! ```
 //!
-//! The public modules are what a program needs besides [`Migrator`]: [`backup`] and
+//! An operator's program works on files through [`Project`] (a database and its migrations
+//! directory, one method per `hsm-host` command: status, up, down, dry runs, backup, backups,
+//! restore, repair, adopt, baseline, test). The public modules are what a program needs besides
+//! [`Project`] and [`Migrator`]: [`backup`] and
 //! [`restore`], [`status`], [`pack`] (plain SQL migrations), [`adopt`] (other tools'
 //! histories), [`tracking`] (the tracking tables and their names), [`source`], [`runtime`]
 //! (limits and the compile cache) and [`lock`]. Everything else (the SQL proxy, the policy, the
@@ -34,6 +37,7 @@ pub mod migrator;
 pub mod pack;
 mod plan;
 mod policy;
+mod project;
 pub mod restore;
 pub mod roundtrip;
 pub mod runtime;
@@ -52,6 +56,7 @@ pub use database::Database;
 pub use error::{Error, Result};
 pub use migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety, StepReport};
 pub use plan::{Direction, PlanError};
+pub use project::Project;
 pub use runtime::{Limits, Metadata, MigrationComponent, Runtime};
 pub use schema::SchemaChange;
 pub use status::Status;

@@ -213,3 +213,47 @@ fn the_testing_helper_seeds_applies_asserts_and_rolls_back() {
         "{error}"
     );
 }
+
+/// The library's front, as an operator's program uses it: every command on the files.
+#[test]
+fn a_project_runs_every_command_on_its_files() {
+    use hsm_host::Project;
+    let env = crate::support::Env::with_examples();
+    let project = Project::new(&env.db, &env.migrations)
+        .with_cache_dir(Some(crate::support::test_cache_home().join("hsm-host")));
+    // Reading and rehearsing never create the database.
+    let status = project.status().unwrap();
+    assert_eq!((status.exists, status.pending.len()), (false, 7));
+    assert_eq!(project.dry_run_up(None).unwrap().to, 7);
+    assert!(!env.db.exists());
+    let missing = project.backup().unwrap_err();
+    assert!(matches!(missing, Error::NoDatabase { .. }) && missing.is_usage());
+    assert!(
+        missing.to_string().contains("nothing to back up"),
+        "{missing}"
+    );
+    assert!(matches!(
+        project.dry_run_down(None),
+        Err(Error::NoDatabase { .. })
+    ));
+
+    assert_eq!(project.up(Some(5)).unwrap().to, 5);
+    let at_five = project.backup().unwrap();
+    assert_eq!(project.up(Some(6)).unwrap().to, 6);
+    let rehearsal = project.dry_run_down(Some(5)).unwrap();
+    assert_eq!((rehearsal.from, rehearsal.to), (6, 5));
+    assert_eq!(project.status().unwrap().current_version, 6);
+    assert_eq!(project.down(Some(5)).unwrap().to, 5);
+    assert_eq!(project.up(None).unwrap().to, 7);
+    // The run to 7 took its own backup before migrating; the one taken by hand holds 5.
+    let backups = project.backups().unwrap();
+    assert!(
+        backups
+            .iter()
+            .any(|b| b.path == at_five && b.schema_version == Some(5))
+    );
+    let restored = project.restore(&at_five).unwrap();
+    assert_eq!(restored.schema_version, 5);
+    assert_eq!(project.status().unwrap().current_version, 5);
+    assert!(project.test(None).unwrap().passed());
+}

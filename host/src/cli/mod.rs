@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use hsm_host::backup::{self, BackupConfig};
+use hsm_host::backup::BackupConfig;
 use hsm_host::tracking::Tracking;
-use hsm_host::{Database, Limits, Migrator, Runtime, Safety, restore};
+use hsm_host::{Limits, Project, Safety, restore};
 
 use args::{Args, Command, Global, UpTarget};
 
@@ -84,22 +84,24 @@ struct UsageError(String);
 fn run(args: &Args) -> Result<()> {
     let global = &args.global;
     // Refused before anything is opened, whatever the command.
-    tracking(global)?;
+    let project = project(global)?;
     let mut out = std::io::stdout().lock();
     match &args.command {
-        Command::Status {} => status(global, &mut out),
+        Command::Status {} => {
+            let status = with_loading_context(global, project.status())?;
+            report::status(&status, global.json, &mut out)
+        }
         Command::Up { target, dry_run } => {
             let (target, dry_run) = match target {
                 Some(UpTarget::DryRun) => (None, true),
                 Some(UpTarget::Version(version)) => (Some(*version), *dry_run),
                 None => (None, *dry_run),
             };
-            let migrator = migrator(global)?;
             if dry_run {
-                self::dry_run(&migrator, global, target, &mut out)
+                let report = with_loading_context(global, project.dry_run_up(target))?;
+                report::dry_run(&report, global.json, &mut out)
             } else {
-                let db = open_database(global)?;
-                let run = migrator.up(&db, target)?;
+                let run = with_loading_context(global, project.up(target))?;
                 report::run(&run, global.json, &mut out)
             }
         }
@@ -107,43 +109,31 @@ fn run(args: &Args) -> Result<()> {
             target,
             dry_run: true,
         } => {
-            let migrator = migrator(global)?;
-            if !global.database.exists() {
-                return Err(UsageError(format!(
-                    "database {} does not exist: there is nothing to roll back",
-                    global.database.display()
-                ))
-                .into());
-            }
-            let report = migrator.dry_run_down(&open_database(global)?, *target)?;
+            let report = with_loading_context(global, project.dry_run_down(*target))?;
             report::dry_run(&report, global.json, &mut out)
         }
         Command::Down { target, .. } => {
-            let migrator = migrator(global)?;
-            let db = open_database(global)?;
-            let run = migrator.down(&db, *target)?;
+            let run = with_loading_context(global, project.down(*target))?;
             report::run(&run, global.json, &mut out)
         }
-        Command::Backup {} => take_backup(global, &mut out),
+        Command::Backup {} => {
+            let path = project.backup()?;
+            report::backup_taken(&path, global.json, &mut out)
+        }
         Command::Restore { path: None, .. } => {
-            let dir = backup_config(global).dir_for(&global.database);
-            let backups = backup::list(&global.database, &dir, &tracking(global)?)?;
-            report::backups(&dir, &backups, global.json, &mut out)
+            let backups = project.backups()?;
+            report::backups(&project.backup_dir(), &backups, global.json, &mut out)
         }
         Command::Restore {
             path: Some(path),
             yes,
-        } => restore(global, path, *yes, &mut out),
+        } => restore(&project, global, path, *yes, &mut out),
         Command::Adopt { dry_run } => {
-            let migrator = migrator(global)?;
-            let db = open_database(global)?;
-            let report = migrator.adopt(&db, *dry_run)?;
+            let report = with_loading_context(global, project.adopt(*dry_run))?;
             report::adopted(&report, global.json, &mut out)
         }
         Command::Baseline { version, dry_run } => {
-            let migrator = migrator(global)?;
-            let db = open_database(global)?;
-            let report = migrator.baseline(&db, *version, *dry_run)?;
+            let report = with_loading_context(global, project.baseline(*version, *dry_run))?;
             report::adopted(&report, global.json, &mut out)
         }
         Command::Pack { src, out: to } => {
@@ -152,7 +142,7 @@ fn run(args: &Args) -> Result<()> {
             report::packed(&written, global.json, &mut out)
         }
         Command::Inspect { files } => {
-            let runtime = runtime(global)?;
+            let runtime = project.runtime()?;
             let found = files
                 .iter()
                 .map(|file| runtime.inspect_file(file))
@@ -168,12 +158,7 @@ fn run(args: &Args) -> Result<()> {
             }
         }
         Command::Test { against } => {
-            let migrator = migrator(global)?;
-            let scratch = match against {
-                Some(path) => hsm_host::roundtrip::scratch_copy(path, tracking(global)?)?,
-                None => Database::open_in_memory()?.with_tracking(tracking(global)?),
-            };
-            let report = migrator.test_round_trips(&scratch)?;
+            let report = with_loading_context(global, project.test(against.as_deref()))?;
             report::tested(&report, global.json, &mut out)?;
             if report.passed() {
                 Ok(())
@@ -190,7 +175,7 @@ fn run(args: &Args) -> Result<()> {
             // The versions already taken in the migrations directory (none if it is not there).
             let taken: Vec<u64> = if global.migrations.is_dir() {
                 hsm_host::source::describe_dir(
-                    &runtime(global)?,
+                    &project.runtime()?,
                     &global.migrations,
                     global.layout,
                 )?
@@ -217,112 +202,65 @@ fn run(args: &Args) -> Result<()> {
             .render(&mut out)
             .context("cannot write the manual page"),
         Command::Repair {} => {
-            let migrator = migrator(global)?;
-            let db = open_database(global)?;
-            let repaired = migrator.repair(&db)?;
+            let repaired = with_loading_context(global, project.repair())?;
             report::repaired(&repaired, global.json, &mut out)
         }
     }?;
     out.flush().context("cannot write to stdout")
 }
 
-fn backup_config(global: &Global) -> BackupConfig {
-    BackupConfig {
+/// The database, migrations and settings the command line names.
+fn project(global: &Global) -> Result<Project> {
+    let tracking =
+        Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()))?;
+    let cache_dir = match global.no_cache {
+        true => None,
+        false => global
+            .cache_dir
+            .clone()
+            .or_else(hsm_host::runtime::cache::default_dir),
+    };
+    let backups = BackupConfig {
         dir: global.backup_dir.clone(),
         keep: global.keep_backups,
-    }
+    };
+    Ok(Project::new(&global.database, &global.migrations)
+        .with_layout(global.layout)
+        .with_tracking(tracking)
+        .with_limits(Limits {
+            timeout: global.timeout,
+            max_memory: global.max_memory,
+        })
+        .with_cache_dir(cache_dir)
+        .with_safety(Safety {
+            backups: (!global.no_backup).then_some(backups),
+            quick_check: global.quick,
+            lock_timeout: Duration::from_secs(global.lock_timeout),
+        }))
 }
 
-fn runtime(global: &Global) -> Result<Runtime> {
-    let runtime = Runtime::with_limits(Limits {
-        timeout: global.timeout,
-        max_memory: global.max_memory,
-    })?;
-    let cache_dir = global
-        .cache_dir
-        .clone()
-        .or_else(hsm_host::runtime::cache::default_dir);
-    Ok(match cache_dir {
-        Some(dir) if !global.no_cache => runtime.with_cache_dir(&dir),
-        _ => runtime,
+/// Says which directory failed to load, and how to choose another, on errors of loading it.
+fn with_loading_context<T>(global: &Global, result: hsm_host::Result<T>) -> Result<T> {
+    use hsm_host::Error::{DuplicateVersion, InvalidComponent, ReadMigrations, SqlSet};
+    result.map_err(|error| match error {
+        ReadMigrations { .. }
+        | InvalidComponent { .. }
+        | DuplicateVersion { .. }
+        | SqlSet { .. } => anyhow::Error::new(error).context(format!(
+            "cannot load the migrations in {} (choose the directory with --migrations)",
+            global.migrations.display()
+        )),
+        other => other.into(),
     })
 }
 
-fn cannot_load(global: &Global) -> String {
-    format!(
-        "cannot load the migrations in {} (choose the directory with --migrations)",
-        global.migrations.display()
-    )
-}
-
-fn migrator(global: &Global) -> Result<Migrator> {
-    let migrator = Migrator::load_dir_in(runtime(global)?, &global.migrations, global.layout)
-        .with_context(|| cannot_load(global))?;
-    Ok(migrator.with_safety(Safety {
-        backups: (!global.no_backup).then(|| backup_config(global)),
-        quick_check: global.quick,
-        lock_timeout: Duration::from_secs(global.lock_timeout),
-    }))
-}
-
-fn status(global: &Global, out: &mut impl Write) -> Result<()> {
-    // Status needs each component's metadata, not its code: the cache answers for files it
-    // has seen, so nothing is compiled or even loaded.
-    let components =
-        hsm_host::source::describe_dir(&runtime(global)?, &global.migrations, global.layout)
-            .with_context(|| cannot_load(global))?;
-    let path = &global.database;
-    // Status never creates the database; it writes only to mark attempts whose process died.
-    let db = if path.exists() {
-        Some(open_database(global)?)
-    } else {
-        None
-    };
-    let backup_dir = backup_config(global).dir_for(path);
-    let mut status = hsm_host::status::read_status(&components, db.as_ref(), Some(&backup_dir))?;
-    status.database.get_or_insert_with(|| path.to_owned());
-    report::status(&status, global.json, out)
-}
-
-fn dry_run(
-    migrator: &Migrator,
+fn restore(
+    project: &Project,
     global: &Global,
-    target: Option<u64>,
+    path: &Path,
+    yes: bool,
     out: &mut impl Write,
 ) -> Result<()> {
-    // A dry run must not leave a file behind: a database that does not exist yet is rehearsed
-    // in memory, where it starts just as empty.
-    let db = if global.database.exists() {
-        open_database(global)?
-    } else {
-        Database::open_in_memory()?.with_tracking(tracking(global)?)
-    };
-    let report = migrator.dry_run(&db, target)?;
-    report::dry_run(&report, global.json, out)
-}
-
-/// The tracking tables `--tracking-prefix` names.
-fn tracking(global: &Global) -> Result<Tracking> {
-    Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()).into())
-}
-
-fn open_database(global: &Global) -> Result<Database> {
-    Ok(Database::open(&global.database)?.with_tracking(tracking(global)?))
-}
-
-fn take_backup(global: &Global, out: &mut impl Write) -> Result<()> {
-    if !global.database.exists() {
-        bail!(
-            "database {} does not exist: there is nothing to back up",
-            global.database.display()
-        );
-    }
-    let db = open_database(global)?;
-    let path = backup::create(&db.connection(), &global.database, &backup_config(global))?;
-    report::backup_taken(&path, global.json, out)
-}
-
-fn restore(global: &Global, path: &Path, yes: bool, out: &mut impl Write) -> Result<()> {
     // Refuse a bad file before asking anything.
     restore::check_restorable(path)?;
     let database = &global.database;
@@ -353,13 +291,6 @@ fn restore(global: &Global, path: &Path, yes: bool, out: &mut impl Write) -> Res
             bail!("restore cancelled: nothing was changed");
         }
     }
-    let config = backup_config(global);
-    let report = restore::restore(
-        database,
-        path,
-        (!global.no_backup).then_some(&config),
-        Duration::from_secs(global.lock_timeout),
-        &tracking(global)?,
-    )?;
+    let report = project.restore(path)?;
     report::restored(&report, global.json, out)
 }

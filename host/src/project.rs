@@ -1,0 +1,299 @@
+//! [`Project`]: a database file and the migrations meant for it, with the settings every
+//! command shares. The library's front: one method per `hsm-host` command that works on a
+//! database, so a new command is one CLI variant, one method here and one report function.
+//!
+//! [`Migrator`] stays the engine underneath (and the API for code that already holds a
+//! [`Database`], such as CI tests on a scratch database); a `Project` opens what each command
+//! needs and nothing more: `status` reads metadata without compiling, `backup` and `restore`
+//! never load a migration.
+
+use std::path::{Path, PathBuf};
+
+use crate::backup::{self, BackupInfo};
+use crate::error::{Error, Result};
+use crate::migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety};
+use crate::pack::Layout;
+use crate::restore::{self, RestoreReport};
+use crate::roundtrip::{self, TestReport};
+use crate::runtime::{Limits, Runtime, cache};
+use crate::status::{self, Status};
+use crate::tracking::Tracking;
+use crate::{Database, source};
+
+/// A database and its migrations directory, with the settings of a run.
+///
+/// ```no_run
+/// use hsm_host::Project;
+///
+/// # fn main() -> Result<(), hsm_host::Error> {
+/// let project = Project::new("./data/app.db", "./migrations");
+/// let status = project.status()?;
+/// if !status.pending.is_empty() {
+///     project.up(None)?; // backs up, locks, checks, applies
+/// }
+/// println!("backups: {}", project.backups()?.len());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Project {
+    database: PathBuf,
+    migrations: PathBuf,
+    layout: Option<Layout>,
+    tracking: Tracking,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    safety: Safety,
+}
+
+impl Project {
+    /// The database at `database` and the migrations in `migrations`, with the defaults of
+    /// `hsm-host`: default tracking names, [`Limits`] and [`Safety`], and the user's compile
+    /// cache ([`cache::default_dir`]).
+    pub fn new(database: impl Into<PathBuf>, migrations: impl Into<PathBuf>) -> Self {
+        Self {
+            database: database.into(),
+            migrations: migrations.into(),
+            layout: None,
+            tracking: Tracking::default(),
+            limits: Limits::default(),
+            cache_dir: cache::default_dir(),
+            safety: Safety::default(),
+        }
+    }
+
+    /// Reads the directory's SQL migrations in `layout` (`None`: recognised from file names).
+    pub fn with_layout(mut self, layout: Option<Layout>) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Names the tracking tables (`--tracking-prefix`).
+    pub fn with_tracking(mut self, tracking: Tracking) -> Self {
+        self.tracking = tracking;
+        self
+    }
+
+    /// The time and memory limits of every guest call.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Where compiled components are kept (`None`: compile every time).
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Backups, checks and the lock timeout of runs that write.
+    pub fn with_safety(mut self, safety: Safety) -> Self {
+        self.safety = safety;
+        self
+    }
+
+    /// The database file.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// The migrations directory.
+    pub fn migrations(&self) -> &Path {
+        &self.migrations
+    }
+
+    /// The tracking tables' names.
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    /// Where this database's backups go.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.safety
+            .backups
+            .clone()
+            .unwrap_or_default()
+            .dir_for(&self.database)
+    }
+
+    /// A runtime with this project's limits and cache.
+    ///
+    /// # Errors
+    /// As [`Runtime::with_limits`].
+    pub fn runtime(&self) -> Result<Runtime> {
+        let runtime = Runtime::with_limits(self.limits)?;
+        Ok(match &self.cache_dir {
+            Some(dir) => runtime.with_cache_dir(dir),
+            None => runtime,
+        })
+    }
+
+    /// Every migration of the directory, loaded and validated, with this project's safety.
+    ///
+    /// # Errors
+    /// As [`Migrator::load_dir_in`].
+    pub fn migrator(&self) -> Result<Migrator> {
+        Ok(
+            Migrator::load_dir_in(self.runtime()?, &self.migrations, self.layout)?
+                .with_safety(self.safety.clone()),
+        )
+    }
+
+    /// Opens (creating it if needed) the database.
+    ///
+    /// # Errors
+    /// [`Error::OpenDatabase`].
+    pub fn open(&self) -> Result<Database> {
+        Ok(Database::open(&self.database)?.with_tracking(self.tracking.clone()))
+    }
+
+    /// Opens the database if it exists; `None` when it does not (nothing is created).
+    fn open_existing(&self) -> Result<Option<Database>> {
+        match self.database.exists() {
+            true => self.open().map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Opens the database, which must exist for `action`.
+    fn open_required(&self, action: &'static str) -> Result<Database> {
+        self.open_existing()?.ok_or_else(|| Error::NoDatabase {
+            path: self.database.clone(),
+            action,
+        })
+    }
+
+    /// Which migrations are applied, pending, changed or missing, and the backups. Needs each
+    /// component's metadata, not its code: the compile cache answers for files it has seen, so
+    /// nothing is compiled. Never creates the database; it writes only to mark attempts whose
+    /// process died.
+    ///
+    /// # Errors
+    /// As [`source::describe_dir`] and [`status::read_status`].
+    pub fn status(&self) -> Result<Status> {
+        let components = source::describe_dir(&self.runtime()?, &self.migrations, self.layout)?;
+        let db = self.open_existing()?;
+        let mut status = status::read_status(&components, db.as_ref(), Some(&self.backup_dir()))?;
+        status.database.get_or_insert_with(|| self.database.clone());
+        Ok(status)
+    }
+
+    /// Applies pending migrations up to `target` (all when `None`). See [`Migrator::up`].
+    ///
+    /// # Errors
+    /// As [`Migrator::up`].
+    pub fn up(&self, target: Option<u64>) -> Result<RunReport> {
+        let migrator = self.migrator()?;
+        migrator.up(&self.open()?, target)
+    }
+
+    /// Rolls back to `target` (one step when `None`). See [`Migrator::down`].
+    ///
+    /// # Errors
+    /// As [`Migrator::down`].
+    pub fn down(&self, target: Option<u64>) -> Result<RunReport> {
+        let migrator = self.migrator()?;
+        migrator.down(&self.open()?, target)
+    }
+
+    /// Rehearses `up` in a transaction that is rolled back. A database that does not exist
+    /// yet is rehearsed in memory, where it starts just as empty: no file is left behind.
+    ///
+    /// # Errors
+    /// As [`Migrator::dry_run`].
+    pub fn dry_run_up(&self, target: Option<u64>) -> Result<DryRunReport> {
+        let migrator = self.migrator()?;
+        let db = match self.open_existing()? {
+            Some(db) => db,
+            None => Database::open_in_memory()?.with_tracking(self.tracking.clone()),
+        };
+        migrator.dry_run(&db, target)
+    }
+
+    /// Rehearses `down` in a transaction that is rolled back.
+    ///
+    /// # Errors
+    /// [`Error::NoDatabase`]; as [`Migrator::dry_run_down`].
+    pub fn dry_run_down(&self, target: Option<u64>) -> Result<DryRunReport> {
+        let migrator = self.migrator()?;
+        migrator.dry_run_down(
+            &self.open_required("there is nothing to roll back")?,
+            target,
+        )
+    }
+
+    /// Takes a backup now (into [`Project::backup_dir`], pruning past the configured count).
+    ///
+    /// # Errors
+    /// [`Error::NoDatabase`]; as [`backup::create`].
+    pub fn backup(&self) -> Result<PathBuf> {
+        let db = self.open_required("there is nothing to back up")?;
+        let config = self.safety.backups.clone().unwrap_or_default();
+        backup::create(&db.connection(), &self.database, &config)
+    }
+
+    /// The backups of this database, newest first, with the version each holds.
+    ///
+    /// # Errors
+    /// As [`backup::list`].
+    pub fn backups(&self) -> Result<Vec<BackupInfo>> {
+        backup::list(&self.database, &self.backup_dir(), &self.tracking)
+    }
+
+    /// Replaces the database with the backup (or any SQLite file) at `source`, backing the
+    /// current one up first unless backups are off. Refuses a bad file before anything changes
+    /// ([`restore::check_restorable`]).
+    ///
+    /// # Errors
+    /// As [`restore::restore`].
+    pub fn restore(&self, source: &Path) -> Result<RestoreReport> {
+        restore::restore(
+            &self.database,
+            source,
+            self.safety.backups.as_ref(),
+            self.safety.lock_timeout,
+            &self.tracking,
+        )
+    }
+
+    /// Marks failed attempts resolved and accepts changed checksums. See [`Migrator::repair`].
+    ///
+    /// # Errors
+    /// As [`Migrator::repair`].
+    pub fn repair(&self) -> Result<Vec<u64>> {
+        let migrator = self.migrator()?;
+        migrator.repair(&self.open()?)
+    }
+
+    /// Takes over another tool's history. See [`Migrator::adopt`].
+    ///
+    /// # Errors
+    /// As [`Migrator::adopt`].
+    pub fn adopt(&self, dry_run: bool) -> Result<AdoptReport> {
+        let migrator = self.migrator()?;
+        migrator.adopt(&self.open()?, dry_run)
+    }
+
+    /// Records the migrations up to `version` as applied. See [`Migrator::baseline`].
+    ///
+    /// # Errors
+    /// As [`Migrator::baseline`].
+    pub fn baseline(&self, version: u64, dry_run: bool) -> Result<AdoptReport> {
+        let migrator = self.migrator()?;
+        migrator.baseline(&self.open()?, version, dry_run)
+    }
+
+    /// Round-trips every migration on a scratch database: in memory, or a copy of `against`
+    /// (never the file itself). See [`Migrator::test_round_trips`].
+    ///
+    /// # Errors
+    /// As [`Migrator::test_round_trips`] and [`roundtrip::scratch_copy`].
+    pub fn test(&self, against: Option<&Path>) -> Result<TestReport> {
+        let migrator = self.migrator()?;
+        let scratch = match against {
+            Some(path) => roundtrip::scratch_copy(path, self.tracking.clone())?,
+            None => Database::open_in_memory()?.with_tracking(self.tracking.clone()),
+        };
+        migrator.test_round_trips(&scratch)
+    }
+}
