@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Every test: the host's unit and integration tests (which build all guest components from
-# source), formatting and lints of the host and the guest crates.
+# source, in Rust, Python and JavaScript), formatting and lints of the host and the guest crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
+# componentize-py and componentize-js (pinned, from PyPI and npm) for the Python and JavaScript
+# guests the tests build.
+./scripts/guest-tools.sh
 
 guest_manifests=(guest-sdk/Cargo.toml migrations-wasm/Cargo.toml tests/guests/Cargo.toml)
 

@@ -50,6 +50,7 @@ fn main() {
         )
         .unwrap();
     }
+    lang_guests(&root, &out_dir, &mut code);
     let list: Vec<String> = examples.iter().map(|n| n.to_uppercase()).collect();
     writeln!(
         code,
@@ -58,6 +59,122 @@ fn main() {
     )
     .unwrap();
     std::fs::write(out_dir.join("artifacts.rs"), code).unwrap();
+}
+
+/// Python and JavaScript guests, built with the tools `scripts/guest-tools.sh` installs in
+/// `target/guest-tools/`: `PY_<NAME>` / `JS_<NAME>` constants, `None` when the tool is missing
+/// (the tests that need them then fail and say how to install it).
+fn lang_guests(root: &Path, out_dir: &Path, code: &mut String) {
+    let tools = std::env::var_os("HSM_GUEST_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/guest-tools"));
+    let python = Lang {
+        prefix: "PY",
+        tool: tools.join("python/bin/componentize-py"),
+        app: "app.py",
+        helper: root.join("guest-sdk/python/hsm_guest.py"),
+        dirs: [
+            root.join("migrations-wasm/python"),
+            root.join("tests/lang-guests/python"),
+        ],
+    };
+    let js = Lang {
+        prefix: "JS",
+        tool: tools.join("js/node_modules/.bin/componentize-js"),
+        app: "app.js",
+        helper: root.join("guest-sdk/js/hsm-guest.js"),
+        dirs: [
+            root.join("migrations-wasm/js"),
+            root.join("tests/lang-guests/js"),
+        ],
+    };
+    let wit = root.join("wit");
+    println!(
+        "cargo:rerun-if-changed={}",
+        wit.join("migration.wit").display()
+    );
+    println!("cargo:rerun-if-env-changed=HSM_GUEST_TOOLS");
+    let mut builds = Vec::new();
+    for lang in [&python, &js] {
+        println!("cargo:rerun-if-changed={}", lang.tool.display());
+        println!("cargo:rerun-if-changed={}", lang.helper.display());
+        for dir in &lang.dirs {
+            watch(dir);
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let source = entry.path();
+                if !source.join(lang.app).is_file() {
+                    continue;
+                }
+                let name = format!(
+                    "{}_{}",
+                    lang.prefix,
+                    source.file_name().unwrap().to_str().unwrap().to_uppercase()
+                );
+                if !lang.tool.is_file() {
+                    writeln!(code, "/// Not built: its tool is missing.\npub const {name}: Option<&str> = None;").unwrap();
+                    continue;
+                }
+                let stage = out_dir.join("lang").join(&name);
+                let _ = std::fs::remove_dir_all(&stage);
+                std::fs::create_dir_all(&stage).unwrap();
+                std::fs::copy(source.join(lang.app), stage.join(lang.app)).unwrap();
+                std::fs::copy(&lang.helper, stage.join(lang.helper.file_name().unwrap())).unwrap();
+                let wasm = out_dir.join("lang").join(format!("{name}.wasm"));
+                let mut cmd = Command::new(&lang.tool);
+                cmd.current_dir(&stage);
+                if lang.prefix == "PY" {
+                    cmd.arg("-d")
+                        .arg(&wit)
+                        .args(["-w", "migration-with-functions"]);
+                    cmd.args(["componentize", "app", "-o"]).arg(&wasm);
+                } else {
+                    cmd.arg(lang.app).arg("-w").arg(&wit);
+                    cmd.args([
+                        "-n",
+                        "migration-with-functions",
+                        "-d",
+                        "http",
+                        "fetch-event",
+                        "-o",
+                    ]);
+                    cmd.arg(&wasm);
+                }
+                let child = cmd
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot run {}: {e}", lang.tool.display()));
+                builds.push((name, wasm, child));
+            }
+        }
+    }
+    for (name, wasm, child) in builds {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success() && wasm.is_file(),
+            "building {name} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        writeln!(
+            code,
+            "/// `{name}`, built from source.\npub const {name}: Option<&str> = Some({:?});",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+}
+
+/// A language whose guests a tool builds from one source file and the SDK's helper module.
+struct Lang {
+    prefix: &'static str,
+    tool: PathBuf,
+    app: &'static str,
+    helper: PathBuf,
+    dirs: [PathBuf; 2],
 }
 
 /// Builds a guest workspace and returns its members' crate names (sorted).

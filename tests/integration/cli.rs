@@ -406,17 +406,20 @@ fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
     let sha = hsm_host::runtime::sha256_hex(&std::fs::read(&good).unwrap());
     run.assert_stdout_contains(&format!("sha256       {sha}"));
 
-    // A component that reaches for the network is described, refused with the reason, and
-    // the exit code says so.
+    // A component of another world is described, refused with the reason, and the exit code
+    // says so; one that imports sockets (as every Python component does) is accepted, and its
+    // imports are listed.
+    let other = env.add(hsm_test_artifacts::GUEST_WRONG_WORLD);
     let net = env.add(hsm_test_artifacts::GUEST_NET);
     let run = env.hsm(&[
         "inspect",
         "--json",
         good.to_str().unwrap(),
+        other.to_str().unwrap(),
         net.to_str().unwrap(),
     ]);
     run.assert_code(1)
-        .assert_stderr_contains("1 of 2 component(s) would be refused");
+        .assert_stderr_contains("1 of 3 component(s) would be refused");
     let found: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(found[0]["accepted"], true);
     assert_eq!(found[0]["metadata"]["version"], 3);
@@ -425,12 +428,13 @@ fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
         found[1]["problem"]
             .as_str()
             .unwrap()
-            .contains("wasi:sockets"),
+            .contains("hsm:migration"),
         "{}",
         found[1]["problem"]
     );
+    assert_eq!(found[2]["accepted"], true, "{}", found[2]);
     assert!(
-        found[1]["imports"]
+        found[2]["imports"]
             .as_array()
             .unwrap()
             .iter()

@@ -10,6 +10,7 @@ mod failures;
 mod guests_used;
 mod integrity;
 mod json_shapes;
+mod languages;
 mod library;
 mod sandbox;
 mod sql_sets;

@@ -229,7 +229,8 @@ impl Runtime {
         imports::check(&component, engine).map_err(|import| {
             invalid(format!(
                 "migration {} imports {import}, which hsm-host does not provide: migrations \
-                 may use SQL through the host and nothing else (no network, no HTTP)",
+                 may use SQL through the host and nothing else (no HTTP; sockets are linked \
+                 with every capability refused)",
                 metadata.version
             ))
         })?;

@@ -41,7 +41,8 @@ pub(crate) struct GuestState {
 }
 
 impl GuestState {
-    /// A sandbox with nothing in it: no files, no environment, no arguments, no network.
+    /// A sandbox with nothing in it: no files, no environment, no arguments, no network (TCP,
+    /// UDP and name lookup all refused).
     /// Output is captured for the host's log instead of reaching the terminal.
     pub(crate) fn new(
         label: String,
@@ -52,9 +53,14 @@ impl GuestState {
     ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // No network: the sockets interfaces are linked (Python's runtime imports them) with
+        // every capability off, and no address passes the (default, deny-all) check.
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         Self {
             wasi,

@@ -1,0 +1,63 @@
+"""Version 8, in Python: the adversarial suite's core cases. Which attack it makes is read from
+the one row of the `attack` table; each reports what it got, and reports a leak if the host
+let it through."""
+
+import os
+import socket
+
+from hsm_guest import Db, SqlError, migration
+
+
+def attack(db: Db) -> None:
+    (name,) = db.query_one("SELECT name FROM attack")
+    if name == "error":
+        db.execute("INSERT INTO attack VALUES ('written before the error')")
+        raise ValueError("refusing on purpose after writing")
+    if name == "sql_error":
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+    if name == "trap":
+        db.execute("INSERT INTO attack VALUES ('written before the trap')")
+        os.abort()
+    if name == "filesystem":
+        try:
+            with open("/etc/passwd") as f:
+                raise RuntimeError("LEAK: read " + f.read(20))
+        except OSError as error:
+            raise RuntimeError(f"blocked: {error}")
+    if name == "network":
+        # A bytes host: a str one would go through the idna codec, not bundled.
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect((b"127.0.0.1", 9))
+        except OSError as error:
+            raise RuntimeError(f"blocked: tcp: {error}")
+        raise RuntimeError("LEAK: connected")
+    if name == "attach":
+        db.execute("ATTACH DATABASE '/tmp/hsm-py-attach.db' AS other")
+        raise RuntimeError("LEAK: attached")
+    if name == "tracking":
+        db.execute("UPDATE migrations SET checksum = 'forged'")
+        raise RuntimeError("LEAK: wrote the tracking table")
+    if name == "loop":
+        while True:
+            pass
+    if name == "memory":
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 << 20))
+    if name == "none":
+        db.execute_batch("CREATE TABLE survivor (x)")
+        return
+    raise RuntimeError(f"unknown attack {name}")
+
+
+def down(db: Db) -> None:
+    db.execute_batch("DROP TABLE survivor")
+
+
+WitWorld, Functions = migration(
+    version=8,
+    name="py_attack",
+    description="Test guest: the adversarial suite's core cases, in Python",
+    up=attack,
+    down=down,
+)
