@@ -337,7 +337,7 @@ fn main() {
         bench.scale.runs
     );
     println!("|---|---|---|---|---|");
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("compile", compile),
         ("up", up),
         ("sql", sql),
@@ -346,6 +346,7 @@ fn main() {
         ("data", data),
         ("function", function),
         ("backup", backup),
+        ("languages", languages),
     ];
     for (name, section) in sections {
         if selected(name) {
@@ -740,4 +741,58 @@ fn backup(bench: &Bench, report: &mut Report) {
         "cp",
         "(for reference)",
     );
+}
+
+/// The same data migration written in Rust, Python and JavaScript (`guest_bench_data` and its
+/// twins in `tests/lang-guests/`): component size, cold compile, cached load, and the run
+/// against the native loop. Needs the tools of `scripts/guest-tools.sh`.
+fn languages(bench: &Bench, report: &mut Report) {
+    let twins = [
+        ("Rust", Some(hsm_test_artifacts::GUEST_BENCH_DATA)),
+        ("Python", hsm_test_artifacts::PY_BENCH_DATA),
+        ("JavaScript", hsm_test_artifacts::JS_BENCH_DATA),
+    ];
+    for (language, component) in twins {
+        let Some(component) = component else {
+            println!("| {language}: not built (run scripts/guest-tools.sh) | | | | |");
+            continue;
+        };
+        let size = std::fs::metadata(component).unwrap().len();
+        let dir = bench.dir.join(format!("lang-{language}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(component, dir.join("migration.wasm")).unwrap();
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for run in 0..bench.scale.runs.min(3) {
+            let cache = dir.join(format!("cache-{run}"));
+            cold.push(time(|| migrator(&dir, &cache, Safety::default())).0);
+            warm.push(
+                time(|| {
+                    let m = migrator(&dir, &cache, Safety::default());
+                    m.component(1).unwrap();
+                })
+                .0,
+            );
+        }
+        report.absolute(
+            &format!("{language}: component size, cold compile, cached load"),
+            format!(
+                "{:.1} MiB, {:.0} ms, {:.1} ms",
+                size as f64 / f64::from(1 << 20),
+                ms(median(cold)),
+                ms(median(warm))
+            ),
+            "(reference)",
+        );
+        let (ours, native) = guest_against_native(bench, component, native_transform);
+        report.compare(
+            &format!(
+                "{language}: data, {} rows read, transformed, written back",
+                bench.scale.rows
+            ),
+            &ours,
+            &native,
+            "native Rust loop",
+            "(reference)",
+        );
+    }
 }

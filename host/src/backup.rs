@@ -189,22 +189,7 @@ fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), Stri
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
-    {
-        let backup = Backup::new(conn, &mut target).map_err(|e| format!("cannot start: {e}"))?;
-        // One step copies every page inside one read transaction: a consistent snapshot even
-        // while others write. Busy/locked only happen if the source is mid-checkpoint.
-        let mut attempts = 0;
-        loop {
-            match backup.step(-1).map_err(|e| format!("copy failed: {e}"))? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked if attempts < 200 => {
-                    attempts += 1;
-                    std::thread::sleep(Duration::from_millis(25));
-                }
-                other => return Err(format!("copy did not finish: {other:?}")),
-            }
-        }
-    }
+    copy_pages(conn, &mut target)?;
     // A backup is one self-contained file: the copy of a WAL database is turned into
     // rollback-journal mode, so no -wal or -shm ever appears beside it (restore puts the
     // database back in the mode it had).
@@ -220,6 +205,69 @@ fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), Stri
     fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync the copy: {e}"))
+}
+
+/// Pages copied per backup step: 16 MiB of 4 KiB pages between progress reports.
+const STEP_PAGES: i32 = 4096;
+/// Databases smaller than this are copied without a progress bar (it would only flicker).
+const PROGRESS_FROM_BYTES: u64 = 64 << 20;
+
+/// Copies every page of `conn`'s main database into `target`, inside one read transaction:
+/// a consistent snapshot even while other processes write (in WAL mode they append to the WAL
+/// past it; in rollback mode they wait), copied in steps so a large copy reports progress.
+fn copy_pages(conn: &Connection, target: &mut Connection) -> std::result::Result<(), String> {
+    // Open the read transaction here unless the caller already holds one; it ends with us.
+    let own_transaction = conn.is_autocommit();
+    if own_transaction {
+        conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(|e| format!("cannot start a read transaction: {e}"))?;
+    }
+    let copied = (|| {
+        let backup = Backup::new(conn, target).map_err(|e| format!("cannot start: {e}"))?;
+        let (page_count, page_size): (i64, i64) = conn
+            .query_row(
+                "SELECT page_count, page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| format!("cannot measure the database: {e}"))?;
+        let bytes = (page_count.max(0) as u64).saturating_mul(page_size.max(0) as u64);
+        let mib = |pages: u64| (pages * page_size.max(0) as u64).div_ceil(1 << 20);
+        let progress = (bytes >= PROGRESS_FROM_BYTES).then(|| {
+            crate::runtime::progress::HostProgress::new(
+                "taking a backup (MiB)".into(),
+                mib(page_count as u64) as usize,
+            )
+        });
+        let mut attempts = 0;
+        loop {
+            match backup
+                .step(STEP_PAGES)
+                .map_err(|e| format!("copy failed: {e}"))?
+            {
+                StepResult::Done => break,
+                StepResult::More => {
+                    if let Some(progress) = &progress {
+                        let p = backup.progress();
+                        progress.set(mib((p.pagecount - p.remaining).max(0) as u64));
+                    }
+                }
+                StepResult::Busy | StepResult::Locked if attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                other => return Err(format!("copy did not finish: {other:?}")),
+            }
+        }
+        if let Some(progress) = &progress {
+            progress.set(mib(page_count as u64));
+        }
+        Ok(())
+    })();
+    if own_transaction {
+        let _ = conn.execute_batch("COMMIT");
+    }
+    copied
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -330,6 +378,63 @@ pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy taken in steps (so it reports progress) is still one snapshot: a writer that
+    /// keeps committing during the copy never shows up half-way in it.
+    #[test]
+    fn a_stepped_copy_of_a_busy_wal_database_is_one_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("busy.db");
+        let conn = Connection::open(&db).unwrap();
+        // Several steps' worth of pages; `pair` holds rows that are only ever written two by two,
+        // with opposite amounts, so every snapshot sums to zero and has an even count.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000)
+             INSERT INTO ballast SELECT randomblob(4000) FROM n;
+             CREATE TABLE pair (amount INTEGER);",
+        )
+        .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let conn = Connection::open(&db).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                let mut commits = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    conn.execute_batch(
+                        "BEGIN IMMEDIATE; INSERT INTO pair VALUES (7); INSERT INTO pair VALUES (-7);
+                         INSERT INTO ballast VALUES (randomblob(4000)); COMMIT;",
+                    )
+                    .unwrap();
+                    commits += 1;
+                }
+                commits
+            })
+        };
+        let partial = dir.path().join("copy.db");
+        std::thread::sleep(Duration::from_millis(20));
+        write_copy(&conn, &partial).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let commits = writer.join().unwrap();
+        assert!(commits > 0);
+        let copy = Connection::open(&partial).unwrap();
+        let (count, sum): (i64, i64) = copy
+            .query_row(
+                "SELECT count(*), coalesce(sum(amount), 0) FROM pair",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((count % 2, sum), (0, 0), "{count} rows summing to {sum}");
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        assert!(conn.is_autocommit(), "the read transaction was left open");
+    }
 
     #[test]
     fn names_follow_the_guide_and_parse_back() {

@@ -101,8 +101,8 @@ pub fn restore(
     // The restored file keeps the permissions the database had (backups are private).
     let permissions = fs::metadata(database).ok().map(|m| m.permissions());
     let partial = sibling(database, ".restore-partial");
-    let copied = fs::copy(source, &partial)
-        .and_then(|_| match permissions {
+    let copied = copy_with_progress(source, &partial)
+        .and_then(|()| match permissions {
             Some(permissions) => fs::set_permissions(&partial, permissions),
             None => Ok(()),
         })
@@ -144,6 +144,36 @@ pub fn restore(
 }
 
 /// The journal mode the file at `path` is in (`wal`, `delete`, ...), read without changing it.
+/// Files smaller than this are copied without a progress bar (it would only flicker).
+const PROGRESS_FROM_BYTES: u64 = 64 << 20;
+
+/// `fs::copy`, reporting progress in MiB for a large file.
+fn copy_with_progress(source: &Path, target: &Path) -> std::io::Result<()> {
+    let len = fs::metadata(source)?.len();
+    if len < PROGRESS_FROM_BYTES {
+        return fs::copy(source, target).map(drop);
+    }
+    let progress = crate::runtime::progress::HostProgress::new(
+        "restoring (MiB)".into(),
+        len.div_ceil(1 << 20) as usize,
+    );
+    let mut from = fs::File::open(source)?;
+    let mut to = fs::File::create(target)?;
+    let mut buffer = vec![0; 4 << 20];
+    let mut copied: u64 = 0;
+    loop {
+        let read = from.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        std::io::Write::write_all(&mut to, &buffer[..read])?;
+        copied += read as u64;
+        progress.set(copied >> 20);
+    }
+    progress.set(len.div_ceil(1 << 20));
+    Ok(())
+}
+
 fn journal_mode(path: &Path) -> Option<String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))

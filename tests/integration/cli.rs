@@ -643,3 +643,72 @@ fn a_new_author_goes_from_nothing_to_a_tested_applied_and_rolled_back_migration(
         .assert_success()
         .assert_stdout_contains("pass     1 add_notes");
 }
+
+/// Runs `args` under a pseudo-terminal (util-linux `script`), as an operator at a terminal
+/// would; returns everything the terminal showed.
+fn on_a_terminal(env: &Env, args: &[&str]) -> String {
+    let mut line = format!(
+        "'{}' --database '{}' --migrations '{}' --log-file '{}'",
+        env!("CARGO_BIN_EXE_hsm-host"),
+        env.db.display(),
+        env.migrations.display(),
+        env.log_file().display()
+    );
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let run = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("XDG_CACHE_HOME", crate::support::test_cache_home())
+        .env("TERM", "xterm")
+        .env("COLUMNS", "120")
+        .env_remove("DATABASE_PATH")
+        .env_remove("HSM_TRACKING_PREFIX")
+        .output()
+        .expect("util-linux `script` runs the command under a pseudo-terminal");
+    assert!(run.status.success(), "{run:?}");
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+#[test]
+fn progress_bars_are_drawn_on_a_terminal_and_nowhere_else() {
+    let env = Env::with_examples();
+    env.add(hsm_test_artifacts::GUEST_SLOW_BULK);
+    env.hsm(&["up", "7"]).assert_success();
+    // A database large enough for the backup's bar (64 MiB and up).
+    env.open()
+        .execute_batch(
+            "CREATE TABLE ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO ballast SELECT randomblob(4000) FROM n;",
+        )
+        .unwrap();
+    let shown = on_a_terminal(&env, &["up"]);
+    // The bar of the backup taken before migrating, and of the migration's own progress.
+    assert!(shown.contains("taking a backup (MiB)"), "{shown}");
+    assert!(shown.contains("migration 8 (slow_bulk)"), "{shown}");
+    assert!(shown.contains("Version 7 -> 8."), "{shown}");
+    // Into a pipe, or under --json: no bar, and none in the log file.
+    env.hsm(&["down"]).assert_success();
+    let piped = env.hsm(&["up"]);
+    piped.assert_success();
+    assert!(
+        !piped.stderr.contains("taking a backup (MiB)"),
+        "{}",
+        piped.stderr
+    );
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(!log.contains("taking a backup (MiB)"));
+    env.hsm(&["down"]).assert_success();
+    let json = on_a_terminal(&env, &["up", "--json"]);
+    assert!(!json.contains("taking a backup (MiB)"), "{json}");
+    // Restoring a large backup draws its own bar.
+    let backup = std::fs::read_dir(env.dir.path().join("data/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let shown = on_a_terminal(&env, &["restore", backup.to_str().unwrap(), "--yes"]);
+    assert!(shown.contains("restoring (MiB)"), "{shown}");
+}

@@ -86,8 +86,8 @@ impl Drop for Progress {
     }
 }
 
-/// Progress of the host's own work of many parts (loading and compiling components), for the
-/// sink only: the log has its own lines for it.
+/// Progress of the host's own work of many parts (loading and compiling components, copying a
+/// large database), for the sink only: the log has its own lines for it.
 pub(crate) struct HostProgress {
     label: String,
     total: u64,
@@ -106,6 +106,14 @@ impl HostProgress {
     /// One more part done (from any thread).
     pub(crate) fn tick(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(sink) = SINK.get() {
+            sink.progress(&self.label, done, self.total);
+        }
+    }
+
+    /// `done` parts done so far.
+    pub(crate) fn set(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
         if let Some(sink) = SINK.get() {
             sink.progress(&self.label, done, self.total);
         }
