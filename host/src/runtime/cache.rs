@@ -140,6 +140,25 @@ impl ComponentCache {
         if record.component_sha256 != component_sha256 {
             return None;
         }
+        // The usual case: the artifact is the file hsm-host wrote (same identity, settled), so
+        // it is mapped, not read: a large component (an interpreter, tens of MB of code) then
+        // loads in a few milliseconds. The cache replaces files by rename and prunes by unlink,
+        // never truncates one in place, so a mapped artifact cannot shrink under us.
+        let mapped_identity = || {
+            fs::metadata(&artifact_path)
+                .ok()
+                .filter(settled)
+                .map(|meta| file_identity(&meta))
+        };
+        if record.artifact_identity.is_some() && mapped_identity() == record.artifact_identity {
+            // SAFETY: as below; the file is the one hsm-host wrote and hashed (same device,
+            // inode, size, mtime and ctime), in a directory only this user can write, checked
+            // again once mapped.
+            let component = unsafe { Component::deserialize_file(engine, &artifact_path) }.ok()?;
+            if mapped_identity() == record.artifact_identity {
+                return Some((component, super::neutralize_metadata(record.metadata)));
+            }
+        }
         let (artifact, identity) = read_with_identity(&artifact_path).ok()?;
         let unchanged = identity.is_some() && record.artifact_identity == identity;
         if !unchanged && sha256_hex(&artifact) != record.artifact_sha256 {
