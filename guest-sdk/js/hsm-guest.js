@@ -184,10 +184,18 @@ export class Db {
   /** A query's rows, fetched from the host `batch` at a time: for results of any size. */
   *stream(sqlText, params = [], batch = 1000) {
     const cursor = call(sqlText, () => sql.queryRows(sqlText, values(params)));
-    for (;;) {
-      const page = rows(call(sqlText, () => cursor.next(batch)));
-      if (page.length === 0) return;
-      yield* page;
+    try {
+      for (;;) {
+        const page = rows(call(sqlText, () => cursor.next(batch)));
+        if (page.length === 0) return;
+        yield* page;
+      }
+    } finally {
+      // Frees the host's cursor now (it keeps at most 32 open per migration) where the
+      // engine has explicit resource management; otherwise the host frees it when `up` ends.
+      if (typeof Symbol.dispose === 'symbol' && typeof cursor[Symbol.dispose] === 'function') {
+        cursor[Symbol.dispose]();
+      }
     }
   }
 

@@ -39,13 +39,31 @@ impl sql::Host for GuestState {
         self.sql().map_or(0, GuestSql::last_insert_rowid)
     }
 
+    /// Starts the function instance on the first registration, then registers `name`.
     fn register_function(
         &mut self,
         name: String,
         arity: i32,
         deterministic: bool,
     ) -> Result<(), SqlError> {
-        self.register_guest_function(&name, arity, deterministic)
+        let misuse = |message: String| SqlError {
+            code: SQLITE_MISUSE,
+            message,
+        };
+        if self.function_caller.is_none() {
+            let factory = self.functions.as_ref().ok_or_else(|| {
+                misuse("SQL functions can only be registered from up or down".into())
+            })?;
+            self.function_caller = Some(factory.start().map_err(misuse)?);
+        }
+        let caller = self
+            .function_caller
+            .as_ref()
+            .expect("started above")
+            .caller(&name)
+            .map_err(misuse)?;
+        self.sql()?
+            .register_function(&name, arity, deterministic, caller)
     }
 }
 
@@ -62,7 +80,11 @@ impl sql::HostRows for GuestState {
     }
 
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
-        self.close_cursor(rows)
+        let handle = self.table.delete(rows)?;
+        if let Ok(sql) = self.sql() {
+            sql.close_cursor(&handle);
+        }
+        Ok(())
     }
 }
 
@@ -91,67 +113,20 @@ impl sql::HostStatement for GuestState {
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
-        self.forget_statement(statement)
-    }
-}
-
-/// What both contract versions' resources share: keeping them in the call's table, and
-/// releasing them.
-impl GuestState {
-    pub(super) fn keep<T: Send + 'static>(
-        &mut self,
-        value: T,
-        what: &str,
-    ) -> Result<Resource<T>, SqlError> {
-        self.table.push(value).map_err(|e| SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("cannot keep the {what}: {e}"),
-        })
-    }
-
-    pub(super) fn close_cursor(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
-        let handle = self.table.delete(rows)?;
-        if let Ok(sql) = self.sql() {
-            sql.close_cursor(&handle);
-        }
-        Ok(())
-    }
-
-    pub(super) fn forget_statement(
-        &mut self,
-        statement: Resource<PreparedStatement>,
-    ) -> wasmtime::Result<()> {
         let statement = self.table.delete(statement)?;
         if let Ok(sql) = self.sql() {
             sql.forget_statement(&statement);
         }
         Ok(())
     }
+}
 
-    /// Starts the function instance on the first registration, then registers `name`.
-    pub(super) fn register_guest_function(
-        &mut self,
-        name: &str,
-        arity: i32,
-        deterministic: bool,
-    ) -> Result<(), SqlError> {
-        let misuse = |message: String| SqlError {
+/// Keeping a resource in the call's table.
+impl GuestState {
+    fn keep<T: Send + 'static>(&mut self, value: T, what: &str) -> Result<Resource<T>, SqlError> {
+        self.table.push(value).map_err(|e| SqlError {
             code: SQLITE_MISUSE,
-            message,
-        };
-        if self.function_caller.is_none() {
-            let factory = self.functions.as_ref().ok_or_else(|| {
-                misuse("SQL functions can only be registered from up or down".into())
-            })?;
-            self.function_caller = Some(factory.start().map_err(misuse)?);
-        }
-        let caller = self
-            .function_caller
-            .as_ref()
-            .expect("started above")
-            .caller(name)
-            .map_err(misuse)?;
-        self.sql()?
-            .register_function(name, arity, deterministic, caller)
+            message: format!("cannot keep the {what}: {e}"),
+        })
     }
 }

@@ -107,11 +107,11 @@ impl GuestState {
 
 impl sql::Host for GuestState {
     fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, SqlError> {
-        self.sql()?.execute(&sql, params)
+        contract::sql::Host::execute(self, sql, params)
     }
 
     fn execute_batch(&mut self, sql: String) -> Result<(), SqlError> {
-        self.sql()?.execute_batch(&sql)
+        contract::sql::Host::execute_batch(self, sql)
     }
 
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::QueryResult, SqlError> {
@@ -172,7 +172,7 @@ impl sql::Host for GuestState {
         arity: i32,
         deterministic: bool,
     ) -> Result<(), SqlError> {
-        self.register_guest_function(&name, arity, deterministic)
+        contract::sql::Host::register_function(self, name, arity, deterministic)
     }
 }
 
@@ -203,7 +203,7 @@ impl sql::HostRows for GuestState {
     }
 
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
-        self.close_cursor(rows)
+        contract::sql::HostRows::drop(self, rows)
     }
 }
 
@@ -247,7 +247,7 @@ impl sql::HostStatement for GuestState {
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
-        self.forget_statement(statement)
+        contract::sql::HostStatement::drop(self, statement)
     }
 }
 

@@ -29,6 +29,14 @@ function attack(db) {
       const hoard = [];
       for (;;) hoard.push(new Uint8Array(16 << 20).fill(1));
     }
+    case 'streams': {
+      // More streams than the host keeps cursors open (32): each must be freed when read.
+      let read = 0;
+      for (let i = 0; i < 40; i++) {
+        for (const [n] of db.stream('SELECT ?1', [i])) read += n === i ? 1 : 0;
+      }
+      throw new Error(`${read} streams read`);
+    }
     case 'none':
       db.executeBatch('CREATE TABLE survivor (x)');
       return;
