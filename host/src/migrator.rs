@@ -886,7 +886,7 @@ fn run_step(
             error
         }
     };
-    let (before, changes_before, sequences_before, version_before) = {
+    let (mut before, changes_before, sequences_before, version_before) = {
         let conn = db.connection();
         let before = match schema.take() {
             Some(before) => before,
@@ -901,7 +901,7 @@ fn run_step(
     let started = Instant::now();
     let outcome = component.run(direction, db, deadline);
     let duration_ms = started.elapsed().as_millis() as u64;
-    outcome.map_err(|failure| failed_with(failure.message, failure.sqlite_code))?;
+    let touch = outcome.map_err(|failure| failed_with(failure.message, failure.sqlite_code))?;
 
     let conn = db.connection();
     if conn.is_autocommit() {
@@ -919,29 +919,28 @@ fn run_step(
             integrity::summarize(&violations)
         )));
     }
-    let sequences = traps::host_sequences(&conn, db.tracking())
-        .context("cannot read sqlite_sequence")
-        .map_err(in_time)?;
-    if sequences != sequences_before {
-        return Err(failed(
-            "it changed sqlite_sequence's rows of hsm-host's tables (the next history row would \
-             fail or reuse an id); migrations may not touch them"
-                .into(),
-        ));
+    // Only a statement that writes sqlite_sequence can change the host's rows there (the
+    // host's tables are the policy's to refuse, and so is dropping them).
+    if touch.sequences || touch.anywhere {
+        let sequences = traps::host_sequences(&conn, db.tracking())
+            .context("cannot read sqlite_sequence")
+            .map_err(in_time)?;
+        if sequences != sequences_before {
+            return Err(failed(
+                "it changed sqlite_sequence's rows of hsm-host's tables (the next history row \
+                 would fail or reuse an id); migrations may not touch them"
+                    .into(),
+            ));
+        }
     }
     let rows_changed = conn.total_changes() - changes_before;
-    // SQLite counts every schema change (and guests may not set the count): an unchanged
-    // count is an unchanged schema, which needs no new snapshot and has no new trap.
-    let after = if schema::version(&conn).map_err(in_time)? == version_before {
-        before.clone()
-    } else {
-        let after = schema::snapshot(&conn, db.tracking()).map_err(in_time)?;
-        traps::check(&conn, &before, &after, db.shared_tracking())
-            .map_err(|reason| in_time(failed(reason)))?;
-        after
-    };
+    let (changed_before, changed_after) =
+        schema_change(&conn, db, &mut before, &touch, version_before).map_err(in_time)?;
+    traps::check(&conn, &changed_before, &changed_after, db.shared_tracking())
+        .map_err(|reason| in_time(failed(reason)))?;
+    let after = before;
     drop(watch);
-    let change = schema::diff(&before, &after);
+    let change = schema::diff(&changed_before, &changed_after);
     *schema = Some(after);
     Ok(StepReport {
         version: component.version(),
@@ -951,6 +950,37 @@ fn run_step(
         rows_changed,
         duration_ms,
     })
+}
+
+/// Brings `snapshot` (the schema before a step) up to what the step left, and returns the part
+/// that changed, before and after. SQLite counts every schema change (and guests may not set
+/// the count): an unchanged count is an unchanged schema. Otherwise only the tables the step's
+/// DDL named are reread, unless it could have changed objects elsewhere; a count of the objects
+/// confirms nothing else appeared or went, and a whole read is the fallback.
+fn schema_change(
+    conn: &Connection,
+    db: &Database,
+    snapshot: &mut schema::Snapshot,
+    touch: &crate::policy::SchemaTouch,
+    version_before: i64,
+) -> Result<(schema::Snapshot, schema::Snapshot)> {
+    if schema::version(conn)? == version_before {
+        return Ok(Default::default());
+    }
+    if !touch.anywhere && !touch.tables.is_empty() {
+        let (before, after) = schema::refresh(conn, db.tracking(), snapshot, &touch.tables)?;
+        if schema::count(conn, db.tracking())? == snapshot.len() {
+            return Ok((before, after));
+        }
+        tracing::debug!("the schema changed beyond the tables the step named: reading all of it");
+        for key in after.keys() {
+            snapshot.remove(key);
+        }
+        snapshot.extend(before);
+    }
+    let after = schema::snapshot(conn, db.tracking())?;
+    let before = std::mem::replace(snapshot, after.clone());
+    Ok((before, after))
 }
 
 /// A step's failure, with the steps of the same run done before it.

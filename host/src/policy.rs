@@ -2,6 +2,7 @@
 //! authorizer (which sees each statement as it is compiled) while a guest runs. The host's own
 //! statements run outside it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -46,11 +47,75 @@ const READABLE_SETTINGS: [&str; 11] = [
     "encoding",
 ];
 
+/// What the statements compiled under the policy could have done to the schema and to
+/// `sqlite_sequence`, from the actions the authorizer saw. Compiling is not running, so this
+/// may say more than happened, never less: every change to the schema is made by a statement
+/// SQLite compiles, and the authorizer sees each one (a trigger's body with the statement that
+/// fires it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SchemaTouch {
+    /// Tables and views (any case) on which objects were created or dropped: only objects
+    /// whose `tbl_name` is one of these can have appeared, gone or changed...
+    pub(crate) tables: BTreeSet<String>,
+    /// ...unless a statement could change objects elsewhere too: `ALTER TABLE` (a rename
+    /// rewrites the triggers and views that name the table), a virtual table (its module
+    /// makes its own tables), an action SQLite added later.
+    pub(crate) anywhere: bool,
+    /// A statement writes `sqlite_sequence`.
+    pub(crate) sequences: bool,
+}
+
+impl SchemaTouch {
+    fn record(&mut self, action: &AuthAction<'_>) {
+        match *action {
+            AuthAction::CreateTable { table_name }
+            | AuthAction::DropTable { table_name }
+            | AuthAction::CreateIndex { table_name, .. }
+            | AuthAction::DropIndex { table_name, .. }
+            | AuthAction::CreateTrigger { table_name, .. }
+            | AuthAction::DropTrigger { table_name, .. }
+            | AuthAction::CreateView {
+                view_name: table_name,
+            }
+            | AuthAction::DropView {
+                view_name: table_name,
+            } if !self.tables.contains(table_name) => {
+                self.tables.insert(table_name.to_owned());
+            }
+            AuthAction::AlterTable { .. }
+            | AuthAction::CreateVtable { .. }
+            | AuthAction::DropVtable { .. }
+            | AuthAction::Unknown { .. } => self.anywhere = true,
+            // (Every DDL statement also writes sqlite_schema, which a guest may not do
+            // directly: writable_schema is not a setting it may change.)
+            AuthAction::Insert { table_name }
+            | AuthAction::Update { table_name, .. }
+            | AuthAction::Delete { table_name }
+                if table_name.eq_ignore_ascii_case("sqlite_sequence") =>
+            {
+                self.sequences = true;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Enforces the policy on every statement `conn` compiles from now on (a trigger's body
 /// included, when a statement that fires it is compiled); the reason for the last refusal goes
-/// to `denial`.
-pub(crate) fn arm(conn: &Connection, denial: Arc<Mutex<Option<String>>>, tracking: SharedTracking) {
+/// to `denial`, and what the statements could change to `touch`.
+pub(crate) fn arm(
+    conn: &Connection,
+    denial: Arc<Mutex<Option<String>>>,
+    tracking: SharedTracking,
+    touch: Option<Arc<Mutex<SchemaTouch>>>,
+) {
     let _ = conn.authorizer(Some(move |context: AuthContext<'_>| {
+        if let Some(touch) = &touch {
+            touch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(&context.action);
+        }
         match check(&context, &tracking) {
             Ok(()) => Authorization::Allow,
             Err(reason) => {

@@ -1,7 +1,11 @@
 //! Snapshots of the database schema, compared before and after a migration to report what it
 //! created, dropped and altered.
+//!
+//! A run reads the schema once; after each step it rereads only the objects on the tables the
+//! step's DDL named (see [`crate::policy::SchemaTouch`]), so a step costs what it changed, not
+//! the size of the schema.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -9,23 +13,95 @@ use serde::Serialize;
 use crate::error::{Result, SqliteContext};
 use crate::tracking::Tracking;
 
-/// Every user object of the schema: (type, name) → its SQL.
-pub type Snapshot = BTreeMap<(String, String), Option<String>>;
+/// Every user object of the schema: (type, name) → the object.
+pub type Snapshot = BTreeMap<(String, String), Object>;
+
+/// One object of the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// The table or view it is, or is on (`tbl_name`).
+    pub table: String,
+    /// Its SQL (`None` for the indexes SQLite makes itself).
+    pub sql: Option<String>,
+}
+
+/// The rows of the schema this module reads: no internal objects, none of `tracking`'s tables.
+const USER_OBJECTS: &str = "FROM main.sqlite_schema
+     WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT IN (?1, ?2, ?3)";
 
 /// Reads the schema, leaving out SQLite's internal objects and `tracking`'s tables.
 pub fn snapshot(conn: &Connection, tracking: &Tracking) -> Result<Snapshot> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT type, name, sql FROM main.sqlite_schema
-             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-               AND tbl_name NOT IN (?1, ?2, ?3)",
-        )
-        .context("cannot read the schema")?;
-    stmt.query_map(tracking.host_tables(), |row| {
-        Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
-    })
+    read(conn, tracking, None)
+}
+
+/// The objects on `tables` (all of them when `None`).
+fn read(conn: &Connection, tracking: &Tracking, tables: Option<&str>) -> Result<Snapshot> {
+    let [a, b, c] = tracking.host_tables();
+    let sql = match tables {
+        None => format!("SELECT type, name, tbl_name, sql {USER_OBJECTS}"),
+        // SQLite compares names without case (ASCII only), as `same_name` does.
+        Some(_) => format!(
+            "SELECT type, name, tbl_name, sql {USER_OBJECTS}
+               AND tbl_name COLLATE NOCASE IN (SELECT value FROM json_each(?4))"
+        ),
+    };
+    let mut stmt = conn.prepare(&sql).context("cannot read the schema")?;
+    let row = |row: &rusqlite::Row<'_>| {
+        Ok((
+            (row.get(0)?, row.get(1)?),
+            Object {
+                table: row.get(2)?,
+                sql: row.get(3)?,
+            },
+        ))
+    };
+    match tables {
+        None => stmt.query_map([a, b, c], row),
+        Some(tables) => stmt.query_map([a, b, c, tables], row),
+    }
     .and_then(|rows| rows.collect())
     .context("cannot read the schema")
+}
+
+/// Brings `snapshot` up to date after a change to objects on `tables` only (names as the
+/// authorizer saw them, any case): rereads those objects and nothing else. Returns that part
+/// of the schema before and after; the rest is unchanged.
+pub fn refresh(
+    conn: &Connection,
+    tracking: &Tracking,
+    snapshot: &mut Snapshot,
+    tables: &BTreeSet<String>,
+) -> Result<(Snapshot, Snapshot)> {
+    let names = serde_json::to_string(tables).expect("a list of strings serializes");
+    let after = read(conn, tracking, Some(&names))?;
+    let on_tables = |object: &Object| tables.iter().any(|t| same_name(t, &object.table));
+    let keys: Vec<(String, String)> = snapshot
+        .iter()
+        .filter(|(_, object)| on_tables(object))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let before: Snapshot = keys
+        .into_iter()
+        .filter_map(|key| snapshot.remove_entry(&key))
+        .collect();
+    snapshot.extend(after.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok((before, after))
+}
+
+/// How many objects `snapshot` should hold: a check that nothing changed outside what a
+/// refresh reread.
+pub fn count(conn: &Connection, tracking: &Tracking) -> Result<usize> {
+    conn.query_row(
+        &format!("SELECT count(*) {USER_OBJECTS}"),
+        tracking.host_tables(),
+        |row| row.get(0),
+    )
+    .context("cannot read the schema")
+}
+
+/// SQLite's comparison of identifiers: ASCII letters without case.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// SQLite's count of schema changes to `main` (`PRAGMA schema_version`): it changes with
@@ -57,10 +133,10 @@ impl SchemaChange {
 pub fn diff(before: &Snapshot, after: &Snapshot) -> SchemaChange {
     let describe = |(kind, name): &(String, String)| format!("{kind} {name}");
     let mut change = SchemaChange::default();
-    for (key, sql) in after {
+    for (key, object) in after {
         match before.get(key) {
             None => change.created.push(describe(key)),
-            Some(old) if old != sql => change.altered.push(describe(key)),
+            Some(old) if old != object => change.altered.push(describe(key)),
             Some(_) => {}
         }
     }
@@ -112,6 +188,86 @@ mod tests {
             .map(|k| k.1)
             .collect();
         assert_eq!(names, vec!["t"]);
+    }
+
+    /// Runs `sql` under the policy, and returns what it touched.
+    fn touched(conn: &Connection, sql: &str) -> crate::policy::SchemaTouch {
+        use std::sync::{Arc, Mutex};
+        let touch = Arc::new(Mutex::new(crate::policy::SchemaTouch::default()));
+        crate::policy::arm(
+            conn,
+            Arc::new(Mutex::new(None)),
+            Default::default(),
+            Some(Arc::clone(&touch)),
+        );
+        conn.execute_batch(sql).unwrap();
+        crate::policy::disarm(conn);
+        touch.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_refresh_of_the_tables_a_step_named_equals_a_whole_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        let tracking = Tracking::default();
+        tracking.ensure_tables(&conn).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+             CREATE TABLE keep (x); CREATE INDEX keep_x ON keep (x);
+             CREATE TABLE gone (y); CREATE INDEX gone_y ON gone (y);
+             CREATE TRIGGER gone_t AFTER INSERT ON gone BEGIN SELECT 1; END;
+             CREATE VIEW v AS SELECT 1;",
+        )
+        .unwrap();
+        let mut snapshot = super::snapshot(&conn, &tracking).unwrap();
+        let whole_before = snapshot.clone();
+        // Names in another case than at creation; a dropped table takes its index and trigger.
+        let touch = touched(
+            &conn,
+            "CREATE INDEX users_email ON USERS (email);
+             DROP TABLE GONE;
+             DROP VIEW v; CREATE VIEW v AS SELECT 2;
+             CREATE TABLE new (z); CREATE TRIGGER new_t AFTER DELETE ON new BEGIN SELECT 1; END;",
+        );
+        assert!(!touch.anywhere && !touch.sequences, "{touch:?}");
+        let (before, after) = refresh(&conn, &tracking, &mut snapshot, &touch.tables).unwrap();
+        let whole_after = super::snapshot(&conn, &tracking).unwrap();
+        assert_eq!(snapshot, whole_after);
+        assert_eq!(count(&conn, &tracking).unwrap(), whole_after.len());
+        assert_eq!(diff(&before, &after), diff(&whole_before, &whole_after));
+        let change = diff(&before, &after);
+        assert_eq!(
+            change.created,
+            ["index users_email", "table new", "trigger new_t"]
+        );
+        assert_eq!(
+            change.dropped,
+            ["index gone_y", "table gone", "trigger gone_t"]
+        );
+        assert_eq!(change.altered, ["view v"]);
+    }
+
+    #[test]
+    fn statements_that_change_objects_elsewhere_ask_for_a_whole_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (x); CREATE TABLE log (y);
+             CREATE TRIGGER log_t AFTER INSERT ON log BEGIN INSERT INTO t VALUES (1); END;",
+        )
+        .unwrap();
+        // The rename rewrites log_t, an object on another table.
+        let touch = touched(&conn, "ALTER TABLE t RENAME TO t2");
+        assert!(touch.anywhere, "{touch:?}");
+        let touch = touched(&conn, "CREATE VIRTUAL TABLE docs USING fts5(body)");
+        assert!(touch.anywhere, "{touch:?}");
+        let touch = touched(
+            &conn,
+            "CREATE TABLE s (id INTEGER PRIMARY KEY AUTOINCREMENT);
+             UPDATE sqlite_sequence SET seq = 5",
+        );
+        assert!(touch.sequences && !touch.anywhere, "{touch:?}");
+        // Rows only: nothing touched.
+        let touch = touched(&conn, "INSERT INTO t2 VALUES (2); DELETE FROM log");
+        assert_eq!(touch, Default::default());
     }
 
     #[test]

@@ -17,28 +17,24 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use crate::policy;
-use crate::schema::Snapshot;
+use crate::schema::{self, Snapshot};
 use crate::tracking::{SharedTracking, Tracking};
 
 /// `Err(reason)` naming the first trap found among the objects that differ between the
-/// snapshots.
+/// snapshots. `after` holds, with each changed object, every object on the same table (a whole
+/// snapshot, or the part [`schema::refresh`] reread).
 pub fn check(
     conn: &Connection,
     before: &Snapshot,
     after: &Snapshot,
     tracking: SharedTracking,
 ) -> Result<(), String> {
-    let changed: Vec<&str> = after
-        .iter()
-        .filter(|(key, sql)| before.get(*key) != Some(*sql))
-        .map(|((_, name), _)| name.as_str())
-        .collect();
-    if changed.is_empty() {
+    let targets = targets_of(before, after);
+    if targets.is_empty() {
         return Ok(());
     }
-    let targets = targets_of(conn, &changed).map_err(|e| format!("cannot read the schema: {e}"))?;
     let denial = Arc::new(Mutex::new(None));
-    policy::arm(conn, Arc::clone(&denial), tracking);
+    policy::arm(conn, Arc::clone(&denial), tracking, None);
     let result = targets
         .iter()
         .try_for_each(|target| exercise(conn, target, &denial));
@@ -50,47 +46,40 @@ pub fn check(
 struct Target {
     name: String,
     /// `table`, `view` or `virtual` (shadow tables of virtual tables are the module's).
-    kind: String,
+    kind: &'static str,
     has_triggers: bool,
 }
 
-/// The tables and views that `changed` objects are, or are on: one read of the schema.
-fn targets_of(conn: &Connection, changed: &[&str]) -> rusqlite::Result<Vec<Target>> {
-    // (type, name, tbl_name, is virtual)
-    let rows: Vec<(String, String, String, bool)> = conn
-        .prepare(
-            "SELECT type, name, tbl_name, coalesce(sql LIKE 'CREATE VIRTUAL%', 0)
-             FROM main.sqlite_schema",
-        )?
-        .query_map([], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let names: BTreeSet<&str> = rows
+/// The tables and views that objects changed between the snapshots are, or are on.
+fn targets_of(before: &Snapshot, after: &Snapshot) -> Vec<Target> {
+    let tables: BTreeSet<&str> = after
         .iter()
-        .filter(|(_, name, _, _)| changed.contains(&name.as_str()))
-        .map(|(_, _, table, _)| table.as_str())
+        .filter(|(key, object)| before.get(*key) != Some(*object))
+        .map(|(_, object)| object.table.as_str())
         .collect();
-    Ok(names
+    tables
         .into_iter()
         .filter_map(|name| {
-            let (kind, _, _, is_virtual) = rows
-                .iter()
-                .find(|(kind, n, _, _)| n == name && (kind == "table" || kind == "view"))?;
+            let ((kind, _), object) = after.iter().find(|((kind, n), _)| {
+                schema::same_name(n, name) && (kind == "table" || kind == "view")
+            })?;
+            let is_virtual = object.sql.as_deref().is_some_and(|sql| {
+                sql.get(..14)
+                    .is_some_and(|start| start.eq_ignore_ascii_case("CREATE VIRTUAL"))
+            });
             Some(Target {
                 name: name.to_owned(),
                 kind: match (kind.as_str(), is_virtual) {
                     ("view", _) => "view",
                     (_, true) => "virtual",
                     _ => "table",
-                }
-                .to_owned(),
-                has_triggers: rows
-                    .iter()
-                    .any(|(kind, _, table, _)| kind == "trigger" && table == name),
+                },
+                has_triggers: after.iter().any(|((kind, _), object)| {
+                    kind == "trigger" && schema::same_name(&object.table, name)
+                }),
             })
         })
-        .collect())
+        .collect()
 }
 
 fn exercise(

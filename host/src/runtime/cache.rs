@@ -110,8 +110,14 @@ impl ComponentCache {
         })
     }
 
-    fn paths(&self, engine: &Engine, component_sha256: &str) -> (PathBuf, PathBuf) {
-        let engine_hash = self.engine_hash.get_or_init(|| {
+    /// Where compiled functions are kept for engines configured like `engine` (see
+    /// `incremental`).
+    pub(crate) fn functions_dir(&self, engine: &Engine) -> PathBuf {
+        self.dir.join("functions").join(self.engine_hash(engine))
+    }
+
+    fn engine_hash(&self, engine: &Engine) -> &str {
+        self.engine_hash.get_or_init(|| {
             let mut hasher = ShaHasher(Sha256::new());
             engine.precompile_compatibility_hash().hash(&mut hasher);
             hasher
@@ -121,7 +127,11 @@ impl ComponentCache {
                 .take(8)
                 .map(|b| format!("{b:02x}"))
                 .collect()
-        });
+        })
+    }
+
+    fn paths(&self, engine: &Engine, component_sha256: &str) -> (PathBuf, PathBuf) {
+        let engine_hash = self.engine_hash(engine);
         let stem = format!("{component_sha256}-{engine_hash}");
         (
             self.dir.join(format!("{stem}.cwasm")),
@@ -327,7 +337,7 @@ fn settled(meta: &fs::Metadata) -> bool {
 }
 
 /// Writes beside `path` and renames, so concurrent readers never see half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension(format!(
         "tmp-{}-{:?}",
         std::process::id(),

@@ -32,6 +32,7 @@ use state::GuestState;
 use crate::database::Database;
 use crate::error::{Error, Result, human_bytes};
 use crate::plan::Direction;
+use crate::policy::SchemaTouch;
 use crate::text;
 
 /// Longest `metadata()` may run: it only returns constants.
@@ -52,10 +53,12 @@ struct Wasm {
     /// Drives the time limit of every call; stops when the runtime and every component it
     /// loaded are gone.
     ticker: Arc<EpochTicker>,
+    /// Cranelift's functions, reused by later compiles (on disk too, with a cache directory).
+    functions: Arc<incremental::FunctionCache>,
 }
 
 impl Wasm {
-    fn start() -> std::result::Result<Self, String> {
+    fn start(cache: Option<&cache::ComponentCache>) -> std::result::Result<Self, String> {
         let error = |e: wasmtime::Error| format!("{e:#}");
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -70,10 +73,14 @@ impl Wasm {
         // kilobytes of data segments into a fresh memory.
         config.memory_init_cow(false);
         // Functions shared between components (std, bindings, SDK) are compiled once.
+        let functions = Arc::new(incremental::FunctionCache::default());
         config
-            .enable_incremental_compilation(Arc::new(incremental::FunctionCache::default()))
+            .enable_incremental_compilation(Arc::clone(&functions) as _)
             .map_err(error)?;
         let engine = Engine::new(&config).map_err(error)?;
+        if let Some(cache) = cache {
+            functions.keep_in(cache.functions_dir(&engine));
+        }
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(error)?;
         clock::add_to_linker(&mut linker).map_err(error)?;
@@ -84,6 +91,7 @@ impl Wasm {
             ticker: Arc::new(EpochTicker::start(engine.clone())),
             engine,
             linker,
+            functions,
         })
     }
 }
@@ -113,7 +121,7 @@ impl Runtime {
     /// The engine and linker, started on first use.
     fn wasm(&self) -> Result<&Wasm> {
         self.wasm
-            .get_or_init(Wasm::start)
+            .get_or_init(|| Wasm::start(self.cache.as_ref()))
             .as_ref()
             .map_err(|e| Error::Runtime(e.clone()))
     }
@@ -236,6 +244,7 @@ impl Runtime {
         })?;
         if compiled && let Some(cache) = &self.cache {
             cache.put(engine, &checksum, &component, &metadata);
+            wasm.functions.save();
         }
         Ok(MigrationComponent {
             path: origin,
@@ -427,13 +436,14 @@ impl MigrationComponent {
     /// Calls `up` or `down` in a fresh sandbox whose SQL runs on `db`, to end by `deadline`.
     /// The caller owns the transaction. Returns the guest's error message, or the trap and
     /// what the guest printed, or the limit it hit, or that it ended the transaction; always
-    /// escaped and capped for the terminal, the log and the history row.
+    /// escaped and capped for the terminal, the log and the history row. On success, what its
+    /// SQL could have changed in the schema.
     pub(crate) fn run(
         &self,
         direction: Direction,
         db: &Database,
         deadline: Instant,
-    ) -> Result<(), Failure> {
+    ) -> Result<SchemaTouch, Failure> {
         let mut sqlite_code = None;
         self.run_unescaped(direction, db, deadline, &mut sqlite_code)
             .map_err(|message| Failure {
@@ -448,7 +458,7 @@ impl MigrationComponent {
         db: &Database,
         deadline: Instant,
         sqlite_code: &mut Option<i32>,
-    ) -> Result<(), String> {
+    ) -> Result<SchemaTouch, String> {
         let timeout = self.limits.timeout;
         let memory = MemoryBudget::new(self.limits.max_memory);
         let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
@@ -517,7 +527,7 @@ impl MigrationComponent {
             return Err(reason);
         }
         match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(closed.touch),
             Ok(Err(message)) => {
                 // The guest failed with SQLite's error (passed on as it came): its code.
                 *sqlite_code = closed

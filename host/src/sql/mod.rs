@@ -105,6 +105,8 @@ pub(crate) struct GuestSql {
     /// The last error SQLite gave the guest: its code is the migration's if the guest fails
     /// with its message.
     last_error: Mutex<Option<SqlError>>,
+    /// What the guest's statements could change in the schema, as the policy saw them.
+    touch: Arc<Mutex<policy::SchemaTouch>>,
     closed: bool,
 }
 
@@ -117,6 +119,8 @@ pub(crate) struct Closed {
     pub(crate) reset_failed: Option<String>,
     /// The last error SQLite gave the guest.
     pub(crate) last_error: Option<SqlError>,
+    /// What its statements could have changed in the schema.
+    pub(crate) touch: policy::SchemaTouch,
 }
 
 impl GuestSql {
@@ -124,13 +128,19 @@ impl GuestSql {
         let db = database.shared();
         let denial = Arc::new(Mutex::new(None));
         let ended = Arc::new(Mutex::new(None));
+        let touch = Arc::new(Mutex::new(policy::SchemaTouch::default()));
         let length_limit;
         {
             let conn = lock(&db);
             // Statements the host prepared earlier were not checked by the policy; statements
             // the guest prepares must not outlive it.
             conn.flush_prepared_statement_cache();
-            policy::arm(&conn, Arc::clone(&denial), database.shared_tracking());
+            policy::arm(
+                &conn,
+                Arc::clone(&denial),
+                database.shared_tracking(),
+                Some(Arc::clone(&touch)),
+            );
             let _ = conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
             // No COMMIT may happen while a guest runs: if its SQL ended the host's transaction
             // (INSERT OR ROLLBACK, RAISE(ROLLBACK), an error SQLite rolls back on), each later
@@ -155,6 +165,7 @@ impl GuestSql {
             denial,
             deadline,
             ended,
+            touch,
             functions: Mutex::new(Vec::new()),
             cursors: Mutex::new(HashMap::new()),
             next_cursor: AtomicU32::new(0),
@@ -596,6 +607,7 @@ impl GuestSql {
             transaction_ended: lock(&self.ended).take(),
             reset_failed,
             last_error: lock(&self.last_error).take(),
+            touch: std::mem::take(&mut *lock(&self.touch)),
         }
     }
 }
