@@ -216,7 +216,21 @@ impl Migrator {
         if let Some(component) = self.loaded[index].get() {
             return Ok(component);
         }
-        let info = &self.migrations[index];
+        let component = self.load_unchanged(&self.migrations[index])?;
+        Ok(self.loaded[index].get_or_init(|| component))
+    }
+
+    /// The component already loaded for this version, if any.
+    fn loaded_component(&self, version: u64) -> Option<&MigrationComponent> {
+        let index = self
+            .migrations
+            .iter()
+            .position(|m| m.version() == version)?;
+        self.loaded[index].get()
+    }
+
+    /// Loads `info`'s file, which must still be the component it described.
+    fn load_unchanged(&self, info: &ComponentInfo) -> Result<MigrationComponent> {
         let component = self.runtime.load_file(&info.path)?;
         if component.checksum() != info.checksum {
             return Err(Error::InvalidComponent {
@@ -224,7 +238,7 @@ impl Migrator {
                 reason: "the file changed while hsm-host was running; run the command again".into(),
             });
         }
-        Ok(self.loaded[index].get_or_init(|| component))
+        Ok(component)
     }
 
     /// Applies pending migrations up to `target` (all when `None`), each in its own transaction.
@@ -276,7 +290,7 @@ impl Migrator {
         let mut steps = Vec::with_capacity(plan.steps.len());
         // Each step's schema afterwards is the next one's before: read it once.
         let mut schema = None;
-        for component in components {
+        self.each_component(components, |component| {
             // Details for the log file and -v; the terminal gets one report line per step.
             tracing::debug!("{direction} {}: starting", component.label());
             let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
@@ -293,7 +307,8 @@ impl Migrator {
                 step.rows_changed
             );
             steps.push(step);
-        }
+            Ok(())
+        })?;
         if !steps.is_empty() {
             let problems = integrity::problems(&db.connection(), self.safety.quick_check);
             if !problems.is_empty() {
@@ -419,26 +434,77 @@ impl Migrator {
         }
     }
 
-    /// The code of every step, before anything changes: a bad file stops the run here.
+    /// The code of every step, before anything changes: a bad file stops the run here. A
+    /// component the compile cache holds compiled, from this very file unchanged, was checked
+    /// when it was compiled: it is loaded when its step comes and dropped after it, so a run of
+    /// a hundred migrations holds a few of them at a time, not all.
     fn components_of<'a>(
         &'a self,
         plan: &plan::Plan,
         stored: &'a BTreeMap<u64, MigrationComponent>,
-    ) -> Result<Vec<&'a MigrationComponent>> {
-        let from_files: Vec<u64> = plan
-            .steps
-            .iter()
-            .copied()
-            .filter(|v| !stored.contains_key(v))
-            .collect();
-        self.preload(&from_files)?;
+    ) -> Result<Vec<Planned<'a>>> {
+        let mut later = BTreeMap::new();
+        let mut now = Vec::new();
+        for &version in plan.steps.iter().filter(|v| !stored.contains_key(v)) {
+            match self.file_component(version) {
+                Some(info)
+                    if self.loaded_component(version).is_none()
+                        && self.runtime.is_compiled(info) =>
+                {
+                    later.insert(version, info);
+                }
+                _ => now.push(version),
+            }
+        }
+        self.preload(&now)?;
         plan.steps
             .iter()
-            .map(|version| match stored.get(version) {
-                Some(component) => Ok(component),
-                None => self.component(*version),
+            .map(|version| match (stored.get(version), later.get(version)) {
+                (Some(component), _) => Ok(Planned::Loaded(component)),
+                (None, Some(info)) => Ok(Planned::Compiled(info)),
+                (None, None) => self.component(*version).map(Planned::Loaded),
             })
             .collect()
+    }
+
+    /// Calls `f` with each planned component in order, loading those not loaded yet on a
+    /// thread of their own one step ahead (their loading overlaps the step before), and
+    /// dropping each once `f` is done with it. Stops at the first error.
+    fn each_component(
+        &self,
+        planned: Vec<Planned<'_>>,
+        mut f: impl FnMut(&MigrationComponent) -> Result<()>,
+    ) -> Result<()> {
+        let to_load: Vec<&ComponentInfo> = planned
+            .iter()
+            .filter_map(|p| match p {
+                Planned::Compiled(info) => Some(*info),
+                Planned::Loaded(_) => None,
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            let (send, loaded) = std::sync::mpsc::sync_channel(1);
+            if !to_load.is_empty() {
+                scope.spawn(move || {
+                    for info in to_load {
+                        // A stopped run drops the receiver: the send fails and this ends.
+                        if send.send(self.load_unchanged(info)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            for step in planned {
+                match step {
+                    Planned::Loaded(component) => f(component)?,
+                    Planned::Compiled(_) => {
+                        let component = loaded.recv().expect("the loader sends one per step")?;
+                        f(&component)?;
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The components that applied migrations whose file changed or is gone, from the bytes
@@ -521,7 +587,7 @@ impl Migrator {
         let components = self.components_of(&plan, &stored)?;
         let mut steps = Vec::with_capacity(plan.steps.len());
         let mut schema = None;
-        for component in components {
+        self.each_component(components, |component| {
             // (A failure here keeps no list of steps done: none of them stays.)
             let step = run_step(db, component, direction, &mut schema)?;
             // Later steps may look at the tracking table; let them see this one done.
@@ -535,7 +601,8 @@ impl Migrator {
                 )?,
             }
             steps.push(step);
-        }
+            Ok(())
+        })?;
         Ok(DryRunReport {
             direction,
             from: plan.from,
@@ -584,7 +651,7 @@ impl Migrator {
             }
             let file = self.component(row.version)?;
             db.tracking()
-                .store_component(&conn, file.checksum(), file.bytes(), &now)?;
+                .store_component(&conn, file.checksum(), &file.bytes()?, &now)?;
             db.tracking()
                 .set_checksum(&conn, row.version, file.checksum())?;
             tracing::info!(
@@ -720,6 +787,12 @@ fn available<'a>(metadata: impl Iterator<Item = &'a Metadata>) -> Vec<Available>
         .collect()
 }
 
+/// A step's component: loaded, or compiled in the cache and loaded when its step comes.
+enum Planned<'a> {
+    Loaded(&'a MigrationComponent),
+    Compiled(&'a ComponentInfo),
+}
+
 /// `BEGIN IMMEDIATE`: takes the write lock now, so a concurrent writer makes us wait (up to
 /// the busy timeout) here rather than fail in the middle of a migration.
 fn begin(conn: &Connection) -> Result<()> {
@@ -735,7 +808,7 @@ fn record_applied(
 ) -> Result<()> {
     let now = time::now_iso();
     let metadata = component.metadata();
-    tracking.store_component(conn, component.checksum(), component.bytes(), &now)?;
+    tracking.store_component(conn, component.checksum(), &component.bytes()?, &now)?;
     tracking.record_applied(
         conn,
         &tracking::Applied {

@@ -13,6 +13,7 @@ mod output;
 pub(crate) mod progress;
 mod state;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -157,10 +158,13 @@ impl Runtime {
             _ => None,
         };
         let remembered = known.is_some();
-        let component = self.load_bytes(path.to_owned(), &bytes, known)?;
+        let mut component = self.load_bytes(path.to_owned(), &bytes, known)?;
         if let (Some(cache), Some(identity), false) = (&self.cache, &identity, remembered) {
             cache.remember_file(path, identity, component.checksum(), component.metadata());
         }
+        // A run loads every component before its first step: holding all their bytes until
+        // each is stored would cost as much memory as the directory's size.
+        component.bytes = Bytes::InFile;
         Ok(component)
     }
 
@@ -168,6 +172,18 @@ impl Runtime {
     /// exact file before: no read of the component, no hash, no code loaded.
     pub fn describe_cached(&self, path: &Path) -> Option<ComponentInfo> {
         self.cache.as_ref()?.describe(path)
+    }
+
+    /// Whether `info`'s file is one the compile cache knows, unchanged since, with its compiled
+    /// code in the cache: it was loaded and checked before, and loads in a fraction of a
+    /// millisecond.
+    pub(crate) fn is_compiled(&self, info: &ComponentInfo) -> bool {
+        let (Some(cache), Ok(wasm)) = (&self.cache, self.wasm()) else {
+            return false;
+        };
+        self.describe_cached(&info.path)
+            .is_some_and(|known| known.checksum == info.checksum)
+            && cache.has(&wasm.engine, &info.checksum)
     }
 
     /// Bytes made by `make` from inputs whose sha256 is `key`, from the compile cache when it
@@ -249,7 +265,7 @@ impl Runtime {
         Ok(MigrationComponent {
             path: origin,
             checksum,
-            bytes: bytes.into(),
+            bytes: Bytes::Held(bytes.into()),
             metadata,
             engine: engine.clone(),
             ticker: Arc::clone(&wasm.ticker),
@@ -369,8 +385,8 @@ pub struct MigrationComponent {
     path: PathBuf,
     /// sha256 of the component's bytes, lowercase hex.
     checksum: String,
-    /// The bytes themselves, kept so the host can store the exact component it applied.
-    bytes: Arc<[u8]>,
+    /// The bytes themselves, so the host can store the exact component it applied.
+    bytes: Bytes,
     metadata: Metadata,
     engine: Engine,
     ticker: Arc<EpochTicker>,
@@ -394,9 +410,31 @@ impl MigrationComponent {
         &self.checksum
     }
 
-    /// The component's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The component's bytes: those it was loaded from, read again from its file if they were
+    /// not kept.
+    ///
+    /// # Errors
+    /// [`Error::ReadMigrations`] if the file cannot be read; [`Error::InvalidComponent`] if its
+    /// bytes are no longer the component's (the file changed since it was loaded).
+    pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match &self.bytes {
+            Bytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
+            Bytes::InFile => {
+                let bytes = std::fs::read(&self.path).map_err(|source| Error::ReadMigrations {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                if sha256_hex(&bytes) != self.checksum {
+                    return Err(Error::InvalidComponent {
+                        path: self.path.clone(),
+                        reason: "the file changed while hsm-host was running; run the command \
+                                 again"
+                            .into(),
+                    });
+                }
+                Ok(Cow::Owned(bytes))
+            }
+        }
     }
 
     /// Interrupts `db`'s connection from `deadline` on until the watch is dropped: the
@@ -544,6 +582,14 @@ impl MigrationComponent {
             Err(trap) => Err(output::describe_trap(&trap, &outcome.stderr)),
         }
     }
+}
+
+/// Where a loaded component's bytes are.
+enum Bytes {
+    /// In memory (a component made in memory, or read from the database).
+    Held(Arc<[u8]>),
+    /// In its file, checked against its checksum when read again.
+    InFile,
 }
 
 /// What a call left behind besides its result.
