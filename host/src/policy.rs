@@ -63,6 +63,11 @@ pub(crate) struct SchemaTouch {
     pub(crate) anywhere: bool,
     /// A statement writes `sqlite_sequence`.
     pub(crate) sequences: bool,
+    /// A statement creates something in the temp schema (dropped when the guest's call ends).
+    pub(crate) temp: bool,
+    /// A statement gives a PRAGMA a value or an argument: it may have set the one setting a
+    /// guest may change (reset when the guest's call ends).
+    pub(crate) settings: bool,
 }
 
 impl SchemaTouch {
@@ -82,6 +87,14 @@ impl SchemaTouch {
             } if !self.tables.contains(table_name) => {
                 self.tables.insert(table_name.to_owned());
             }
+            AuthAction::CreateTempTable { .. }
+            | AuthAction::CreateTempIndex { .. }
+            | AuthAction::CreateTempTrigger { .. }
+            | AuthAction::CreateTempView { .. } => self.temp = true,
+            AuthAction::Pragma {
+                pragma_value: Some(_),
+                ..
+            } => self.settings = true,
             AuthAction::AlterTable { .. }
             | AuthAction::CreateVtable { .. }
             | AuthAction::DropVtable { .. }

@@ -268,6 +268,17 @@ mod tests {
         // Rows only: nothing touched.
         let touch = touched(&conn, "INSERT INTO t2 VALUES (2); DELETE FROM log");
         assert_eq!(touch, Default::default());
+        // What the end of a guest call undoes.
+        let touch = touched(
+            &conn,
+            "CREATE TEMP TABLE scratch (a); CREATE TEMP VIEW w AS SELECT 1",
+        );
+        assert!(
+            touch.temp && !touch.settings && touch.tables.is_empty(),
+            "{touch:?}"
+        );
+        let touch = touched(&conn, "PRAGMA legacy_alter_table = ON");
+        assert!(touch.settings && !touch.temp, "{touch:?}");
     }
 
     #[test]

@@ -139,13 +139,11 @@ impl ComponentCache {
         )
     }
 
-    /// Whether an entry for this component is recorded (its artifact is checked when loaded).
+    /// Whether an entry for this component is recorded (everything is checked when it is
+    /// loaded; a bad entry is compiled again then).
     pub(crate) fn has(&self, engine: &Engine, component_sha256: &str) -> bool {
         let (_, record_path) = self.paths(engine, component_sha256);
-        fs::read(&record_path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-            .is_some_and(|record| record.component_sha256 == component_sha256)
+        record_path.is_file()
     }
 
     /// The cached compiled component and its metadata, if a valid entry exists.

@@ -145,6 +145,13 @@ impl Runtime {
     /// [`Error::ReadMigrations`] if the file cannot be read; [`Error::InvalidComponent`] if it
     /// is not a component, does not target the `hsm:migration` world, or declares bad metadata.
     pub fn load_file(&self, path: &Path) -> Result<MigrationComponent> {
+        // A file the cache knows, unchanged since, whose code it holds: its bytes are not
+        // needed (they are read again, and checked, only to be stored).
+        if let Some(known) = self.describe_cached(path)
+            && let Some(component) = self.load_compiled(path, &known.checksum, || Bytes::InFile)?
+        {
+            return Ok(component);
+        }
         let (bytes, identity) =
             cache::read_with_identity(path).map_err(|source| Error::ReadMigrations {
                 path: path.to_owned(),
@@ -223,32 +230,73 @@ impl Runtime {
         bytes: &[u8],
         checksum: Option<String>,
     ) -> Result<MigrationComponent> {
+        let checksum = checksum.unwrap_or_else(|| sha256_hex(bytes));
+        let held = || Bytes::Held(bytes.into());
+        if let Some(component) = self.load_compiled(&origin, &checksum, held)? {
+            return Ok(component);
+        }
         let invalid = |reason: String| Error::InvalidComponent {
             path: origin.clone(),
             reason,
         };
         let wasm = self.wasm()?;
         let engine = &wasm.engine;
-        let checksum = checksum.unwrap_or_else(|| sha256_hex(bytes));
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.get(engine, &checksum));
-        let (component, metadata, compiled) = match cached {
-            Some((component, metadata)) => {
-                tracing::debug!("{}: loaded from the compile cache", origin.display());
-                (component, metadata, false)
-            }
-            None => {
-                tracing::debug!("{}: compiling", origin.display());
-                check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
-                let component = Component::new(engine, bytes)
-                    .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
-                let pre = self.prepare(&component).map_err(invalid)?;
-                let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
-                (component, metadata, true)
-            }
+        tracing::debug!("{}: compiling", origin.display());
+        check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
+        let component = Component::new(engine, bytes)
+            .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let pre = self.prepare(&component).map_err(invalid)?;
+        let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
+        let loaded = self.finish_load(origin, checksum, component, metadata, held())?;
+        if let Some(cache) = &self.cache {
+            let component = loaded.pre.instance_pre().component();
+            cache.put(engine, &loaded.checksum, component, &loaded.metadata);
+            wasm.functions.save();
+        }
+        Ok(loaded)
+    }
+
+    /// The component with this checksum from the compile cache, if it holds it: nothing is
+    /// read but its entry (the artifact is mapped). Its bytes are `bytes()`.
+    fn load_compiled(
+        &self,
+        origin: &Path,
+        checksum: &str,
+        bytes: impl FnOnce() -> Bytes,
+    ) -> Result<Option<MigrationComponent>> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
         };
+        let engine = &self.wasm()?.engine;
+        let Some((component, metadata)) = cache.get(engine, checksum) else {
+            return Ok(None);
+        };
+        tracing::debug!("{}: loaded from the compile cache", origin.display());
+        self.finish_load(
+            origin.to_owned(),
+            checksum.to_owned(),
+            component,
+            metadata,
+            bytes(),
+        )
+        .map(Some)
+    }
+
+    /// Links a compiled component and checks what it imports.
+    fn finish_load(
+        &self,
+        origin: PathBuf,
+        checksum: String,
+        component: Component,
+        metadata: Metadata,
+        bytes: Bytes,
+    ) -> Result<MigrationComponent> {
+        let invalid = |reason: String| Error::InvalidComponent {
+            path: origin.clone(),
+            reason,
+        };
+        let wasm = self.wasm()?;
+        let engine = &wasm.engine;
         let pre = self.prepare(&component).map_err(invalid)?;
         imports::check(&component, engine).map_err(|import| {
             invalid(format!(
@@ -258,14 +306,10 @@ impl Runtime {
                 metadata.version
             ))
         })?;
-        if compiled && let Some(cache) = &self.cache {
-            cache.put(engine, &checksum, &component, &metadata);
-            wasm.functions.save();
-        }
         Ok(MigrationComponent {
             path: origin,
             checksum,
-            bytes: Bytes::Held(bytes.into()),
+            bytes,
             metadata,
             engine: engine.clone(),
             ticker: Arc::clone(&wasm.ticker),

@@ -597,17 +597,22 @@ impl GuestSql {
         let _ = conn.commit_hook(None::<fn() -> bool>);
         let _ = conn.rollback_hook(None::<fn()>);
         let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, self.length_limit);
-        // The one setting a guest may change (see the policy) is not the next one's.
-        let _ = conn.execute_batch("PRAGMA legacy_alter_table = OFF");
+        // What the policy saw compiled says what there is to undo (it sees every statement).
+        let touch = std::mem::take(&mut *lock(&self.touch));
+        if touch.settings {
+            // The one setting a guest may change (see the policy) is not the next one's.
+            let _ = conn.execute_batch("PRAGMA legacy_alter_table = OFF");
+        }
         conn.flush_prepared_statement_cache();
-        let reset_failed = drop_temp_objects(&conn)
-            .err()
+        let reset_failed = (touch.temp || touch.anywhere)
+            .then(|| drop_temp_objects(&conn).err())
+            .flatten()
             .map(|e| format!("hsm-host could not remove the temp objects it made: {e}"));
         Closed {
             transaction_ended: lock(&self.ended).take(),
             reset_failed,
             last_error: lock(&self.last_error).take(),
-            touch: std::mem::take(&mut *lock(&self.touch)),
+            touch,
         }
     }
 }
