@@ -651,7 +651,7 @@ impl Migrator {
             }
             let file = self.component(row.version)?;
             db.tracking()
-                .store_component(&conn, file.checksum(), &file.bytes()?, &now)?;
+                .store_component(&conn, file.checksum(), &file.stored_form()?, &now)?;
             db.tracking()
                 .set_checksum(&conn, row.version, file.checksum())?;
             tracing::info!(
@@ -808,7 +808,7 @@ fn record_applied(
 ) -> Result<()> {
     let now = time::now_iso();
     let metadata = component.metadata();
-    tracking.store_component(conn, component.checksum(), &component.bytes()?, &now)?;
+    tracking.store_component(conn, component.checksum(), &component.stored_form()?, &now)?;
     tracking.record_applied(
         conn,
         &tracking::Applied {

@@ -549,7 +549,7 @@ impl Tracking {
     }
 
     /// Keeps the exact bytes of an applied component, so `down` can run it even after its file
-    /// changed or disappeared.
+    /// changed or disappeared. `bytes` are its [`stored_form`].
     pub fn store_component(
         &self,
         conn: &Connection,
@@ -568,18 +568,45 @@ impl Tracking {
         Ok(())
     }
 
-    /// The stored bytes of a component, by checksum.
+    /// The stored bytes of a component, by checksum (inflated if hsm-host deflated them).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] if the table cannot be read; [`Error::InvalidComponent`] if the row is
+    /// deflated but does not inflate within [`MAX_COMPONENT_BYTES`].
     pub fn stored_component(&self, conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
-        conn.query_row(
-            &format!(
-                "SELECT bytes FROM main.\"{}\" WHERE checksum = ?1",
-                self.components
-            ),
-            [checksum],
-            |row| row.get(0),
-        )
-        .optional()
-        .context("cannot read a stored component")
+        let stored: Option<Vec<u8>> = conn
+            .query_row(
+                &format!(
+                    "SELECT bytes FROM main.\"{}\" WHERE checksum = ?1",
+                    self.components
+                ),
+                [checksum],
+                |row| row.get(0),
+            )
+            .optional()
+            .context("cannot read a stored component")?;
+        stored
+            .map(|stored| {
+                inflate(stored)
+                    .and_then(|bytes| {
+                        // The checksum is the row's key: bytes that do not match it are not
+                        // the component that applied the migration.
+                        if crate::runtime::sha256_hex(&bytes) == checksum {
+                            Ok(bytes)
+                        } else {
+                            Err("the stored bytes do not match their sha256".to_owned())
+                        }
+                    })
+                    .map_err(|reason| Error::InvalidComponent {
+                        path: format!(
+                            "<component stored in {}, sha256 {checksum}>",
+                            self.components
+                        )
+                        .into(),
+                        reason,
+                    })
+            })
+            .transpose()
     }
 
     /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
@@ -668,9 +695,105 @@ pub fn other_prefixes(conn: &Connection) -> Result<Vec<String>> {
     Ok(found)
 }
 
+/// What a row of the components table starts with when hsm-host deflated the component.
+/// Rows without it (written by earlier releases) hold the component as it is; a component
+/// itself starts with `\0asm`, never with this.
+const DEFLATED: &[u8] = b"hsm-deflate-1\0";
+
+/// The most a stored component may inflate to: a row made to inflate without end (a deflate
+/// bomb in a database someone handed over) stops here.
+pub const MAX_COMPONENT_BYTES: usize = 1 << 30;
+
+/// A component as its row holds it: deflated (a Rust component to about a third, so each step
+/// writes a third of the pages). Made once per component and kept in the compile cache.
+pub fn stored_form(component: &[u8]) -> Vec<u8> {
+    let mut stored = DEFLATED.to_vec();
+    stored.extend(miniz_oxide::deflate::compress_to_vec(component, 6));
+    stored
+}
+
+/// The component a row holds.
+fn inflate(stored: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    inflate_within(stored, MAX_COMPONENT_BYTES)
+}
+
+fn inflate_within(stored: Vec<u8>, limit: usize) -> std::result::Result<Vec<u8>, String> {
+    let Some(deflated) = stored.strip_prefix(DEFLATED) else {
+        return Ok(stored);
+    };
+    miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, limit).map_err(|e| {
+        match e.status {
+            miniz_oxide::inflate::TINFLStatus::HasMoreOutput => format!(
+                "the stored component inflates to more than {} MiB; the row is not one \
+                 hsm-host wrote",
+                limit >> 20
+            ),
+            status => format!("the stored component is damaged (inflating it: {status:?})"),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_components_come_back_as_they_were_and_damaged_rows_say_so() {
+        let conn = Connection::open_in_memory().unwrap();
+        let tracking = Tracking::default();
+        tracking.ensure_tables(&conn).unwrap();
+        let component: Vec<u8> = b"\0asm\x0d\0\x01\0"
+            .iter()
+            .copied()
+            .chain((0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()))
+            .collect();
+        let checksum = crate::runtime::sha256_hex(&component);
+        let form = stored_form(&component);
+        assert!(form.len() * 3 < component.len(), "{} bytes", form.len());
+        tracking
+            .store_component(&conn, &checksum, &form, "now")
+            .unwrap();
+        assert_eq!(
+            tracking.stored_component(&conn, &checksum).unwrap(),
+            Some(component.clone())
+        );
+        // A row an earlier release wrote: the component as it is.
+        let raw = b"\0asm raw".to_vec();
+        let raw_checksum = crate::runtime::sha256_hex(&raw);
+        tracking
+            .store_component(&conn, &raw_checksum, &raw, "now")
+            .unwrap();
+        assert_eq!(
+            tracking.stored_component(&conn, &raw_checksum).unwrap(),
+            Some(raw)
+        );
+        // Damaged, and swapped for another component: refused, naming the row.
+        let mut damaged = form.clone();
+        damaged.truncate(form.len() / 2);
+        for (key, bytes) in [
+            ("damaged", damaged),
+            ("swapped", stored_form(b"\0asm other")),
+        ] {
+            tracking.store_component(&conn, key, &bytes, "now").unwrap();
+            let error = tracking
+                .stored_component(&conn, key)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("sha256 {key}")), "{error}");
+            assert!(
+                error.contains("damaged") || error.contains("do not match"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_that_inflates_without_end_stops_at_the_limit() {
+        let bomb = stored_form(&vec![0u8; 4 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let error = inflate_within(bomb, 1 << 20).unwrap_err();
+        assert!(error.contains("more than 1 MiB"), "{error}");
+    }
 
     #[test]
     fn prefixes_are_identifiers() {

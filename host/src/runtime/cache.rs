@@ -294,6 +294,31 @@ impl ComponentCache {
 }
 
 impl ComponentCache {
+    /// The form in which a component is stored in a database (deflated), made once by
+    /// [`ComponentCache::keep_stored_form`]; checked against the sha256 kept in front of it.
+    pub(crate) fn stored_form(&self, component_sha256: &str) -> Option<Vec<u8>> {
+        let kept = fs::read(self.dir.join("stored").join(component_sha256)).ok()?;
+        let (digest, form) = kept.split_at_checked(32)?;
+        (Sha256::digest(form).as_slice() == digest).then(|| form.to_vec())
+    }
+
+    /// Keeps a component's stored form. Failures only cost making it again.
+    pub(crate) fn keep_stored_form(&self, component_sha256: &str, form: &[u8]) {
+        let mut kept = Sha256::digest(form).to_vec();
+        kept.extend_from_slice(form);
+        let dir = self.dir.join("stored");
+        let written = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| write_atomically(&dir.join(component_sha256), &kept));
+        if let Err(e) = written {
+            tracing::debug!("cannot keep a stored form: {e}");
+        }
+    }
+}
+
+impl ComponentCache {
     /// Bytes stored under `key` (a sha256 of everything they are made from), by
     /// [`ComponentCache::remember_bytes`].
     pub(crate) fn remembered_bytes(&self, key: &str) -> Option<Vec<u8>> {

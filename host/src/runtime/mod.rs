@@ -44,7 +44,7 @@ pub struct Runtime {
     /// Started on first use: `status` answered from the cache never needs an engine.
     wasm: OnceLock<std::result::Result<Wasm, String>>,
     limits: Limits,
-    cache: Option<cache::ComponentCache>,
+    cache: Option<Arc<cache::ComponentCache>>,
 }
 
 /// The engine and the host functions guests may import.
@@ -122,7 +122,7 @@ impl Runtime {
     /// The engine and linker, started on first use.
     fn wasm(&self) -> Result<&Wasm> {
         self.wasm
-            .get_or_init(|| Wasm::start(self.cache.as_ref()))
+            .get_or_init(|| Wasm::start(self.cache.as_deref()))
             .as_ref()
             .map_err(|e| Error::Runtime(e.clone()))
     }
@@ -130,7 +130,7 @@ impl Runtime {
     /// Keeps compiled components in `dir` and loads unchanged ones from there, compiling
     /// nothing. An unusable directory disables the cache with a warning.
     pub fn with_cache_dir(mut self, dir: &Path) -> Self {
-        self.cache = cache::ComponentCache::open(dir);
+        self.cache = cache::ComponentCache::open(dir).map(Arc::new);
         self
     }
 
@@ -252,6 +252,8 @@ impl Runtime {
             let component = loaded.pre.instance_pre().component();
             cache.put(engine, &loaded.checksum, component, &loaded.metadata);
             wasm.functions.save();
+            // Made now, while compiling costs a thousand times more, not at each apply.
+            cache.keep_stored_form(&loaded.checksum, &crate::tracking::stored_form(bytes));
         }
         Ok(loaded)
     }
@@ -310,6 +312,7 @@ impl Runtime {
             path: origin,
             checksum,
             bytes,
+            cache: self.cache.clone(),
             metadata,
             engine: engine.clone(),
             ticker: Arc::clone(&wasm.ticker),
@@ -431,6 +434,8 @@ pub struct MigrationComponent {
     checksum: String,
     /// The bytes themselves, so the host can store the exact component it applied.
     bytes: Bytes,
+    /// Where its stored form is kept, if anywhere.
+    cache: Option<Arc<cache::ComponentCache>>,
     metadata: Metadata,
     engine: Engine,
     ticker: Arc<EpochTicker>,
@@ -452,6 +457,26 @@ impl MigrationComponent {
     /// sha256 of the component's bytes, lowercase hex.
     pub fn checksum(&self) -> &str {
         &self.checksum
+    }
+
+    /// The component as a database keeps it (see [`crate::tracking::stored_form`]): from the
+    /// compile cache, else made from its bytes (and kept there).
+    ///
+    /// # Errors
+    /// As [`MigrationComponent::bytes`].
+    pub fn stored_form(&self) -> Result<Vec<u8>> {
+        if let Some(form) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.stored_form(&self.checksum))
+        {
+            return Ok(form);
+        }
+        let form = crate::tracking::stored_form(&self.bytes()?);
+        if let Some(cache) = &self.cache {
+            cache.keep_stored_form(&self.checksum, &form);
+        }
+        Ok(form)
     }
 
     /// The component's bytes: those it was loaded from, read again from its file if they were
