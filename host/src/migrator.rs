@@ -290,7 +290,8 @@ impl Migrator {
         let mut steps = Vec::with_capacity(plan.steps.len());
         // Each step's schema afterwards is the next one's before: read it once.
         let mut schema = None;
-        self.each_component(components, |component| {
+        let foreign_keys = ForeignKeysOff::start(db)?;
+        let run = self.each_component(components, |component| {
             // Details for the log file and -v; the terminal gets one report line per step.
             tracing::debug!("{direction} {}: starting", component.label());
             let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
@@ -308,7 +309,9 @@ impl Migrator {
             );
             steps.push(step);
             Ok(())
-        })?;
+        });
+        drop(foreign_keys);
+        run?;
         if !steps.is_empty() {
             let problems = integrity::problems(&db.connection(), self.safety.quick_check);
             if !problems.is_empty() {
@@ -484,6 +487,8 @@ impl Migrator {
             .collect();
         std::thread::scope(|scope| {
             let (send, loaded) = std::sync::mpsc::sync_channel(1);
+            // Unmapping a component's code costs about what loading it does: off this thread.
+            let (done, finished) = std::sync::mpsc::channel::<MigrationComponent>();
             if !to_load.is_empty() {
                 scope.spawn(move || {
                     for info in to_load {
@@ -493,6 +498,7 @@ impl Migrator {
                         }
                     }
                 });
+                scope.spawn(move || finished.into_iter().for_each(drop));
             }
             for step in planned {
                 match step {
@@ -500,6 +506,7 @@ impl Migrator {
                     Planned::Compiled(_) => {
                         let component = loaded.recv().expect("the loader sends one per step")?;
                         f(&component)?;
+                        let _ = done.send(component);
                     }
                 }
             }
@@ -787,6 +794,41 @@ fn available<'a>(metadata: impl Iterator<Item = &'a Metadata>) -> Vec<Available>
         .collect()
 }
 
+/// Foreign keys off while a run's steps last, as SQLite's table-rebuild procedure requires (it
+/// can only be switched outside a transaction), and back as they were afterwards: switched
+/// once per run, not per step. Guests cannot switch them (the proxy skips it), and the host's
+/// own writes between steps touch no table with foreign keys.
+struct ForeignKeysOff<'a> {
+    db: &'a Database,
+    were_on: bool,
+}
+
+impl<'a> ForeignKeysOff<'a> {
+    fn start(db: &'a Database) -> Result<Self> {
+        let conn = db.connection();
+        let were_on = conn
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .context("cannot read PRAGMA foreign_keys")?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .context("cannot turn foreign keys off")?;
+        Ok(Self { db, were_on })
+    }
+}
+
+impl Drop for ForeignKeysOff<'_> {
+    fn drop(&mut self) {
+        let conn = self.db.connection();
+        if self.were_on
+            && let Err(error) = conn.execute_batch("PRAGMA foreign_keys = ON")
+        {
+            tracing::error!("cannot turn foreign keys back on: {error}");
+        }
+    }
+}
+
+/// The schema after the last step, and SQLite's count of schema changes then.
+type KnownSchema = (schema::Snapshot, i64);
+
 /// A step's component: loaded, or compiled in the cache and loaded when its step comes.
 enum Planned<'a> {
     Loaded(&'a MigrationComponent),
@@ -828,7 +870,7 @@ fn run_tracked(
     component: &MigrationComponent,
     direction: Direction,
     backup: Option<&Path>,
-    schema: &mut Option<schema::Snapshot>,
+    schema: &mut Option<KnownSchema>,
 ) -> Result<StepReport> {
     let backup = backup.map(|p| p.display().to_string());
     let backup = backup.as_deref();
@@ -870,27 +912,17 @@ fn run_tracked(
     result
 }
 
-/// Runs a migration inside a new transaction with foreign keys off (set outside it, as
-/// SQLite's table-rebuild procedure requires); `record` writes the tracking rows in that same
-/// transaction before COMMIT. On any failure everything is rolled back. The connection's
-/// foreign-key setting is restored afterwards.
+/// Runs a migration inside a new transaction (foreign keys are off: see [`ForeignKeysOff`]);
+/// `record` writes the tracking rows in that same transaction before COMMIT. On any failure
+/// everything is rolled back.
 fn run_in_transaction(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
-    schema: &mut Option<schema::Snapshot>,
+    schema: &mut Option<KnownSchema>,
     record: impl FnOnce(&Connection) -> Result<()>,
 ) -> Result<StepReport> {
-    let foreign_keys_were_on = {
-        let conn = db.connection();
-        let on: bool = conn
-            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
-            .context("cannot read PRAGMA foreign_keys")?;
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .context("cannot turn foreign keys off")?;
-        begin(&conn)?;
-        on
-    };
+    begin(&db.connection())?;
     let result = run_step(db, component, direction, schema).and_then(|step| {
         let conn = db.connection();
         record(&conn)?;
@@ -909,9 +941,6 @@ fn run_in_transaction(
     {
         tracing::error!("cannot roll back {}: {error}", component.label());
     }
-    if foreign_keys_were_on && let Err(error) = conn.execute_batch("PRAGMA foreign_keys = ON") {
-        tracing::error!("cannot turn foreign keys back on: {error}");
-    }
     result
 }
 
@@ -922,7 +951,7 @@ fn run_step(
     db: &Database,
     component: &MigrationComponent,
     direction: Direction,
-    schema: &mut Option<schema::Snapshot>,
+    schema: &mut Option<KnownSchema>,
 ) -> Result<StepReport> {
     let timeout = component.limits().timeout;
     let deadline = Instant::now() + timeout;
@@ -961,11 +990,15 @@ fn run_step(
     };
     let (mut before, changes_before, sequences_before, version_before) = {
         let conn = db.connection();
-        let before = match schema.take() {
-            Some(before) => before,
-            None => schema::snapshot(&conn, db.tracking()).map_err(in_time)?,
+        // The schema and its count as the last step left them (the host's own writes since
+        // change no schema); read when this is a run's first step.
+        let (before, version_before) = match schema.take() {
+            Some(known) => known,
+            None => (
+                schema::snapshot(&conn, db.tracking()).map_err(in_time)?,
+                schema::version(&conn).map_err(in_time)?,
+            ),
         };
-        let version_before = schema::version(&conn).map_err(in_time)?;
         let sequences = traps::host_sequences(&conn, db.tracking())
             .context("cannot read sqlite_sequence")
             .map_err(in_time)?;
@@ -1007,14 +1040,14 @@ fn run_step(
         }
     }
     let rows_changed = conn.total_changes() - changes_before;
-    let (changed_before, changed_after) =
+    let (changed_before, changed_after, version_after) =
         schema_change(&conn, db, &mut before, &touch, version_before).map_err(in_time)?;
     traps::check(&conn, &changed_before, &changed_after, db.shared_tracking())
         .map_err(|reason| in_time(failed(reason)))?;
     let after = before;
     drop(watch);
     let change = schema::diff(&changed_before, &changed_after);
-    *schema = Some(after);
+    *schema = Some((after, version_after));
     Ok(StepReport {
         version: component.version(),
         name: component.metadata().name.clone(),
@@ -1036,14 +1069,15 @@ fn schema_change(
     snapshot: &mut schema::Snapshot,
     touch: &crate::policy::SchemaTouch,
     version_before: i64,
-) -> Result<(schema::Snapshot, schema::Snapshot)> {
-    if schema::version(conn)? == version_before {
-        return Ok(Default::default());
+) -> Result<(schema::Snapshot, schema::Snapshot, i64)> {
+    let version = schema::version(conn)?;
+    if version == version_before {
+        return Ok((Default::default(), Default::default(), version));
     }
     if !touch.anywhere && !touch.tables.is_empty() {
         let (before, after) = schema::refresh(conn, db.tracking(), snapshot, &touch.tables)?;
         if schema::count(conn, db.tracking())? == snapshot.len() {
-            return Ok((before, after));
+            return Ok((before, after, version));
         }
         tracing::debug!("the schema changed beyond the tables the step named: reading all of it");
         for key in after.keys() {
@@ -1053,7 +1087,7 @@ fn schema_change(
     }
     let after = schema::snapshot(conn, db.tracking())?;
     let before = std::mem::replace(snapshot, after.clone());
-    Ok((before, after))
+    Ok((before, after, version))
 }
 
 /// A step's failure, with the steps of the same run done before it.
