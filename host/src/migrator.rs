@@ -472,7 +472,8 @@ impl Migrator {
 
     /// Calls `f` with each planned component in order, loading those not loaded yet on a
     /// thread of their own one step ahead (their loading overlaps the step before), and
-    /// dropping each once `f` is done with it. Stops at the first error.
+    /// dropping each once `f` is done with it (elsewhere: unmapping code takes time). Stops
+    /// at the first error.
     fn each_component(
         &self,
         planned: Vec<Planned<'_>>,
@@ -487,18 +488,19 @@ impl Migrator {
             .collect();
         std::thread::scope(|scope| {
             let (send, loaded) = std::sync::mpsc::sync_channel(1);
-            // Unmapping a component's code costs about what loading it does: off this thread.
-            let (done, finished) = std::sync::mpsc::channel::<MigrationComponent>();
             if !to_load.is_empty() {
                 scope.spawn(move || {
                     for info in to_load {
                         // A stopped run drops the receiver: the send fails and this ends.
-                        if send.send(self.load_unchanged(info)).is_err() {
+                        let component = self.load_unchanged(info).inspect(|component| {
+                            // Read here rather than in the step (an error shows there again).
+                            let _ = component.stored_form();
+                        });
+                        if send.send(component).is_err() {
                             break;
                         }
                     }
                 });
-                scope.spawn(move || finished.into_iter().for_each(drop));
             }
             for step in planned {
                 match step {
@@ -506,7 +508,7 @@ impl Migrator {
                     Planned::Compiled(_) => {
                         let component = loaded.recv().expect("the loader sends one per step")?;
                         f(&component)?;
-                        let _ = done.send(component);
+                        crate::runtime::drop_elsewhere(component);
                     }
                 }
             }
@@ -658,7 +660,7 @@ impl Migrator {
             }
             let file = self.component(row.version)?;
             db.tracking()
-                .store_component(&conn, file.checksum(), &file.stored_form()?, &now)?;
+                .store_component(&conn, file.checksum(), file.stored_form()?, &now)?;
             db.tracking()
                 .set_checksum(&conn, row.version, file.checksum())?;
             tracing::info!(
@@ -850,7 +852,7 @@ fn record_applied(
 ) -> Result<()> {
     let now = time::now_iso();
     let metadata = component.metadata();
-    tracking.store_component(conn, component.checksum(), &component.stored_form()?, &now)?;
+    tracking.store_component(conn, component.checksum(), component.stored_form()?, &now)?;
     tracking.record_applied(
         conn,
         &tracking::Applied {

@@ -313,6 +313,7 @@ impl Runtime {
             checksum,
             bytes,
             cache: self.cache.clone(),
+            stored_form: OnceLock::new(),
             metadata,
             engine: engine.clone(),
             ticker: Arc::clone(&wasm.ticker),
@@ -436,6 +437,8 @@ pub struct MigrationComponent {
     bytes: Bytes,
     /// Where its stored form is kept, if anywhere.
     cache: Option<Arc<cache::ComponentCache>>,
+    /// Its stored form, once made or read.
+    stored_form: OnceLock<Vec<u8>>,
     metadata: Metadata,
     engine: Engine,
     ticker: Arc<EpochTicker>,
@@ -464,19 +467,25 @@ impl MigrationComponent {
     ///
     /// # Errors
     /// As [`MigrationComponent::bytes`].
-    pub fn stored_form(&self) -> Result<Vec<u8>> {
-        if let Some(form) = self
+    pub fn stored_form(&self) -> Result<&[u8]> {
+        if let Some(form) = self.stored_form.get() {
+            return Ok(form);
+        }
+        let form = match self
             .cache
             .as_ref()
             .and_then(|c| c.stored_form(&self.checksum))
         {
-            return Ok(form);
-        }
-        let form = crate::tracking::stored_form(&self.bytes()?);
-        if let Some(cache) = &self.cache {
-            cache.keep_stored_form(&self.checksum, &form);
-        }
-        Ok(form)
+            Some(form) => form,
+            None => {
+                let form = crate::tracking::stored_form(&self.bytes()?);
+                if let Some(cache) = &self.cache {
+                    cache.keep_stored_form(&self.checksum, &form);
+                }
+                form
+            }
+        };
+        Ok(self.stored_form.get_or_init(|| form))
     }
 
     /// The component's bytes: those it was loaded from, read again from its file if they were
@@ -690,7 +699,7 @@ fn call<R>(
     let result = pre
         .instantiate(&mut store)
         .and_then(|migration| f(&migration, &mut store));
-    let mut state = store.into_data();
+    let state = store.data_mut();
     let function_failure = state
         .function_caller
         .as_ref()
@@ -698,7 +707,7 @@ fn call<R>(
     // Its functions leave the connection before their instance goes.
     let sql = state.sql.take().map(crate::sql::GuestSql::close);
     state.function_caller = None;
-    let stderr = output::log_guest_output(&state);
+    let stderr = output::log_guest_output(state);
     let full = |pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe| {
         pipe.contents().len() >= state::OUTPUT_CAPACITY
     };
@@ -709,7 +718,28 @@ fn call<R>(
         sql,
         function_failure,
     };
+    // The instance and its memory go on another thread (its SQL session is closed above).
+    drop_elsewhere(store);
     (result, outcome)
+}
+
+/// Drops `value` on a thread kept for that: unmapping a finished guest's memory, or a
+/// component's code, costs about what mapping it did, and need not hold up the next step.
+pub(crate) fn drop_elsewhere(value: impl Send + 'static) {
+    type Garbage = Box<dyn Send>;
+    static REAPER: OnceLock<Option<std::sync::mpsc::Sender<Garbage>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (send, garbage) = std::sync::mpsc::channel::<Garbage>();
+        std::thread::Builder::new()
+            .name("hsm-host drop".into())
+            .spawn(move || garbage.into_iter().for_each(drop))
+            .ok()
+            .map(|_| send)
+    });
+    if let Some(reaper) = reaper {
+        // A send fails only if the thread is gone; the value then drops here.
+        let _ = reaper.send(Box::new(value));
+    }
 }
 
 /// Tells a core module or a random file from a component before wasmtime tries to compile it,
