@@ -151,3 +151,75 @@ fn status_reads_metadata_from_the_cache_without_loading_any_component() {
     let parsed: serde_json::Value = serde_json::from_str(&changed.stdout).unwrap();
     assert_eq!(parsed["changed_components"], serde_json::json!([2]));
 }
+
+/// A migrator over `env`'s migrations whose files the cache `cache` has compiled and
+/// remembered (settled: a file younger than a second is always read and hashed).
+fn migrator_with_compiled_files(env: &Env, cache: &Path) -> hsm_host::Migrator {
+    let load = || {
+        let runtime = hsm_host::Runtime::new().unwrap().with_cache_dir(cache);
+        hsm_host::Migrator::load_dir_with(runtime, &env.migrations).unwrap()
+    };
+    load();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    load();
+    load()
+}
+
+#[test]
+fn components_loaded_a_step_ahead_apply_and_are_stored_as_they_are() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    let migrator = migrator_with_compiled_files(&env, &cache);
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let db = hsm_host::Database::open(&env.db).unwrap();
+    let report = migrator.up(&db, None).unwrap();
+    assert_eq!(report.steps.len(), 7);
+    // What each row keeps is the file's exact bytes (stored deflated, read back whole).
+    let conn = env.open();
+    for info in migrator.migrations() {
+        let stored = db
+            .tracking()
+            .stored_component(&conn, &info.checksum)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, std::fs::read(&info.path).unwrap(), "{info:?}");
+    }
+    let stored_size: i64 = conn
+        .query_row("SELECT sum(length(bytes)) FROM hsm_components", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let file_size: u64 = migrator
+        .migrations()
+        .iter()
+        .map(|info| std::fs::metadata(&info.path).unwrap().len())
+        .sum();
+    assert!(
+        (stored_size as u64) * 2 < file_size,
+        "{stored_size} of {file_size}"
+    );
+}
+
+/// Only a file the cache knows, unchanged, is loaded when its step comes; any other is loaded
+/// before the first step, so a replaced one stops the run before anything changes.
+#[test]
+fn a_file_replaced_after_it_was_described_stops_the_run_before_anything_changes() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    let migrator = migrator_with_compiled_files(&env, &cache);
+    // The fourth migration's file becomes another component after it was described.
+    let fourth = migrator.migrations()[3].path.clone();
+    std::fs::copy(hsm_test_artifacts::GUEST_FAILS_UP, &fourth).unwrap();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let db = hsm_host::Database::open(&env.db).unwrap();
+    let error = migrator.up(&db, None).unwrap_err().to_string();
+    assert!(
+        error.contains("changed while hsm-host was running"),
+        "{error}"
+    );
+    assert!(
+        error.contains(fourth.file_name().unwrap().to_str().unwrap()),
+        "{error}"
+    );
+    assert!(crate::support::applied(&env.open()).is_empty());
+}
