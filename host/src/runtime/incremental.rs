@@ -80,7 +80,6 @@ impl FunctionCache {
     }
 
     /// (functions reused, functions compiled) so far.
-    #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize) {
         (
             self.hits.load(Ordering::Relaxed),

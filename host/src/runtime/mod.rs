@@ -243,8 +243,16 @@ impl Runtime {
         let engine = &wasm.engine;
         tracing::debug!("{}: compiling", origin.display());
         check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
+        let started = Instant::now();
         let component = Component::new(engine, bytes)
             .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
+        let (reused, compiled) = wasm.functions.counts();
+        tracing::debug!(
+            "{}: compiled in {} ms (functions so far in this process: {reused} reused, \
+             {compiled} compiled)",
+            origin.display(),
+            started.elapsed().as_millis()
+        );
         let pre = self.prepare(&component).map_err(invalid)?;
         let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
         let loaded = self.finish_load(origin, checksum, component, metadata, held())?;
