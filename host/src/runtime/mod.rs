@@ -260,7 +260,7 @@ impl Runtime {
             let component = loaded.pre.instance_pre().component();
             cache.put(engine, &loaded.checksum, component, &loaded.metadata);
             wasm.functions.save();
-            // Made now, while compiling costs a thousand times more, not at each apply.
+            // Made now, when compiling costs far more, rather than at each apply.
             cache.keep_stored_form(&loaded.checksum, &crate::tracking::stored_form(bytes));
         }
         Ok(loaded)
