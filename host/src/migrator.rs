@@ -198,35 +198,31 @@ impl Migrator {
     /// [`Error::Plan`] for a version no component has; as [`Runtime::load_file`];
     /// [`Error::InvalidComponent`] if the file changed since it was described.
     pub fn component(&self, version: u64) -> Result<&MigrationComponent> {
-        let index = self
-            .migrations
-            .iter()
-            .position(|m| m.version() == version)
-            .ok_or_else(|| {
-                let known: Vec<String> = self
-                    .migrations
-                    .iter()
-                    .map(|m| m.version().to_string())
-                    .collect();
-                Error::Plan(plan::PlanError::UnknownTarget {
-                    target: version,
-                    available: known.join(", "),
-                })
-            })?;
-        if let Some(component) = self.loaded[index].get() {
+        let (info, loaded) = self.slot(version).ok_or_else(|| {
+            let known: Vec<String> = self
+                .migrations
+                .iter()
+                .map(|m| m.version().to_string())
+                .collect();
+            Error::Plan(plan::PlanError::UnknownTarget {
+                target: version,
+                available: known.join(", "),
+            })
+        })?;
+        if let Some(component) = loaded.get() {
             return Ok(component);
         }
-        let component = self.load_unchanged(&self.migrations[index])?;
-        Ok(self.loaded[index].get_or_init(|| component))
+        let component = self.load_unchanged(info)?;
+        Ok(loaded.get_or_init(|| component))
     }
 
-    /// The component already loaded for this version, if any.
-    fn loaded_component(&self, version: u64) -> Option<&MigrationComponent> {
+    /// What is known of this version's file, and its code once loaded.
+    fn slot(&self, version: u64) -> Option<(&ComponentInfo, &OnceLock<MigrationComponent>)> {
         let index = self
             .migrations
             .iter()
             .position(|m| m.version() == version)?;
-        self.loaded[index].get()
+        Some((&self.migrations[index], &self.loaded[index]))
     }
 
     /// Loads `info`'s file, which must still be the component it described.
@@ -449,10 +445,9 @@ impl Migrator {
         let mut later = BTreeMap::new();
         let mut now = Vec::new();
         for &version in plan.steps.iter().filter(|v| !stored.contains_key(v)) {
-            match self.file_component(version) {
-                Some(info)
-                    if self.loaded_component(version).is_none()
-                        && self.runtime.is_compiled(info) =>
+            match self.slot(version) {
+                Some((info, loaded))
+                    if loaded.get().is_none() && self.runtime.is_compiled(info) =>
                 {
                     later.insert(version, info);
                 }

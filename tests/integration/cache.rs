@@ -200,6 +200,43 @@ fn components_loaded_a_step_ahead_apply_and_are_stored_as_they_are() {
     );
 }
 
+#[test]
+fn damaged_stored_forms_in_the_cache_are_made_again_from_the_components() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    let migrator = migrator_with_compiled_files(&env, &cache);
+    // Every kept deflated form is damaged: truncated, flipped, or not one at all.
+    let forms: Vec<PathBuf> = std::fs::read_dir(cache.join("stored"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(forms.len(), 7);
+    for (i, form) in forms.iter().enumerate() {
+        let mut bytes = std::fs::read(form).unwrap();
+        match i % 3 {
+            0 => bytes.truncate(bytes.len() / 2),
+            1 => *bytes.last_mut().unwrap() ^= 0xff,
+            _ => bytes = b"not a stored form".to_vec(),
+        }
+        std::fs::write(form, bytes).unwrap();
+    }
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let db = hsm_host::Database::open(&env.db).unwrap();
+    migrator.up(&db, None).unwrap();
+    let conn = env.open();
+    for info in migrator.migrations() {
+        let stored = db
+            .tracking()
+            .stored_component(&conn, &info.checksum)
+            .unwrap();
+        assert_eq!(
+            stored.unwrap(),
+            std::fs::read(&info.path).unwrap(),
+            "{info:?}"
+        );
+    }
+}
+
 /// Only a file the cache knows, unchanged, is loaded when its step comes; any other is loaded
 /// before the first step, so a replaced one stops the run before anything changes.
 #[test]

@@ -89,9 +89,7 @@ impl ComponentCache {
             return None;
         }
         match fs::metadata(dir) {
-            Ok(meta)
-                if meta.uid() == rustix::process::geteuid().as_raw()
-                    && meta.mode() & 0o022 == 0 => {}
+            Ok(meta) if private(&meta) => {}
             Ok(_) => {
                 tracing::warn!(
                     "compile cache disabled: {} must belong to this user and be writable by no one else",
@@ -261,11 +259,7 @@ impl ComponentCache {
             metadata: metadata.clone(),
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
-        let written = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(self.dir.join("files"))
-            .and_then(|()| write_atomically(&entry, &record));
+        let written = write_private(&entry, &record);
         if let Err(e) = written {
             tracing::debug!("cannot remember {}: {e}", path.display());
         }
@@ -306,12 +300,7 @@ impl ComponentCache {
     pub(crate) fn keep_stored_form(&self, component_sha256: &str, form: &[u8]) {
         let mut kept = Sha256::digest(form).to_vec();
         kept.extend_from_slice(form);
-        let dir = self.dir.join("stored");
-        let written = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .and_then(|()| write_atomically(&dir.join(component_sha256), &kept));
+        let written = write_private(&self.dir.join("stored").join(component_sha256), &kept);
         if let Err(e) = written {
             tracing::debug!("cannot keep a stored form: {e}");
         }
@@ -328,11 +317,7 @@ impl ComponentCache {
     /// Keeps bytes that are costly to make (a packed SQL migration) under `key`. Failures only
     /// cost making them again next time.
     pub(crate) fn remember_bytes(&self, key: &str, bytes: &[u8]) {
-        let written = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(self.dir.join("packed"))
-            .and_then(|()| write_atomically(&self.dir.join("packed").join(key), bytes));
+        let written = write_private(&self.dir.join("packed").join(key), bytes);
         if let Err(e) = written {
             tracing::debug!("cannot remember packed bytes: {e}");
         }
@@ -368,8 +353,25 @@ fn settled(meta: &fs::Metadata) -> bool {
         .is_ok_and(|age| age >= SETTLE)
 }
 
+/// Whether a directory can hold code this process will run: it belongs to this user and
+/// nobody else can write it.
+pub(crate) fn private(meta: &fs::Metadata) -> bool {
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+/// [`write_atomically`], creating `path`'s directory (mode 0700) first if it is missing.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    write_atomically(path, bytes)
+}
+
 /// Writes beside `path` and renames, so concurrent readers never see half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension(format!(
         "tmp-{}-{:?}",
         std::process::id(),

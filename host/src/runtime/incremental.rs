@@ -16,7 +16,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -130,13 +129,7 @@ impl FunctionCache {
         bundle.extend_from_slice(MAGIC);
         bundle.extend_from_slice(&digest);
         bundle.extend_from_slice(&body);
-        let written = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .and_then(|()| {
-                super::cache::write_atomically(&dir.join(format!("{name}.bundle")), &bundle)
-            });
+        let written = super::cache::write_private(&dir.join(format!("{name}.bundle")), &bundle);
         if let Err(e) = written {
             tracing::debug!("cannot keep compiled functions in {}: {e}", dir.display());
         }
@@ -173,7 +166,7 @@ fn read_bundles(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(meta) = fs::metadata(dir) else {
         return Vec::new();
     };
-    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+    if !super::cache::private(&meta) {
         tracing::warn!(
             "not reading compiled functions from {}: it must belong to this user and be \
              writable by no one else",
