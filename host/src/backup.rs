@@ -5,7 +5,7 @@
 //! backup file that exists is always complete.
 
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -118,6 +118,12 @@ pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Resu
         reason,
     };
     make_private_dir(&dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
+    // Checked once, then reached only through the checked path: no other user can swap it
+    // for a link (the backup would go, and pruning would delete, wherever it led).
+    let dir = crate::files::trusted_dir(&dir).map_err(|reason| Error::Backup {
+        path: dir.clone(),
+        reason: format!("refusing the backup directory: {reason}"),
+    })?;
     check_space(conn, &dir)?;
 
     let mut name = backup_file_name(database, chrono::Utc::now());
@@ -136,7 +142,7 @@ pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Resu
         return Err(Error::Backup { path, reason });
     }
     tracing::info!("backup taken: {}", path.display());
-    prune(database, &dir, config.keep)?;
+    prune(database, &dir, config.keep, Some(&name))?;
     Ok(path)
 }
 
@@ -333,21 +339,35 @@ fn immutable_uri(path: &Path) -> Option<String> {
 /// Files SQLite keeps beside a database.
 const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-/// Deletes all but the newest `keep` backups of `database` in `dir`; other files are never
-/// touched.
-pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
+/// Deletes all but the newest `keep` backups of `database` in `dir`, never `current` (the
+/// backup just taken). Only this database's backups are candidates: regular files (not links)
+/// of this user, named for this database, dated no later than now; a planted file dated in
+/// the future or another user's file counts for nothing and is left alone. Other files are
+/// never touched.
+pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) -> Result<()> {
+    let latest = backup_file_name(database, chrono::Utc::now() + chrono::Duration::minutes(1));
+    let me = rustix::process::geteuid().as_raw();
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(|e| Error::Backup {
             path: dir.to_owned(),
             reason: format!("cannot list backups: {e}"),
         })?
         .flatten()
+        .filter(|entry| {
+            // The directory entry's own metadata: a link is a link, never its target.
+            fs::symlink_metadata(entry.path()).is_ok_and(|meta| meta.is_file() && meta.uid() == me)
+        })
         .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| parse_backup_time(database, name).is_some())
+        .filter(|name| parse_backup_time(database, name).is_some() && *name <= latest)
         .collect();
     // The time stamp sorts lexicographically in time order.
     names.sort_unstable_by(|a, b| b.cmp(a));
-    for old in names.iter().skip(keep) {
+    let mut kept = 0;
+    for old in &names {
+        if Some(old.as_str()) == current || kept < keep {
+            kept += 1;
+            continue;
+        }
         let path = dir.join(old);
         match fs::remove_file(&path) {
             Ok(()) => tracing::info!("old backup removed: {}", path.display()),
@@ -355,7 +375,7 @@ pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
         }
         // Sidecars an older hsm-host (or another program) left beside it go with it.
         for suffix in SIDECARS {
-            let _ = fs::remove_file(dir.join(format!("{old}{suffix}")));
+            remove_own_file(&dir.join(format!("{old}{suffix}")), me);
         }
     }
     // And sidecars whose backup is gone already.
@@ -365,14 +385,22 @@ pub fn prune(database: &Path, dir: &Path, keep: usize) -> Result<()> {
         };
         let orphan = SIDECARS.iter().any(|suffix| {
             name.strip_suffix(suffix).is_some_and(|base| {
-                parse_backup_time(database, base).is_some() && !dir.join(base).exists()
+                parse_backup_time(database, base).is_some()
+                    && fs::symlink_metadata(dir.join(base)).is_err()
             })
         });
         if orphan {
-            let _ = fs::remove_file(entry.path());
+            remove_own_file(&entry.path(), me);
         }
     }
     Ok(())
+}
+
+/// Removes `path` if it is a regular file of the user `me`.
+fn remove_own_file(path: &Path, me: u32) {
+    if fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && meta.uid() == me) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,9 @@ pub fn acquire(database: &Path, timeout: Duration) -> Result<MigrationLock> {
         .write(true)
         .create(true)
         .truncate(false)
+        // A link planted in its place would have the holder's name written wherever it
+        // points (the lock file is truncated and rewritten).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
         .map_err(io_error)?;
     let started = Instant::now();

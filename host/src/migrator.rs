@@ -707,7 +707,7 @@ impl Migrator {
                 .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
         };
         let applied = crate::adopt::applied_versions(&foreign, &set, sql_file)
-            .map_err(|problems| Error::Adopt(problems.join("; ")))?;
+            .map_err(|problems| Error::Adopt(integrity::summarize(&problems)))?;
         self.record_without_running(db, &applied, Some(foreign.tool.as_str()), dry_run)
     }
 
@@ -950,8 +950,22 @@ fn run_step(
     direction: Direction,
     schema: &mut Option<KnownSchema>,
 ) -> Result<StepReport> {
+    let deadline = Instant::now() + component.limits().timeout;
+    // On a thread with room for SQLite's recursion, and a hard stop past the deadline.
+    crate::runtime::watchdog::within(deadline, &component.label(), || {
+        run_step_until(db, component, direction, schema, deadline)
+    })
+}
+
+/// [`run_step`] on the step's own thread.
+fn run_step_until(
+    db: &Database,
+    component: &MigrationComponent,
+    direction: Direction,
+    schema: &mut Option<KnownSchema>,
+    deadline: Instant,
+) -> Result<StepReport> {
     let timeout = component.limits().timeout;
-    let deadline = Instant::now() + timeout;
     // At the deadline the connection is interrupted: the guest's SQL and the host's own.
     let watch = component.interrupt_from(db, deadline);
     // A migration packed from a SQL file names the file, so the statement's line:column in

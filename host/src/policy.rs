@@ -181,6 +181,21 @@ pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), Strin
             "`{name}` is the name of a hsm-host table: a migration may not create another \
              object of that name (in any schema)"
         )),
+        // The guest's own writes to sqlite_sequence are compared with the host's rows after
+        // it ran; a trigger's would run later, in the application's connection, where nothing
+        // compares them (one `seq` of 2^63-1 and every later history insert fails).
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name }
+            if table_name.eq_ignore_ascii_case("sqlite_sequence") && context.accessor.is_some() =>
+        {
+            Err(
+                "a trigger may not write sqlite_sequence: it would run after the migration, \
+                 where hsm-host cannot check which rows it changes (set an AUTOINCREMENT \
+                 counter in the migration itself)"
+                    .into(),
+            )
+        }
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
         | AuthAction::Delete { table_name }

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -147,18 +148,29 @@ pub fn restore(
 /// Files smaller than this are copied without a progress bar (it would only flicker).
 const PROGRESS_FROM_BYTES: u64 = 64 << 20;
 
-/// `fs::copy`, reporting progress in MiB for a large file.
+/// Copies `source` into `target`, a new file: a stale partial file is removed first (the link
+/// itself if it is one), and the target is created afresh, never followed through a symbolic
+/// link someone planted there (which would write wherever it points). Progress is reported in
+/// MiB for a large file.
 fn copy_with_progress(source: &Path, target: &Path) -> std::io::Result<()> {
     let len = fs::metadata(source)?.len();
-    if len < PROGRESS_FROM_BYTES {
-        return fs::copy(source, target).map(drop);
+    let progress = (len >= PROGRESS_FROM_BYTES).then(|| {
+        crate::runtime::progress::HostProgress::new(
+            "restoring (MiB)".into(),
+            len.div_ceil(1 << 20) as usize,
+        )
+    });
+    match fs::remove_file(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    let progress = crate::runtime::progress::HostProgress::new(
-        "restoring (MiB)".into(),
-        len.div_ceil(1 << 20) as usize,
-    );
     let mut from = fs::File::open(source)?;
-    let mut to = fs::File::create(target)?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)?;
     let mut buffer = vec![0; 4 << 20];
     let mut copied: u64 = 0;
     loop {
@@ -168,9 +180,13 @@ fn copy_with_progress(source: &Path, target: &Path) -> std::io::Result<()> {
         }
         std::io::Write::write_all(&mut to, &buffer[..read])?;
         copied += read as u64;
-        progress.set(copied >> 20);
+        if let Some(progress) = &progress {
+            progress.set(copied >> 20);
+        }
     }
-    progress.set(len.div_ceil(1 << 20));
+    if let Some(progress) = &progress {
+        progress.set(len.div_ceil(1 << 20));
+    }
     Ok(())
 }
 

@@ -129,9 +129,18 @@ impl SchemaChange {
     }
 }
 
-/// Compares two snapshots.
+/// Objects listed per kind of change in a report; the rest are counted.
+pub const MAX_LISTED: usize = 100;
+
+/// Compares two snapshots. Names are a migration's choice: each is escaped and capped, and
+/// each list holds at most [`MAX_LISTED`] names and then `… and N more`.
 pub fn diff(before: &Snapshot, after: &Snapshot) -> SchemaChange {
-    let describe = |(kind, name): &(String, String)| format!("{kind} {name}");
+    let describe = |(kind, name): &(String, String)| {
+        format!(
+            "{kind} {}",
+            crate::text::neutralize(name, crate::text::MAX_NAME)
+        )
+    };
     let mut change = SchemaChange::default();
     for (key, object) in after {
         match before.get(key) {
@@ -142,6 +151,17 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> SchemaChange {
     }
     for key in before.keys().filter(|key| !after.contains_key(*key)) {
         change.dropped.push(describe(key));
+    }
+    for list in [
+        &mut change.created,
+        &mut change.dropped,
+        &mut change.altered,
+    ] {
+        if list.len() > MAX_LISTED {
+            let more = list.len() - MAX_LISTED;
+            list.truncate(MAX_LISTED);
+            list.push(format!("… and {more} more"));
+        }
     }
     change
 }

@@ -24,14 +24,20 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
         if path.extension().is_none_or(|ext| ext != "wasm") {
             continue;
         }
-        // The directory entry's type needs no stat; a symlink is followed.
-        let is_file = match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => path.is_file(),
-            Ok(kind) => kind.is_file(),
-            Err(_) => path.is_file(),
-        };
-        if is_file {
-            files.push(path);
+        // A regular file, or a link to one inside the directory: never a device or FIFO (read
+        // forever, or never), never a link to the operator's other files.
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => files.push(path),
+            Ok(kind) if kind.is_dir() => {}
+            _ => match crate::files::resolve_inside(&path, dir) {
+                Ok(_) => files.push(path),
+                Err(reason) => {
+                    return Err(Error::ReadMigrations {
+                        source: std::io::Error::other(reason),
+                        path: path.clone(),
+                    });
+                }
+            },
         }
     }
     files.sort();

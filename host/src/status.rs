@@ -135,15 +135,38 @@ fn shown_row(row: MigrationRow) -> MigrationRow {
         error_message: row
             .error_message
             .map(|e| text::neutralize(&e, text::MAX_MESSAGE)),
+        applied_at: text::neutralize(&row.applied_at, MAX_STAMP),
+        rolled_back_at: row.rolled_back_at.map(|t| text::neutralize(&t, MAX_STAMP)),
+        backup_path: row
+            .backup_path
+            .map(|p| text::neutralize(&p, text::MAX_DESCRIPTION)),
+        checksum: row.checksum.map(|c| text::neutralize(&c, MAX_STAMP)),
+        status: match row.status {
+            crate::tracking::RowStatus::Other(other) => {
+                crate::tracking::RowStatus::Other(text::neutralize(&other, MAX_STAMP))
+            }
+            known => known,
+        },
         ..row
     }
 }
+
+/// Longest time stamp, status word or checksum shown from a tracking row: every column of a
+/// row someone else wrote is shown escaped and capped, not only the free-text ones.
+const MAX_STAMP: usize = 80;
 
 fn shown_history(row: HistoryRow) -> HistoryRow {
     HistoryRow {
         error_message: row
             .error_message
             .map(|e| text::neutralize(&e, text::MAX_MESSAGE)),
+        direction: text::neutralize(&row.direction, MAX_STAMP),
+        status: text::neutralize(&row.status, MAX_STAMP),
+        backup_path: row
+            .backup_path
+            .map(|p| text::neutralize(&p, text::MAX_DESCRIPTION)),
+        started_at: text::neutralize(&row.started_at, MAX_STAMP),
+        completed_at: row.completed_at.map(|t| text::neutralize(&t, MAX_STAMP)),
         ..row
     }
 }

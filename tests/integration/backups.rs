@@ -267,10 +267,11 @@ fn not_enough_space_for_a_backup_is_refused_before_anything_is_written() {
     let before = std::fs::read(&env.db).unwrap();
     let small = env.dir.path().join("small-disk");
     std::fs::create_dir(&small).unwrap();
-    // A 512 KiB filesystem of its own for the backup directory, in a private mount namespace.
+    // A 512 KiB filesystem of its own for the backup directory, in a private mount namespace
+    // (private, as a backup directory must be).
     let hsm = env!("CARGO_BIN_EXE_hsm-host");
     let script = format!(
-        "mount -t tmpfs -o size=512k tmpfs '{dir}' && exec '{hsm}' up --backup-dir '{dir}' \
+        "mount -t tmpfs -o size=512k,mode=0700 tmpfs '{dir}' && exec '{hsm}' up --backup-dir '{dir}' \
          --database '{db}' --migrations '{migrations}' --log-file '{log}'",
         dir = small.display(),
         db = env.db.display(),

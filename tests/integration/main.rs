@@ -2,12 +2,14 @@
 //! SQLite files in a temporary directory per test, and the real `hsm-host` binary.
 
 mod adopt;
+mod attack_classes;
 mod backups;
 mod cache;
 mod cli;
 mod crash;
 mod failures;
 mod guests_used;
+mod hostile_files;
 mod integrity;
 mod json_shapes;
 mod languages;

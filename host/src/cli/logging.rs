@@ -2,15 +2,41 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Mutex;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
 
-/// Installs the subscriber. The returned guard flushes the log file when dropped; without a
+/// The log file's writer guard, kept where a hard stop (which ends the process without
+/// unwinding) can still flush it: see [`flush`].
+static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
+/// Flushes the log file when dropped (at the end of `main`).
+pub struct Flush;
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        flush();
+    }
+}
+
+/// Writes out every line queued for the log file; later lines go to stderr only.
+pub fn flush() {
+    let guard = GUARD.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(guard);
+}
+
+/// Installs the subscriber. The returned value flushes the log file when dropped; without a
 /// usable log file, logging goes on to stderr only (with a warning).
-pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
+pub fn init(verbose: u8, log_file: &Path) -> Flush {
+    let guard = install(verbose, log_file);
+    *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = guard;
+    Flush
+}
+
+fn install(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -20,6 +46,7 @@ pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
     let stderr_filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,hsm_host={level},guest={level}")));
     let stderr = fmt::layer()
+        .fmt_fields(super::sink::fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
@@ -36,6 +63,7 @@ pub fn init(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
                 .lossy(false)
                 .finish(writer);
             let layer = fmt::layer()
+                .fmt_fields(super::sink::fields())
                 .with_writer(writer)
                 .with_ansi(false)
                 .with_filter(EnvFilter::new("warn,hsm_host=debug,guest=debug"));

@@ -7,6 +7,7 @@ mod args;
 mod bar;
 mod logging;
 mod report;
+mod sink;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,16 @@ pub fn main() -> ExitCode {
     // Completions and the manual page only print: no log file is made for them.
     let _log_guard = (!matches!(args.command, Command::Completions { .. } | Command::Man {}))
         .then(|| logging::init(args.global.verbose, &args.global.log_file));
+    // A hard stop (a migration SQLite kept past its deadline) ends the process from the
+    // library: the log file is flushed first, and a --json reader still gets its error.
+    let json = args.global.json;
+    hsm_host::runtime::set_hard_stop_hook(std::sync::Arc::new(move |message: &str| {
+        if json {
+            let error = anyhow::anyhow!(message.to_owned());
+            let _ = report::error(&error, 1, &mut sink::SafeOut::new(std::io::stdout().lock()));
+        }
+        logging::flush();
+    }));
     // A bar only for a person at a terminal: never under --json, never into a pipe or the log.
     if !args.global.json && std::io::stderr().is_terminal() {
         hsm_host::runtime::set_progress_sink(std::sync::Arc::new(bar::Bar::stderr()));
@@ -55,7 +66,11 @@ pub fn main() -> ExitCode {
             if args.global.json && error.downcast_ref::<Reported>().is_none() {
                 // The reader of --json gets the error as JSON on stdout too (the log line
                 // above still goes to stderr and the log file).
-                let _ = report::error(&error, code, &mut std::io::stdout().lock());
+                let _ = report::error(
+                    &error,
+                    code,
+                    &mut sink::SafeOut::new(std::io::stdout().lock()),
+                );
             }
             ExitCode::from(code)
         }
@@ -85,7 +100,7 @@ fn run(args: &Args) -> Result<()> {
     let global = &args.global;
     // Refused before anything is opened, whatever the command.
     let project = project(global)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = sink::SafeOut::new(std::io::stdout().lock());
     match &args.command {
         Command::Status {} => {
             let status = with_loading_context(global, project.status())?;
@@ -195,11 +210,12 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "hsm-host", &mut out);
+            // Generated text, nothing a migration chose: written as it is.
+            clap_complete::generate(*shell, &mut command, "hsm-host", &mut std::io::stdout());
             Ok(())
         }
         Command::Man {} => clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
-            .render(&mut out)
+            .render(&mut std::io::stdout())
             .context("cannot write the manual page"),
         Command::Repair {} => {
             let repaired = with_loading_context(global, project.repair())?;

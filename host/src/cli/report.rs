@@ -41,7 +41,8 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         )?;
     }
 
-    writeln!(out, "\nApplied ({}):", status.applied.len())?;
+    writeln!(out)?;
+    writeln!(out, "Applied ({}):", status.applied.len())?;
     for row in &status.applied {
         let missing = if status.missing_components.contains(&row.version) {
             "  [component file missing]"
@@ -57,7 +58,8 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         )?;
     }
 
-    writeln!(out, "\nPending ({}):", status.pending.len())?;
+    writeln!(out)?;
+    writeln!(out, "Pending ({}):", status.pending.len())?;
     for pending in &status.pending {
         let mut notes = Vec::new();
         if pending.rolled_back {
@@ -74,7 +76,8 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         writeln!(out, "  {:>4}  {:<32}{notes}", pending.version, pending.name)?;
     }
 
-    writeln!(out, "\nRecent history:")?;
+    writeln!(out)?;
+    writeln!(out, "Recent history:")?;
     if status.history.is_empty() {
         writeln!(out, "  (none)")?;
     }
@@ -124,9 +127,10 @@ pub fn backups(
     writeln!(out, "Backup directory: {}", dir.display())?;
     write_backups(backups, out)?;
     if let Some(newest) = backups.first() {
+        writeln!(out)?;
         writeln!(
             out,
-            "\nRestore one with: hsm-host restore {}",
+            "Restore one with: hsm-host restore {}",
             newest.path.display()
         )?;
     }

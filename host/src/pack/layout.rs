@@ -153,7 +153,8 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if path.is_dir() {
+        // A directory of the set, or a link to one inside it; never one elsewhere.
+        if crate::files::is_dir_inside(&path, dir) {
             let up = path.join("up.sql");
             if !up.is_file() {
                 continue;
@@ -466,8 +467,13 @@ fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetE
     }
 }
 
+/// A SQL file of the set: a regular file (or a link to one in the same directory) of at most
+/// [`crate::files::MAX_SQL_FILE`] bytes, so a stranger's set cannot make hsm-host read the
+/// operator's other files, a device or a FIFO.
 fn read_sql(path: &Path) -> Result<String, SetError> {
-    let bytes = std::fs::read(path).map_err(|e| error(path, e.to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let bytes = crate::files::read_inside(path, dir, crate::files::MAX_SQL_FILE)
+        .map_err(|reason| error(path, reason))?;
     let text = String::from_utf8(bytes).map_err(|_| error(path, "is not UTF-8 text"))?;
     Ok(text
         .strip_prefix('\u{feff}')

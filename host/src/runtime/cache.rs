@@ -15,7 +15,7 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -88,22 +88,17 @@ impl ComponentCache {
             );
             return None;
         }
-        match fs::metadata(dir) {
-            Ok(meta) if private(&meta) => {}
-            Ok(_) => {
-                tracing::warn!(
-                    "compile cache disabled: {} must belong to this user and be writable by no one else",
-                    dir.display()
-                );
+        // Every directory on the way is checked once, then only the checked path is used: no
+        // other user can swap a part of it for one holding their machine code.
+        let dir = match crate::files::trusted_dir(dir) {
+            Ok(canonical) => canonical,
+            Err(reason) => {
+                tracing::warn!("compile cache disabled: {reason}");
                 return None;
             }
-            Err(e) => {
-                tracing::warn!("compile cache disabled: {}: {e}", dir.display());
-                return None;
-            }
-        }
+        };
         Some(Self {
-            dir: dir.to_owned(),
+            dir,
             engine_hash: OnceLock::new(),
         })
     }
@@ -331,12 +326,13 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// The bytes of `path` and its identity, if it did not change while it was read and has not
 /// changed for [`SETTLE`].
+/// Only a regular file of at most [`crate::files::MAX_COMPONENT_FILE`] bytes is read.
 pub(crate) fn read_with_identity(path: &Path) -> std::io::Result<(Vec<u8>, Option<String>)> {
-    let mut file = fs::File::open(path)?;
-    let before = file.metadata()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let after = file_identity(&file.metadata()?);
+    let (file, before) = crate::files::open_regular(path, true).map_err(std::io::Error::other)?;
+    let after_file = file.try_clone()?;
+    let bytes = crate::files::read_capped(file, &before, crate::files::MAX_COMPONENT_FILE)
+        .map_err(std::io::Error::other)?;
+    let after = file_identity(&after_file.metadata()?);
     let trusted = file_identity(&before) == after && settled(&before);
     Ok((bytes, trusted.then_some(after)))
 }

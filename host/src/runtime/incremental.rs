@@ -163,10 +163,11 @@ impl CacheStore for FunctionCache {
 /// Every function of every bundle in `dir` that checks out; the others are removed. A
 /// directory grown past [`MAX_DISK_BYTES`], or one others could write, is not read.
 fn read_bundles(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(meta) = fs::metadata(dir) else {
+    // The entry itself (a link is not the directory it names).
+    let Ok(meta) = fs::symlink_metadata(dir) else {
         return Vec::new();
     };
-    if !super::cache::private(&meta) {
+    if !meta.is_dir() || !super::cache::private(&meta) {
         tracing::warn!(
             "not reading compiled functions from {}: it must belong to this user and be \
              writable by no one else",

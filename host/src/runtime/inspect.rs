@@ -41,10 +41,14 @@ impl Runtime {
     /// # Errors
     /// [`Error::ReadMigrations`] when the file cannot be read.
     pub fn inspect_file(&self, path: &Path) -> Result<Inspection> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadMigrations {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = crate::files::open_regular(path, true)
+            .and_then(|(file, meta)| {
+                crate::files::read_capped(file, &meta, crate::files::MAX_COMPONENT_FILE)
+            })
+            .map_err(|reason| Error::ReadMigrations {
+                path: path.to_owned(),
+                source: std::io::Error::other(reason),
+            })?;
         let wasm = self.wasm()?;
         let names = |component: &Component| -> (Vec<String>, Vec<String>) {
             let ty = component.component_type();

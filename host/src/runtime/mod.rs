@@ -12,6 +12,7 @@ mod limits;
 mod output;
 pub(crate) mod progress;
 mod state;
+pub(crate) mod watchdog;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
 pub use progress::{ProgressSink, set_progress_sink};
 use state::GuestState;
+pub use watchdog::{HardStopHook, set_hard_stop_hook};
 
 use crate::database::Database;
 use crate::error::{Error, Result, human_bytes};
@@ -506,10 +508,14 @@ impl MigrationComponent {
         match &self.bytes {
             Bytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
             Bytes::InFile => {
-                let bytes = std::fs::read(&self.path).map_err(|source| Error::ReadMigrations {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                let bytes = crate::files::open_regular(&self.path, true)
+                    .and_then(|(file, meta)| {
+                        crate::files::read_capped(file, &meta, crate::files::MAX_COMPONENT_FILE)
+                    })
+                    .map_err(|reason| Error::ReadMigrations {
+                        path: self.path.clone(),
+                        source: std::io::Error::other(reason),
+                    })?;
                 if sha256_hex(&bytes) != self.checksum {
                     return Err(Error::InvalidComponent {
                         path: self.path.clone(),

@@ -631,6 +631,7 @@ fn drop_temp_objects(conn: &Connection) -> rusqlite::Result<()> {
     let objects: Vec<(String, String)> = conn
         .prepare(
             "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('trigger', 'view', 'table')
+               AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
              ORDER BY CASE WHEN type = 'trigger' THEN 0 WHEN type = 'view' THEN 1
                            WHEN sql LIKE 'CREATE VIRTUAL%' THEN 2 ELSE 3 END",
         )?
@@ -642,6 +643,16 @@ fn drop_temp_objects(conn: &Connection) -> rusqlite::Result<()> {
             "DROP {kind} IF EXISTS temp.\"{}\"",
             name.replace('"', "\"\"")
         ))?;
+    }
+    // SQLite's own temp tables (`sqlite_sequence`, made by a temp AUTOINCREMENT table) cannot
+    // be dropped; their rows can, so the next migration's counters start afresh.
+    let has_sequence: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM temp.sqlite_schema WHERE name = 'sqlite_sequence'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_sequence {
+        conn.execute_batch("DELETE FROM temp.sqlite_sequence")?;
     }
     Ok(())
 }

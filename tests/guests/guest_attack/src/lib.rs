@@ -257,6 +257,13 @@ fn attack(db: &Db) -> Result<()> {
             }
             db.execute_batch("INSERT INTO docs5 (docs5) VALUES ('optimize')")
         }
+        "script" => {
+            // The shared list of attack classes (tests/integration/attack_classes.rs) runs its
+            // SQL through every entry point: here, from the `attack_script` table.
+            let script: String =
+                db.query_row("SELECT sql FROM attack_script", (), |row| row.get(0))?;
+            db.execute_batch(&script)
+        }
         "none" => {
             // Allowed: read-only PRAGMAs, reading the tracking tables, ordinary DDL.
             db.query("PRAGMA table_info(users)", ())?;

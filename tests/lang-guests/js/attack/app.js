@@ -40,6 +40,13 @@ function attack(db) {
     case 'none':
       db.executeBatch('CREATE TABLE survivor (x)');
       return;
+    case 'script': {
+      // The shared list of attack classes (tests/integration/attack_classes.rs) runs its SQL
+      // through every entry point: here, from the `attack_script` table.
+      const [script] = db.queryOne('SELECT sql FROM attack_script');
+      db.executeBatch(script);
+      return;
+    }
     default:
       throw new Error(`unknown attack ${name}`);
   }

@@ -51,6 +51,12 @@ def attack(db: Db) -> None:
     if name == "none":
         db.execute_batch("CREATE TABLE survivor (x)")
         return
+    if name == "script":
+        # The shared list of attack classes (tests/integration/attack_classes.rs) runs its SQL
+        # through every entry point: here, from the `attack_script` table.
+        (script,) = db.query_one("SELECT sql FROM attack_script")
+        db.execute_batch(script)
+        return
     raise RuntimeError(f"unknown attack {name}")
 
 
