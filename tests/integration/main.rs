@@ -10,6 +10,7 @@ mod crash;
 mod failures;
 mod guests_used;
 mod hostile_files;
+mod hostile_rows;
 mod integrity;
 mod json_shapes;
 mod languages;
