@@ -202,9 +202,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
 }
 
 fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    conn.prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
-        .and_then(|mut stmt| stmt.query_map([table], |row| row.get(0))?.collect())
-        .context(format!("cannot read the columns of {table}"))
+    crate::tracking::column_names(conn, table)
 }
 
 /// A column of text or numbers, as text.

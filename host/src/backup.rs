@@ -117,6 +117,8 @@ pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Resu
         path: dir.clone(),
         reason,
     };
+    crate::files::check_existing_path(&dir)
+        .map_err(|reason| fail(format!("refusing the backup directory: {reason}")))?;
     make_private_dir(&dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
     // Checked once, then reached only through the checked path: no other user can swap it
     // for a link (the backup would go, and pruning would delete, wherever it led).
@@ -157,14 +159,9 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn check_space(conn: &Connection, dir: &Path) -> Result<()> {
-    let size: u64 = conn
-        .query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(|e| Error::sqlite("cannot measure the database", e))?;
-    let needed = size + SPACE_MARGIN;
+    let (page_count, page_size) =
+        measure(conn).map_err(|e| Error::sqlite("cannot measure the database", e))?;
+    let needed = (page_count.max(0) as u64).saturating_mul(page_size.max(0) as u64) + SPACE_MARGIN;
     let stat = rustix::fs::statvfs(dir).map_err(|e| Error::Backup {
         path: dir.to_owned(),
         reason: format!("cannot read the free space: {e}"),
@@ -230,13 +227,8 @@ fn copy_pages(conn: &Connection, target: &mut Connection) -> std::result::Result
     }
     let copied = (|| {
         let backup = Backup::new(conn, target).map_err(|e| format!("cannot start: {e}"))?;
-        let (page_count, page_size): (i64, i64) = conn
-            .query_row(
-                "SELECT page_count, page_size FROM pragma_page_count(), pragma_page_size()",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(|e| format!("cannot measure the database: {e}"))?;
+        let (page_count, page_size) =
+            measure(conn).map_err(|e| format!("cannot measure the database: {e}"))?;
         let bytes = (page_count.max(0) as u64).saturating_mul(page_size.max(0) as u64);
         let mib = |pages: u64| (pages * page_size.max(0) as u64).div_ceil(1 << 20);
         let progress = (bytes >= PROGRESS_FROM_BYTES).then(|| {
@@ -276,6 +268,14 @@ fn copy_pages(conn: &Connection, target: &mut Connection) -> std::result::Result
     copied
 }
 
+/// The database's page count and page size, by PRAGMA statements (a table named
+/// `pragma_page_count` would take the table-valued function's place).
+fn measure(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let count = conn.query_row("PRAGMA main.page_count", [], |row| row.get(0))?;
+    let size = conn.query_row("PRAGMA main.page_size", [], |row| row.get(0))?;
+    Ok((count, size))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
@@ -292,13 +292,17 @@ pub fn list(database: &Path, dir: &Path, tracking: &Tracking) -> Result<Vec<Back
             });
         }
     };
+    let latest = latest_name(database);
     let mut backups: Vec<BackupInfo> = entries
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             let taken_at = parse_backup_time(database, &name)?;
             let path = entry.path();
-            let size = entry.metadata().ok()?.len();
+            let size = own_file(&path)?.len();
+            if name > latest {
+                return None;
+            }
             Some(BackupInfo {
                 schema_version: schema_version(&path, tracking),
                 path,
@@ -314,6 +318,8 @@ pub fn list(database: &Path, dir: &Path, tracking: &Tracking) -> Result<Vec<Back
 /// The highest applied version recorded in a database file, 0 without tracking tables. The
 /// file is opened immutable: nothing is written, nothing is left beside it.
 pub fn schema_version(path: &Path, tracking: &Tracking) -> Option<u64> {
+    // A FIFO planted under a backup's name would block the open for ever.
+    own_file(path)?;
     let conn = Connection::open_with_flags(
         immutable_uri(path)?,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
@@ -345,7 +351,7 @@ const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// the future or another user's file counts for nothing and is left alone. Other files are
 /// never touched.
 pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) -> Result<()> {
-    let latest = backup_file_name(database, chrono::Utc::now() + chrono::Duration::minutes(1));
+    let latest = latest_name(database);
     let me = rustix::process::geteuid().as_raw();
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(|e| Error::Backup {
@@ -353,10 +359,7 @@ pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) ->
             reason: format!("cannot list backups: {e}"),
         })?
         .flatten()
-        .filter(|entry| {
-            // The directory entry's own metadata: a link is a link, never its target.
-            fs::symlink_metadata(entry.path()).is_ok_and(|meta| meta.is_file() && meta.uid() == me)
-        })
+        .filter(|entry| own_file(&entry.path()).is_some())
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| parse_backup_time(database, name).is_some() && *name <= latest)
         .collect();
@@ -394,6 +397,19 @@ pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) ->
         }
     }
     Ok(())
+}
+
+/// The name a backup taken a minute from now would have: no backup of ours is named later (a
+/// file dated in the future was planted, and counts for nothing).
+fn latest_name(database: &Path) -> String {
+    backup_file_name(database, chrono::Utc::now() + chrono::Duration::minutes(1))
+}
+
+/// The metadata of `path` if it is a regular file (not a link: the entry's own metadata) of
+/// this user: the only files listed, read or pruned as backups.
+fn own_file(path: &Path) -> Option<fs::Metadata> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    (meta.is_file() && meta.uid() == rustix::process::geteuid().as_raw()).then_some(meta)
 }
 
 /// Removes `path` if it is a regular file of the user `me`.

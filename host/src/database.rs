@@ -52,6 +52,7 @@ impl Database {
     }
 
     fn open_with(path: &Path, flags: OpenFlags) -> Result<Self> {
+        check_surroundings(path).map_err(|reason| open_error(path, reason))?;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_error(path, e))?;
@@ -113,6 +114,50 @@ impl Database {
 fn harden(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    Ok(())
+}
+
+/// Files SQLite keeps beside a database, and rolls into it or reads as part of it.
+const SIDECARS: [&str; 3] = ["-journal", "-wal", "-shm"];
+
+/// Refuses a database whose neighbourhood another user could shape: SQLite rolls a hot
+/// `-journal` (or a `-wal`) it finds beside a database into it, whoever wrote it, so a
+/// directory others may write (sticky or not) could rewrite the tracking tables and plant
+/// triggers. Sidecars present must be regular files of the database's owner, this user or
+/// root.
+pub(crate) fn check_surroundings(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(dir_meta) = std::fs::metadata(dir) else {
+        return Ok(()); // Opening fails with its own error.
+    };
+    if dir_meta.mode() & 0o002 != 0 {
+        return Err(format!(
+            "its directory {} is writable by every user, who could plant a journal that SQLite \
+             would roll into the database; keep the database in a directory only its owner can \
+             write (chmod o-w)",
+            dir.display()
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(path).map_or(me, |meta| meta.uid());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for suffix in SIDECARS {
+        let sidecar = dir.join(format!("{name}{suffix}"));
+        let Ok(meta) = std::fs::symlink_metadata(&sidecar) else {
+            continue;
+        };
+        if !meta.is_file() || ![owner, me, 0].contains(&meta.uid()) {
+            return Err(format!(
+                "{} is not a regular file of the database's owner: SQLite would read it as part \
+                 of the database; remove it if you did not make it",
+                sidecar.display()
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -145,6 +145,13 @@ pub fn trusted_dir(dir: &Path) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
+/// The check of [`trusted_dir`] on the part of `dir`'s path that exists, before the rest is
+/// made: nothing is created in a place another user controls.
+pub fn check_existing_path(dir: &Path) -> Result<(), String> {
+    let absolute = std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    check_path(&absolute, 0)
+}
+
 /// Checks every prefix of the absolute `path` (the last component too, if it is a link).
 fn check_path(path: &Path, depth: u32) -> Result<(), String> {
     if depth > 40 {

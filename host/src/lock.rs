@@ -101,16 +101,22 @@ fn write_holder(file: &mut File) -> std::io::Result<()> {
     file.flush()
 }
 
+/// Who holds the lock, as the holder wrote it: at most a line's worth (another user could
+/// have made the file gigabytes long).
 fn read_holder(file: &mut File) -> String {
-    let mut holder = String::new();
+    let mut bytes = Vec::new();
     let read = file
         .rewind()
-        .and_then(|()| file.read_to_string(&mut holder));
+        .and_then(|()| Read::by_ref(file).take(MAX_HOLDER).read_to_end(&mut bytes));
+    let holder = String::from_utf8_lossy(&bytes);
     match read {
         Ok(_) if !holder.trim().is_empty() => holder.trim().to_owned(),
         _ => "another process".to_owned(),
     }
 }
+
+/// The longest holder text read back.
+const MAX_HOLDER: u64 = 512;
 
 #[cfg(test)]
 mod tests {

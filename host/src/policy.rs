@@ -196,6 +196,20 @@ pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), Strin
                     .into(),
             )
         }
+        // A table or view named like a table-valued function takes its place in every
+        // statement that names it (SQLite looks for tables first): the host's own reads of
+        // `pragma_table_info(…)`, `json_each(…)` would fail, and the application's too.
+        AuthAction::CreateTable { table_name: name }
+        | AuthAction::CreateTempTable { table_name: name }
+        | AuthAction::CreateView { view_name: name }
+        | AuthAction::CreateTempView { view_name: name }
+        | AuthAction::CreateVtable {
+            table_name: name, ..
+        } if is_table_function_name(name) => Err(format!(
+            "`{name}` is the name of one of SQLite's table-valued functions: a table or view of \
+             that name would hide it from every statement (the host's and the application's); \
+             choose another name"
+        )),
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
         | AuthAction::Delete { table_name }
@@ -222,6 +236,23 @@ pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), Strin
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `name` is (any case) a table-valued function of this SQLite build: every PRAGMA's
+/// `pragma_<name>` and the eponymous virtual tables.
+fn is_table_function_name(name: &str) -> bool {
+    const EPONYMOUS: [&str; 7] = [
+        "json_each",
+        "json_tree",
+        "jsonb_each",
+        "jsonb_tree",
+        "dbstat",
+        "generate_series",
+        "carray",
+    ];
+    name.get(..7)
+        .is_some_and(|start| start.eq_ignore_ascii_case("pragma_"))
+        || EPONYMOUS.iter().any(|e| e.eq_ignore_ascii_case(name))
 }
 
 /// PRAGMAs a guest may set: `legacy_alter_table`, which table rebuilds written for older
@@ -339,6 +370,21 @@ mod tests {
         assert!(check_statement_text("SELECT 'vacuum'").is_ok());
         assert!(check_statement_text("INSERT INTO t VALUES ('a; vacuum')").is_ok());
         assert!(check_statement_text("SELECT 1 /* ; vacuum */; SELECT \"x;vacuum\"").is_ok());
+    }
+
+    #[test]
+    fn table_function_names_are_recognised() {
+        for name in [
+            "pragma_table_info",
+            "PRAGMA_page_count",
+            "json_each",
+            "JSON_TREE",
+        ] {
+            assert!(is_table_function_name(name), "{name}");
+        }
+        for name in ["pragmatic", "json_docs", "users", "pragma"] {
+            assert!(!is_table_function_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub fn restore(
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| restore_error(database, e))?;
     }
+    // The copy is written beside the database and renamed over it: nobody else may be able to
+    // swap files in that directory meanwhile.
+    crate::database::check_surroundings(database).map_err(|reason| Error::RestoreRefused {
+        path: database.to_owned(),
+        reason,
+    })?;
     let _lock = lock::acquire(database, lock_timeout)?;
 
     let previous = match (backups, database.exists()) {
@@ -102,12 +108,7 @@ pub fn restore(
     // The restored file keeps the permissions the database had (backups are private).
     let permissions = fs::metadata(database).ok().map(|m| m.permissions());
     let partial = sibling(database, ".restore-partial");
-    let copied = copy_with_progress(source, &partial)
-        .and_then(|()| match permissions {
-            Some(permissions) => fs::set_permissions(&partial, permissions),
-            None => Ok(()),
-        })
-        .and_then(|()| fs::File::open(&partial)?.sync_all())
+    let copied = copy_with_progress(source, &partial, permissions)
         .and_then(|()| fs::rename(&partial, database));
     if let Err(e) = copied {
         let _ = fs::remove_file(&partial);
@@ -152,7 +153,11 @@ const PROGRESS_FROM_BYTES: u64 = 64 << 20;
 /// itself if it is one), and the target is created afresh, never followed through a symbolic
 /// link someone planted there (which would write wherever it points). Progress is reported in
 /// MiB for a large file.
-fn copy_with_progress(source: &Path, target: &Path) -> std::io::Result<()> {
+fn copy_with_progress(
+    source: &Path,
+    target: &Path,
+    permissions: Option<fs::Permissions>,
+) -> std::io::Result<()> {
     let len = fs::metadata(source)?.len();
     let progress = (len >= PROGRESS_FROM_BYTES).then(|| {
         crate::runtime::progress::HostProgress::new(
@@ -187,7 +192,11 @@ fn copy_with_progress(source: &Path, target: &Path) -> std::io::Result<()> {
     if let Some(progress) = &progress {
         progress.set(len.div_ceil(1 << 20));
     }
-    Ok(())
+    // Through the open file, never the path again (which could be swapped meanwhile).
+    if let Some(permissions) = permissions {
+        to.set_permissions(permissions)?;
+    }
+    to.sync_all()
 }
 
 fn journal_mode(path: &Path) -> Option<String> {

@@ -35,15 +35,28 @@ pub fn snapshot(conn: &Connection, tracking: &Tracking) -> Result<Snapshot> {
 }
 
 /// The objects on `tables` (all of them when `None`).
-fn read(conn: &Connection, tracking: &Tracking, tables: Option<&str>) -> Result<Snapshot> {
+fn read(
+    conn: &Connection,
+    tracking: &Tracking,
+    tables: Option<&BTreeSet<String>>,
+) -> Result<Snapshot> {
     let [a, b, c] = tracking.host_tables();
     let sql = match tables {
         None => format!("SELECT type, name, tbl_name, sql {USER_OBJECTS}"),
-        // SQLite compares names without case (ASCII only), as `same_name` does.
-        Some(_) => format!(
-            "SELECT type, name, tbl_name, sql {USER_OBJECTS}
-               AND tbl_name COLLATE NOCASE IN (SELECT value FROM json_each(?4))"
-        ),
+        // SQLite compares names without case (ASCII only), as `same_name` does. The names are
+        // written into the statement as string literals, not read through `json_each(…)`:
+        // a table of that name would take the function's place.
+        Some(tables) => {
+            let list: Vec<String> = tables
+                .iter()
+                .map(|t| format!("'{}'", t.replace('\'', "''")))
+                .collect();
+            format!(
+                "SELECT type, name, tbl_name, sql {USER_OBJECTS}
+                   AND tbl_name COLLATE NOCASE IN ({})",
+                list.join(", ")
+            )
+        }
     };
     let mut stmt = conn.prepare(&sql).context("cannot read the schema")?;
     let row = |row: &rusqlite::Row<'_>| {
@@ -55,12 +68,9 @@ fn read(conn: &Connection, tracking: &Tracking, tables: Option<&str>) -> Result<
             },
         ))
     };
-    match tables {
-        None => stmt.query_map([a, b, c], row),
-        Some(tables) => stmt.query_map([a, b, c, tables], row),
-    }
-    .and_then(|rows| rows.collect())
-    .context("cannot read the schema")
+    stmt.query_map([a, b, c], row)
+        .and_then(|rows| rows.collect())
+        .context("cannot read the schema")
 }
 
 /// Brings `snapshot` up to date after a change to objects on `tables` only (names as the
@@ -72,8 +82,7 @@ pub fn refresh(
     snapshot: &mut Snapshot,
     tables: &BTreeSet<String>,
 ) -> Result<(Snapshot, Snapshot)> {
-    let names = serde_json::to_string(tables).expect("a list of strings serializes");
-    let after = read(conn, tracking, Some(&names))?;
+    let after = read(conn, tracking, Some(tables))?;
     let on_tables = |object: &Object| tables.iter().any(|t| same_name(t, &object.table));
     let keys: Vec<(String, String)> = snapshot
         .iter()

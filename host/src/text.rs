@@ -42,7 +42,11 @@ fn is_unsafe(c: char) -> bool {
             '\u{2028}' | '\u{2029}'                 // line and paragraph separators
             | '\u{200e}' | '\u{200f}'               // left-to-right and right-to-left marks
             | '\u{202a}'..='\u{202e}'               // bidirectional embeddings and overrides
-            | '\u{2066}'..='\u{2069}') // bidirectional isolates
+            | '\u{2066}'..='\u{2069}'               // bidirectional isolates
+            | '\u{061c}'                            // Arabic letter mark
+            | '\u{200b}'..='\u{200d}'               // zero-width space and joiners
+            | '\u{2060}'..='\u{2064}'               // word joiner, invisible operators
+            | '\u{feff}') // byte order mark, zero-width no-break space
 }
 
 /// What is left of a migration's log budget, shared by its `up`/`down` instance and its

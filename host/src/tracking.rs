@@ -660,11 +660,12 @@ pub const SUCCESS: &str = "success";
 pub const FAILED: &str = "failed";
 
 /// The columns of `table` in `main`, in order; empty when there is no such table.
+/// (A PRAGMA statement, not `pragma_table_info(…)`: a table of that name would take the
+/// function's place.)
 pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info(?1, 'main') ORDER BY cid")
-        .context("cannot read table columns")?;
-    stmt.query_map([table], |row| row.get(0))
+    let sql = format!("PRAGMA main.table_info(\"{}\")", table.replace('"', "\"\""));
+    let mut stmt = conn.prepare(&sql).context("cannot read table columns")?;
+    stmt.query_map([], |row| row.get(1))
         .and_then(|rows| rows.collect())
         .context(format!("cannot read the columns of {table}"))
 }

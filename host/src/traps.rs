@@ -66,11 +66,18 @@ fn check_shadow_tables(
     before: &Snapshot,
     targets: &[Target],
 ) -> Result<(), String> {
+    // A PRAGMA statement: a view named `pragma_table_list` would take the function's place.
     let shadows: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'")
+        .prepare("PRAGMA main.table_list")
         .and_then(|mut stmt| {
-            stmt.query_map([], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()
+            stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            })?
+            .filter_map(|row| match row {
+                Ok((name, kind)) => (kind == "shadow").then_some(Ok(name)),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<rusqlite::Result<Vec<String>>>()
         })
         .map_err(|e| format!("cannot list the shadow tables of virtual tables: {e}"))?;
     for shadow in &shadows {
@@ -166,10 +173,17 @@ fn exercise(
     }
     // Resolving the SELECT above made the columns readable.
     let columns = conn
-        .prepare("SELECT name FROM pragma_table_xinfo(?1, 'main') WHERE hidden = 0")
+        .prepare(&format!("PRAGMA main.table_xinfo({})", quote(&target.name)))
         .and_then(|mut stmt| {
-            stmt.query_map([&target.name], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()
+            stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(1)?, row.get::<_, i64>(6)?))
+            })?
+            .filter_map(|row| match row {
+                Ok((name, 0)) => Some(Ok(name)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<rusqlite::Result<Vec<String>>>()
         })
         .map_err(|e| format!("cannot read the columns of {what}: {e}"))?;
     if !columns.is_empty() {

@@ -90,7 +90,8 @@ const CLASSES: &[Class] = &[
         name: "names_that_drive_the_terminal",
         setup: String::new,
         script: || {
-            "CREATE TABLE \"t\r\nFORGED Applied 42 evil\x1b]0;owned\x07\x1b[2J\u{9b}31m\" (x);"
+            "CREATE TABLE \"t\r\nFORGED Applied 42 evil\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}\
+             \u{61c}\u{feff}\u{2028}\" (x);"
                 .into()
         },
         expect: Expect::Applied,
@@ -105,6 +106,14 @@ const CLASSES: &[Class] = &[
                 .into()
         },
         expect: Expect::Refused(&["foreign-key violation"]),
+    },
+    Class {
+        // Tables are looked up before table-valued functions: a table `pragma_table_info` would
+        // break the host's own reads (status, up, restore) and the application's.
+        name: "a_table_named_like_a_table_valued_function",
+        setup: String::new,
+        script: || "CREATE TABLE pragma_page_count (x);".into(),
+        expect: Expect::Refused(&["table-valued functions"]),
     },
     Class {
         // 3.5 MiB of names in one migration.
@@ -297,9 +306,10 @@ fn assert_output_is_safe(what: &str, run: &Run, env: &Env) {
         ("stderr", &run.stderr, 64 << 10),
         ("log file", &log, 256 << 10),
     ] {
-        let raw = text
-            .chars()
-            .find(|&c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{9b}');
+        let raw = text.chars().find(|&c| {
+            (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{2028}' | '\u{202e}' | '\u{61c}' | '\u{feff}')
+        });
         assert!(raw.is_none(), "{what}: {sink} holds {raw:?}");
         assert!(
             !text
@@ -331,6 +341,7 @@ through_every_entry_point! {
     names_that_drive_the_terminal => "names_that_drive_the_terminal",
     names_in_a_host_built_failure => "names_in_a_host_built_failure",
     a_flood_of_names => "a_flood_of_names",
+    a_table_named_like_a_table_valued_function => "a_table_named_like_a_table_valued_function",
     a_statement_that_recurses_past_the_stack => "a_statement_that_recurses_past_the_stack",
     a_statement_that_compiles_past_the_deadline => "a_statement_that_compiles_past_the_deadline",
 }

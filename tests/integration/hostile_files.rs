@@ -252,3 +252,92 @@ fn a_lock_file_link_is_not_written_through() {
     run.assert_stderr_contains("test.db.lock");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+#[test]
+fn a_database_in_a_directory_every_user_may_write_is_refused() {
+    // Another user could plant `<db>-journal` there, which SQLite would roll into the database.
+    let env = sql_env();
+    let dir = env.db.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch("CREATE TABLE app (x);")
+        .unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for args in [&["status"][..], &["up"]] {
+        let run = env.hsm(args);
+        assert_ne!(run.code, 0, "{args:?}");
+        run.assert_stderr_contains("is writable by every user");
+    }
+    let backup = env.dir.path().join("elsewhere.db");
+    std::fs::copy(&env.db, &backup).unwrap();
+    let run = env.hsm(&["restore", backup.to_str().unwrap(), "--yes"]);
+    assert_ne!(run.code, 0);
+    run.assert_stderr_contains("is writable by every user");
+    // A journal beside the database that is not a regular file is refused too.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink(
+        env.dir.path().join("planted"),
+        env.db.with_file_name("test.db-journal"),
+    )
+    .unwrap();
+    env.hsm(&["status"])
+        .assert_stderr_contains("test.db-journal is not a regular file");
+}
+
+#[test]
+fn a_log_file_link_is_not_written_through() {
+    let env = sql_env();
+    std::fs::create_dir_all(env.log_file().parent().unwrap()).unwrap();
+    let victim = env.dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    symlink(&victim, env.log_file()).unwrap();
+    env.hsm(&["up"])
+        .assert_success()
+        .assert_stderr_contains("not writing the log file");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
+
+#[test]
+fn a_huge_lock_file_is_read_only_as_far_as_a_holder_line() {
+    let env = sql_env();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let lock = env.db.with_file_name("test.db.lock");
+    let file = std::fs::File::create(&lock).unwrap();
+    file.set_len(4 << 30).unwrap(); // sparse: 4 GiB of nothing
+    file.lock().unwrap();
+    let run = run_within(
+        &env,
+        &["up", "--lock-timeout", "1"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
+    drop(file);
+}
+
+#[test]
+fn entries_planted_in_the_backup_directory_are_neither_read_nor_recommended() {
+    let env = sql_env();
+    env.hsm(&["up"]).assert_success();
+    let backups = env.db.parent().unwrap().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        backups.join("test.db.backup-2020-01-01T00-00-00-000Z"),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        backups.join("test.db.backup-2099-01-01T00-00-00-000Z"),
+        "planted",
+    )
+    .unwrap();
+    let status = run_within(&env, &["status", "--json"], Duration::from_secs(30));
+    status.assert_success();
+    assert!(!status.stdout.contains("2099"), "{}", status.stdout);
+    assert!(!status.stdout.contains("2020-01-01"), "{}", status.stdout);
+    let listing = run_within(&env, &["restore"], Duration::from_secs(30));
+    listing.assert_success();
+    assert!(!listing.stdout.contains("2099"), "{}", listing.stdout);
+}

@@ -91,3 +91,32 @@ fn adopt_names_the_first_problems_of_a_flooded_history_and_counts_the_rest() {
         .assert_stderr_contains("and 49995 more");
     assert_bounded_and_escaped("adopt", &run, 16 << 10);
 }
+
+#[test]
+fn tables_an_older_tool_named_like_table_valued_functions_do_not_stop_the_host() {
+    let env = Env::with_examples();
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&env.db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE pragma_table_info (x); CREATE TABLE pragma_page_count (x);
+             CREATE TABLE pragma_page_size (x); CREATE TABLE json_each (value);
+             CREATE VIEW pragma_table_list (schema, name, type) AS SELECT NULL, NULL, NULL;
+             CREATE TABLE pragma_table_xinfo (x);",
+        )
+        .unwrap();
+    }
+    env.hsm(&["up", "3"]).assert_success();
+    env.hsm(&["status"]).assert_success();
+    let backup = env.hsm(&["backup"]);
+    backup.assert_success();
+    let path = backup
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Backup taken: "))
+        .unwrap()
+        .to_owned();
+    env.hsm(&["up"]).assert_success();
+    env.hsm(&["restore", &path, "--yes"]).assert_success();
+    assert_eq!(env.status()["current_version"], 3);
+}

@@ -84,12 +84,33 @@ fn install(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
     guard
 }
 
+/// Opens the log file for appending: never through a symbolic link (another user's link would
+/// have hsm-host's lines appended wherever it points), only a regular file of this user, in a
+/// directory that not every user may write.
 fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refuse = |why: String| std::io::Error::other(why);
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
+        let meta = std::fs::symlink_metadata(dir)?;
+        if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+            return Err(refuse(format!(
+                "{} is writable by every user",
+                dir.display()
+            )));
+        }
     }
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(refuse(
+            "it is not a regular file of this user (planted by someone else?)".into(),
+        ));
+    }
+    Ok(file)
 }

@@ -186,27 +186,35 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         let Some(stem) = file_name.strip_suffix(".sql") else {
             continue;
         };
-        if let Some(stem) = stem.strip_suffix(".up") {
+        if let Some((stem, direction)) = up_down_file(stem) {
+            // golang-migrate and sqlx pair the two files by version alone
+            // (`^([0-9]+)_(.*)\.(down|up)\.(.*)$`): their names may differ, and a name may end
+            // in a dot (`1_flags..up.sql`). The up file names the migration.
             fits(&path, Layout::UpDown)?;
             let (version, id, name) = split_id(&path, stem, "_")?;
             let parts = by_version.entry(version).or_default();
-            check_same(&path, parts, Layout::UpDown, &id)?;
-            *parts = Parts {
-                layout: Some(Layout::UpDown),
-                id,
-                name,
-                up: Some(path.clone()),
-                down: parts.down.take(),
+            check_same(&path, parts, Layout::UpDown, &parts.id.clone())?;
+            let slot = if direction == "up" {
+                &mut parts.up
+            } else {
+                &mut parts.down
             };
-        } else if let Some(stem) = stem.strip_suffix(".down") {
-            fits(&path, Layout::UpDown)?;
-            let (version, id, name) = split_id(&path, stem, "_")?;
-            let parts = by_version.entry(version).or_default();
-            check_same(&path, parts, Layout::UpDown, &id)?;
+            if let Some(other) = slot {
+                return Err(error(
+                    &path,
+                    format!(
+                        "is a second {direction} file of version {version}, beside `{}`: each \
+                         version has one {direction} file",
+                        other.display()
+                    ),
+                ));
+            }
+            *slot = Some(path.clone());
             parts.layout = Some(Layout::UpDown);
-            parts.id = id;
-            parts.name = name;
-            parts.down = Some(path.clone());
+            if direction == "up" || parts.id.is_empty() {
+                parts.id = id;
+                parts.name = name;
+            }
         } else if let Some((kind, rest)) = flyway_file(stem) {
             let refinery = named == Some(Layout::Refinery);
             fits(
@@ -286,6 +294,17 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         .into_iter()
         .map(|(version, parts)| load(version, parts))
         .collect()
+}
+
+/// `<version>_<name>.up` or `.down` (the stem of a `.sql` file) → (`<version>_<name>`,
+/// `up` or `down`), as golang-migrate matches them: the direction is the last dotted part.
+fn up_down_file(stem: &str) -> Option<(&str, &'static str)> {
+    let (rest, direction) = if let Some(rest) = stem.strip_suffix(".up") {
+        (rest, "up")
+    } else {
+        (stem.strip_suffix(".down")?, "down")
+    };
+    Some((rest, direction))
 }
 
 /// `V…__…` or `U…__…` → (`V` or `U`, the rest).
@@ -708,6 +727,37 @@ mod tests {
                 .unwrap_err()
                 .reason
                 .contains("not a usable version")
+        );
+    }
+
+    #[test]
+    fn up_and_down_files_pair_by_version_as_golang_migrate_does() {
+        let dir = tempfile::tempdir().unwrap();
+        // Different names for one version's up and down; a name ending in a dot.
+        write(
+            dir.path(),
+            "1_create_notes.up.sql",
+            "CREATE TABLE notes (x);",
+        );
+        write(dir.path(), "1_drop_notes.down.sql", "DROP TABLE notes;");
+        write(dir.path(), "2_flags..up.sql", "CREATE TABLE flags (x);");
+        write(dir.path(), "2_flags.down.sql", "DROP TABLE flags;");
+        let set = read(dir.path(), None).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set[0].name, "create_notes");
+        assert!(
+            set[0].down.as_deref() == Some("DROP TABLE notes;"),
+            "{:?}",
+            set[0].down
+        );
+        assert!(set[1].down.as_deref() == Some("DROP TABLE flags;"));
+
+        // Two up files of one version are named as that, not as a version clash.
+        write(dir.path(), "2_other.up.sql", "SELECT 1;");
+        let error = read(dir.path(), None).unwrap_err();
+        assert!(
+            error.reason.contains("second up file of version 2"),
+            "{error:?}"
         );
     }
 

@@ -77,6 +77,10 @@ impl ComponentCache {
     /// Opens (creating it mode 0700) the cache in `dir`. `None`, with a warning, when the
     /// directory cannot be made or is not safe to load machine code from.
     pub(crate) fn open(dir: &Path) -> Option<Self> {
+        if let Err(reason) = crate::files::check_existing_path(dir) {
+            tracing::warn!("compile cache disabled: {reason}");
+            return None;
+        }
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
