@@ -112,10 +112,18 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         let columns = columns(conn, tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
         let history = match tool {
-            Tool::Diesel if has(&["version", "run_on"]) => digits(strings(
-                conn,
-                "SELECT version FROM main.__diesel_schema_migrations",
-            )?),
+            // Numbered as the set's folders are (diesel's string order kept).
+            Tool::Diesel if has(&["version", "run_on"]) => numbered(
+                strings(conn, "SELECT version FROM main.__diesel_schema_migrations")?
+                    .into_iter()
+                    .map(|version| {
+                        (
+                            crate::pack::layout::diesel_number(&version).ok(),
+                            version,
+                            None,
+                        )
+                    }),
+            ),
             Tool::Sqlx if has(&["version", "success", "checksum"]) => {
                 let mut stmt = conn
                     .prepare(

@@ -36,7 +36,8 @@ pub struct Global {
     pub migrations: PathBuf,
 
     /// Layout of the SQL migrations in --migrations (and for `pack`): diesel, golang-migrate,
-    /// sqlx, dbmate, goose, flyway, refinery [default: recognised from the file names]
+    /// sqlx, dbmate, goose, flyway, refinery, or a pattern for a naming of a project's own,
+    /// such as 'V{version}.{name}.{direction}.sql' [default: recognised from the file names]
     #[arg(long, global = true, value_parser = parse_layout)]
     pub layout: Option<hsm_host::pack::Layout>,
 
@@ -261,14 +262,8 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` must be between 1 MiB and the machine's address space"))
 }
 
-fn parse_layout(name: &str) -> Result<hsm_host::pack::Layout, String> {
-    hsm_host::pack::Layout::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = hsm_host::pack::Layout::ALL
-            .iter()
-            .map(|l| l.as_str())
-            .collect();
-        format!("unknown layout `{name}`: one of {}", names.join(", "))
-    })
+fn parse_layout(value: &str) -> Result<hsm_host::pack::Layout, String> {
+    hsm_host::pack::Layout::parse(value)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::SqlMigration;
+pub use super::pattern::Pattern;
 
 /// The layouts hsm-host reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +40,8 @@ pub enum Layout {
     Flyway,
     /// `V<version>__<name>.sql`, with `U` unversioned (up-only) migrations.
     Refinery,
+    /// A project's own naming, described by a pattern (`V{version}.{name}.{direction}.sql`).
+    Pattern(&'static Pattern),
 }
 
 impl Layout {
@@ -63,6 +66,7 @@ impl Layout {
             Layout::Goose => "goose",
             Layout::Flyway => "flyway",
             Layout::Refinery => "refinery",
+            Layout::Pattern(pattern) => pattern.as_str(),
         }
     }
 
@@ -71,6 +75,24 @@ impl Layout {
         Layout::ALL
             .into_iter()
             .find(|l| l.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The layout `--layout VALUE` means: a tool's name, or a pattern (a value with
+    /// `{version}` in it; see [`Pattern`]). The reason says what is wrong.
+    pub fn parse(value: &str) -> Result<Layout, String> {
+        if value.contains("{version}") {
+            // A process reads a handful of patterns at most (the command line, the config).
+            let pattern: &'static Pattern = Box::leak(Box::new(Pattern::parse(value)?));
+            return Ok(Layout::Pattern(pattern));
+        }
+        Layout::from_name(value).ok_or_else(|| {
+            let names: Vec<&str> = Layout::ALL.iter().map(|l| l.as_str()).collect();
+            format!(
+                "unknown layout `{value}`: one of {}, or a pattern such as \
+                 'V{{version}}.{{name}}.{{direction}}.sql'",
+                names.join(", ")
+            )
+        })
     }
 
     /// Whether files this layout was recognised as (`found`) belong to a directory named as
@@ -93,6 +115,7 @@ impl Layout {
             Layout::Goose => "<version>_<name>.sql files with -- +goose Up",
             Layout::Flyway => "V<version>__<name>.sql and U<version>__<name>.sql (undo) files",
             Layout::Refinery => "V<version>__<name>.sql and U<version>__<name>.sql files",
+            Layout::Pattern(_) => "files named by the pattern",
         }
     }
 }
@@ -153,6 +176,10 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        if let Some(Layout::Pattern(pattern)) = named {
+            add_by_pattern(&mut by_version, pattern, &path, file_name)?;
+            continue;
+        }
         // A directory of the set, or a link to one inside it; never one elsewhere.
         if crate::files::is_dir_inside(&path, dir) {
             let up = path.join("up.sql");
@@ -167,7 +194,7 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 );
                 continue;
             }
-            let (version, id, name) = split_id(&path, file_name, "_")?;
+            let (version, id, name) = diesel_id(&path, file_name)?;
             let down = Some(path.join("down.sql")).filter(|d| d.is_file());
             add(
                 &mut by_version,
@@ -296,6 +323,65 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         .collect()
 }
 
+/// A file of a directory laid out by `pattern`: every `.sql` file must match it (a file that
+/// does not is named, never silently left out); up and down files pair by version.
+fn add_by_pattern(
+    by_version: &mut BTreeMap<u64, Parts>,
+    pattern: &'static Pattern,
+    path: &Path,
+    file_name: &str,
+) -> Result<(), SetError> {
+    if !file_name.ends_with(".sql")
+        || crate::files::is_dir_inside(path, path.parent().unwrap_or(path))
+    {
+        return Ok(());
+    }
+    let found = pattern.matches(file_name).ok_or_else(|| {
+        error(
+            path,
+            format!("does not match the layout pattern `{pattern}`"),
+        )
+    })?;
+    let number = found
+        .version
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0 && i64::try_from(*v).is_ok())
+        .ok_or_else(|| {
+            error(
+                path,
+                format!(
+                    "`{}` is not a usable version: versions are whole numbers from 1 to {}",
+                    found.version,
+                    i64::MAX
+                ),
+            )
+        })?;
+    let parts = by_version.entry(number).or_default();
+    let slot = if found.direction == "up" {
+        &mut parts.up
+    } else {
+        &mut parts.down
+    };
+    if let Some(other) = slot {
+        return Err(error(
+            path,
+            format!(
+                "is a second {} file of version {number}, beside `{}`",
+                found.direction,
+                other.display()
+            ),
+        ));
+    }
+    *slot = Some(path.to_owned());
+    parts.layout = Some(Layout::Pattern(pattern));
+    if found.direction == "up" || parts.id.is_empty() {
+        parts.id = file_name.trim_end_matches(".sql").to_owned();
+        parts.name = clean_name(found.name, number);
+    }
+    Ok(())
+}
+
 /// `<version>_<name>.up` or `.down` (the stem of a `.sql` file) → (`<version>_<name>`,
 /// `up` or `down`), as golang-migrate matches them: the direction is the last dotted part.
 fn up_down_file(stem: &str) -> Option<(&str, &'static str)> {
@@ -380,6 +466,49 @@ fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
     Ok(all_zero && crate::sql::script_is_empty(&read_sql(up)?))
 }
 
+/// Digits of a diesel version hsm-host numbers by (diesel's `YYYYMMDDHHMMSS`).
+const DIESEL_DIGITS: usize = 14;
+
+/// A diesel folder name → (version, original id, name). diesel's version is the name up to the
+/// first `_` with the dashes removed, and diesel orders versions *as strings*: so does this
+/// numbering, which pads the version with zeros to 14 digits (`2024-03-13_170000_x` is version
+/// `20240313`, between `20240306…` and `20240605…`; it is numbered 20240313000000), and
+/// numbers a 14-digit version as itself, whatever else is in the set (a number never changes as
+/// the set grows). diesel 2.3 adds a four-digit counter (`2025-12-08-135428-0000`): `0000` is
+/// numbered as the 14 digits before it. Version 0 (`00000000000000_initial` with SQL in it) is
+/// numbered 1, before every other.
+fn diesel_id(path: &Path, dir_name: &str) -> Result<(u64, String, String), SetError> {
+    let (raw, name) = dir_name.split_once('_').unwrap_or((dir_name, ""));
+    let version: String = raw.chars().filter(|&c| c != '-').collect();
+    let number = diesel_number(&version).map_err(|reason| error(path, reason))?;
+    Ok((number, dir_name.to_owned(), clean_name(name, number)))
+}
+
+/// The number of a diesel version as diesel writes it in its history (the folder name up to
+/// the first `_`, dashes removed): see [`diesel_id`].
+///
+/// # Errors
+/// A version that is not digits, or that carries a counter after its 14 digits.
+pub fn diesel_number(version: &str) -> Result<u64, String> {
+    let (head, counter) = version.split_at(version.len().min(DIESEL_DIGITS));
+    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "diesel version `{version}` is not digits (and dashes)"
+        ));
+    }
+    if !counter.bytes().all(|b| b == b'0') {
+        return Err(format!(
+            "diesel version `{version}` carries a counter (`{counter}`) after its 14 digits; \
+             hsm-host numbers diesel versions by their first 14 digits and cannot yet place a \
+             second migration made in the same second"
+        ));
+    }
+    let number: u64 = format!("{head:0<DIESEL_DIGITS$}")
+        .parse()
+        .expect("14 digits fit a u64");
+    Ok(number.max(1))
+}
+
 /// `<version><sep><name>` → (version, original id, name).
 fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, String), SetError> {
     let (version, name) = text.split_once(separator).unwrap_or((text, ""));
@@ -387,9 +516,9 @@ fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, St
         return Err(error(
             path,
             format!(
-                "version `{version}` has parts; in this layout versions are whole numbers \
-                 (rename the file, e.g. {}_…)",
-                version.replace('.', "")
+                "version `{version}` has parts, and in this layout versions are whole numbers; \
+                 if the directory follows a naming of its own, describe it with --layout \
+                 (e.g. 'V{{version}}.{{name}}.{{direction}}.sql')"
             ),
         ));
     }
@@ -408,6 +537,12 @@ fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, St
                 ),
             )
         })?;
+    Ok((number, text.to_owned(), clean_name(name, number)))
+}
+
+/// A migration's name from a file's: `[a-z0-9_]` only (so nothing from a file name reaches a
+/// path, a terminal or a log raw), `migration_<version>` when nothing is left.
+fn clean_name(name: &str, number: u64) -> String {
     let name: String = name
         .chars()
         .map(|c| {
@@ -418,12 +553,11 @@ fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, St
             }
         })
         .collect();
-    let name = if name.trim_matches('_').is_empty() {
+    if name.trim_matches('_').is_empty() {
         format!("migration_{number}")
     } else {
         name
-    };
-    Ok((number, text.to_owned(), name))
+    }
 }
 
 fn check_same(path: &Path, parts: &Parts, layout: Layout, id: &str) -> Result<(), SetError> {
@@ -543,7 +677,11 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
     };
     let text = read_sql(&up_path)?;
     let (up, down) = match layout {
-        Layout::Diesel | Layout::UpDown | Layout::Flyway | Layout::Refinery => {
+        Layout::Diesel
+        | Layout::UpDown
+        | Layout::Flyway
+        | Layout::Refinery
+        | Layout::Pattern(_) => {
             let down = parts.down.as_deref().map(read_sql).transpose()?;
             (text, down)
         }
@@ -695,7 +833,7 @@ mod tests {
     }
 
     #[test]
-    fn diesels_empty_initial_setup_is_skipped_and_a_real_one_is_refused() {
+    fn diesels_empty_initial_setup_is_skipped_and_a_real_one_runs_first() {
         let dir = tempfile::tempdir().unwrap();
         let setup = "-- This file was automatically created by Diesel to setup helper functions\n";
         write(
@@ -717,16 +855,98 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert_eq!(set[0].version, 20240101000000);
 
+        // Version 0 with SQL in it is diesel's first migration: numbered 1.
         write(
             dir.path(),
             "00000000000000_diesel_initial_setup/up.sql",
             "CREATE TABLE x (y);",
         );
+        let set = read(dir.path(), None).unwrap();
+        assert_eq!(
+            set.iter().map(|m| m.version).collect::<Vec<_>>(),
+            [1, 20240101000000]
+        );
+    }
+
+    /// diesel compares versions as strings: an 8-digit version (a folder named with `_` where
+    /// the others have `-`) and diesel 2.3's 18-digit ones keep diesel's order, and 14-digit
+    /// versions keep the numbers earlier releases gave them.
+    #[test]
+    fn diesel_versions_keep_diesels_string_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in [
+            "2024-03-06-170000_add_sso",
+            "2024-03-13_170000_sso_cascade",
+            "2024-06-05-131359_later",
+            "2026-02-10-064457-0000_create_projects",
+            "2026-02-11-000000_create_pty",
+        ] {
+            write(dir.path(), &format!("{folder}/up.sql"), "SELECT 1;");
+        }
+        let set = read(dir.path(), None).unwrap();
+        let order: Vec<(u64, &str)> = set.iter().map(|m| (m.version, m.name.as_str())).collect();
+        assert_eq!(
+            order,
+            [
+                (20240306170000, "add_sso"),
+                (20240313000000, "170000_sso_cascade"),
+                (20240605131359, "later"),
+                (20260210064457, "create_projects"),
+                (20260211000000, "create_pty"),
+            ]
+        );
+        // A second migration in the same second (diesel 2.3's counter) is named, not misplaced.
+        write(
+            dir.path(),
+            "2026-02-10-064457-0001_again/up.sql",
+            "SELECT 1;",
+        );
+        let error = read(dir.path(), None).unwrap_err();
         assert!(
-            read(dir.path(), None)
+            error.reason.contains("carries a counter (`0001`)"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_pattern_reads_a_projects_own_naming() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "V0001.Initial_Schema.up.sql",
+            "CREATE TABLE a (x);",
+        );
+        write(dir.path(), "V0001.Initial_Schema.down.sql", "DROP TABLE a;");
+        write(dir.path(), "V0002.Empty.up.sql", "");
+        write(dir.path(), "V0002.Empty.down.sql", "");
+        write(dir.path(), "V0010.Later.up.sql", "CREATE TABLE b (x);");
+        write(dir.path(), "README.md", "not SQL");
+        let layout = Layout::parse("V{version}.{name}.{direction}.sql").unwrap();
+        let set = read(dir.path(), Some(layout)).unwrap();
+        let order: Vec<(u64, &str, bool)> = set
+            .iter()
+            .map(|m| (m.version, m.name.as_str(), m.down.is_some()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (1, "initial_schema", true),
+                (2, "empty", true),
+                (10, "later", false)
+            ]
+        );
+        // A SQL file the pattern does not describe is named, not skipped.
+        write(dir.path(), "0003_other.sql", "SELECT 1;");
+        let error = read(dir.path(), Some(layout)).unwrap_err();
+        assert!(
+            error.reason.contains("does not match the layout pattern"),
+            "{error:?}"
+        );
+        assert!(Layout::parse("V{nam}.sql").is_err());
+        assert!(
+            Layout::parse("nonsense")
                 .unwrap_err()
-                .reason
-                .contains("not a usable version")
+                .contains("a pattern such as")
         );
     }
 

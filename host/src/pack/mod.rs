@@ -6,6 +6,7 @@
 
 mod component;
 pub mod layout;
+mod pattern;
 
 use std::path::{Path, PathBuf};
 

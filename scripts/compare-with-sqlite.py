@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Applies a SQL migration directory's up migrations with SQLite itself, in the tool's own order,
+and compares the schema with a database hsm-host migrated (its tracking tables left out).
+
+    scripts/compare-with-sqlite.py TOOL DIR HSM_DATABASE [PATTERN]
+
+TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery or pattern (then PATTERN,
+e.g. 'V{version}.{name}.{direction}.sql'). Prints `schema equal` or the differences; exit 1 on a
+difference. Used to check real projects' directories (docs/sql-sets.md); CI does not run it.
+"""
+
+import os
+import re
+import sqlite3
+import sys
+
+TRACKING = {"migrations", "migration_history", "hsm_components",
+            "hsm_migrations", "hsm_migration_history", "hsm_hsm_components"}
+
+
+def ups(tool, root, pattern=None):
+    """(sort key, SQL) of every up migration, in the tool's order."""
+    found = []
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if tool == "diesel":
+            if entry.startswith(".") or not os.path.isfile(os.path.join(path, "up.sql")):
+                continue
+            version = entry.split("_", 1)[0].replace("-", "")
+            found.append((version, read(os.path.join(path, "up.sql"))))
+            continue
+        if not entry.endswith(".sql"):
+            continue
+        if tool in ("sqlx", "golang-migrate"):
+            if entry.endswith(".down.sql"):
+                continue
+            m = re.match(r"^(\d+)_", entry)
+            if m:
+                found.append((int(m.group(1)), read(path)))
+        elif tool == "goose":
+            m = re.match(r"^(\d+)_", entry)
+            if m:
+                found.append((int(m.group(1)), section(read(path), r"--\s*\+goose\s+up", r"--\s*\+goose\s+down")))
+        elif tool == "dbmate":
+            m = re.match(r"^(\d+)", entry)
+            if m:
+                found.append((m.group(1), section(read(path), r"--\s*migrate:up", r"--\s*migrate:down")))
+        elif tool in ("flyway", "refinery"):
+            m = re.match(r"^V(\d+(?:[._]\d+)*)__", entry)
+            if m:
+                key = tuple(int(p) for p in re.split(r"[._]", m.group(1)))
+                found.append((key, read(path)))
+        elif tool == "pattern":
+            regex = "^" + re.escape(pattern).replace(r"\{version\}", r"(?P<v>\d+)").replace(
+                r"\{name\}", r".+").replace(r"\{direction\}", r"(?P<d>up|down)") + "$"
+            m = re.match(regex, entry)
+            if m and m.groupdict().get("d", "up") in ("up", None):
+                found.append((int(m.group("v")), read(path)))
+    found.sort(key=lambda item: item[0])
+    return [sql for _, sql in found]
+
+
+def read(path):
+    with open(path, encoding="utf-8-sig") as f:
+        return f.read()
+
+
+def section(text, start, end):
+    lines, keep = [], False
+    for line in text.splitlines():
+        if re.match(start, line, re.I):
+            keep = True
+            continue
+        if re.match(end, line, re.I):
+            break
+        if keep and not re.match(r"--\s*\+goose\s+statement(begin|end)", line, re.I):
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def schema(conn):
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {(t, n, s) for t, n, tbl, s in rows if tbl not in TRACKING and n not in TRACKING}
+
+
+def main():
+    tool, root, migrated = sys.argv[1:4]
+    pattern = sys.argv[4] if len(sys.argv) > 4 else None
+    direct = sqlite3.connect(":memory:")
+    direct.isolation_level = None
+    for sql in ups(tool, root, pattern):
+        if sql.strip():
+            direct.executescript(sql)
+    theirs = schema(sqlite3.connect(f"file:{migrated}?mode=ro", uri=True))
+    mine = schema(direct)
+    if theirs == mine:
+        print(f"schema equal ({len(mine)} objects)")
+        return 0
+    for item in sorted(mine - theirs, key=str):
+        print("only applied directly:", item[:2])
+    for item in sorted(theirs - mine, key=str):
+        print("only through hsm-host:", item[:2])
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

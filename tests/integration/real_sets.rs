@@ -1,0 +1,161 @@
+//! Rules of the tools as real projects' directories exercise them (see docs/sql-sets.md for the
+//! projects): fixtures of our own that reproduce each naming and ordering quirk found there,
+//! run through the real binary with no edits.
+
+use std::path::Path;
+
+use crate::support::{Env, applied, table_exists};
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// diesel compares versions as strings. A folder named with `_` where the others have `-`
+/// (`2024-03-13_170000_…`, version `20240313`) runs between `20240306…` and `20240605…`;
+/// diesel 2.3's 18-digit versions (`…-0000`) sit among 14-digit ones; a version-0 folder with
+/// SQL runs first. Each migration here needs the one before it, so any other order fails.
+#[test]
+fn a_diesel_set_runs_in_diesels_order() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "00000000000000_initial/up.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);",
+    );
+    write(m, "00000000000000_initial/down.sql", "DROP TABLE users;");
+    write(
+        m,
+        "2024-03-06-170000_add_sso/up.sql",
+        "CREATE TABLE sso (user INTEGER REFERENCES users (id));",
+    );
+    write(m, "2024-03-06-170000_add_sso/down.sql", "DROP TABLE sso;");
+    write(
+        m,
+        "2024-03-13_170000_sso_cascade/up.sql",
+        "ALTER TABLE sso ADD COLUMN nonce TEXT;",
+    );
+    write(
+        m,
+        "2024-03-13_170000_sso_cascade/down.sql",
+        "ALTER TABLE sso DROP COLUMN nonce;",
+    );
+    write(
+        m,
+        "2024-06-05-131359_index_nonce/up.sql",
+        "CREATE INDEX sso_nonce ON sso (nonce);",
+    );
+    write(
+        m,
+        "2024-06-05-131359_index_nonce/down.sql",
+        "DROP INDEX sso_nonce;",
+    );
+    write(
+        m,
+        "2026-02-10-064457-0000_create_projects/up.sql",
+        "CREATE TABLE projects (id);",
+    );
+    write(
+        m,
+        "2026-02-10-064457-0000_create_projects/down.sql",
+        "DROP TABLE projects;",
+    );
+    write(
+        m,
+        "2026-02-11-000000_project_owner/up.sql",
+        "ALTER TABLE projects ADD COLUMN owner;",
+    );
+    write(
+        m,
+        "2026-02-11-000000_project_owner/down.sql",
+        "ALTER TABLE projects DROP COLUMN owner;",
+    );
+    write(m, ".keep", "");
+    write(m, ".diesel_lock", "");
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(
+        applied(&env.open()),
+        [
+            1,
+            20240306170000,
+            20240313000000,
+            20240605131359,
+            20260210064457,
+            20260211000000
+        ]
+    );
+    env.hsm(&["down", "0"]).assert_success();
+    assert!(!table_exists(&env.open(), "users"));
+    env.hsm(&["up"]).assert_success();
+    env.hsm(&["test"]).assert_success();
+}
+
+/// golang-migrate pairs up and down by version: their names may differ, and a name may end in
+/// a dot (`…_flags..up.sql` beside `…_flags.down.sql`).
+#[test]
+fn golang_migrate_pairs_files_by_version() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(m, "1_create_notes.up.sql", "CREATE TABLE notes (x);");
+    write(m, "1_drop_notes.down.sql", "DROP TABLE notes;");
+    write(
+        m,
+        "20240813211251_passkey_backup_flags..up.sql",
+        "CREATE TABLE flags (x);",
+    );
+    write(
+        m,
+        "20240813211251_passkey_backup_flags.down.sql",
+        "DROP TABLE flags;",
+    );
+    env.hsm(&["up"]).assert_success();
+    assert!(table_exists(&env.open(), "flags"));
+    env.hsm(&["down", "0"]).assert_success();
+    let conn = env.open();
+    assert!(!table_exists(&conn, "notes") && !table_exists(&conn, "flags"));
+}
+
+/// A project's own naming, described with `--layout PATTERN`: versions compared as numbers,
+/// empty files are real (no-op) migrations, a SQL file the pattern does not describe is named.
+#[test]
+fn a_layout_pattern_reads_a_projects_own_naming() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "V0001.Initial_Schema.up.sql",
+        "CREATE TABLE totp (id INTEGER PRIMARY KEY);",
+    );
+    write(m, "V0001.Initial_Schema.down.sql", "DROP TABLE totp;");
+    write(m, "V0002.Nothing_Yet.up.sql", "");
+    write(m, "V0002.Nothing_Yet.down.sql", "");
+    write(
+        m,
+        "V0010.Add_Secret.up.sql",
+        "ALTER TABLE totp ADD COLUMN secret BLOB;",
+    );
+    write(
+        m,
+        "V0010.Add_Secret.down.sql",
+        "ALTER TABLE totp DROP COLUMN secret;",
+    );
+    let layout = ["--layout", "V{version}.{name}.{direction}.sql"];
+    let run = env.hsm(&[&["up"][..], &layout].concat());
+    run.assert_success();
+    assert_eq!(applied(&env.open()), [1, 2, 10]);
+    env.hsm(&[&["down", "0"][..], &layout].concat())
+        .assert_success();
+    assert!(!table_exists(&env.open(), "totp"));
+    // Without the pattern, the directory is not one of the tools' layouts, and the error says
+    // how to describe it rather than suggesting a rename.
+    let run = env.hsm(&["up"]);
+    assert_ne!(run.code, 0);
+    run.assert_stderr_contains("--layout");
+    assert!(!run.stderr.contains("rename"), "{}", run.stderr);
+    // A file the pattern does not describe is named.
+    write(m, "0003_stray.sql", "SELECT 1;");
+    env.hsm(&[&["up"][..], &layout].concat())
+        .assert_stderr_contains("does not match the layout pattern");
+}
