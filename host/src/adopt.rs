@@ -45,7 +45,8 @@ impl Tool {
         }
     }
 
-    fn table(self) -> &'static str {
+    /// The table where the tool keeps its history.
+    pub fn table(self) -> &'static str {
         match self {
             Tool::Diesel => "__diesel_schema_migrations",
             Tool::Sqlx => "_sqlx_migrations",

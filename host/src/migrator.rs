@@ -19,7 +19,7 @@ use crate::plan::{self, Available, Direction};
 use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, describe_duration};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
-use crate::tracking::{self, MigrationRow, RowStatus, Tracking};
+use crate::tracking::{self, RowStatus, Tracking};
 use crate::{source, text, time, traps};
 
 /// How a run protects the database. The default is the safe one: backups on, full
@@ -270,6 +270,9 @@ impl Migrator {
         let _lock = self.lock(db)?;
         let (plan, stored, interrupted) = {
             let conn = db.connection();
+            if direction == Direction::Up {
+                refuse_unadopted(db, &conn)?;
+            }
             self.preflight(db, &conn)?;
             db.tracking().ensure_tables(&conn)?;
             let interrupted = crate::status::recover_interrupted(db.tracking(), &conn)?;
@@ -566,6 +569,9 @@ impl Migrator {
         direction: Direction,
         target: Option<u64>,
     ) -> Result<DryRunReport> {
+        if direction == Direction::Up {
+            refuse_unadopted(db, &db.connection())?;
+        }
         self.preflight(db, &db.connection())?;
         begin(&db.connection())?;
         let result = self.rehearse_inside(db, direction, target);
@@ -741,9 +747,17 @@ impl Migrator {
         dry_run: bool,
     ) -> Result<AdoptReport> {
         let conn = db.connection();
+        // Every version hsm-host has a row for, applied or rolled back: once hsm-host has run a
+        // version (a `down` after an adoption, say), its own history is the truth, and the
+        // other tool's older word must not mark it applied again (`adopt && up` in a deploy
+        // script would then skip tables that are gone).
         let ours: BTreeSet<u64> = if db.tracking().exists(&conn)? {
             db.tracking().check(&conn)?;
-            applied_versions(&db.tracking().migrations(&conn)?)
+            db.tracking()
+                .migrations(&conn)?
+                .iter()
+                .map(|row| row.version)
+                .collect()
         } else {
             BTreeSet::new()
         };
@@ -970,11 +984,14 @@ fn run_step_until(
     let watch = component.interrupt_from(db, deadline);
     // A migration packed from a SQL file names the file, so the statement's line:column in
     // the cause points into it.
-    let file = component
-        .path()
+    let file_of_step = match direction {
+        Direction::Up => component.path(),
+        Direction::Down => component.down_path(),
+    };
+    let file = file_of_step
         .extension()
         .is_some_and(|ext| ext == "sql")
-        .then(|| component.path().display().to_string());
+        .then(|| file_of_step.display().to_string());
     let failed_with = |cause: String, sqlite_code: Option<i32>| Error::MigrationFailed {
         version: component.version(),
         name: component.metadata().name.clone(),
@@ -1123,6 +1140,36 @@ fn with_completed(error: Error, completed: Vec<u64>) -> Error {
     }
 }
 
+/// `up` must not start from nothing on a database another tool migrated: with no hsm-host
+/// history but the other tool's, every migration would run again over tables that are there.
+/// Refused before anything is written, naming the tool and the way forward.
+fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
+    let ours = db.tracking().exists(conn)? && !db.tracking().migrations(conn)?.is_empty();
+    if ours {
+        return Ok(());
+    }
+    let Some(foreign) = crate::adopt::find(conn)? else {
+        return Ok(());
+    };
+    let versions = match &foreign.history {
+        crate::adopt::History::Versions {
+            applied,
+            unnumbered,
+        } => applied.len() + unnumbered.len(),
+        crate::adopt::History::Current { version, .. } => usize::from(*version > 0),
+    };
+    if versions == 0 {
+        return Ok(());
+    }
+    Err(Error::Adopt(format!(
+        "this database was migrated by {tool} ({table} has its history) and hsm-host has no \
+         history of it yet: `up` would run every migration again. See what would be taken \
+         over with `hsm-host adopt --dry-run`, then run `hsm-host adopt`; nothing was changed",
+        tool = foreign.tool.as_str(),
+        table = foreign.tool.table(),
+    )))
+}
+
 /// `up` must not build on a migration whose component is not the one that was applied.
 fn refuse_changed(assessment: &Assessment<'_>) -> Result<()> {
     match assessment.changed.first() {
@@ -1135,11 +1182,4 @@ fn refuse_changed(assessment: &Assessment<'_>) -> Result<()> {
         }),
         None => Ok(()),
     }
-}
-
-fn applied_versions(rows: &[MigrationRow]) -> BTreeSet<u64> {
-    rows.iter()
-        .filter(|row| row.status == RowStatus::Applied)
-        .map(|row| row.version)
-        .collect()
 }

@@ -75,7 +75,8 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
         // Packing is deterministic, so its bytes are remembered by what they are made from.
         let loaded = runtime
             .remembered_bytes(&migration.component_key(), || migration.component())
-            .and_then(|bytes| runtime.load(migration.source.clone(), &bytes));
+            .and_then(|bytes| runtime.load(migration.source.clone(), &bytes))
+            .map(|component| component.with_down_path(migration.down_source.clone()));
         if let Some(progress) = &packing {
             progress.tick();
         }

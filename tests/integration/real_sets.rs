@@ -159,3 +159,113 @@ fn a_layout_pattern_reads_a_projects_own_naming() {
     env.hsm(&[&["up"][..], &layout].concat())
         .assert_stderr_contains("does not match the layout pattern");
 }
+
+/// A failing down names the down file, and a syntax error its line and column in that file.
+#[test]
+fn a_failing_statement_is_placed_in_its_own_file() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "20250326160051_create_scripts.up.sql",
+        "CREATE TABLE scripts (name TEXT);",
+    );
+    write(
+        m,
+        "20250326160051_create_scripts.down.sql",
+        "DROP TABLE scripts;",
+    );
+    write(
+        m,
+        "20250402170430_unique_names.up.sql",
+        "CREATE UNIQUE INDEX name_uniq_idx ON scripts (name);",
+    );
+    // MySQL's syntax, as a real project's down has it.
+    write(
+        m,
+        "20250402170430_unique_names.down.sql",
+        "-- Add down migration script here\nalter table scripts drop index name_uniq_idx;",
+    );
+    env.hsm(&["up"]).assert_success();
+    env.hsm(&["down", "0"])
+        .assert_code(1)
+        .assert_stderr_contains(
+            "20250402170430_unique_names.down.sql: near \"index\": syntax error",
+        )
+        .assert_stderr_contains("at line 2:26");
+}
+
+/// A database diesel migrated (its history as diesel writes it: version strings without dashes,
+/// one of them 8 digits): `up` will not start from nothing over it, `adopt` takes it over and
+/// `up` goes on in diesel's order; after hsm-host rolls adopted versions back, `adopt` again
+/// leaves them rolled back (a deploy script's `adopt && up` then applies them again).
+#[test]
+fn a_diesel_database_is_adopted_once_and_then_hsm_hosts_history_is_the_truth() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "2024-03-06-170000_add_sso/up.sql",
+        "CREATE TABLE sso (user INTEGER);",
+    );
+    write(m, "2024-03-06-170000_add_sso/down.sql", "DROP TABLE sso;");
+    write(
+        m,
+        "2024-03-13_170000_sso_cascade/up.sql",
+        "ALTER TABLE sso ADD COLUMN nonce TEXT;",
+    );
+    write(
+        m,
+        "2024-03-13_170000_sso_cascade/down.sql",
+        "ALTER TABLE sso DROP COLUMN nonce;",
+    );
+    write(
+        m,
+        "2024-06-05-131359_index_nonce/up.sql",
+        "CREATE INDEX sso_nonce ON sso (nonce);",
+    );
+    write(
+        m,
+        "2024-06-05-131359_index_nonce/down.sql",
+        "DROP INDEX sso_nonce;",
+    );
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,
+                 run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             CREATE TABLE sso (user INTEGER, nonce TEXT);
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('20240306170000'), ('20240313');",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&env.db).unwrap();
+    for args in [&["up"][..], &["up", "--dry-run"]] {
+        env.hsm(args)
+            .assert_code(1)
+            .assert_stderr_contains("migrated by diesel")
+            .assert_stderr_contains("hsm-host adopt --dry-run");
+        assert_eq!(
+            std::fs::read(&env.db).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+    }
+    env.hsm(&["adopt"]).assert_success();
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(
+        applied(&env.open()),
+        [20240306170000, 20240313000000, 20240605131359]
+    );
+    env.hsm(&["down", "20240306170000"]).assert_success();
+    assert_eq!(applied(&env.open()), [20240306170000]);
+    // diesel's table still lists 20240313: adopting again must not mark it applied.
+    env.hsm(&["adopt"]).assert_success();
+    assert_eq!(applied(&env.open()), [20240306170000]);
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(
+        applied(&env.open()),
+        [20240306170000, 20240313000000, 20240605131359]
+    );
+}

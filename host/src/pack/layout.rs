@@ -699,6 +699,11 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
     } else {
         format!("{header} ({origin})")
     };
+    let down_source = match (&down, layout) {
+        (None, _) => None,
+        (Some(_), Layout::Dbmate | Layout::Goose) => Some(up_path.clone()),
+        (Some(_), _) => parts.down.clone(),
+    };
     Ok(SqlMigration {
         version,
         name: parts.name,
@@ -706,6 +711,7 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         up,
         down,
         source: up_path,
+        down_source,
     })
 }
 

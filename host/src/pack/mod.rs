@@ -30,6 +30,9 @@ pub struct SqlMigration {
     pub down: Option<String>,
     /// The up file, which names the component in errors.
     pub source: PathBuf,
+    /// The file the down comes from (for errors of `down`): the down file, or the up file of a
+    /// layout that keeps both in one; `None` without a down.
+    pub down_source: Option<PathBuf>,
 }
 
 impl SqlMigration {

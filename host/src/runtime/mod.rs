@@ -320,6 +320,7 @@ impl Runtime {
         })?;
         Ok(MigrationComponent {
             path: origin,
+            down_path: None,
             checksum,
             bytes,
             cache: self.cache.clone(),
@@ -441,6 +442,8 @@ impl ComponentInfo {
 /// A loaded, validated migration, ready to run against any [`Database`].
 pub struct MigrationComponent {
     path: PathBuf,
+    /// The file its `down` comes from, when that is another file (a SQL migration's down file).
+    down_path: Option<PathBuf>,
     /// sha256 of the component's bytes, lowercase hex.
     checksum: String,
     /// The bytes themselves, so the host can store the exact component it applied.
@@ -544,6 +547,19 @@ impl MigrationComponent {
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file its `down` runs from: a SQL migration's down file when it has one of its own,
+    /// else [`MigrationComponent::path`].
+    pub fn down_path(&self) -> &Path {
+        self.down_path.as_deref().unwrap_or(&self.path)
+    }
+
+    /// Names the file its `down` comes from (a SQL migration's down file), for errors.
+    #[must_use]
+    pub fn with_down_path(mut self, down_path: Option<PathBuf>) -> Self {
+        self.down_path = down_path;
+        self
     }
 
     /// Its path, checksum and metadata.

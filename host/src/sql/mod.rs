@@ -265,7 +265,17 @@ impl GuestSql {
                     continue;
                 }
                 conn.execute_batch(statement.text).map_err(|e| {
+                    // A syntax error says where in the statement: shown as a place in the file.
+                    let at = match &e {
+                        rusqlite::Error::SqlInputError { offset, .. } => {
+                            usize::try_from(*offset).ok()
+                        }
+                        _ => None,
+                    };
                     let mut error = self.error(e);
+                    if let Some((line, column)) = at.map(|at| statement.position_of(at)) {
+                        error.message = format!("{} at line {line}:{column}", error.message);
+                    }
                     if all.len() > 1 {
                         error.message =
                             format!("{} in {}", error.message, statement.describe(*number));

@@ -19,6 +19,22 @@ pub(crate) struct Statement<'a> {
 }
 
 impl Statement<'_> {
+    /// The line and column in the script of byte `offset` of this statement's text.
+    pub(crate) fn position_of(&self, offset: usize) -> (usize, usize) {
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &self.text[..end];
+        match before.rfind('\n') {
+            Some(last) => (
+                self.line + before.matches('\n').count(),
+                before[last + 1..].chars().count() + 1,
+            ),
+            None => (self.line, self.column + before.chars().count()),
+        }
+    }
+
     /// `statement 3 (line 12:1): `CREATE TABLE …``, the text shortened for a message.
     pub(crate) fn describe(&self, number: usize) -> String {
         const SHOWN: usize = 200;
@@ -216,6 +232,17 @@ mod tests {
 
     fn texts(script: &str) -> Vec<&str> {
         statements(script).iter().map(|s| s.text).collect()
+    }
+
+    #[test]
+    fn a_place_in_a_statement_is_a_place_in_the_script() {
+        let script = "-- header\nCREATE TABLE t (\n  x TEXT,\n  y INTEGR ER\n);";
+        let statement = statements(script)[0];
+        assert_eq!((statement.line, statement.column), (2, 1));
+        let at = statement.text.find("ER\n").unwrap();
+        assert_eq!(statement.position_of(at), (4, 12));
+        assert_eq!(statement.position_of(3), (2, 4));
+        assert_eq!(statement.position_of(10_000), (5, 3));
     }
 
     #[test]
