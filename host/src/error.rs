@@ -85,6 +85,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// `up` was pointed at a directory that holds no migrations.
+    #[error("{} holds no migrations (no .wasm components, no SQL migration files){}", path.display(), hint(found))]
+    NoMigrations {
+        /// The directory.
+        path: PathBuf,
+        /// Directories below it that hold SQL or component files.
+        found: Vec<PathBuf>,
+    },
+
     /// A file is not a usable migration component.
     #[error("{path}: {reason}")]
     InvalidComponent {
@@ -274,6 +283,7 @@ impl Error {
             Error::Scaffold(_) => "scaffold",
             Error::InvalidTrackingPrefix { .. } => "invalid_tracking_prefix",
             Error::ReadMigrations { .. } => "read_migrations",
+            Error::NoMigrations { .. } => "no_migrations",
             Error::InvalidComponent { .. } => "invalid_component",
             Error::SqlSet { .. } => "sql_set",
             Error::Adopt(_) => "adopt",
@@ -296,7 +306,7 @@ impl Error {
     /// Whether the error is the operator's request being wrong (exit code 2) rather than
     /// something failing (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::NoDatabase { .. })
+        matches!(self, Error::NoDatabase { .. } | Error::NoMigrations { .. })
             || matches!(self, Error::Plan(plan) if plan.is_usage())
     }
 
@@ -370,5 +380,17 @@ fn completed_note(direction: Direction, completed: &[u64]) -> String {
         " (this run {done} {} before it, which stay{}; the last was {last})",
         versions.join(", "),
         if completed.len() == 1 { "s" } else { "" }
+    )
+}
+
+/// `; migrations are in: a, b (pass one with --migrations)` when directories below hold some.
+fn hint(found: &[PathBuf]) -> String {
+    if found.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "; these directories below it hold some: {} (pass one with --migrations)",
+        list.join(", ")
     )
 }

@@ -156,8 +156,10 @@ pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), Strin
             "ATTACH and DETACH are not allowed: a migration works on its own database only".into(),
         ),
         AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Err(
-            "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE are not allowed: hsm-host owns the \
-             transaction (return Ok to commit, an error to roll back)"
+            "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE are not allowed here: hsm-host runs \
+             each migration in a transaction of its own, committed when the migration ends \
+             without an error and rolled back on any error (a SQL file's whole-file \
+             BEGIN; … COMMIT; is dropped for that reason; a component returns Ok or an error)"
                 .into(),
         ),
         AuthAction::Pragma {

@@ -139,6 +139,19 @@ impl Project {
         )
     }
 
+    /// [`Project::migrator`], refusing a directory with no migrations at all (`up` would only
+    /// make an empty database: the directory is almost certainly the wrong one).
+    fn migrator_with_migrations(&self) -> Result<Migrator> {
+        let migrator = self.migrator()?;
+        if migrator.migrations().is_empty() {
+            return Err(Error::NoMigrations {
+                path: self.migrations.clone(),
+                found: directories_with_migrations(&self.migrations),
+            });
+        }
+        Ok(migrator)
+    }
+
     /// Opens (creating it if needed) the database.
     ///
     /// # Errors
@@ -183,7 +196,7 @@ impl Project {
     /// # Errors
     /// As [`Migrator::up`].
     pub fn up(&self, target: Option<u64>) -> Result<RunReport> {
-        let migrator = self.migrator()?;
+        let migrator = self.migrator_with_migrations()?;
         migrator.up(&self.open()?, target)
     }
 
@@ -202,7 +215,7 @@ impl Project {
     /// # Errors
     /// As [`Migrator::dry_run`].
     pub fn dry_run_up(&self, target: Option<u64>) -> Result<DryRunReport> {
-        let migrator = self.migrator()?;
+        let migrator = self.migrator_with_migrations()?;
         let db = match self.open_existing()? {
             Some(db) => db,
             None => Database::open_in_memory()?.with_tracking(self.tracking.clone()),
@@ -296,4 +309,41 @@ impl Project {
         };
         migrator.test_round_trips(&scratch)
     }
+}
+
+/// Directories up to two levels below `dir` that hold `.sql` or `.wasm` files (or diesel's
+/// `<version>_<name>/up.sql` folders), for the error that `dir` holds none.
+fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
+    let holds = |d: &Path| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let p = e.path();
+                p.extension().is_some_and(|x| x == "sql" || x == "wasm")
+                    || p.join("up.sql").is_file()
+            })
+    };
+    let mut found = Vec::new();
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        let mut list: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .collect();
+        list.sort();
+        list
+    };
+    for child in subdirs(dir) {
+        if holds(&child) {
+            found.push(child);
+            continue;
+        }
+        found.extend(subdirs(&child).into_iter().filter(|g| holds(g)));
+    }
+    found.truncate(10);
+    found
 }

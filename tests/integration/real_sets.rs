@@ -269,3 +269,29 @@ fn a_diesel_database_is_adopted_once_and_then_hsm_hosts_history_is_the_truth() {
         [20240306170000, 20240313000000, 20240605131359]
     );
 }
+
+/// `--migrations` at a project's top directory, where the SQLite set is one level down (as in
+/// projects that ship a directory per database): an error naming where the migrations are,
+/// not an empty database and "nothing to do".
+#[test]
+fn a_directory_without_migrations_names_those_below_it() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "sqlite/2024-01-01-000000_users/up.sql",
+        "CREATE TABLE users (id);",
+    );
+    write(
+        m,
+        "postgresql/2024-01-01-000000_users/up.sql",
+        "CREATE TABLE users (id SERIAL);",
+    );
+    write(m, "README.md", "one directory per database");
+    let run = env.hsm(&["up"]);
+    run.assert_code(2)
+        .assert_stderr_contains("holds no migrations")
+        .assert_stderr_contains("sqlite");
+    assert!(!env.db.exists(), "an empty database was made");
+    env.hsm(&["up", "--dry-run"]).assert_code(2);
+}

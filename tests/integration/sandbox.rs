@@ -161,8 +161,14 @@ fn vacuum_into_is_refused_and_no_file_appears() {
 
 #[test]
 fn transaction_control_is_refused() {
-    assert_refused("commit_then_write", &["hsm-host owns the transaction"]);
-    assert_refused("savepoint", &["hsm-host owns the transaction"]);
+    assert_refused(
+        "commit_then_write",
+        &["hsm-host runs each migration in a transaction of its own"],
+    );
+    assert_refused(
+        "savepoint",
+        &["hsm-host runs each migration in a transaction of its own"],
+    );
 }
 
 #[test]
@@ -613,7 +619,7 @@ fn a_failing_statement_of_a_script_is_named_with_its_line() {
     assert_refused(
         "begin_in_the_middle",
         &[
-            "hsm-host owns the transaction",
+            "hsm-host runs each migration in a transaction of its own",
             "in statement 2 (line 1:22): `BEGIN;`",
         ],
     );

@@ -676,6 +676,10 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         ));
     };
     let text = read_sql(&up_path)?;
+    refuse_no_transaction(&up_path, layout, &text)?;
+    if let Some(down) = parts.down.as_deref().filter(|_| layout != Layout::Diesel) {
+        refuse_no_transaction(down, layout, &read_sql(down)?)?;
+    }
     let (up, down) = match layout {
         Layout::Diesel
         | Layout::UpDown
@@ -713,6 +717,50 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         source: up_path,
         down_source,
     })
+}
+
+/// The tools' ways of asking to run a migration outside a transaction: sqlx's first line
+/// `-- no-transaction`, dbmate's `transaction:false` on its marker, goose's
+/// `-- +goose NO TRANSACTION`, diesel's `run_in_transaction = false` in `metadata.toml`.
+/// hsm-host runs every migration inside its own transaction (its tracking rows and checks are
+/// in it), so such a migration is refused by name rather than run otherwise than asked.
+fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), SetError> {
+    let asks = match layout {
+        Layout::Sqlx | Layout::UpDown => text.starts_with("-- no-transaction"),
+        Layout::Dbmate => text.lines().any(|line| {
+            let line = normalize_comment(line);
+            line.starts_with(&normalize_comment("-- migrate:"))
+                && line.contains("transaction:false")
+        }),
+        Layout::Goose => text
+            .lines()
+            .any(|line| normalize_comment(line) == normalize_comment("-- +goose no transaction")),
+        Layout::Diesel => path
+            .parent()
+            .map(|folder| folder.join("metadata.toml"))
+            .filter(|toml| toml.is_file())
+            .and_then(|toml| read_sql(&toml).ok())
+            .is_some_and(|toml| {
+                toml.lines().any(|line| {
+                    let line: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+                    line.starts_with("run_in_transaction=false")
+                })
+            }),
+        _ => false,
+    };
+    if asks {
+        return Err(error(
+            path,
+            format!(
+                "asks to run outside a transaction ({}'s no-transaction marker); hsm-host runs \
+                 every migration in a transaction of its own, with its tracking rows and checks, \
+                 and SQLite's DDL is transactional: remove the marker if the migration does not \
+                 need it",
+                layout.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The up section (after `up`, before `down`) and the down section, if any.
@@ -985,6 +1033,50 @@ mod tests {
             error.reason.contains("second up file of version 2"),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn no_transaction_markers_are_refused_by_name() {
+        for (file, text) in [
+            ("1_a.sql", "-- no-transaction\nCREATE TABLE a (x);"),
+            ("1_a.up.sql", "-- no-transaction\nCREATE TABLE a (x);"),
+            (
+                "1_a.sql",
+                "-- migrate:up transaction:false\nCREATE TABLE a (x);\n-- migrate:down\n",
+            ),
+            (
+                "1_a.sql",
+                "-- +goose Up\n-- +goose NO TRANSACTION\nCREATE TABLE a (x);\n",
+            ),
+            (
+                "2024-01-01-000000_a/metadata.toml",
+                "run_in_transaction = false\n",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), file, text);
+            write(
+                dir.path(),
+                "2024-01-01-000000_a/up.sql",
+                "CREATE TABLE b (x);",
+            );
+            if !file.contains("metadata") {
+                std::fs::remove_dir_all(dir.path().join("2024-01-01-000000_a")).unwrap();
+            }
+            let error = read(dir.path(), None).unwrap_err();
+            assert!(
+                error.reason.contains("asks to run outside a transaction"),
+                "{file}: {error:?}"
+            );
+        }
+        // The marker's words inside a statement are not a marker.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "1_a.sql",
+            "CREATE TABLE a (x DEFAULT '-- no-transaction');",
+        );
+        assert!(read(dir.path(), None).is_ok());
     }
 
     #[test]
