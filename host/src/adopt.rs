@@ -67,6 +67,31 @@ pub struct Foreign {
     pub history: History,
 }
 
+impl Foreign {
+    /// The history with each of the tool's versions as hsm-host numbers it in the set (`number`
+    /// gives it: a set that starts at version 0 is numbered from 1).
+    #[must_use]
+    pub fn renumbered(self, number: impl Fn(u64) -> u64) -> Self {
+        let history = match self.history {
+            History::Versions {
+                applied,
+                unnumbered,
+            } => History::Versions {
+                applied: applied
+                    .into_iter()
+                    .map(|(version, recorded)| (number(version), recorded))
+                    .collect(),
+                unnumbered,
+            },
+            History::Current { version, dirty } => History::Current {
+                version: number(version),
+                dirty,
+            },
+        };
+        Self { history, ..self }
+    }
+}
+
 /// A checksum another tool recorded for a migration, compared with the file here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -139,7 +164,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                     .context("cannot read _sqlx_migrations")?;
                 numbered(rows.into_iter().map(|(v, sum)| {
                     (
-                        u64::try_from(v).ok().filter(|v| *v > 0),
+                        u64::try_from(v).ok(),
                         v.to_string(),
                         sum.map(Recorded::Sqlx),
                     )
@@ -252,7 +277,7 @@ fn numbered(rows: impl Iterator<Item = (Option<u64>, String, Option<Recorded>)>)
 fn digits(versions: Vec<String>) -> History {
     numbered(versions.into_iter().map(|v| {
         let digits: String = v.chars().filter(char::is_ascii_digit).collect();
-        (digits.parse().ok().filter(|n| *n > 0), v, None)
+        (digits.parse().ok(), v, None)
     }))
 }
 

@@ -706,6 +706,20 @@ impl Migrator {
                     .into(),
             )
         })?;
+        // The tool's versions as the set numbers them: the same, but for a set that starts at
+        // version 0 (numbered from 1), read from the SQL files' names.
+        let renumbered: BTreeMap<u64, u64> = self
+            .migrations
+            .iter()
+            .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
+            .filter_map(|info| {
+                let name = info.path.file_name()?.to_str()?;
+                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+                let tool: u64 = digits.parse().ok()?;
+                (tool != info.version()).then_some((tool, info.version()))
+            })
+            .collect();
+        let foreign = foreign.renumbered(|v| renumbered.get(&v).copied().unwrap_or(v));
         let set: BTreeSet<u64> = self.migrations.iter().map(ComponentInfo::version).collect();
         let sql_file = |version: u64| {
             self.file_component(version)

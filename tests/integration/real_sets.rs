@@ -295,3 +295,51 @@ fn a_directory_without_migrations_names_those_below_it() {
     assert!(!env.db.exists(), "an empty database was made");
     env.hsm(&["up", "--dry-run"]).assert_code(2);
 }
+
+/// golang-migrate accepts version 0, and a project that starts there (`0_initial.up.sql`, no
+/// zero padding, so `10_…` sorts before `2_…` as text) is numbered from 1; adopting its
+/// history (golang-migrate keeps the current version, 0 included) maps it the same way.
+#[test]
+fn a_set_that_starts_at_version_0_applies_and_adopts() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "0_initial.up.sql",
+        "CREATE TABLE flags (key TEXT PRIMARY KEY);",
+    );
+    for n in 1..=11 {
+        write(
+            m,
+            &format!("{n}_step.up.sql"),
+            &format!("ALTER TABLE flags ADD COLUMN c{n} TEXT;"),
+        );
+    }
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(applied(&env.open()), (1..=12).collect::<Vec<i64>>());
+
+    // The same set over a database golang-migrate took to its version 5.
+    let env2 = Env::empty();
+    for entry in std::fs::read_dir(m).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), env2.migrations.join(entry.file_name())).unwrap();
+    }
+    std::fs::create_dir_all(env2.db.parent().unwrap()).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&env2.db).unwrap();
+        let mut sql = String::from(
+            "CREATE TABLE schema_migrations (version uint64, dirty bool);
+             CREATE UNIQUE INDEX version_unique ON schema_migrations (version);
+             INSERT INTO schema_migrations VALUES (5, 0);
+             CREATE TABLE flags (key TEXT PRIMARY KEY);",
+        );
+        for n in 1..=5 {
+            sql += &format!("ALTER TABLE flags ADD COLUMN c{n} TEXT;");
+        }
+        conn.execute_batch(&sql).unwrap();
+    }
+    env2.hsm(&["adopt"]).assert_success();
+    assert_eq!(applied(&env2.open()), (1..=6).collect::<Vec<i64>>());
+    env2.hsm(&["up"]).assert_success();
+    assert_eq!(applied(&env2.open()), (1..=12).collect::<Vec<i64>>());
+}

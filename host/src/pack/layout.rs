@@ -317,9 +317,23 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             )?;
         }
     }
-    by_version
+    from_one(by_version)
         .into_iter()
         .map(|(version, parts)| load(version, parts))
+        .collect()
+}
+
+/// hsm-host's versions start at 1 (0 means "nothing applied"): a set whose first version is 0
+/// (golang-migrate's and sqlx's `0_initial…`) is numbered from 1, each version the tool's plus
+/// one (the tool's own stays in the description, and `adopt` maps the tool's history the same
+/// way). The numbers do not change as the set grows: its first migration stays 0.
+fn from_one(by_version: BTreeMap<u64, Parts>) -> BTreeMap<u64, Parts> {
+    if !by_version.contains_key(&0) {
+        return by_version;
+    }
+    by_version
+        .into_iter()
+        .map(|(version, parts)| (version + 1, parts))
         .collect()
 }
 
@@ -346,12 +360,12 @@ fn add_by_pattern(
         .version
         .parse::<u64>()
         .ok()
-        .filter(|v| *v > 0 && i64::try_from(*v).is_ok())
+        .filter(|v| *v < i64::MAX as u64)
         .ok_or_else(|| {
             error(
                 path,
                 format!(
-                    "`{}` is not a usable version: versions are whole numbers from 1 to {}",
+                    "`{}` is not a usable version: versions are whole numbers from 0 to {}",
                     found.version,
                     i64::MAX
                 ),
@@ -523,15 +537,16 @@ fn split_id(path: &Path, text: &str, separator: &str) -> Result<(u64, String, St
         ));
     }
     let digits: String = version.chars().filter(char::is_ascii_digit).collect();
+    // 0 is a version golang-migrate and sqlx accept (`0_initial.up.sql`): see `from_one`.
     let number = digits
         .parse::<u64>()
         .ok()
-        .filter(|v| *v > 0 && i64::try_from(*v).is_ok())
+        .filter(|v| *v < i64::MAX as u64)
         .ok_or_else(|| {
             error(
                 path,
                 format!(
-                    "`{version}` is not a usable version: versions are whole numbers from 1 to \
+                    "`{version}` is not a usable version: versions are whole numbers from 0 to \
                      {}",
                     i64::MAX
                 ),
@@ -1103,12 +1118,33 @@ mod tests {
         assert!(error.reason.contains("mixes versions"), "{error:?}");
 
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "0_init.sql", "SELECT 1;");
+        write(dir.path(), "x_init.sql", "SELECT 1;");
+        write(dir.path(), "99999999999999999999_big.sql", "SELECT 1;");
         assert!(
             read(dir.path(), None)
                 .unwrap_err()
                 .reason
                 .contains("not a usable version")
+        );
+    }
+
+    #[test]
+    fn a_set_that_starts_at_version_0_is_numbered_from_1() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "0_initial.up.sql", "CREATE TABLE a (x);");
+        write(dir.path(), "1_variants.up.sql", "CREATE TABLE b (x);");
+        write(dir.path(), "10_later.up.sql", "CREATE TABLE c (x);");
+        write(dir.path(), "2_more.up.sql", "CREATE TABLE d (x);");
+        let set = read(dir.path(), None).unwrap();
+        let numbers: Vec<(u64, &str)> = set.iter().map(|m| (m.version, m.name.as_str())).collect();
+        assert_eq!(
+            numbers,
+            [(1, "initial"), (2, "variants"), (3, "more"), (11, "later")]
+        );
+        assert!(
+            set[0].description.contains("0_initial"),
+            "{}",
+            set[0].description
         );
     }
 
