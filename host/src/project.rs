@@ -152,6 +152,49 @@ impl Project {
         Ok(migrator)
     }
 
+    /// Inspects a component file, or a SQL migration file (up or down) as the component it is
+    /// packed into: read with the rest of its directory, in this project's layout.
+    ///
+    /// # Errors
+    /// As [`Runtime::inspect_file`]; [`Error::SqlSet`] when the SQL file is not a migration of
+    /// its directory.
+    pub fn inspect(&self, file: &Path) -> Result<crate::runtime::Inspection> {
+        let runtime = self.runtime()?;
+        if file.extension().is_none_or(|ext| ext != "sql") {
+            return runtime.inspect_file(file);
+        }
+        let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        // A flat layout's file is in the set's directory; diesel's `up.sql` one below it.
+        let dirs = file
+            .parent()
+            .into_iter()
+            .chain(file.parent().and_then(Path::parent));
+        for dir in dirs {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            let Ok(set) = crate::pack::read_dir(dir, self.layout) else {
+                continue;
+            };
+            if let Some(migration) = set.iter().find(|m| {
+                same(&m.source, file) || m.down_source.as_deref().is_some_and(|d| same(d, file))
+            }) {
+                return runtime.inspect_bytes(file, &migration.component()?);
+            }
+        }
+        Err(Error::SqlSet {
+            path: file.to_owned(),
+            reason: "is not a SQL migration of its directory (in the layout the file names \
+                     give, or --layout)"
+                .into(),
+        })
+    }
+
     /// Opens (creating it if needed) the database.
     ///
     /// # Errors

@@ -343,3 +343,32 @@ fn a_set_that_starts_at_version_0_applies_and_adopts() {
     env2.hsm(&["up"]).assert_success();
     assert_eq!(applied(&env2.open()), (1..=12).collect::<Vec<i64>>());
 }
+
+/// `inspect` takes a SQL file (an up, a down, a diesel `up.sql`) and shows the component it is
+/// packed into, as `up` would load it.
+#[test]
+fn inspect_takes_sql_files() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(m, "20240101000000_notes.up.sql", "CREATE TABLE notes (x);");
+    write(m, "20240101000000_notes.down.sql", "DROP TABLE notes;");
+    let diesel = env.dir.path().join("diesel");
+    write(
+        &diesel,
+        "2024-01-01-000000_users/up.sql",
+        "CREATE TABLE users (id);",
+    );
+    for file in [
+        m.join("20240101000000_notes.up.sql"),
+        m.join("20240101000000_notes.down.sql"),
+        diesel.join("2024-01-01-000000_users/up.sql"),
+    ] {
+        let run = env.hsm(&["inspect", file.to_str().unwrap()]);
+        run.assert_success()
+            .assert_stdout_contains("accepted     yes")
+            .assert_stdout_contains("version      20240101000000");
+    }
+    write(m, "notes.txt.sql", "SELECT 1;");
+    env.hsm(&["inspect", m.join("notes.txt.sql").to_str().unwrap()])
+        .assert_stderr_contains("is not a SQL migration of its directory");
+}

@@ -157,10 +157,9 @@ fn run(args: &Args) -> Result<()> {
             report::packed(&written, global.json, &mut out)
         }
         Command::Inspect { files } => {
-            let runtime = project.runtime()?;
             let found = files
                 .iter()
-                .map(|file| runtime.inspect_file(file))
+                .map(|file| project.inspect(file))
                 .collect::<hsm_host::Result<Vec<_>>>()?;
             report::inspected(&found, global.json, &mut out)?;
             match found.iter().filter(|i| !i.accepted).count() {

@@ -49,6 +49,14 @@ impl Runtime {
                 path: path.to_owned(),
                 source: std::io::Error::other(reason),
             })?;
+        self.inspect_bytes(path, &bytes)
+    }
+
+    /// [`Runtime::inspect_file`] of a component's bytes (a SQL migration packed), named `path`.
+    ///
+    /// # Errors
+    /// As [`Runtime::inspect_file`].
+    pub fn inspect_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Inspection> {
         let wasm = self.wasm()?;
         let names = |component: &Component| -> (Vec<String>, Vec<String>) {
             let ty = component.component_type();
@@ -60,7 +68,7 @@ impl Runtime {
                 list(&mut ty.exports(&wasm.engine).map(|(n, _)| n)),
             )
         };
-        let (metadata, problem, (imports, exports)) = match self.load(path.to_owned(), &bytes) {
+        let (metadata, problem, (imports, exports)) = match self.load(path.to_owned(), bytes) {
             // Accepted: its declarations come from the component already loaded (and cached).
             Ok(loaded) => (
                 Some(loaded.metadata().clone()),
@@ -73,7 +81,7 @@ impl Runtime {
                     Error::InvalidComponent { reason, .. } => reason,
                     other => other.to_string(),
                 };
-                let declared = Component::new(&wasm.engine, &bytes)
+                let declared = Component::new(&wasm.engine, bytes)
                     .map(|c| names(&c))
                     .unwrap_or_default();
                 (None, Some(reason), declared)
@@ -96,7 +104,7 @@ impl Runtime {
         Ok(Inspection {
             path: path.to_owned(),
             size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
+            sha256: sha256_hex(bytes),
             metadata,
             contract,
             world,
