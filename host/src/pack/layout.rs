@@ -483,14 +483,7 @@ fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
 /// Digits of a diesel version hsm-host numbers by (diesel's `YYYYMMDDHHMMSS`).
 const DIESEL_DIGITS: usize = 14;
 
-/// A diesel folder name → (version, original id, name). diesel's version is the name up to the
-/// first `_` with the dashes removed, and diesel orders versions *as strings*: so does this
-/// numbering, which pads the version with zeros to 14 digits (`2024-03-13_170000_x` is version
-/// `20240313`, between `20240306…` and `20240605…`; it is numbered 20240313000000), and
-/// numbers a 14-digit version as itself, whatever else is in the set (a number never changes as
-/// the set grows). diesel 2.3 adds a four-digit counter (`2025-12-08-135428-0000`): `0000` is
-/// numbered as the 14 digits before it. Version 0 (`00000000000000_initial` with SQL in it) is
-/// numbered 1, before every other.
+/// A diesel folder name → (version, original id, name); see [`diesel_number`].
 fn diesel_id(path: &Path, dir_name: &str) -> Result<(u64, String, String), SetError> {
     let (raw, name) = dir_name.split_once('_').unwrap_or((dir_name, ""));
     let version: String = raw.chars().filter(|&c| c != '-').collect();
@@ -498,8 +491,14 @@ fn diesel_id(path: &Path, dir_name: &str) -> Result<(u64, String, String), SetEr
     Ok((number, dir_name.to_owned(), clean_name(name, number)))
 }
 
-/// The number of a diesel version as diesel writes it in its history (the folder name up to
-/// the first `_`, dashes removed): see [`diesel_id`].
+/// The number of a diesel version as diesel writes it in its history. diesel's version is a
+/// folder's name up to the first `_` with the dashes removed, and diesel orders versions *as
+/// strings*: so does this numbering, which pads the version with zeros to 14 digits
+/// (`2024-03-13_170000_x` is version `20240313`, between `20240306…` and `20240605…`; it is
+/// numbered 20240313000000), and numbers a 14-digit version as itself, whatever else is in the
+/// set (a number never changes as the set grows). diesel 2.3 adds a four-digit counter (`2025-12-08-135428-0000`): `0000` is
+/// numbered as the 14 digits before it. Version 0 (`00000000000000_initial` with SQL in it) is
+/// numbered 1, before every other.
 ///
 /// # Errors
 /// A version that is not digits, or that carries a counter after its 14 digits.
