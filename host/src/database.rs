@@ -31,7 +31,13 @@ impl Database {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(path, e))?;
+            // Writable by its owner only (whatever the umask): see `check_surroundings`.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| open_error(path, e))?;
         }
         Self::open_with(path, OpenFlags::default())
     }
@@ -121,29 +127,45 @@ fn harden(conn: &Connection) -> rusqlite::Result<()> {
 const SIDECARS: [&str; 3] = ["-journal", "-wal", "-shm"];
 
 /// Refuses a database whose neighbourhood another user could shape: SQLite rolls a hot
-/// `-journal` (or a `-wal`) it finds beside a database into it, whoever wrote it, so a
-/// directory others may write (sticky or not) could rewrite the tracking tables and plant
-/// triggers. Sidecars present must be regular files of the database's owner, this user or
-/// root.
+/// `-journal` (or a `-wal`) it finds beside a database into it, whoever wrote it, whenever it
+/// starts a read, so anyone who may create files in the database's directory could rewrite the
+/// tracking tables and plant triggers. The directory (of the file itself, when the path is a
+/// link) must belong to this user, root or the database's owner, and be writable by its owner
+/// alone (no group or other write, sticky or not); sidecars present must be regular files of
+/// the database's owner, this user or root.
 pub(crate) fn check_surroundings(path: &Path) -> std::result::Result<(), String> {
     use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(path).map_or(me, |meta| meta.uid());
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    for file in [path, real.as_path()] {
+        let dir = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let Ok(dir_meta) = std::fs::metadata(dir) else {
+            return Ok(()); // Opening fails with its own error.
+        };
+        if dir_meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "its directory {} is writable by other users (group or every user), who could \
+                 plant a journal that SQLite would roll into the database; keep the database in \
+                 a directory only its owner can write (chmod go-w)",
+                dir.display()
+            ));
+        }
+        if ![me, 0, owner].contains(&dir_meta.uid()) {
+            return Err(format!(
+                "its directory {} belongs to another user than the database's, who could plant \
+                 a journal that SQLite would roll into the database",
+                dir.display()
+            ));
+        }
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let Ok(dir_meta) = std::fs::metadata(dir) else {
-        return Ok(()); // Opening fails with its own error.
-    };
-    if dir_meta.mode() & 0o002 != 0 {
-        return Err(format!(
-            "its directory {} is writable by every user, who could plant a journal that SQLite \
-             would roll into the database; keep the database in a directory only its owner can \
-             write (chmod o-w)",
-            dir.display()
-        ));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    let owner = std::fs::metadata(path).map_or(me, |meta| meta.uid());
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     for suffix in SIDECARS {
         let sidecar = dir.join(format!("{name}{suffix}"));

@@ -9,18 +9,43 @@ use crate::error::{Result, SqliteContext};
 /// Most problems `integrity_check` reports before stopping.
 const MAX_PROBLEMS: u32 = 20;
 
+/// Longest TEXT or BLOB SQLite may build while the checks run: the limit migrations run under
+/// (`sql::MAX_VALUE_BYTES`), so an index expression computes here what it computed when the
+/// migration wrote the row (a `printf` of 900 MB is NULL in both, not 900 MB here).
+const CHECK_VALUE_BYTES: i32 = 32 << 20;
+
 /// Runs `PRAGMA integrity_check` (or the faster `quick_check`) and returns the problems found;
 /// empty when the database is sound. A database too damaged to check is one problem.
+///
+/// CHECK constraints are not re-evaluated (`ignore_check_constraints` while it runs): SQLite
+/// enforced them when each row was written, and a migration's CHECK could otherwise make every
+/// later check slow (gigabytes of `printf` per row) or fail at random (`random()`), refusing the
+/// database for ever. The file's structure, NOT NULL, UNIQUE and every index are still checked.
 pub fn problems(conn: &Connection, quick: bool) -> Vec<String> {
     let pragma = if quick {
         "quick_check"
     } else {
         "integrity_check"
     };
+    let ignoring: bool = conn
+        .query_row("PRAGMA ignore_check_constraints", [], |row| row.get(0))
+        .unwrap_or(false);
+    let length = conn.limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH);
+    let _ = conn.execute_batch("PRAGMA ignore_check_constraints = ON");
+    let _ = conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        CHECK_VALUE_BYTES,
+    );
     let sql = format!("PRAGMA main.{pragma}({MAX_PROBLEMS})");
     let rows: rusqlite::Result<Vec<String>> = conn
         .prepare(&sql)
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect());
+    if let Ok(length) = length {
+        let _ = conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, length);
+    }
+    if !ignoring {
+        let _ = conn.execute_batch("PRAGMA ignore_check_constraints = OFF");
+    }
     match rows {
         Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Vec::new(),
         Ok(rows) => rows,

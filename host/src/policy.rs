@@ -242,7 +242,7 @@ pub fn check(context: &AuthContext<'_>, tracking: &Tracking) -> Result<(), Strin
 
 /// Whether `name` is (any case) a table-valued function of this SQLite build: every PRAGMA's
 /// `pragma_<name>` and the eponymous virtual tables.
-fn is_table_function_name(name: &str) -> bool {
+pub(crate) fn is_table_function_name(name: &str) -> bool {
     const EPONYMOUS: [&str; 7] = [
         "json_each",
         "json_tree",

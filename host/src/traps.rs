@@ -30,6 +30,18 @@ pub fn check(
     after: &Snapshot,
     tracking: SharedTracking,
 ) -> Result<(), String> {
+    // The authorizer sees a rename by the old name only: the new one is checked here.
+    if let Some(((kind, name), _)) = after.iter().find(|((kind, name), object)| {
+        (kind == "table" || kind == "view")
+            && before.get(&(kind.clone(), name.clone())) != Some(*object)
+            && policy::is_table_function_name(name)
+    }) {
+        return Err(format!(
+            "it left a {kind} named `{name}`, the name of one of SQLite's table-valued \
+             functions: it would hide the function from every statement (the host's and the \
+             application's); choose another name"
+        ));
+    }
     let targets = targets_of(before, after);
     if targets.is_empty() {
         return Ok(());
@@ -383,6 +395,20 @@ mod tests {
         .unwrap_err();
         assert!(error.contains("may not write sqlite_sequence"), "{error}");
         assert!(error.contains("trigger or view `dos`"), "{error}");
+    }
+
+    #[test]
+    fn a_table_renamed_like_a_table_valued_function_is_refused() {
+        for migration in [
+            "ALTER TABLE x RENAME TO pragma_table_info",
+            "ALTER TABLE x RENAME TO JSON_EACH",
+        ] {
+            let error = after_migration("CREATE TABLE x (a)", migration).expect_err(migration);
+            assert!(
+                error.contains("table-valued functions"),
+                "{migration}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -223,14 +223,7 @@ fn a_compile_cache_below_a_directory_others_can_write_is_not_used() {
 fn a_planted_restore_partial_link_is_not_written_through() {
     let env = sql_env();
     env.hsm(&["up"]).assert_success();
-    let backup = env.hsm(&["backup"]);
-    backup.assert_success();
-    let path = backup
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Backup taken: "))
-        .unwrap()
-        .to_owned();
+    let path = env.take_backup();
     let victim = env.dir.path().join("victim.txt");
     std::fs::write(&victim, "keep me").unwrap();
     symlink(&victim, env.db.with_file_name(".test.db.restore-partial")).unwrap();
@@ -267,13 +260,18 @@ fn a_database_in_a_directory_every_user_may_write_is_refused() {
     for args in [&["status"][..], &["up"]] {
         let run = env.hsm(args);
         assert_ne!(run.code, 0, "{args:?}");
-        run.assert_stderr_contains("is writable by every user");
+        run.assert_stderr_contains("is writable by other users");
     }
     let backup = env.dir.path().join("elsewhere.db");
     std::fs::copy(&env.db, &backup).unwrap();
     let run = env.hsm(&["restore", backup.to_str().unwrap(), "--yes"]);
     assert_ne!(run.code, 0);
-    run.assert_stderr_contains("is writable by every user");
+    run.assert_stderr_contains("is writable by other users");
+    // Group-writable is as open (another member could plant the journal).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    env.hsm(&["status"])
+        .assert_code(1)
+        .assert_stderr_contains("is writable by other users");
     // A journal beside the database that is not a regular file is refused too.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     symlink(

@@ -108,14 +108,7 @@ fn tables_an_older_tool_named_like_table_valued_functions_do_not_stop_the_host()
     }
     env.hsm(&["up", "3"]).assert_success();
     env.hsm(&["status"]).assert_success();
-    let backup = env.hsm(&["backup"]);
-    backup.assert_success();
-    let path = backup
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Backup taken: "))
-        .unwrap()
-        .to_owned();
+    let path = env.take_backup();
     env.hsm(&["up"]).assert_success();
     env.hsm(&["restore", &path, "--yes"]).assert_success();
     assert_eq!(env.status()["current_version"], 3);

@@ -12,6 +12,31 @@ fn write(dir: &Path, path: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Three diesel migrations, each needing the one before it; the second's folder is named with
+/// `_` where the others have `-` (its version is `20240313`, 8 digits), as in a real project.
+fn sso_migrations(m: &Path) {
+    for (folder, up, down) in [
+        (
+            "2024-03-06-170000_add_sso",
+            "CREATE TABLE sso (user INTEGER);",
+            "DROP TABLE sso;",
+        ),
+        (
+            "2024-03-13_170000_sso_cascade",
+            "ALTER TABLE sso ADD COLUMN nonce TEXT;",
+            "ALTER TABLE sso DROP COLUMN nonce;",
+        ),
+        (
+            "2024-06-05-131359_index_nonce",
+            "CREATE INDEX sso_nonce ON sso (nonce);",
+            "DROP INDEX sso_nonce;",
+        ),
+    ] {
+        write(m, &format!("{folder}/up.sql"), up);
+        write(m, &format!("{folder}/down.sql"), down);
+    }
+}
+
 /// diesel compares versions as strings. A folder named with `_` where the others have `-`
 /// (`2024-03-13_170000_…`, version `20240313`) runs between `20240306…` and `20240605…`;
 /// diesel 2.3's 18-digit versions (`…-0000`) sit among 14-digit ones; a version-0 folder with
@@ -26,32 +51,7 @@ fn a_diesel_set_runs_in_diesels_order() {
         "CREATE TABLE users (id INTEGER PRIMARY KEY);",
     );
     write(m, "00000000000000_initial/down.sql", "DROP TABLE users;");
-    write(
-        m,
-        "2024-03-06-170000_add_sso/up.sql",
-        "CREATE TABLE sso (user INTEGER REFERENCES users (id));",
-    );
-    write(m, "2024-03-06-170000_add_sso/down.sql", "DROP TABLE sso;");
-    write(
-        m,
-        "2024-03-13_170000_sso_cascade/up.sql",
-        "ALTER TABLE sso ADD COLUMN nonce TEXT;",
-    );
-    write(
-        m,
-        "2024-03-13_170000_sso_cascade/down.sql",
-        "ALTER TABLE sso DROP COLUMN nonce;",
-    );
-    write(
-        m,
-        "2024-06-05-131359_index_nonce/up.sql",
-        "CREATE INDEX sso_nonce ON sso (nonce);",
-    );
-    write(
-        m,
-        "2024-06-05-131359_index_nonce/down.sql",
-        "DROP INDEX sso_nonce;",
-    );
+    sso_migrations(m);
     write(
         m,
         "2026-02-10-064457-0000_create_projects/up.sql",
@@ -203,32 +203,7 @@ fn a_failing_statement_is_placed_in_its_own_file() {
 fn a_diesel_database_is_adopted_once_and_then_hsm_hosts_history_is_the_truth() {
     let env = Env::empty();
     let m = &env.migrations;
-    write(
-        m,
-        "2024-03-06-170000_add_sso/up.sql",
-        "CREATE TABLE sso (user INTEGER);",
-    );
-    write(m, "2024-03-06-170000_add_sso/down.sql", "DROP TABLE sso;");
-    write(
-        m,
-        "2024-03-13_170000_sso_cascade/up.sql",
-        "ALTER TABLE sso ADD COLUMN nonce TEXT;",
-    );
-    write(
-        m,
-        "2024-03-13_170000_sso_cascade/down.sql",
-        "ALTER TABLE sso DROP COLUMN nonce;",
-    );
-    write(
-        m,
-        "2024-06-05-131359_index_nonce/up.sql",
-        "CREATE INDEX sso_nonce ON sso (nonce);",
-    );
-    write(
-        m,
-        "2024-06-05-131359_index_nonce/down.sql",
-        "DROP INDEX sso_nonce;",
-    );
+    sso_migrations(m);
     std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();

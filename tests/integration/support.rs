@@ -90,6 +90,17 @@ impl Env {
         Connection::open(&self.db).unwrap()
     }
 
+    /// `hsm-host backup`, and the path of the backup it printed.
+    pub fn take_backup(&self) -> String {
+        let run = self.hsm(&["backup"]);
+        run.assert_success();
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Backup taken: "))
+            .unwrap_or_else(|| panic!("no backup path: {}", run.stdout))
+            .to_owned()
+    }
+
     /// `hsm-host status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
         let run = self.hsm(&["status", "--json"]);
