@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::pack::Layout;
 
 /// The SDK and the contract, as this hsm-host was built with them.
 const SDK_FILES: [(&str, &str); 7] = [
@@ -207,27 +208,73 @@ hsm_guest::migration! {{
     })
 }
 
-/// A pair of SQL files `<version>_<name>.up.sql` / `.down.sql` in `dir`, for the version after
-/// every one in `taken`.
+/// A new SQL migration in `dir`, in the layout its migrations already follow (`layout`, the
+/// newest one's; `None` for a directory without SQL migrations: a golang-migrate/sqlx pair),
+/// for a version after every one in `taken`: a diesel folder, an up/down pair, a dbmate or
+/// goose file with its markers, a sqlx single file, a Flyway `V`/`U` pair, a refinery `V` file.
+/// A directory whose versions are time stamps (14 digits) gets the time `now` as its version,
+/// as the tools' own generators do.
 ///
 /// # Errors
-/// As [`rust_crate`].
-pub fn sql_files(dir: &Path, name: &str, taken: &[u64]) -> Result<Scaffolded> {
+/// As [`rust_crate`]; [`Error::Scaffold`] for a layout pattern (write those files by hand).
+pub fn sql_files(
+    dir: &Path,
+    name: &str,
+    taken: &[u64],
+    layout: Option<Layout>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Scaffolded> {
     check_name(name)?;
-    let version = next_version(taken.iter().copied());
-    let files = write_all(vec![
-        (
-            dir.join(format!("{version}_{name}.up.sql")),
-            format!(
-                "-- TODO: one sentence saying what {name} does.\n\
-                 CREATE TABLE {name} (id INTEGER PRIMARY KEY);\n"
-            ),
-        ),
-        (
-            dir.join(format!("{version}_{name}.down.sql")),
-            format!("DROP TABLE {name};\n"),
-        ),
-    ])?;
+    let stamped = taken.iter().any(|v| *v >= 10_000_000_000_000);
+    let stamp = now.format("%Y%m%d%H%M%S").to_string();
+    let next = next_version(taken.iter().copied());
+    let version = if stamped || layout == Some(Layout::Diesel) {
+        stamp.parse::<u64>().expect("14 digits").max(next)
+    } else {
+        next
+    };
+    let up = format!(
+        "-- TODO: one sentence saying what {name} does.\nCREATE TABLE {name} (id INTEGER PRIMARY KEY);\n"
+    );
+    let down = format!("DROP TABLE {name};\n");
+    let planned = match layout {
+        Some(Layout::Diesel) => {
+            let digits = version.to_string();
+            let folder = dir.join(format!(
+                "{}-{}-{}-{}_{name}",
+                &digits[..4],
+                &digits[4..6],
+                &digits[6..8],
+                &digits[8..]
+            ));
+            vec![(folder.join("up.sql"), up), (folder.join("down.sql"), down)]
+        }
+        Some(Layout::Dbmate) => vec![(
+            dir.join(format!("{version}_{name}.sql")),
+            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}"),
+        )],
+        Some(Layout::Goose) => vec![(
+            dir.join(format!("{version}_{name}.sql")),
+            format!("-- +goose Up\n{up}\n-- +goose Down\n{down}"),
+        )],
+        Some(Layout::Sqlx) => vec![(dir.join(format!("{version}_{name}.sql")), up)],
+        Some(Layout::Flyway) => vec![
+            (dir.join(format!("V{version}__{name}.sql")), up),
+            (dir.join(format!("U{version}__{name}.sql")), down),
+        ],
+        Some(Layout::Refinery) => vec![(dir.join(format!("V{version}__{name}.sql")), up)],
+        Some(Layout::Pattern(pattern)) => {
+            return Err(Error::Scaffold(format!(
+                "this directory follows its own naming (`{pattern}`): write the new migration's \
+                 files by hand"
+            )));
+        }
+        Some(Layout::UpDown) | None => vec![
+            (dir.join(format!("{version}_{name}.up.sql")), up),
+            (dir.join(format!("{version}_{name}.down.sql")), down),
+        ],
+    };
+    let files = write_all(planned)?;
     Ok(Scaffolded { version, files })
 }
 
@@ -261,7 +308,7 @@ mod tests {
             std::fs::read_to_string(dir.path().join("v009_third/src/lib.rs")).unwrap(),
             "mine"
         );
-        let made = sql_files(dir.path(), "more", &[3, 12]).unwrap();
+        let made = sql_files(dir.path(), "more", &[3, 12], None, chrono::Utc::now()).unwrap();
         assert_eq!(made.version, 13);
         assert!(dir.path().join("13_more.down.sql").is_file());
     }

@@ -347,3 +347,51 @@ fn inspect_takes_sql_files() {
     env.hsm(&["inspect", m.join("notes.txt.sql").to_str().unwrap()])
         .assert_stderr_contains("is not a SQL migration of its directory");
 }
+
+/// `new --sql` follows the layout the directory's migrations are in (a diesel folder named by
+/// the time, a dbmate or goose file with its markers, a Flyway V/U pair, ...), and what it
+/// makes is read back as the next migration of the set and round-trips.
+#[test]
+fn new_sql_follows_the_directorys_layout() {
+    for (first, text, made) in [
+        (
+            "2024-01-01-000000_users/up.sql",
+            "CREATE TABLE users (id);",
+            "/up.sql",
+        ),
+        (
+            "20240101000000_users.up.sql",
+            "CREATE TABLE users (id);",
+            "_add_notes.up.sql",
+        ),
+        (
+            "20240101000000_users.sql",
+            "-- migrate:up\nCREATE TABLE users (id);\n-- migrate:down\nDROP TABLE users;\n",
+            "_add_notes.sql",
+        ),
+        (
+            "20240101000000_users.sql",
+            "-- +goose Up\nCREATE TABLE users (id);\n-- +goose Down\nDROP TABLE users;\n",
+            "_add_notes.sql",
+        ),
+        (
+            "V1__users.sql",
+            "CREATE TABLE users (id);",
+            "V2__add_notes.sql",
+        ),
+    ] {
+        let env = Env::empty();
+        write(&env.migrations, first, text);
+        let run = env.hsm(&["new", "add_notes", "--sql"]);
+        run.assert_success().assert_stdout_contains(made);
+        let test = env.hsm(&["test"]);
+        assert_eq!(test.code, 0, "{first}: {}{}", test.stdout, test.stderr);
+        assert!(
+            test.stdout.contains("add_notes"),
+            "{first}: {}",
+            test.stdout
+        );
+        env.hsm(&["up"]).assert_success();
+        assert!(table_exists(&env.open(), "add_notes"), "{first}");
+    }
+}

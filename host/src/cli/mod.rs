@@ -200,7 +200,21 @@ fn run(args: &Args) -> Result<()> {
                 Vec::new()
             };
             let made = if *sql {
-                hsm_host::scaffold::sql_files(&global.migrations, name, &taken)?
+                // The layout the directory's newest SQL migration follows.
+                let layout = match global.migrations.is_dir() {
+                    true => hsm_host::pack::read_dir(&global.migrations, global.layout)?
+                        .last()
+                        .map(|migration| migration.layout)
+                        .or(global.layout),
+                    false => global.layout,
+                };
+                hsm_host::scaffold::sql_files(
+                    &global.migrations,
+                    name,
+                    &taken,
+                    layout,
+                    chrono::Utc::now(),
+                )?
             } else {
                 let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
                 hsm_host::scaffold::rust_crate(&dir, name, &taken)?

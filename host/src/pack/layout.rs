@@ -730,6 +730,7 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         down,
         source: up_path,
         down_source,
+        layout,
     })
 }
 

@@ -33,6 +33,8 @@ pub struct SqlMigration {
     /// The file the down comes from (for errors of `down`): the down file, or the up file of a
     /// layout that keeps both in one; `None` without a down.
     pub down_source: Option<PathBuf>,
+    /// The layout its files are in.
+    pub layout: Layout,
 }
 
 impl SqlMigration {
