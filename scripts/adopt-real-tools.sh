@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Adoption checked against databases made by the real tools, not imitations of their tables:
+# each tool (pinned, installed under target/real-tools/) migrates a set of our own, then
+# hsm-host adopts the database and applies the migration added after. CI does not run this (it
+# downloads and builds the tools); the integration tests build each tool's table shape instead.
+#
+#   scripts/adopt-real-tools.sh [dbmate] [diesel] [sqlx]      (default: all three)
+#   HSM=path/to/hsm-host scripts/adopt-real-tools.sh          (default: target/debug/hsm-host)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+tools=$root/target/real-tools
+hsm=${HSM:-$root/target/debug/hsm-host}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export XDG_CACHE_HOME=$work/cache
+
+DBMATE=2.36.0
+DIESEL=2.3.14
+SQLX=0.8.6
+
+# adopt DB DIR EXPECTED_VERSION: hsm-host refuses to start from nothing, adopts, applies the
+# rest, and ends at EXPECTED_VERSION.
+adopt() {
+    local db=$1 dir=$2 expected=$3 args
+    args=(--database "$db" --migrations "$dir" --log-file "$work/log" --no-backup)
+    if "$hsm" up "${args[@]}" >/dev/null 2>"$work/err"; then
+        echo "FAIL: up ran over the other tool's database" >&2
+        exit 1
+    fi
+    grep -q "adopt --dry-run" "$work/err"
+    "$hsm" adopt "${args[@]}"
+    "$hsm" up "${args[@]}"
+    local version
+    version=$("$hsm" status --json "${args[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["current_version"])')
+    [[ "$version" == "$expected" ]] || { echo "FAIL: at $version, expected $expected" >&2; exit 1; }
+    echo "ok: adopted and migrated to $version"
+}
+
+run_dbmate() {
+    local bin=$tools/dbmate/node_modules/.bin/dbmate dir=$work/dbmate/migrations
+    [[ -x $bin ]] || npm install --prefix "$tools/dbmate" --no-audit --no-fund --silent "dbmate@$DBMATE"
+    mkdir -p "$dir"
+    printf -- '-- migrate:up\nCREATE TABLE users (id INTEGER PRIMARY KEY);\n\n-- migrate:down\nDROP TABLE users;\n' >"$dir/20240101000000_users.sql"
+    printf -- '-- migrate:up\nALTER TABLE users ADD COLUMN email TEXT;\n\n-- migrate:down\nALTER TABLE users DROP COLUMN email;\n' >"$dir/20240102000000_email.sql"
+    "$bin" --url "sqlite:$work/dbmate/app.db" --migrations-dir "$dir" --no-dump-schema migrate
+    printf -- '-- migrate:up\nCREATE INDEX users_email ON users (email);\n\n-- migrate:down\nDROP INDEX users_email;\n' >"$dir/20240103000000_index.sql"
+    adopt "$work/dbmate/app.db" "$dir" 20240103000000
+}
+
+run_diesel() {
+    local bin=$tools/diesel/bin/diesel dir=$work/diesel/migrations
+    [[ -x $bin ]] || cargo install --quiet --locked --root "$tools/diesel" diesel_cli \
+        --version "$DIESEL" --no-default-features --features sqlite-bundled
+    mkdir -p "$dir/2024-03-06-170000_add_sso" "$dir/2024-03-13_170000_sso_cascade"
+    echo 'CREATE TABLE sso (user INTEGER);' >"$dir/2024-03-06-170000_add_sso/up.sql"
+    echo 'DROP TABLE sso;' >"$dir/2024-03-06-170000_add_sso/down.sql"
+    echo 'ALTER TABLE sso ADD COLUMN nonce TEXT;' >"$dir/2024-03-13_170000_sso_cascade/up.sql"
+    echo 'ALTER TABLE sso DROP COLUMN nonce;' >"$dir/2024-03-13_170000_sso_cascade/down.sql"
+    "$bin" migration run --database-url "$work/diesel/app.db" --migration-dir "$dir"
+    mkdir -p "$dir/2024-06-05-131359_index_nonce"
+    echo 'CREATE INDEX sso_nonce ON sso (nonce);' >"$dir/2024-06-05-131359_index_nonce/up.sql"
+    echo 'DROP INDEX sso_nonce;' >"$dir/2024-06-05-131359_index_nonce/down.sql"
+    adopt "$work/diesel/app.db" "$dir" 20240605131359
+}
+
+run_sqlx() {
+    local bin=$tools/sqlx/bin/sqlx dir=$work/sqlx/migrations
+    [[ -x $bin ]] || cargo install --quiet --locked --root "$tools/sqlx" sqlx-cli \
+        --version "$SQLX" --no-default-features --features sqlite
+    mkdir -p "$dir"
+    echo 'CREATE TABLE notes (id INTEGER PRIMARY KEY);' >"$dir/20240101000000_notes.up.sql"
+    echo 'DROP TABLE notes;' >"$dir/20240101000000_notes.down.sql"
+    touch "$work/sqlx/app.db"
+    "$bin" migrate run --database-url "sqlite:$work/sqlx/app.db" --source "$dir"
+    echo 'ALTER TABLE notes ADD COLUMN body TEXT;' >"$dir/20240102000000_body.up.sql"
+    echo 'ALTER TABLE notes DROP COLUMN body;' >"$dir/20240102000000_body.down.sql"
+    adopt "$work/sqlx/app.db" "$dir" 20240102000000
+}
+
+for tool in "${@:-dbmate diesel sqlx}"; do
+    for t in $tool; do
+        echo "== $t"
+        "run_$t"
+    done
+done
