@@ -339,12 +339,20 @@ impl Tracking {
         let has_checksum = column_names(conn, &self.migrations)?
             .iter()
             .any(|c| c == "checksum");
-        let checksum = if has_checksum { "checksum" } else { "NULL" };
+        let checksum = if has_checksum {
+            "substr(checksum, 1, 16384)"
+        } else {
+            "NULL"
+        };
         let read_error = format!("cannot read the {} table", self.migrations);
+        // Text is read to at most 16 KiB a column: whoever wrote the row (an older tool, anyone
+        // with the file) could have made it gigabytes long.
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT version, name, description, applied_at, rolled_back_at, backup_path, status,
-                        error_message, {checksum}
+                "SELECT version, substr(name, 1, 16384), substr(description, 1, 16384),
+                        substr(applied_at, 1, 16384), substr(rolled_back_at, 1, 16384),
+                        substr(backup_path, 1, 16384), substr(status, 1, 16384),
+                        substr(error_message, 1, 16384), {checksum}
                  FROM main.\"{}\" ORDER BY version",
                 self.migrations
             ))
@@ -371,8 +379,9 @@ impl Tracking {
         let read_error = format!("cannot read the {} table", self.history);
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT id, version, direction, status, backup_path, error_message, started_at,
-                        completed_at
+                "SELECT id, version, substr(direction, 1, 16384), substr(status, 1, 16384),
+                        substr(backup_path, 1, 16384), substr(error_message, 1, 16384),
+                        substr(started_at, 1, 16384), substr(completed_at, 1, 16384)
                  FROM main.\"{}\" ORDER BY id DESC LIMIT ?1",
                 self.history
             ))

@@ -496,12 +496,14 @@ fn diesel_id(path: &Path, dir_name: &str) -> Result<(u64, String, String), SetEr
 /// strings*: so does this numbering, which pads the version with zeros to 14 digits
 /// (`2024-03-13_170000_x` is version `20240313`, between `20240306…` and `20240605…`; it is
 /// numbered 20240313000000), and numbers a 14-digit version as itself, whatever else is in the
-/// set (a number never changes as the set grows). diesel 2.3 adds a four-digit counter (`2025-12-08-135428-0000`): `0000` is
-/// numbered as the 14 digits before it. Version 0 (`00000000000000_initial` with SQL in it) is
-/// numbered 1, before every other.
+/// set (a number never changes as the set grows). diesel 2.3 adds a hexadecimal counter of the
+/// migrations made in the same second (`2025-12-08-135428-0000`, `…-0001`): it is added to the
+/// 14 digits before it, so `…135428-0001` is numbered 20251208135429 (a migration of the very
+/// next second would then have the same number, and is refused as a duplicate by name).
+/// Version 0 (`00000000000000_initial` with SQL in it) is numbered 1, before every other.
 ///
 /// # Errors
-/// A version that is not digits, or that carries a counter after its 14 digits.
+/// A version that is not digits (and a hexadecimal counter after the 14th digit).
 pub fn diesel_number(version: &str) -> Result<u64, String> {
     let (head, counter) = version.split_at(version.len().min(DIESEL_DIGITS));
     if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
@@ -509,17 +511,22 @@ pub fn diesel_number(version: &str) -> Result<u64, String> {
             "diesel version `{version}` is not digits (and dashes)"
         ));
     }
-    if !counter.bytes().all(|b| b == b'0') {
-        return Err(format!(
-            "diesel version `{version}` carries a counter (`{counter}`) after its 14 digits; \
-             hsm-host numbers diesel versions by their first 14 digits and cannot yet place a \
-             second migration made in the same second"
-        ));
-    }
+    let counter = match counter {
+        "" => 0,
+        hex => u64::from_str_radix(hex, 16)
+            .ok()
+            .filter(|c| *c < 1 << 16)
+            .ok_or_else(|| {
+                format!(
+                    "diesel version `{version}`: `{hex}` after its 14 digits is not diesel's \
+                     counter (four hexadecimal digits)"
+                )
+            })?,
+    };
     let number: u64 = format!("{head:0<DIESEL_DIGITS$}")
         .parse()
         .expect("14 digits fit a u64");
-    Ok(number.max(1))
+    Ok((number + counter).max(1))
 }
 
 /// `<version><sep><name>` → (version, original id, name).
@@ -964,15 +971,20 @@ mod tests {
                 (20260211000000, "create_pty"),
             ]
         );
-        // A second migration in the same second (diesel 2.3's counter) is named, not misplaced.
+        // A second migration in the same second (diesel 2.3's counter) comes after the first.
         write(
             dir.path(),
             "2026-02-10-064457-0001_again/up.sql",
             "SELECT 1;",
         );
+        let set = read(dir.path(), None).unwrap();
+        assert_eq!(set[4].version, 20260210064458);
+        assert_eq!(set[4].name, "again");
+        // ...and one of the very next second has its number: named as a duplicate.
+        write(dir.path(), "2026-02-10-064458_next/up.sql", "SELECT 1;");
         let error = read(dir.path(), None).unwrap_err();
         assert!(
-            error.reason.contains("carries a counter (`0001`)"),
+            error.reason.contains("versions must be unique"),
             "{error:?}"
         );
     }
