@@ -188,49 +188,65 @@ fn structure(conn: &Connection, tracking: &Tracking) -> Result<Structure> {
     Ok(out)
 }
 
+/// The rows of `PRAGMA main.<pragma>("<name>")`, each as its cells in text. PRAGMA statements,
+/// not `pragma_table_xinfo(…)`: a table of that name (an older tool could have left one) would
+/// take the function's place.
+fn pragma_rows(conn: &Connection, pragma: &str, name: &str) -> Result<Vec<Vec<String>>> {
+    let sql = format!("PRAGMA main.{pragma}(\"{}\")", name.replace('"', "\"\""));
+    conn.prepare(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| {
+                let count = r.as_ref().column_count();
+                let mut cells = Vec::with_capacity(count);
+                for i in 0..count {
+                    cells.push(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                        rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    });
+                }
+                Ok(cells)
+            })?
+            .collect()
+        })
+        .context(format!("cannot read the structure of {name}"))
+}
+
 fn table_lines(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let rows = |sql: &str| -> Result<Vec<String>> {
-        conn.prepare(sql)
-            .and_then(|mut stmt| {
-                stmt.query_map([table], |r| {
-                    let count = r.as_ref().column_count();
-                    let mut parts = Vec::with_capacity(count);
-                    for i in 0..count {
-                        parts.push(match r.get_ref(i)? {
-                            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
-                            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-                            rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                            rusqlite::types::ValueRef::Text(t)
-                            | rusqlite::types::ValueRef::Blob(t) => {
-                                String::from_utf8_lossy(t).into_owned()
-                            }
-                        });
-                    }
-                    Ok(parts.join(" "))
-                })?
-                .collect()
-            })
-            .context(format!("cannot read the structure of {table}"))
-    };
-    let mut lines: Vec<String> = rows(
-        "SELECT 'column', name, type, \"notnull\", dflt_value, pk, hidden
-         FROM pragma_table_xinfo(?1, 'main') ORDER BY cid",
-    )?;
-    lines.extend(rows(
-        "SELECT 'foreign key', \"table\", \"from\", \"to\", on_update, on_delete, \"match\"
-         FROM pragma_foreign_key_list(?1, 'main') ORDER BY id, seq",
-    )?);
+    // table_xinfo: cid, name, type, notnull, dflt_value, pk, hidden (in cid order).
+    let mut lines: Vec<String> = pragma_rows(conn, "table_xinfo", table)?
+        .into_iter()
+        .map(|c| format!("column {}", c[1..7].join(" ")))
+        .collect();
+    // foreign_key_list: id, seq, table, from, to, on_update, on_delete, match.
+    let mut keys = pragma_rows(conn, "foreign_key_list", table)?;
+    let number = |cell: &str| cell.parse::<i64>().unwrap_or(0);
+    keys.sort_by_key(|c| (number(&c[0]), number(&c[1])));
+    lines.extend(
+        keys.into_iter()
+            .map(|c| format!("foreign key {}", c[2..8].join(" "))),
+    );
     Ok(lines)
 }
 
 fn index_lines(conn: &Connection, index: &str, sql: Option<&str>) -> Result<Vec<String>> {
-    let mut lines: Vec<String> = conn
-        .prepare(
-            "SELECT coalesce(name, '<expression>') || CASE WHEN \"desc\" THEN ' DESC' ELSE '' END
-             FROM pragma_index_xinfo(?1, 'main') WHERE key ORDER BY seqno",
-        )
-        .and_then(|mut stmt| stmt.query_map([index], |r| r.get(0))?.collect())
-        .context(format!("cannot read the structure of {index}"))?;
+    // index_xinfo: seqno, cid, name, desc, coll, key (in seqno order).
+    let mut lines: Vec<String> = pragma_rows(conn, "index_xinfo", index)?
+        .into_iter()
+        .filter(|c| c[5] == "1")
+        .map(|c| {
+            let name = if c[2] == "NULL" {
+                "<expression>"
+            } else {
+                &c[2]
+            };
+            let desc = if c[3] == "1" { " DESC" } else { "" };
+            format!("{name}{desc}")
+        })
+        .collect();
     if let Some(sql) = sql {
         lines.push(normalize(sql));
     }

@@ -108,6 +108,8 @@ fn tables_an_older_tool_named_like_table_valued_functions_do_not_stop_the_host()
     }
     env.hsm(&["up", "3"]).assert_success();
     env.hsm(&["status"]).assert_success();
+    let against = env.db.to_str().unwrap().to_owned();
+    env.hsm(&["test", "--against", &against]).assert_success();
     let path = env.take_backup();
     env.hsm(&["up"]).assert_success();
     env.hsm(&["restore", &path, "--yes"]).assert_success();
