@@ -7,6 +7,7 @@
 mod component;
 pub mod layout;
 mod pattern;
+mod versions;
 
 use std::path::{Path, PathBuf};
 
