@@ -1,0 +1,167 @@
+//! Taking over a database another tool migrated (`adopt`), or one with no history at all
+//! (`baseline`): tracking rows recorded without running anything.
+
+use super::*;
+
+/// What `adopt` or `baseline` recorded, or would record.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptReport {
+    /// The tool whose history was read (`None` for a baseline).
+    pub tool: Option<&'static str>,
+    /// Versions recorded as applied, without running them.
+    pub recorded: Vec<u64>,
+    /// Versions already recorded by hsm-host, left as they were.
+    pub already: Vec<u64>,
+    /// Whether this only says what would be recorded.
+    pub dry_run: bool,
+}
+
+impl Migrator {
+    /// Records as applied, without running them, the migrations another tool (diesel, sqlx,
+    /// golang-migrate, dbmate, goose, Flyway, refinery) applied to `db`, read from its history
+    /// table, which is left untouched. Stops, recording nothing, when that history names a
+    /// version the set lacks, a sqlx checksum differs, or golang-migrate is dirty.
+    ///
+    /// # Errors
+    /// [`Error::Adopt`] with every mismatch; [`Error::Locked`], [`Error::Sqlite`].
+    pub fn adopt(&self, db: &Database, dry_run: bool) -> Result<AdoptReport> {
+        let _lock = self.lock(db)?;
+        let foreign = crate::adopt::find(&db.connection())?.ok_or_else(|| {
+            Error::Adopt(
+                "no history table of diesel, sqlx, golang-migrate, dbmate, goose, Flyway or \
+                 refinery was found (for a database without any history, use `baseline VERSION`)"
+                    .into(),
+            )
+        })?;
+        // The tool's versions as the set numbers them: the same, but for a set that starts at
+        // version 0 (numbered from 1), read from the SQL files' names.
+        let renumbered: BTreeMap<u64, u64> = self
+            .migrations
+            .iter()
+            .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
+            .filter_map(|info| {
+                let name = info.path.file_name()?.to_str()?;
+                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+                let tool: u64 = digits.parse().ok()?;
+                (tool != info.version()).then_some((tool, info.version()))
+            })
+            .collect();
+        let foreign = foreign.renumbered(|v| renumbered.get(&v).copied().unwrap_or(v));
+        let set: BTreeSet<u64> = self.migrations.iter().map(ComponentInfo::version).collect();
+        let sql_file = |version: u64| {
+            self.file_component(version)
+                .map(|info| info.path.clone())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        };
+        let applied = crate::adopt::applied_versions(&foreign, &set, sql_file)
+            .map_err(|problems| Error::Adopt(integrity::summarize(&problems)))?;
+        self.record_without_running(db, &applied, Some(foreign.tool.as_str()), dry_run)
+    }
+
+    /// Records every migration up to `version` as applied without running it: for a database
+    /// whose schema is already there and that has no history at all.
+    ///
+    /// # Errors
+    /// [`Error::Adopt`] when no migration has that version; [`Error::Locked`], [`Error::Sqlite`].
+    pub fn baseline(&self, db: &Database, version: u64, dry_run: bool) -> Result<AdoptReport> {
+        let _lock = self.lock(db)?;
+        if self.file_component(version).is_none() {
+            return Err(Error::Adopt(format!(
+                "no migration has version {version}; a baseline names the last migration the \
+                 database already has"
+            )));
+        }
+        let versions: BTreeSet<u64> = self
+            .migrations
+            .iter()
+            .map(ComponentInfo::version)
+            .filter(|v| *v <= version)
+            .collect();
+        self.record_without_running(db, &versions, None, dry_run)
+    }
+
+    fn record_without_running(
+        &self,
+        db: &Database,
+        versions: &BTreeSet<u64>,
+        tool: Option<&'static str>,
+        dry_run: bool,
+    ) -> Result<AdoptReport> {
+        let conn = db.connection();
+        // Every version hsm-host has a row for, applied or rolled back: once hsm-host has run a
+        // version (a `down` after an adoption, say), its own history is the truth, and the
+        // other tool's older word must not mark it applied again (`adopt && up` in a deploy
+        // script would then skip tables that are gone).
+        let ours: BTreeSet<u64> = if db.tracking().exists(&conn)? {
+            db.tracking().check(&conn)?;
+            db.tracking()
+                .migrations(&conn)?
+                .iter()
+                .map(|row| row.version)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let (already, recorded): (Vec<u64>, Vec<u64>) =
+            versions.iter().partition(|v| ours.contains(v));
+        let report = AdoptReport {
+            tool,
+            recorded,
+            already,
+            dry_run,
+        };
+        if dry_run || report.recorded.is_empty() {
+            return Ok(report);
+        }
+        drop(conn);
+        self.preload(&report.recorded)?;
+        let conn = db.connection();
+        db.tracking().ensure_tables(&conn)?;
+        begin(&conn)?;
+        let recorded = report.recorded.iter().try_for_each(|version| {
+            record_applied(db.tracking(), &conn, self.component(*version)?, None)?;
+            db.tracking()
+                .record_adopted(&conn, *version, &time::now_iso())
+        });
+        match recorded.and_then(|()| {
+            conn.execute_batch("COMMIT")
+                .context("cannot commit the adopted migrations")
+        }) {
+            Ok(()) => Ok(report),
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// `up` must not start from nothing on a database another tool migrated: with no hsm-host
+/// history but the other tool's, every migration would run again over tables that are there.
+/// Refused before anything is written, naming the tool and the way forward.
+pub(super) fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
+    let ours = db.tracking().exists(conn)? && !db.tracking().migrations(conn)?.is_empty();
+    if ours {
+        return Ok(());
+    }
+    let Some(foreign) = crate::adopt::find(conn)? else {
+        return Ok(());
+    };
+    let versions = match &foreign.history {
+        crate::adopt::History::Versions {
+            applied,
+            unnumbered,
+        } => applied.len() + unnumbered.len(),
+        crate::adopt::History::Current { version, .. } => usize::from(*version > 0),
+    };
+    if versions == 0 {
+        return Ok(());
+    }
+    Err(Error::Adopt(format!(
+        "this database was migrated by {tool} ({table} has its history) and hsm-host has no \
+         history of it yet: `up` would run every migration again. See what would be taken \
+         over with `hsm-host adopt --dry-run`, then run `hsm-host adopt`; nothing was changed",
+        tool = foreign.tool.as_str(),
+        table = foreign.tool.table(),
+    )))
+}
