@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use super::SqlMigration;
 pub use super::pattern::Pattern;
+pub(crate) use super::versions::diesel_number;
+pub use super::versions::flyway_version;
 use super::versions::{clean_name, diesel_id, flyway_file, flyway_id, split_id};
-pub use super::versions::{diesel_number, flyway_version};
 
 /// The layouts hsm-host reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -94,7 +94,7 @@ pub(super) fn diesel_id(path: &Path, dir_name: &str) -> Result<(u64, String, Str
 ///
 /// # Errors
 /// A version that is not digits (and a hexadecimal counter after the 14th digit).
-pub fn diesel_number(version: &str) -> Result<u64, String> {
+pub(crate) fn diesel_number(version: &str) -> Result<u64, String> {
     let (head, counter) = version.split_at(version.len().min(DIESEL_DIGITS));
     if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(

@@ -551,13 +551,13 @@ impl MigrationComponent {
 
     /// The file its `down` runs from: a SQL migration's down file when it has one of its own,
     /// else [`MigrationComponent::path`].
-    pub fn down_path(&self) -> &Path {
+    pub(crate) fn down_path(&self) -> &Path {
         self.down_path.as_deref().unwrap_or(&self.path)
     }
 
     /// Names the file its `down` comes from (a SQL migration's down file), for errors.
     #[must_use]
-    pub fn with_down_path(mut self, down_path: Option<PathBuf>) -> Self {
+    pub(crate) fn with_down_path(mut self, down_path: Option<PathBuf>) -> Self {
         self.down_path = down_path;
         self
     }
