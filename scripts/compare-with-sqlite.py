@@ -61,7 +61,8 @@ def ups(tool, root, pattern=None):
 
 
 def read(path):
-    with open(path, encoding="utf-8-sig") as f:
+    # newline="": the text as the file has it (CRLF too), as SQLite would be given it.
+    with open(path, encoding="utf-8-sig", newline="") as f:
         return f.read()
 
 
@@ -85,10 +86,25 @@ def schema(conn):
     return {(t, n, s) for t, n, tbl, s in rows if tbl not in TRACKING and n not in TRACKING}
 
 
+def application_functions(conn):
+    """The functions real sets call that their applications register (the set's
+    sql-functions.wasm provides them to hsm-host): normalize(text, form), BIN2B64, B642BIN."""
+    import base64
+    import unicodedata
+    conn.create_function(
+        "normalize", -1,
+        lambda text, form="nfc": None if text is None else unicodedata.normalize(form.upper(), text))
+    conn.create_function(
+        "bin2b64", 1, lambda b: None if b is None else base64.b64encode(b).decode())
+    conn.create_function(
+        "b642bin", 1, lambda t: None if t is None else base64.b64decode(t))
+
+
 def main():
     tool, root, migrated = sys.argv[1:4]
     pattern = sys.argv[4] if len(sys.argv) > 4 else None
     direct = sqlite3.connect(":memory:")
+    application_functions(direct)
     direct.isolation_level = None
     for sql in ups(tool, root, pattern):
         if sql.strip():

@@ -62,7 +62,7 @@ pub(crate) fn assess<'a>(rows: &'a [MigrationRow], files: &'a [ComponentInfo]) -
             continue;
         };
         match found {
-            Some(f) if f.checksum == recorded => {}
+            Some(f) if f.is_recorded_as(recorded) => {}
             Some(f) => {
                 changed.push(Changed {
                     row,
@@ -115,6 +115,7 @@ mod tests {
         ComponentInfo {
             path: PathBuf::from(format!("{version}.wasm")),
             checksum: checksum.into(),
+            sql: None,
             metadata: Metadata {
                 version,
                 name: format!("m{version}"),

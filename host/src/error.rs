@@ -204,9 +204,9 @@ pub enum Error {
 
     /// An applied migration's component file is not the one that was applied.
     #[error(
-        "migration {version} ({name}) was applied from a component with sha256 {recorded}, \
-         but {} now has sha256 {found}: put the original file back, or run `hsm-host repair` \
-         to accept the file as it is now", file.display()
+        "migration {version} ({name}) was applied as sha256 {recorded}, but {} now has \
+         sha256 {found}{}: put the original file back, or run `hsm-host repair` to accept the \
+         file as it is now", file.display(), digests_note(found)
     )]
     ComponentChanged {
         /// The migration's version.
@@ -215,9 +215,9 @@ pub enum Error {
         name: String,
         /// The component file found now.
         file: PathBuf,
-        /// The sha256 recorded when it was applied.
+        /// The sha256 recorded when it was applied (a SQL migration's: its files').
         recorded: String,
-        /// The sha256 of the file now.
+        /// The sha256 of the file now (a SQL migration's: its files').
         found: String,
     },
 
@@ -393,4 +393,12 @@ fn hint(found: &[PathBuf]) -> String {
         "; these directories below it hold some: {} (pass one with --migrations)",
         list.join(", ")
     )
+}
+
+/// Says how a SQL migration with a down file of its own is recorded: two digests.
+fn digests_note(found: &str) -> &'static str {
+    match found.contains('+') {
+        true => " (its up file's, then its down file's)",
+        false => "",
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
@@ -21,7 +22,10 @@ pub fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
         let entry = entry.map_err(read_error)?;
         let path = entry.path();
-        if path.extension().is_none_or(|ext| ext != "wasm") {
+        // The directory's SQL functions are not a migration (see `Runtime::provide_sql_functions`).
+        if path.extension().is_none_or(|ext| ext != "wasm")
+            || entry.file_name() == crate::runtime::SQL_FUNCTIONS_FILE
+        {
             continue;
         }
         // A regular file, or a link to one inside the directory: never a device or FIFO (read
@@ -55,16 +59,22 @@ pub struct Found {
 /// Every component of `dir`, sorted by version: described from the compile cache when it knows
 /// the file, otherwise loaded (compiled and validated), in parallel, one file per core; and
 /// every plain SQL migration of `dir` (see [`crate::pack`]; `layout` names their layout,
-/// `None` recognises it), packed into a component.
+/// `None` recognises it), packed into a component. The directory's SQL functions
+/// ([`crate::runtime::SQL_FUNCTIONS_FILE`]), if it has some, are given to each.
 ///
 /// # Errors
 /// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order
 /// that fails), and [`Error::DuplicateVersion`].
 pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
+    // First, so that every migration loaded below gets them.
+    runtime.provide_sql_functions(dir)?;
     // Plain SQL migrations beside the components are packed as they are read; the compile
     // cache knows their (deterministic) bytes from the last run.
-    let sql = crate::pack::read_dir(dir, layout)?;
+    let sql: Vec<Arc<crate::pack::SqlMigration>> = crate::pack::read_dir(dir, layout)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let packing = (sql.len() > 1).then(|| {
         crate::runtime::progress::HostProgress::new(
             format!("loading {} SQL migrations", sql.len()),
@@ -76,7 +86,7 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
         let loaded = runtime
             .remembered_bytes(&migration.component_key(), || migration.component())
             .and_then(|bytes| runtime.load(migration.source.clone(), &bytes))
-            .map(|component| component.with_down_path(migration.down_source.clone()));
+            .map(|component| component.packed_from(Arc::clone(migration)));
         if let Some(progress) = &packing {
             progress.tick();
         }

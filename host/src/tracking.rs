@@ -164,7 +164,8 @@ CREATE TABLE IF NOT EXISTS main.\"{history}\" (
             "CREATE TABLE IF NOT EXISTS main.\"{}\" (
   checksum TEXT PRIMARY KEY,
   bytes BLOB NOT NULL,
-  stored_at TEXT NOT NULL
+  stored_at TEXT NOT NULL,
+  recorded_as TEXT
 );",
             self.components
         )
@@ -284,7 +285,23 @@ impl Tracking {
             ))?;
         }
         conn.execute_batch(&self.host_additions())
-            .context(format!("cannot create the {} table", self.components))
+            .context(format!("cannot create the {} table", self.components))?;
+        // What migrations.checksum records for a stored component when that is not its sha256
+        // (a SQL migration's file digests); tables of earlier releases lack it.
+        if !column_names(conn, &self.components)?
+            .iter()
+            .any(|c| c == "recorded_as")
+        {
+            conn.execute_batch(&format!(
+                "ALTER TABLE main.\"{}\" ADD COLUMN recorded_as TEXT",
+                self.components
+            ))
+            .context(format!(
+                "cannot add the recorded_as column to {}",
+                self.components
+            ))?;
+        }
+        Ok(())
     }
 
     /// Whether this database has the tracking tables at all.
@@ -558,44 +575,58 @@ impl Tracking {
     }
 
     /// Keeps the exact bytes of an applied component, so `down` can run it even after its file
-    /// changed or disappeared. `bytes` are its [`stored_form`].
+    /// changed or disappeared. `bytes` are its [`stored_form`], kept under their sha256
+    /// `checksum`; `recorded_as` is what `migrations.checksum` holds for it when that is not
+    /// the component's sha256 (a SQL migration's file digests), to find it by.
     pub fn store_component(
         &self,
         conn: &Connection,
         checksum: &str,
+        recorded_as: Option<&str>,
         bytes: &[u8],
         now: &str,
     ) -> Result<()> {
         conn.execute(
             &format!(
-                "INSERT OR IGNORE INTO main.\"{}\" (checksum, bytes, stored_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO main.\"{}\" (checksum, bytes, stored_at, recorded_as)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (checksum) DO UPDATE SET recorded_as = excluded.recorded_as
+                 WHERE recorded_as IS NULL",
                 self.components
             ),
-            params![checksum, bytes, now],
+            params![checksum, bytes, now, recorded_as],
         )
         .context("cannot store the applied component")?;
         Ok(())
     }
 
-    /// The stored bytes of a component, by checksum (inflated if hsm-host deflated them).
+    /// The stored bytes of the component `migrations.checksum` records as `recorded` (its
+    /// sha256, or a SQL migration's file digests), inflated if hsm-host deflated them.
     ///
     /// # Errors
     /// [`Error::Sqlite`] if the table cannot be read; [`Error::InvalidComponent`] if the row is
-    /// deflated but does not inflate within [`MAX_COMPONENT_BYTES`].
-    pub fn stored_component(&self, conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
-        let stored: Option<Vec<u8>> = conn
-            .query_row(
-                &format!(
-                    "SELECT bytes FROM main.\"{}\" WHERE checksum = ?1",
-                    self.components
-                ),
-                [checksum],
-                |row| row.get(0),
-            )
+    /// deflated but does not inflate within [`MAX_COMPONENT_BYTES`], or its bytes are not
+    /// those of its sha256.
+    pub fn stored_component(&self, conn: &Connection, recorded: &str) -> Result<Option<Vec<u8>>> {
+        // A table of an earlier release has no recorded_as column until hsm-host writes to it.
+        let by_record = column_names(conn, &self.components)?
+            .iter()
+            .any(|c| c == "recorded_as");
+        let sql = format!(
+            "SELECT checksum, bytes FROM main.\"{}\" WHERE checksum = ?1{} LIMIT 1",
+            self.components,
+            if by_record {
+                " OR recorded_as = ?1"
+            } else {
+                ""
+            }
+        );
+        let stored: Option<(String, Vec<u8>)> = conn
+            .query_row(&sql, [recorded], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()
             .context("cannot read a stored component")?;
         stored
-            .map(|stored| {
+            .map(|(checksum, stored)| {
                 inflate(stored)
                     .and_then(|bytes| {
                         // The checksum is the row's key: bytes that do not match it are not
@@ -608,8 +639,9 @@ impl Tracking {
                     })
                     .map_err(|reason| Error::InvalidComponent {
                         path: format!(
-                            "<component stored in {}, sha256 {checksum}>",
-                            self.components
+                            "<component stored in {}, sha256 {}>",
+                            self.components,
+                            crate::text::neutralize(&checksum, 80)
                         )
                         .into(),
                         reason,
@@ -761,7 +793,7 @@ mod tests {
         let form = stored_form(&component);
         assert!(form.len() * 3 < component.len(), "{} bytes", form.len());
         tracking
-            .store_component(&conn, &checksum, &form, "now")
+            .store_component(&conn, &checksum, None, &form, "now")
             .unwrap();
         assert_eq!(
             tracking.stored_component(&conn, &checksum).unwrap(),
@@ -771,7 +803,7 @@ mod tests {
         let raw = b"\0asm raw".to_vec();
         let raw_checksum = crate::runtime::sha256_hex(&raw);
         tracking
-            .store_component(&conn, &raw_checksum, &raw, "now")
+            .store_component(&conn, &raw_checksum, None, &raw, "now")
             .unwrap();
         assert_eq!(
             tracking.stored_component(&conn, &raw_checksum).unwrap(),
@@ -784,7 +816,9 @@ mod tests {
             ("damaged", damaged),
             ("swapped", stored_form(b"\0asm other")),
         ] {
-            tracking.store_component(&conn, key, &bytes, "now").unwrap();
+            tracking
+                .store_component(&conn, key, None, &bytes, "now")
+                .unwrap();
             let error = tracking
                 .stored_component(&conn, key)
                 .unwrap_err()

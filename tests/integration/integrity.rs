@@ -95,9 +95,7 @@ fn a_changed_component_file_is_flagged_refused_and_repairable() {
     let before = std::fs::read(&env.db).unwrap();
     env.hsm(&["up"])
         .assert_code(1)
-        .assert_stderr_contains(
-            "migration 2 (add_email_column) was applied from a component with sha256",
-        )
+        .assert_stderr_contains("migration 2 (add_email_column) was applied as sha256")
         .assert_stderr_contains("hsm-host repair");
     assert_same_bytes(&env.db, &before, "the database");
 

@@ -17,6 +17,8 @@ mod languages;
 mod library;
 mod real_sets;
 mod sandbox;
+mod sql_functions;
+mod sql_identity;
 mod sql_sets;
 mod support;
 mod tracking_names;

@@ -590,10 +590,9 @@ impl Migrator {
                 continue;
             }
             let file = self.component(row.version)?;
+            step::store_component(db.tracking(), &conn, file, &now)?;
             db.tracking()
-                .store_component(&conn, file.checksum(), file.stored_form()?, &now)?;
-            db.tracking()
-                .set_checksum(&conn, row.version, file.checksum())?;
+                .set_checksum(&conn, row.version, &file.checksum())?;
             tracing::info!(
                 "migration {}: now accepting {} (sha256 {})",
                 row.version,

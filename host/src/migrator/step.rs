@@ -18,7 +18,8 @@ pub(super) fn record_applied(
 ) -> Result<()> {
     let now = time::now_iso();
     let metadata = component.metadata();
-    tracking.store_component(conn, component.checksum(), component.stored_form()?, &now)?;
+    let checksum = component.checksum();
+    store_component(tracking, conn, component, &now)?;
     tracking.record_applied(
         conn,
         &tracking::Applied {
@@ -26,10 +27,24 @@ pub(super) fn record_applied(
             name: &metadata.name,
             description: &metadata.description,
             backup_path: backup,
-            checksum: component.checksum(),
+            checksum: &checksum,
         },
         &now,
     )
+}
+
+/// Keeps the component's exact bytes under their sha256, findable by what tracking records
+/// for it (a SQL migration's file digests).
+pub(super) fn store_component(
+    tracking: &Tracking,
+    conn: &Connection,
+    component: &MigrationComponent,
+    now: &str,
+) -> Result<()> {
+    let recorded = component.checksum();
+    let sha256 = component.component_sha256();
+    let recorded_as = (recorded != sha256).then_some(recorded.as_str());
+    tracking.store_component(conn, sha256, recorded_as, component.stored_form()?, now)
 }
 
 /// Runs one migration with its history row and in its own transaction.

@@ -16,16 +16,30 @@ use wit_parser::{Resolve, WorldId};
 
 use super::SqlMigration;
 
-/// The way components are made here: change it with anything in this file that changes the
-/// bytes, so components remembered in the cache are made again.
-pub(super) const FORMAT: &str = "hsm-host pack 1";
+/// A way of packing: the contract the component is built for, and a name that changes with
+/// anything in this file that changes the bytes (so components remembered in the cache are
+/// made again).
+pub(super) struct Packing {
+    pub(super) format: &'static str,
+    pub(super) contract: &'static str,
+    /// The interface whose `execute-batch` runs the SQL.
+    sql_import: &'static str,
+}
 
-/// The contract packed components are built for: 0.1.3, frozen. A component's checksum is
-/// its bytes', so packing for 0.2 would make every SQL migration already applied read as
-/// changed; 0.1.3 components run through the 0.1 adapter, whose `execute-batch` is 0.2's.
-pub(super) const CONTRACT: &str = include_str!("../../../wit/0.1/migration.wit");
-/// The interface whose `execute-batch` runs the SQL.
-const SQL_IMPORT: &str = "hsm:migration/sql@0.1.3";
+/// How SQL migrations are packed: for contract 0.2, which hsm-host runs without an adapter.
+pub(super) const CURRENT: Packing = Packing {
+    format: "hsm-host pack 2",
+    contract: include_str!("../../../wit/migration.wit"),
+    sql_import: "hsm:migration/sql@0.2.0",
+};
+
+/// How releases that recorded a SQL migration by its component's sha256 packed it (for 0.1.3):
+/// kept to recognise what they recorded, never to pack anew.
+pub(super) const EARLIER: Packing = Packing {
+    format: "hsm-host pack 1",
+    contract: include_str!("../../../wit/0.1/migration.wit"),
+    sql_import: "hsm:migration/sql@0.1.3",
+};
 
 /// Fixed places in the module's memory.
 const IMPORT_RESULT: u32 = 16; // result<_, sql-error>: 16 bytes
@@ -37,9 +51,9 @@ const PAGE: u32 = 65_536;
 const IRREVERSIBLE: &str = "this migration has no down file: it is irreversible";
 
 /// The component's bytes.
-pub(super) fn encode(migration: &SqlMigration) -> Result<Vec<u8>, String> {
-    let mut module = core_module(migration);
-    let (resolve, world) = contract().as_ref().map_err(Clone::clone)?;
+pub(super) fn encode(migration: &SqlMigration, packing: &Packing) -> Result<Vec<u8>, String> {
+    let mut module = core_module(migration, packing);
+    let (resolve, world) = contract(packing).as_ref().map_err(Clone::clone)?;
     wit_component::embed_component_metadata(&mut module, resolve, *world, StringEncoding::UTF8)
         .map_err(|e| format!("cannot describe the component: {e:#}"))?;
     ComponentEncoder::default()
@@ -49,12 +63,17 @@ pub(super) fn encode(migration: &SqlMigration) -> Result<Vec<u8>, String> {
 }
 
 /// The contract, parsed once per process (parsing it is most of the work of packing a file).
-fn contract() -> &'static Result<(Resolve, WorldId), String> {
-    static CONTRACT_WORLD: OnceLock<Result<(Resolve, WorldId), String>> = OnceLock::new();
-    CONTRACT_WORLD.get_or_init(|| {
+fn contract(packing: &Packing) -> &'static Result<(Resolve, WorldId), String> {
+    static CURRENT_WORLD: OnceLock<Result<(Resolve, WorldId), String>> = OnceLock::new();
+    static EARLIER_WORLD: OnceLock<Result<(Resolve, WorldId), String>> = OnceLock::new();
+    let parsed = match packing.format == EARLIER.format {
+        true => &EARLIER_WORLD,
+        false => &CURRENT_WORLD,
+    };
+    parsed.get_or_init(|| {
         let mut resolve = Resolve::new();
         let package = resolve
-            .push_str("migration.wit", CONTRACT)
+            .push_str("migration.wit", packing.contract)
             .map_err(|e| format!("the embedded contract does not parse: {e:#}"))?;
         let world = resolve
             .select_world(&[package], Some("migration"))
@@ -72,7 +91,7 @@ struct Layout {
     irreversible: (u32, u32),
 }
 
-fn core_module(migration: &SqlMigration) -> Vec<u8> {
+fn core_module(migration: &SqlMigration, packing: &Packing) -> Vec<u8> {
     let down = migration.down.as_deref().unwrap_or("");
     let mut data = Vec::new();
     let mut place = |text: &str| {
@@ -94,7 +113,7 @@ fn core_module(migration: &SqlMigration) -> Vec<u8> {
     types.ty().function([ValType::I32; 4], [ValType::I32]); // 1: cabi_realloc
     types.ty().function([], [ValType::I32]); // 2: metadata, up, down
     let mut imports = ImportSection::new();
-    imports.import(SQL_IMPORT, "execute-batch", EntityType::Function(0));
+    imports.import(packing.sql_import, "execute-batch", EntityType::Function(0));
     let mut functions = FunctionSection::new();
     for ty in [1, 2, 2, 2] {
         functions.function(ty);

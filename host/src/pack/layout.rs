@@ -416,7 +416,7 @@ fn is_empty_initial_setup(dir_name: &str, up: &Path) -> Result<bool, SetError> {
     let all_zero = dir_name
         .split_once('_')
         .is_some_and(|(version, _)| !version.is_empty() && version.chars().all(|c| c == '0'));
-    Ok(all_zero && crate::sql::script_is_empty(&read_sql(up)?))
+    Ok(all_zero && crate::sql::script_is_empty(&read_sql(up)?.text))
 }
 
 fn check_same(path: &Path, parts: &Parts, layout: Layout, id: &str) -> Result<(), SetError> {
@@ -457,7 +457,7 @@ fn add(
 /// A single `<version>_<name>.sql`: dbmate or goose by their markers, else sqlx's simple form.
 /// A layout named for the directory decides instead, and its markers must be there.
 fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetError> {
-    let text = read_sql(path)?;
+    let text = read_sql(path)?.text;
     let dbmate = find_marker(&text, &["-- migrate:up"]).is_some();
     let goose = find_marker(&text, &["-- +goose up"]).is_some();
     let missing = |marker: &str, layout: Layout| {
@@ -482,15 +482,24 @@ fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetE
 /// A SQL file of the set: a regular file (or a link to one in the same directory) of at most
 /// [`crate::files::MAX_SQL_FILE`] bytes, so a stranger's set cannot make hsm-host read the
 /// operator's other files, a device or a FIFO.
-fn read_sql(path: &Path) -> Result<String, SetError> {
+fn read_sql(path: &Path) -> Result<SqlFile, SetError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let bytes = crate::files::read_inside(path, dir, crate::files::MAX_SQL_FILE)
         .map_err(|reason| error(path, reason))?;
+    // The digest of the bytes as they are (a byte-order mark too): what `sha256sum` prints.
+    let sha256 = crate::runtime::sha256_hex(&bytes);
     let text = String::from_utf8(bytes).map_err(|_| error(path, "is not UTF-8 text"))?;
-    Ok(text
+    let text = text
         .strip_prefix('\u{feff}')
         .map(str::to_owned)
-        .unwrap_or(text))
+        .unwrap_or(text);
+    Ok(SqlFile { text, sha256 })
+}
+
+/// A SQL file's text (without a byte-order mark) and the sha256 of its bytes.
+struct SqlFile {
+    text: String,
+    sha256: String,
 }
 
 /// The byte offset of the line that starts with one of `markers` (case-insensitive, spaces
@@ -534,18 +543,25 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
             },
         ));
     };
-    let text = read_sql(&up_path)?;
+    let SqlFile { text, sha256 } = read_sql(&up_path)?;
+    let down_file = parts.down.as_deref().map(read_sql).transpose()?;
     refuse_no_transaction(&up_path, layout, &text)?;
-    if let Some(down) = parts.down.as_deref().filter(|_| layout != Layout::Diesel) {
-        refuse_no_transaction(down, layout, &read_sql(down)?)?;
+    if let (Some(path), Some(file)) = (parts.down.as_deref(), &down_file)
+        && layout != Layout::Diesel
+    {
+        refuse_no_transaction(path, layout, &file.text)?;
     }
+    let mut down_sha256 = None;
     let (up, down) = match layout {
         Layout::Diesel
         | Layout::UpDown
         | Layout::Flyway
         | Layout::Refinery
         | Layout::Pattern(_) => {
-            let down = parts.down.as_deref().map(read_sql).transpose()?;
+            let down = down_file.map(|file| {
+                down_sha256 = Some(file.sha256);
+                file.text
+            });
             (text, down)
         }
         Layout::Sqlx => (text, None),
@@ -576,6 +592,8 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         source: up_path,
         down_source,
         layout,
+        up_sha256: sha256,
+        down_sha256,
     })
 }
 
@@ -599,7 +617,7 @@ fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), 
             .parent()
             .map(|folder| folder.join("metadata.toml"))
             .filter(|toml| toml.is_file())
-            .and_then(|toml| read_sql(&toml).ok())
+            .and_then(|toml| read_sql(&toml).ok().map(|file| file.text))
             .is_some_and(|toml| {
                 toml.lines().any(|line| {
                     let line: String = line.chars().filter(|c| !c.is_whitespace()).collect();

@@ -36,17 +36,53 @@ pub struct SqlMigration {
     pub down_source: Option<PathBuf>,
     /// The layout its files are in.
     pub layout: Layout,
+    /// sha256 of the up file's bytes, lowercase hex (as `sha256sum` prints it).
+    pub up_sha256: String,
+    /// sha256 of the down file's bytes, when the down is a file of its own.
+    pub down_sha256: Option<String>,
 }
 
 impl SqlMigration {
+    /// What identifies it in `migrations.checksum`: its files' own digests, the up file's,
+    /// then `+` and the down file's when the down is a file of its own. Neither the layout it
+    /// was read with nor the way it is packed enters it, so `sha256sum` reproduces it.
+    pub fn identity(&self) -> String {
+        match &self.down_sha256 {
+            Some(down) => format!("{}+{down}", self.up_sha256),
+            None => self.up_sha256.clone(),
+        }
+    }
+
     /// The component: deterministic bytes (same migration, same bytes, same checksum).
     ///
     /// # Errors
     /// [`Error::SqlSet`] if it cannot be encoded (a bug: every SQL text can be).
     pub fn component(&self) -> Result<Vec<u8>> {
-        component::encode(self).map_err(|reason| Error::SqlSet {
+        component::encode(self, &component::CURRENT).map_err(|reason| Error::SqlSet {
             path: self.source.clone(),
             reason,
+        })
+    }
+
+    /// Whether `recorded` is what a release that recorded SQL migrations by their component
+    /// recorded for this one: the sha256 of the component it packed it into (for contract
+    /// 0.1.3), read in this layout or any other (their description named it).
+    pub(crate) fn was_recorded_earlier_as(&self, recorded: &str) -> bool {
+        let own = format!("{} migration `", self.layout.as_str());
+        let Some(at) = self.description.rfind(&own) else {
+            return false;
+        };
+        let layouts = std::iter::once(self.layout).chain(Layout::ALL);
+        layouts.into_iter().any(|layout| {
+            let mut earlier = self.clone();
+            earlier.description = format!(
+                "{}{} migration `{}",
+                &self.description[..at],
+                layout.as_str(),
+                &self.description[at + own.len()..]
+            );
+            component::encode(&earlier, &component::EARLIER)
+                .is_ok_and(|bytes| crate::runtime::sha256_hex(&bytes) == recorded)
         })
     }
 
@@ -60,8 +96,8 @@ impl SqlMigration {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         };
-        feed(component::FORMAT.as_bytes());
-        feed(component::CONTRACT.as_bytes());
+        feed(component::CURRENT.format.as_bytes());
+        feed(component::CURRENT.contract.as_bytes());
         feed(&self.version.to_le_bytes());
         feed(self.name.as_bytes());
         feed(self.description.as_bytes());

@@ -282,6 +282,7 @@ impl ComponentCache {
             path: path.to_owned(),
             checksum: record.checksum,
             metadata: super::neutralize_metadata(record.metadata),
+            sql: None,
         })
     }
 }

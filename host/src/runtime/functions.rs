@@ -25,6 +25,9 @@ type CallFunc = TypedFunc<(u32, Vec<Value>), (Result<Value, String>,)>;
 
 /// A component's `functions` export, whichever contract version it was built for.
 pub(crate) trait FunctionsExport: Send {
+    /// The names it lists (contract 0.1's export lists none).
+    fn names(&self) -> Vec<String>;
+
     /// The function `call` runs for `name`; an error when the component has none by that name.
     fn lookup(&self, name: &str) -> Result<FunctionId, String>;
 
@@ -52,6 +55,10 @@ struct Functions {
 }
 
 impl FunctionsExport for Functions {
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
     fn lookup(&self, name: &str) -> Result<FunctionId, String> {
         match self.names.iter().position(|n| n == name) {
             Some(index) => Ok(FunctionId {
@@ -191,6 +198,11 @@ where
 }
 
 impl GuestFunctions {
+    /// The names its `functions` export lists.
+    pub(crate) fn names(&self) -> Vec<String> {
+        lock(&self.instance).export.names()
+    }
+
     /// Why the instance stopped (a trap, the memory or time limit), if it did: the migration's
     /// real cause even when the guest reports only the SQL error it got.
     pub(crate) fn failure(&self) -> Option<String> {

@@ -11,6 +11,7 @@ mod inspect;
 mod limits;
 mod output;
 pub(crate) mod progress;
+mod provided;
 mod state;
 pub(crate) mod watchdog;
 
@@ -29,6 +30,7 @@ pub use inspect::Inspection;
 use limits::{EpochTicker, MemoryBudget};
 pub use limits::{Limits, describe_duration};
 pub use progress::{ProgressSink, set_progress_sink};
+pub use provided::FILE_NAME as SQL_FUNCTIONS_FILE;
 use state::GuestState;
 pub use watchdog::{HardStopHook, set_hard_stop_hook};
 
@@ -47,6 +49,8 @@ pub struct Runtime {
     wasm: OnceLock<std::result::Result<Wasm, String>>,
     limits: Limits,
     cache: Option<Arc<cache::ComponentCache>>,
+    /// The SQL functions of the migrations directory, given to every migration loaded.
+    sql_functions: std::sync::Mutex<Option<Arc<provided::ProvidedFunctions>>>,
 }
 
 /// The engine and the host functions guests may import.
@@ -118,6 +122,7 @@ impl Runtime {
             wasm: OnceLock::new(),
             limits,
             cache: None,
+            sql_functions: std::sync::Mutex::new(None),
         })
     }
 
@@ -169,7 +174,12 @@ impl Runtime {
         let remembered = known.is_some();
         let mut component = self.load_bytes(path.to_owned(), &bytes, known)?;
         if let (Some(cache), Some(identity), false) = (&self.cache, &identity, remembered) {
-            cache.remember_file(path, identity, component.checksum(), component.metadata());
+            cache.remember_file(
+                path,
+                identity,
+                component.component_sha256(),
+                component.metadata(),
+            );
         }
         // A run loads every component before its first step: holding all their bytes until
         // each is stored would cost as much memory as the directory's size.
@@ -322,6 +332,8 @@ impl Runtime {
             path: origin,
             down_path: None,
             checksum,
+            sql: None,
+            sql_functions: self.sql_functions(),
             bytes,
             cache: self.cache.clone(),
             stored_form: OnceLock::new(),
@@ -426,16 +438,30 @@ pub(crate) struct Failure {
 pub struct ComponentInfo {
     /// The file.
     pub path: PathBuf,
-    /// sha256 of its bytes, lowercase hex.
+    /// What `migrations.checksum` records for it: the sha256 of a component file's bytes,
+    /// lowercase hex; a SQL migration's file digests ([`crate::pack::SqlMigration::identity`]).
     pub checksum: String,
     /// What it says about itself.
     pub metadata: Metadata,
+    /// The SQL migration it was packed from, if it was.
+    pub(crate) sql: Option<Arc<crate::pack::SqlMigration>>,
 }
 
 impl ComponentInfo {
     /// Its version.
     pub fn version(&self) -> u64 {
         self.metadata.version
+    }
+
+    /// Whether `recorded` (a `migrations.checksum`) names this migration as it is: its
+    /// checksum, or what an earlier release recorded for the same SQL files (the sha256 of the
+    /// component it packed them into).
+    pub(crate) fn is_recorded_as(&self, recorded: &str) -> bool {
+        self.checksum == recorded
+            || self
+                .sql
+                .as_ref()
+                .is_some_and(|sql| sql.was_recorded_earlier_as(recorded))
     }
 }
 
@@ -446,6 +472,11 @@ pub struct MigrationComponent {
     down_path: Option<PathBuf>,
     /// sha256 of the component's bytes, lowercase hex.
     checksum: String,
+    /// The SQL migration it was packed from, if it was: its files' digests are what tracking
+    /// records for it.
+    sql: Option<Arc<crate::pack::SqlMigration>>,
+    /// The SQL functions its directory provides, registered at each step.
+    sql_functions: Option<Arc<provided::ProvidedFunctions>>,
     /// The bytes themselves, so the host can store the exact component it applied.
     bytes: Bytes,
     /// Where its stored form is kept, if anywhere.
@@ -470,9 +501,27 @@ impl MigrationComponent {
         self.metadata.version
     }
 
-    /// sha256 of the component's bytes, lowercase hex.
-    pub fn checksum(&self) -> &str {
+    /// What `migrations.checksum` records for it: the sha256 of the component's bytes,
+    /// lowercase hex; for a SQL migration, its files' digests
+    /// ([`crate::pack::SqlMigration::identity`]).
+    pub fn checksum(&self) -> String {
+        match &self.sql {
+            Some(sql) => sql.identity(),
+            None => self.checksum.clone(),
+        }
+    }
+
+    /// sha256 of the component's bytes, lowercase hex: the key it is stored under.
+    pub fn component_sha256(&self) -> &str {
         &self.checksum
+    }
+
+    /// Marks it as packed from `sql`, whose files identify it.
+    #[must_use]
+    pub(crate) fn packed_from(mut self, sql: Arc<crate::pack::SqlMigration>) -> Self {
+        self.down_path = sql.down_source.clone();
+        self.sql = Some(sql);
+        self
     }
 
     /// The component as a database keeps it (see [`crate::tracking::stored_form`]): from the
@@ -555,19 +604,13 @@ impl MigrationComponent {
         self.down_path.as_deref().unwrap_or(&self.path)
     }
 
-    /// Names the file its `down` comes from (a SQL migration's down file), for errors.
-    #[must_use]
-    pub(crate) fn with_down_path(mut self, down_path: Option<PathBuf>) -> Self {
-        self.down_path = down_path;
-        self
-    }
-
     /// Its path, checksum and metadata.
     pub fn info(&self) -> ComponentInfo {
         ComponentInfo {
             path: self.path.clone(),
-            checksum: self.checksum.clone(),
+            checksum: self.checksum(),
             metadata: self.metadata.clone(),
+            sql: self.sql.clone(),
         }
     }
 
@@ -608,7 +651,7 @@ impl MigrationComponent {
         let timeout = self.limits.timeout;
         let memory = MemoryBudget::new(self.limits.max_memory);
         let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
-        let state = GuestState::new(
+        let mut state = GuestState::new(
             self.label(),
             Some(db),
             deadline,
@@ -623,6 +666,11 @@ impl MigrationComponent {
             memory,
             log_budget,
         });
+        if let (Some(provided), Some(sql), Some(factory)) =
+            (&self.sql_functions, &state.sql, &state.functions)
+        {
+            state.provided = Some(provided.register(sql, factory.clone())?);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let (result, outcome) =
             call(
@@ -680,7 +728,7 @@ impl MigrationComponent {
                     .last_error
                     .filter(|e| !e.message.is_empty() && message.contains(&e.message))
                     .map(|e| e.code);
-                Err(message)
+                Err(self.hint_missing_function(message))
             }
             Err(_) if outcome.output_overflowed => Err(format!(
                 "it printed more than {} to stdout or stderr, so hsm-host stopped it (migrations \
@@ -689,6 +737,33 @@ impl MigrationComponent {
             )),
             Err(trap) => Err(output::describe_trap(&trap, &outcome.stderr)),
         }
+    }
+}
+
+impl MigrationComponent {
+    /// SQLite's `no such function: f`, with where functions come from when SQLite has none.
+    fn hint_missing_function(&self, message: String) -> String {
+        if !message.contains("no such function: ") {
+            return message;
+        }
+        let hint = match (&self.sql_functions, &self.sql) {
+            (Some(provided), _) => format!(
+                "the directory's {} provides only {}",
+                provided::FILE_NAME,
+                provided.names().join(", ")
+            ),
+            (None, Some(_)) => format!(
+                "a SQL migration can call SQLite's own functions and those a {} component in \
+                 its directory provides (see docs/sql-sets.md, \"SQL functions\")",
+                provided::FILE_NAME
+            ),
+            (None, None) => format!(
+                "register it first with register-function, or provide it with a {} component \
+                 in the migrations directory",
+                provided::FILE_NAME
+            ),
+        };
+        format!("{message} ({hint})")
     }
 }
 
@@ -733,10 +808,12 @@ fn call<R>(
     let function_failure = state
         .function_caller
         .as_ref()
-        .and_then(functions::GuestFunctions::failure);
+        .and_then(functions::GuestFunctions::failure)
+        .or_else(|| state.provided.as_ref().and_then(|p| p.failure()));
     // Its functions leave the connection before their instance goes.
     let sql = state.sql.take().map(crate::sql::GuestSql::close);
     state.function_caller = None;
+    state.provided = None;
     let stderr = output::log_guest_output(state);
     let full = |pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe| {
         pipe.contents().len() >= state::OUTPUT_CAPACITY

@@ -30,6 +30,8 @@ pub(crate) struct GuestState {
     pub(super) functions: Option<FunctionFactory>,
     /// The running function instance, shared by every function this call registered.
     pub(crate) function_caller: Option<super::functions::GuestFunctions>,
+    /// The functions of the migrations directory, registered for this call.
+    pub(crate) provided: Option<super::provided::StepFunctions>,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     pub(super) label: String,
     pub(super) progress: Progress,
@@ -70,6 +72,7 @@ impl GuestState {
             deadline,
             functions: None,
             function_caller: None,
+            provided: None,
             progress: Progress::new(label.clone()),
             log_budget,
             log_silenced: false,

@@ -316,6 +316,10 @@ pub(in crate::runtime) fn functions_export(
 }
 
 impl FunctionsExport for Functions {
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
     /// 0.1 finds functions by name when called: an unknown name fails the statement using it.
     fn lookup(&self, name: &str) -> Result<FunctionId, String> {
         Ok(FunctionId {
