@@ -395,3 +395,39 @@ fn new_sql_follows_the_directorys_layout() {
         assert!(table_exists(&env.open(), "add_notes"), "{first}");
     }
 }
+
+/// dbmate and goose keep up and down in one file: an error is placed at its line in the file,
+/// not in its section (goose's annotations between statements count as lines too).
+#[test]
+fn an_error_in_a_sectioned_file_is_placed_at_the_files_line() {
+    for (file, text, up_line, down_line) in [
+        (
+            "20240101000000_notes.sql",
+            "-- migrate:up\nCREATE TABLE notes (id INTEGER);\n\nCREATE TABLE notes (id INTEGER);\n\n-- migrate:down\nDROP TABLE notes;\nDROP TABLE nothing_here;\n",
+            "line 4:",
+            "line 7:1",
+        ),
+        (
+            "20240101000000_notes.sql",
+            "-- +goose Up\n-- +goose StatementBegin\nCREATE TABLE notes (id INTEGER);\n-- +goose StatementEnd\n\nCREATE TABLE notes (id INTEGER);\n-- +goose Down\n-- +goose StatementBegin\nDROP TABLE notes;\n-- +goose StatementEnd\nDROP TABLE nothing_here;\n",
+            "line 6:",
+            "line 10:1",
+        ),
+    ] {
+        let env = Env::empty();
+        write(&env.migrations, file, text);
+        env.hsm(&["up"])
+            .assert_code(1)
+            .assert_stderr_contains("table notes already exists")
+            .assert_stderr_contains(up_line);
+        // Without the first CREATE (one line less), up applies; the down's error is placed in
+        // the file too.
+        let fixed = text.replacen("CREATE TABLE notes (id INTEGER);\n", "", 1);
+        write(&env.migrations, file, &fixed);
+        env.hsm(&["up"]).assert_success();
+        env.hsm(&["down", "0"])
+            .assert_code(1)
+            .assert_stderr_contains("no such table: nothing_here")
+            .assert_stderr_contains(down_line);
+    }
+}

@@ -644,20 +644,31 @@ fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), 
 /// The up section (after `up`, before `down`) and the down section, if any.
 fn sections(text: &str, up: &[&str], down: &[&str]) -> (String, Option<String>) {
     let start = find_marker(text, up).map_or(0, |(_, after)| after);
+    // Each section keeps its lines where the file has them (blank lines stand for what comes
+    // before it), so an error's line:column is the file's.
+    let placed = |from: usize, to: usize| {
+        let before = text[..from].matches('\n').count();
+        format!("{}{}", "\n".repeat(before), &text[from..to])
+    };
     match find_marker(&text[start..], down) {
         Some((at, after)) => (
-            text[start..start + at].to_owned(),
-            Some(text[start + after..].to_owned()),
+            placed(start, start + at),
+            Some(placed(start + after, text.len())),
         ),
-        None => (text[start..].to_owned(), None),
+        None => (placed(start, text.len()), None),
     }
 }
 
-/// goose's statement markers and options are comments for goose, not SQL: dropped (the
-/// statement splitter keeps a trigger whole on its own).
 fn strip_goose(text: &str) -> String {
+    // A blank line for each annotation, so the lines after it keep their numbers.
     text.split_inclusive('\n')
-        .filter(|line| !normalize_comment(line).starts_with("--+goose"))
+        .map(|line| {
+            if normalize_comment(line).starts_with("--+goose") {
+                &line[line.len() - usize::from(line.ends_with('\n'))..]
+            } else {
+                line
+            }
+        })
         .collect()
 }
 
