@@ -4,7 +4,7 @@
 # hsm-host adopts the database and applies the migration added after. CI does not run this (it
 # downloads and builds the tools); the integration tests build each tool's table shape instead.
 #
-#   scripts/adopt-real-tools.sh [dbmate] [diesel] [sqlx]      (default: all three)
+#   scripts/adopt-real-tools.sh [dbmate] [diesel] [sqlx] [refinery]   (default: all four)
 #   HSM=path/to/hsm-host scripts/adopt-real-tools.sh          (default: target/debug/hsm-host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,12 +18,13 @@ export XDG_CACHE_HOME=$work/cache
 DBMATE=2.36.0
 DIESEL=2.3.14
 SQLX=0.8.6
+REFINERY=0.10.0
 
-# adopt DB DIR EXPECTED_VERSION: hsm-host refuses to start from nothing, adopts, applies the
+# adopt DB DIR EXPECTED_VERSION [ARGS…]: hsm-host refuses to start from nothing, adopts, applies the
 # rest, and ends at EXPECTED_VERSION.
 adopt() {
     local db=$1 dir=$2 expected=$3 args
-    args=(--database "$db" --migrations "$dir" --log-file "$work/log" --no-backup)
+    args=(--database "$db" --migrations "$dir" --log-file "$work/log" --no-backup "${@:4}")
     if "$hsm" up "${args[@]}" >/dev/null 2>"$work/err"; then
         echo "FAIL: up ran over the other tool's database" >&2
         exit 1
@@ -78,7 +79,22 @@ run_sqlx() {
     adopt "$work/sqlx/app.db" "$dir" 20240102000000
 }
 
-for tool in "${@:-dbmate diesel sqlx}"; do
+run_refinery() {
+    local bin=$tools/refinery/bin/refinery dir=$work/refinery/migrations
+    [[ -x $bin ]] || cargo install --quiet --locked --root "$tools/refinery" refinery_cli \
+        --version "$REFINERY" --no-default-features --features sqlite-bundled
+    mkdir -p "$dir"
+    touch "$work/refinery/app.db"
+    printf '[main]\ndb_type = "Sqlite"\ndb_path = "%s"\n' "$work/refinery/app.db" >"$work/refinery/refinery.toml"
+    echo 'CREATE TABLE notes (id INTEGER PRIMARY KEY);' >"$dir/V1__notes.sql"
+    echo 'ALTER TABLE notes ADD COLUMN body TEXT;' >"$dir/V2__body.sql"
+    "$bin" migrate -c "$work/refinery/refinery.toml" -p "$dir"
+    echo 'CREATE INDEX notes_body ON notes (body);' >"$dir/V3__index.sql"
+    # refinery's SipHash checksums of the files are compared on adoption.
+    adopt "$work/refinery/app.db" "$dir" 3 --layout refinery
+}
+
+for tool in "${@:-dbmate diesel sqlx refinery}"; do
     for t in $tool; do
         echo "== $t"
         "run_$t"
