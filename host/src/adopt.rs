@@ -29,6 +29,10 @@ pub enum Tool {
     Flyway,
     /// refinery (`refinery_schema_history`).
     Refinery,
+    /// Prisma (`_prisma_migrations`).
+    Prisma,
+    /// Drizzle (`__drizzle_migrations`).
+    Drizzle,
 }
 
 impl Tool {
@@ -42,6 +46,8 @@ impl Tool {
             Tool::Goose => "goose",
             Tool::Flyway => "flyway",
             Tool::Refinery => "refinery",
+            Tool::Prisma => "prisma",
+            Tool::Drizzle => "drizzle",
         }
     }
 
@@ -54,6 +60,8 @@ impl Tool {
             Tool::Goose => "goose_db_version",
             Tool::Flyway => "flyway_schema_history",
             Tool::Refinery => "refinery_schema_history",
+            Tool::Prisma => "_prisma_migrations",
+            Tool::Drizzle => "__drizzle_migrations",
         }
     }
 }
@@ -101,6 +109,8 @@ pub enum Recorded {
     Flyway(i64),
     /// refinery: SipHash-1-3 (zero keys) of the migration's name, version and SQL, in decimal.
     Refinery(String),
+    /// Prisma and Drizzle: the SHA-256 of the file, in hex.
+    Sha256(String),
 }
 
 /// The shapes of history the tools keep.
@@ -134,6 +144,8 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         Tool::Goose,
         Tool::Flyway,
         Tool::Refinery,
+        Tool::Prisma,
+        Tool::Drizzle,
     ] {
         let columns = columns(conn, tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
@@ -227,6 +239,43 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                         sum.map(Recorded::Refinery),
                     )
                 }))
+            }
+            // A migration is applied when it finished and was not rolled back (a failed
+            // attempt resolved with `migrate resolve --rolled-back` has both rows).
+            Tool::Prisma
+                if has(&[
+                    "migration_name",
+                    "checksum",
+                    "finished_at",
+                    "rolled_back_at",
+                ]) =>
+            {
+                let rows = with_checksums(
+                    conn,
+                    "SELECT migration_name, checksum FROM main._prisma_migrations
+                     WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
+                )?;
+                numbered(rows.into_iter().map(|(name, sum)| {
+                    let digits = name.split('_').next().unwrap_or_default();
+                    let number = digits
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| crate::pack::layout::diesel_number(digits).ok())
+                        .flatten();
+                    (number, name, sum.map(Recorded::Sha256))
+                }))
+            }
+            // Versions are the journal's `when` of each migration (its `created_at`): the set
+            // renumbers them from its journal (see `Migrator::adopt`).
+            Tool::Drizzle if has(&["hash", "created_at"]) => {
+                let rows = with_checksums(
+                    conn,
+                    "SELECT created_at, hash FROM main.__drizzle_migrations",
+                )?;
+                numbered(
+                    rows.into_iter()
+                        .map(|(when, sum)| (when.parse().ok(), when, sum.map(Recorded::Sha256))),
+                )
             }
             _ => continue,
         };
@@ -392,6 +441,10 @@ fn checksum_differs(recorded: &Recorded, file: &Path) -> Option<String> {
         Recorded::Refinery(sum) => (
             refinery_checksum(file, &bytes).is_some_and(|c| c.to_string() == *sum),
             "its checksum differs from the one in refinery_schema_history",
+        ),
+        Recorded::Sha256(sum) => (
+            sum.eq_ignore_ascii_case(&crate::runtime::sha256_hex(&bytes)),
+            "its SHA-256 differs from the one the tool recorded",
         ),
     };
     (!same).then(|| {

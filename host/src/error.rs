@@ -86,10 +86,12 @@ pub enum Error {
     },
 
     /// `up` was pointed at a directory that holds no migrations.
-    #[error("{} holds no migrations (no .wasm components, no SQL migration files){}", path.display(), hint(found))]
+    #[error("{} holds no migrations (no .wasm components, no SQL migration files){}{}", path.display(), unread(seen), hint(found))]
     NoMigrations {
         /// The directory.
         path: PathBuf,
+        /// Its `.sql` files that are not named as any layout names migrations.
+        seen: Vec<String>,
         /// Directories below it that hold SQL or component files.
         found: Vec<PathBuf>,
     },
@@ -380,6 +382,26 @@ fn completed_note(direction: Direction, completed: &[u64]) -> String {
         " (this run {done} {} before it, which stay{}; the last was {last})",
         versions.join(", "),
         if completed.len() == 1 { "s" } else { "" }
+    )
+}
+
+/// `; its .sql files … are not named as migrations` when it has some.
+fn unread(seen: &[String]) -> String {
+    if seen.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = seen.iter().take(5).map(String::as_str).collect();
+    format!(
+        "; its {} .sql file(s) ({}{}) are not named as any layout names migrations: a \
+         migration's name starts with its version (`0001_init.sql`), or describe the \
+         directory's own naming with --layout (e.g. '{{name}}_v{{version}}.sql')",
+        seen.len(),
+        shown.join(", "),
+        if seen.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
     )
 }
 

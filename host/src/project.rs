@@ -146,6 +146,7 @@ impl Project {
         if migrator.migrations().is_empty() {
             return Err(Error::NoMigrations {
                 path: self.migrations.clone(),
+                seen: crate::pack::layout::unread_sql_files(&self.migrations),
                 found: directories_with_migrations(&self.migrations),
             });
         }
@@ -366,6 +367,7 @@ fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
                 let p = e.path();
                 p.extension().is_some_and(|x| x == "sql" || x == "wasm")
                     || p.join("up.sql").is_file()
+                    || p.join("migration.sql").is_file()
             })
     };
     let mut found = Vec::new();

@@ -228,7 +228,7 @@ pub fn sql_files(
     let stamped = taken.iter().any(|v| *v >= 10_000_000_000_000);
     let stamp = now.format("%Y%m%d%H%M%S").to_string();
     let next = next_version(taken.iter().copied());
-    let version = if stamped || layout == Some(Layout::Diesel) {
+    let version = if stamped || matches!(layout, Some(Layout::Diesel | Layout::Prisma)) {
         stamp.parse::<u64>().expect("14 digits").max(next)
     } else {
         next
@@ -263,6 +263,17 @@ pub fn sql_files(
             (dir.join(format!("U{version}__{name}.sql")), down),
         ],
         Some(Layout::Refinery) => vec![(dir.join(format!("V{version}__{name}.sql")), up)],
+        Some(Layout::Prisma) => vec![(
+            dir.join(format!("{version}_{name}")).join("migration.sql"),
+            up,
+        )],
+        Some(Layout::Drizzle) => {
+            return Err(Error::Scaffold(
+                "this is a Drizzle directory, whose journal (meta/_journal.json) orders the \
+                 migrations: make the new one with `drizzle-kit generate`"
+                    .into(),
+            ));
+        }
         Some(Layout::Pattern(pattern)) => {
             return Err(Error::Scaffold(format!(
                 "this directory follows its own naming (`{pattern}`): write the new migration's \

@@ -613,7 +613,8 @@ impl Tracking {
             .iter()
             .any(|c| c == "recorded_as");
         let sql = format!(
-            "SELECT checksum, bytes FROM main.\"{}\" WHERE checksum = ?1{} LIMIT 1",
+            "SELECT checksum, bytes FROM main.\"{}\" WHERE checksum = ?1{}
+             ORDER BY checksum = ?1 DESC",
             self.components,
             if by_record {
                 " OR recorded_as = ?1"
@@ -621,23 +622,36 @@ impl Tracking {
                 ""
             }
         );
-        let stored: Option<(String, Vec<u8>)> = conn
-            .query_row(&sql, [recorded], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()
+        let mut stmt = conn
+            .prepare(&sql)
             .context("cannot read a stored component")?;
-        stored
-            .map(|(checksum, stored)| {
-                inflate(stored)
-                    .and_then(|bytes| {
-                        // The checksum is the row's key: bytes that do not match it are not
-                        // the component that applied the migration.
-                        if crate::runtime::sha256_hex(&bytes) == checksum {
-                            Ok(bytes)
-                        } else {
-                            Err("the stored bytes do not match their sha256".to_owned())
-                        }
-                    })
-                    .map_err(|reason| Error::InvalidComponent {
+        let rows = stmt
+            .query_map([recorded], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .context("cannot read a stored component")?;
+        let mut damaged = None;
+        for row in rows {
+            let (checksum, stored) = row.context("cannot read a stored component")?;
+            let checked = inflate(stored).and_then(|bytes| {
+                // The checksum is the row's key: bytes that do not match it are not the
+                // component that applied the migration. One found by the files it was packed
+                // from names them last (its custom section).
+                if crate::runtime::sha256_hex(&bytes) != checksum {
+                    Err("the stored bytes do not match their sha256".to_owned())
+                } else if checksum != recorded && !bytes.ends_with(recorded.as_bytes()) {
+                    Err(format!(
+                        "the stored component was not packed from the files recorded ({})",
+                        crate::text::neutralize(recorded, 140)
+                    ))
+                } else {
+                    Ok(bytes)
+                }
+            });
+            match checked {
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(reason) => {
+                    damaged.get_or_insert(Error::InvalidComponent {
                         path: format!(
                             "<component stored in {}, sha256 {}>",
                             self.components,
@@ -645,9 +659,11 @@ impl Tracking {
                         )
                         .into(),
                         reason,
-                    })
-            })
-            .transpose()
+                    });
+                }
+            }
+        }
+        damaged.map_or(Ok(None), Err)
     }
 
     /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).

@@ -15,6 +15,7 @@ mod integrity;
 mod json_shapes;
 mod languages;
 mod library;
+mod node_sets;
 mod real_sets;
 mod sandbox;
 mod sql_functions;

@@ -431,3 +431,89 @@ fn an_error_in_a_sectioned_file_is_placed_at_the_files_line() {
             .assert_stderr_contains(down_line);
     }
 }
+
+/// SQL files no layout reads as migrations are named, never left out in silence: as the reason
+/// a directory holds no migrations, and in a warning beside migrations that were read.
+#[test]
+fn sql_files_that_are_not_migrations_are_named() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(m, "schema.sql", "CREATE TABLE a (x);");
+    write(m, "seed.sql", "INSERT INTO a VALUES (1);");
+    env.hsm(&["up"])
+        .assert_code(2)
+        .assert_stderr_contains("its 2 .sql file(s) (schema.sql, seed.sql)")
+        .assert_stderr_contains("--layout");
+    assert!(!env.db.exists());
+    write(m, "0001_init.sql", "CREATE TABLE b (y);");
+    let run = env.hsm(&["up"]);
+    run.assert_success();
+    assert!(
+        run.stderr.contains("not read as migrations") && run.stderr.contains("schema.sql"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Files written for the sqlite3 shell, named `N_to_M.sql` (the schema version they take the
+/// database from and to): numeric order (10 after 9), the shell's session commands skipped,
+/// each file's own `BEGIN TRANSACTION; … COMMIT;` run inside hsm-host's; a command that reads
+/// another file is refused by name and line.
+#[test]
+fn sqlite3_shell_scripts_apply_in_numeric_order() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "1_to_2.sql",
+        ".timeout 30000\n.bail on\nBEGIN TRANSACTION;\nCREATE TABLE steps (n INTEGER);\nCOMMIT;\n",
+    );
+    for n in 2..=10 {
+        write(
+            m,
+            &format!("{n}_to_{}.sql", n + 1),
+            &format!(
+                ".timeout 30000\nBEGIN TRANSACTION;\nINSERT INTO steps VALUES ({n});\nUPDATE steps SET n = n * 0 + {n} WHERE n = (SELECT max(n) FROM steps);\nCOMMIT;\n.print migrated to {}\n",
+                n + 1
+            ),
+        );
+    }
+    env.hsm(&["up"]).assert_success();
+    let order: Vec<i64> = env
+        .open()
+        .prepare("SELECT n FROM steps ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(order, (2..=10).collect::<Vec<i64>>());
+    assert_eq!(applied(&env.open()), (1..=10).collect::<Vec<i64>>());
+
+    write(
+        m,
+        "11_to_12.sql",
+        "CREATE TABLE more (x);\n.read ../secrets.sql\n",
+    );
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("11_to_12.sql")
+        .assert_stderr_contains("line 2: `.read` is a command of the sqlite3 shell");
+    assert!(!table_exists(&env.open(), "more"));
+}
+
+/// A dbmate file whose lines end in CR alone is one line to any reader: refused, not run as an
+/// empty migration.
+#[test]
+fn a_file_with_cr_line_endings_is_refused_not_run_empty() {
+    let env = Env::empty();
+    write(
+        &env.migrations,
+        "20240101000000_notes.sql",
+        "-- migrate:up\rCREATE TABLE notes (id INTEGER);\r-- migrate:down\rDROP TABLE notes;\r",
+    );
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("ends its lines with CR alone");
+    assert!(!env.db.exists() || applied(&env.open()).is_empty());
+}

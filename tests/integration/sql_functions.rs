@@ -152,3 +152,46 @@ fn a_function_component_that_is_not_one_is_refused_by_name() {
         .assert_stderr_contains("sql-functions.wasm");
     assert!(!env.db.exists() || applied(&env.open()).is_empty());
 }
+
+/// A function with the name of one of SQLite's own would change what the schema's CHECKs,
+/// expression indexes and generated columns compute (and, removed after the step, hide SQLite's
+/// own from the host's checks): refused by name before anything runs.
+#[test]
+fn a_directory_may_not_replace_sqlites_own_functions() {
+    let env = with_functions();
+    env.add_as(
+        hsm_test_artifacts::GUEST_SQL_FUNCTIONS_SHADOW,
+        "sql-functions.wasm",
+    );
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("cannot register function `lower`: it is one of SQLite's own");
+    assert!(!env.db.exists() || applied(&env.open()).is_empty());
+}
+
+/// `pack` takes the set's functions along: the packed directory runs as the SQL one does.
+#[test]
+fn pack_takes_the_sets_functions_along() {
+    let env = with_functions();
+    let out = env.dir.path().join("packed");
+    env.hsm(&[
+        "pack",
+        env.migrations.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .assert_success()
+    .assert_stdout_contains("copied")
+    .assert_stdout_contains("1 SQL migrations packed.");
+    assert!(out.join("sql-functions.wasm").is_file());
+    let mut cmd = env.command();
+    cmd.args(["up", "--database"])
+        .arg(&env.db)
+        .arg("--migrations")
+        .arg(&out)
+        .arg("--log-file")
+        .arg(env.log_file());
+    let run = crate::support::Run::from(cmd.output().unwrap());
+    run.assert_success();
+    assert_eq!(applied(&env.open()), [1]);
+}

@@ -216,3 +216,22 @@ fn what_earlier_releases_recorded_is_still_accepted() {
         serde_json::json!([20240101000000i64])
     );
 }
+
+/// Two files with the same SQL, one with a byte-order mark: two records, two stored
+/// components, so `down` after `repair` (and the files gone) still finds the one applied.
+#[test]
+fn a_byte_order_mark_is_part_of_the_file_and_down_still_finds_its_component() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(m, "001_notes.up.sql", &format!("\u{feff}{NOTES}"));
+    write(m, "001_notes.down.sql", "DROP TABLE notes;\n");
+    env.hsm(&["up"]).assert_success();
+    write(m, "001_notes.up.sql", NOTES);
+    assert_eq!(env.status()["changed_components"], serde_json::json!([1]));
+    env.hsm(&["repair"]).assert_success();
+    assert_eq!(env.status()["changed_components"], serde_json::json!([]));
+    std::fs::remove_file(m.join("001_notes.up.sql")).unwrap();
+    std::fs::remove_file(m.join("001_notes.down.sql")).unwrap();
+    env.hsm(&["down", "0"]).assert_success();
+    assert_eq!(applied(&env.open()), Vec::<i64>::new());
+}

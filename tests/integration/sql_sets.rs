@@ -293,8 +293,8 @@ fn packing_makes_the_same_bytes_in_every_release() {
     assert_eq!(
         sums,
         [
-            "411327133b69d5357345afd95ed260aac3239094ca1340eee96e86b94c507d9b",
-            "9fc2d0527591b77a7fc953e97f9704e802ac33341c8d9ec310abe87e21dba5f5",
+            "7897efa15b0413d9e5e77e6f673fb29919f7f4ec29bf7d264b1bbd1198086b94",
+            "bd48b0d25e1d9d686ad763f4305ba24b45e67c691b3d059b6ffc9dd9526bc1e9",
         ]
     );
 }

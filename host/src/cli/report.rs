@@ -232,10 +232,18 @@ pub fn packed(files: &[std::path::PathBuf], as_json: bool, out: &mut impl Write)
     if as_json {
         return json(&serde_json::json!({ "packed": files }), out);
     }
+    let functions = |f: &std::path::PathBuf| {
+        f.file_name()
+            .is_some_and(|n| n == hsm_host::runtime::SQL_FUNCTIONS_FILE)
+    };
     for file in files {
-        writeln!(out, "packed {}", file.display())?;
+        match functions(file) {
+            true => writeln!(out, "copied {} (the set's SQL functions)", file.display())?,
+            false => writeln!(out, "packed {}", file.display())?,
+        }
     }
-    writeln!(out, "{} SQL migrations packed.", files.len())?;
+    let migrations = files.iter().filter(|f| !functions(f)).count();
+    writeln!(out, "{migrations} SQL migrations packed.")?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ pub struct AdoptReport {
 
 impl Migrator {
     /// Records as applied, without running them, the migrations another tool (diesel, sqlx,
-    /// golang-migrate, dbmate, goose, Flyway, refinery) applied to `db`, read from its history
+    /// golang-migrate, dbmate, goose, Flyway, refinery, Prisma, Drizzle) applied to `db`, read from its history
     /// table, which is left untouched. Stops, recording nothing, when that history names a
     /// version the set lacks, a sqlx checksum differs, or golang-migrate is dirty.
     ///
@@ -28,24 +28,29 @@ impl Migrator {
         let _lock = self.lock(db)?;
         let foreign = crate::adopt::find(&db.connection())?.ok_or_else(|| {
             Error::Adopt(
-                "no history table of diesel, sqlx, golang-migrate, dbmate, goose, Flyway or \
-                 refinery was found (for a database without any history, use `baseline VERSION`)"
+                "no history table of diesel, sqlx, golang-migrate, dbmate, goose, Flyway, \
+                 refinery, Prisma or Drizzle was found (for a database without any history, use \
+                 `baseline VERSION`)"
                     .into(),
             )
         })?;
         // The tool's versions as the set numbers them: the same, but for a set that starts at
         // version 0 (numbered from 1), read from the SQL files' names.
-        let renumbered: BTreeMap<u64, u64> = self
-            .migrations
-            .iter()
-            .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
-            .filter_map(|info| {
-                let name = info.path.file_name()?.to_str()?;
-                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-                let tool: u64 = digits.parse().ok()?;
-                (tool != info.version()).then_some((tool, info.version()))
-            })
-            .collect();
+        let renumbered: BTreeMap<u64, u64> = match foreign.tool {
+            // Drizzle records each migration by its journal's `when`.
+            crate::adopt::Tool::Drizzle => drizzle_versions(&self.migrations)?,
+            _ => self
+                .migrations
+                .iter()
+                .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
+                .filter_map(|info| {
+                    let name = info.path.file_name()?.to_str()?;
+                    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+                    let tool: u64 = digits.parse().ok()?;
+                    (tool != info.version()).then_some((tool, info.version()))
+                })
+                .collect(),
+        };
         let foreign = foreign.renumbered(|v| renumbered.get(&v).copied().unwrap_or(v));
         let set: BTreeSet<u64> = self.migrations.iter().map(ComponentInfo::version).collect();
         let sql_file = |version: u64| {
@@ -164,4 +169,35 @@ pub(super) fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
         tool = foreign.tool.as_str(),
         table = foreign.tool.table(),
     )))
+}
+
+/// Drizzle's version of each of the set's Drizzle migrations (its journal's `when`, which
+/// Drizzle records as `created_at`), to the set's.
+fn drizzle_versions(migrations: &[ComponentInfo]) -> Result<BTreeMap<u64, u64>> {
+    let mut versions = BTreeMap::new();
+    let mut journals: BTreeMap<PathBuf, Vec<crate::pack::drizzle::Entry>> = BTreeMap::new();
+    for info in migrations {
+        let Some(sql) = info.sql.as_deref() else {
+            continue;
+        };
+        let Some(dir) = info.path.parent() else {
+            continue;
+        };
+        if sql.layout != crate::pack::Layout::Drizzle {
+            continue;
+        }
+        if !journals.contains_key(dir) {
+            let entries = crate::pack::drizzle::journal(dir)
+                .map_err(|e| Error::SqlSet {
+                    path: e.path,
+                    reason: e.reason,
+                })?
+                .unwrap_or_default();
+            journals.insert(dir.to_owned(), entries);
+        }
+        if let Some(entry) = journals[dir].iter().find(|e| e.tag == sql.id) {
+            versions.insert(u64::try_from(entry.when).unwrap_or(0), info.version());
+        }
+    }
+    Ok(versions)
 }

@@ -24,6 +24,8 @@ pub(super) struct Packing {
     pub(super) contract: &'static str,
     /// The interface whose `execute-batch` runs the SQL.
     sql_import: &'static str,
+    /// Whether the component names the files it was packed from (a custom section).
+    names_files: bool,
 }
 
 /// How SQL migrations are packed: for contract 0.2, which hsm-host runs without an adapter.
@@ -31,6 +33,7 @@ pub(super) const CURRENT: Packing = Packing {
     format: "hsm-host pack 2",
     contract: include_str!("../../../wit/migration.wit"),
     sql_import: "hsm:migration/sql@0.2.0",
+    names_files: true,
 };
 
 /// How releases that recorded a SQL migration by its component's sha256 packed it (for 0.1.3):
@@ -39,6 +42,7 @@ pub(super) const EARLIER: Packing = Packing {
     format: "hsm-host pack 1",
     contract: include_str!("../../../wit/0.1/migration.wit"),
     sql_import: "hsm:migration/sql@0.1.3",
+    names_files: false,
 };
 
 /// Fixed places in the module's memory.
@@ -56,11 +60,25 @@ pub(super) fn encode(migration: &SqlMigration, packing: &Packing) -> Result<Vec<
     let (resolve, world) = contract(packing).as_ref().map_err(Clone::clone)?;
     wit_component::embed_component_metadata(&mut module, resolve, *world, StringEncoding::UTF8)
         .map_err(|e| format!("cannot describe the component: {e:#}"))?;
-    ComponentEncoder::default()
+    let mut bytes = ComponentEncoder::default()
         .module(&module)
         .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("cannot encode the component: {e:#}"))
+        .map_err(|e| format!("cannot encode the component: {e:#}"))?;
+    if packing.names_files {
+        // The files' digests, so that two migrations whose SQL is the same but whose files
+        // differ (a byte-order mark) are two components, each found by its own record.
+        use wasm_encoder::Section;
+        wasm_encoder::CustomSection {
+            name: FILES_SECTION.into(),
+            data: migration.identity().into_bytes().into(),
+        }
+        .append_to(&mut bytes);
+    }
+    Ok(bytes)
 }
+
+/// The custom section naming the files a component was packed from (their sha256).
+pub(super) const FILES_SECTION: &str = "hsm:sql-files";
 
 /// The contract, parsed once per process (parsing it is most of the work of packing a file).
 fn contract(packing: &Packing) -> &'static Result<(Resolve, WorldId), String> {

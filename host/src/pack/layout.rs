@@ -43,13 +43,17 @@ pub enum Layout {
     Flyway,
     /// `V<version>__<name>.sql`, with `U` unversioned (up-only) migrations.
     Refinery,
+    /// Prisma's `<timestamp>_<name>/migration.sql` folders (up only).
+    Prisma,
+    /// Drizzle's `<idx>_<tag>.sql` files, in the order of `meta/_journal.json` (up only).
+    Drizzle,
     /// A project's own naming, described by a pattern (`V{version}.{name}.{direction}.sql`).
     Pattern(&'static Pattern),
 }
 
 impl Layout {
     /// Every layout, as `--layout` names them.
-    pub const ALL: [Layout; 7] = [
+    pub const ALL: [Layout; 9] = [
         Layout::Diesel,
         Layout::UpDown,
         Layout::Sqlx,
@@ -57,6 +61,8 @@ impl Layout {
         Layout::Goose,
         Layout::Flyway,
         Layout::Refinery,
+        Layout::Prisma,
+        Layout::Drizzle,
     ];
 
     /// The name `--layout` takes.
@@ -69,6 +75,8 @@ impl Layout {
             Layout::Goose => "goose",
             Layout::Flyway => "flyway",
             Layout::Refinery => "refinery",
+            Layout::Prisma => "prisma",
+            Layout::Drizzle => "drizzle",
             Layout::Pattern(pattern) => pattern.as_str(),
         }
     }
@@ -118,6 +126,8 @@ impl Layout {
             Layout::Goose => "<version>_<name>.sql files with -- +goose Up",
             Layout::Flyway => "V<version>__<name>.sql and U<version>__<name>.sql (undo) files",
             Layout::Refinery => "V<version>__<name>.sql and U<version>__<name>.sql files",
+            Layout::Prisma => "<timestamp>_<name>/migration.sql directories",
+            Layout::Drizzle => "<idx>_<tag>.sql files listed in meta/_journal.json",
             Layout::Pattern(_) => "files named by the pattern",
         }
     }
@@ -141,12 +151,12 @@ pub(super) fn error(path: &Path, reason: impl Into<String>) -> SetError {
 
 /// One migration's files as found, before they are read.
 #[derive(Default)]
-struct Parts {
-    layout: Option<Layout>,
-    id: String,
-    name: String,
-    up: Option<PathBuf>,
-    down: Option<PathBuf>,
+pub(super) struct Parts {
+    pub(super) layout: Option<Layout>,
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) up: Option<PathBuf>,
+    pub(super) down: Option<PathBuf>,
 }
 
 /// The SQL migrations of `dir` in the layout named (`None`: recognised from the file names), by
@@ -154,6 +164,23 @@ struct Parts {
 /// file are left alone; with a layout named, a SQL migration file of another layout is an
 /// error.
 pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetError> {
+    // A Drizzle directory is what its journal lists, in its order.
+    if matches!(named, None | Some(Layout::Drizzle)) {
+        match super::drizzle::journal(dir)? {
+            Some(entries) => return finish(super::drizzle::read(dir, entries)?),
+            None if named == Some(Layout::Drizzle) => {
+                return Err(error(
+                    dir,
+                    format!(
+                        "has no {}: --layout drizzle reads the migrations Drizzle's journal lists",
+                        super::drizzle::JOURNAL
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
+    super::prisma::check_provider(dir)?;
     let mut by_version: BTreeMap<u64, Parts> = BTreeMap::new();
     // Flyway versions with parts (`1.1`) and without (`2`) cannot share one numbering.
     let mut flyway_kinds: [Option<PathBuf>; 2] = [None, None];
@@ -187,6 +214,11 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         if crate::files::is_dir_inside(&path, dir) {
             let up = path.join("up.sql");
             if !up.is_file() {
+                if path.join("migration.sql").is_file() {
+                    fits(&path, Layout::Prisma)?;
+                    let (version, parts) = super::prisma::parts(&path, file_name)?;
+                    add(&mut by_version, &path, version, parts)?;
+                }
                 continue;
             }
             fits(&path, Layout::Diesel)?;
@@ -320,6 +352,42 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             )?;
         }
     }
+    if named.is_none() && !by_version.is_empty() {
+        let unread = unread_sql_files(dir);
+        if !unread.is_empty() {
+            tracing::warn!(
+                "{}: not read as migrations (their names do not start with a version): {}",
+                dir.display(),
+                unread.join(", ")
+            );
+        }
+    }
+    finish(by_version)
+}
+
+/// The `.sql` files directly in `dir` that no layout reads as a migration (their names, sorted
+/// and escaped), to say so rather than leave them out in silence.
+pub fn unread_sql_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| {
+            name.strip_suffix(".sql").is_some_and(|stem| {
+                !stem.starts_with(|c: char| c.is_ascii_digit())
+                    && flyway_file(stem).is_none()
+                    && !stem.starts_with("R__")
+            })
+        })
+        .map(|name| crate::text::neutralize(&name, 64))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads the files of each migration found, numbered from 1.
+fn finish(by_version: BTreeMap<u64, Parts>) -> Result<Vec<SqlMigration>, SetError> {
     from_one(by_version)
         .into_iter()
         .map(|(version, parts)| load(version, parts))
@@ -458,6 +526,14 @@ fn add(
 /// A layout named for the directory decides instead, and its markers must be there.
 fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetError> {
     let text = read_sql(path)?.text;
+    if text.contains('\r') && !text.contains('\n') {
+        // One "line" to hsm-host (and to the tools): markers in it would go unseen.
+        return Err(error(
+            path,
+            "ends its lines with CR alone (classic Mac OS): hsm-host reads lines ending in LF or \
+             CRLF; convert the file",
+        ));
+    }
     let dbmate = find_marker(&text, &["-- migrate:up"]).is_some();
     let goose = find_marker(&text, &["-- +goose up"]).is_some();
     let missing = |marker: &str, layout: Layout| {
@@ -564,12 +640,22 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
             });
             (text, down)
         }
-        Layout::Sqlx => (text, None),
+        Layout::Sqlx | Layout::Prisma => (text, None),
+        Layout::Drizzle => (super::drizzle::statements(&text), None),
         Layout::Dbmate => sections(&text, &["-- migrate:up"], &["-- migrate:down"]),
         Layout::Goose => {
             let (up, down) = sections(&text, &["-- +goose up"], &["-- +goose down"]);
             (strip_goose(&up), down.map(|d| strip_goose(&d)))
         }
+    };
+    // Files written for the sqlite3 shell: its dot-commands, handled or refused by line.
+    let up = super::shell::dot_commands(&up_path, &up)?;
+    let down = match (down, &parts.down) {
+        (Some(down), Some(file)) if layout != Layout::Dbmate && layout != Layout::Goose => {
+            Some(super::shell::dot_commands(file, &down)?)
+        }
+        (Some(down), _) => Some(super::shell::dot_commands(&up_path, &down)?),
+        (None, _) => None,
     };
     let header = header_comment(&up);
     let origin = format!("{} migration `{}`", layout.as_str(), parts.id);
@@ -585,6 +671,7 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
     };
     Ok(SqlMigration {
         version,
+        id: parts.id.clone(),
         name: parts.name,
         description,
         up,

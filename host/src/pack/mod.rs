@@ -5,8 +5,11 @@
 //! `execute-batch`, which runs it as migration files are written (see `sql::script`).
 
 mod component;
+pub(crate) mod drizzle;
 pub mod layout;
 mod pattern;
+mod prisma;
+mod shell;
 mod versions;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +25,8 @@ pub struct SqlMigration {
     pub version: u64,
     /// snake_case, from the file name.
     pub name: String,
+    /// Its id in its tool: the file or folder name as the tool knows it (Drizzle's tag).
+    pub id: String,
     /// The up file's header comment, and the original id and layout.
     pub description: String,
     /// The up SQL, as the file has it.
@@ -99,6 +104,7 @@ impl SqlMigration {
         feed(component::CURRENT.format.as_bytes());
         feed(component::CURRENT.contract.as_bytes());
         feed(&self.version.to_le_bytes());
+        feed(self.identity().as_bytes());
         feed(self.name.as_bytes());
         feed(self.description.as_bytes());
         feed(self.up.as_bytes());
@@ -135,7 +141,8 @@ pub fn read_dir(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>> 
     })
 }
 
-/// Packs every SQL migration of `src` into `out` (created if needed); returns the files
+/// Packs every SQL migration of `src` into `out` (created if needed), with the set's SQL
+/// functions ([`crate::runtime::SQL_FUNCTIONS_FILE`]) if it has some; returns the files
 /// written.
 ///
 /// # Errors
@@ -163,6 +170,18 @@ pub fn pack_dir(src: &Path, out: &Path, named: Option<Layout>) -> Result<Vec<Pat
     for migration in &set {
         let path = out.join(migration.file_name());
         std::fs::write(&path, migration.component()?).map_err(|e| write_error(&path, e))?;
+        written.push(path);
+    }
+    // The set's SQL functions go with it: its migrations call them.
+    let functions = src.join(crate::runtime::SQL_FUNCTIONS_FILE);
+    if std::fs::symlink_metadata(&functions).is_ok() {
+        let bytes = crate::files::read_inside(&functions, src, crate::files::MAX_COMPONENT_FILE)
+            .map_err(|reason| Error::SqlSet {
+                path: functions.clone(),
+                reason,
+            })?;
+        let path = out.join(crate::runtime::SQL_FUNCTIONS_FILE);
+        std::fs::write(&path, bytes).map_err(|e| write_error(&path, e))?;
         written.push(path);
     }
     Ok(written)

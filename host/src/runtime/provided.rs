@@ -172,6 +172,9 @@ fn check_names(names: &[String]) -> std::result::Result<(), String> {
                 text::neutralize(name, 64)
             ));
         }
+        if let Some(reason) = crate::sql::builtin_function(name) {
+            return Err(reason);
+        }
         if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Err(format!(
                 "it lists `{name}` twice (SQL function names ignore case)"

@@ -5,7 +5,7 @@
 mod cursor;
 pub(crate) mod heap;
 mod page;
-mod script;
+pub(crate) mod script;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -72,6 +72,40 @@ const PROGRESS_STEPS: i32 = 10_000;
 
 /// Computes one guest-defined SQL function: `args -> value or message`.
 pub(crate) type FunctionCaller = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
+
+/// Why a guest may not register `name`: it is one of SQLite's own functions (`lower`, `like`,
+/// `count`, `load_extension`, …). The schema's CHECKs, indexes and generated columns use them:
+/// another `lower` would commit rows that break them and index entries SQLite cannot find, and
+/// removing it afterwards would hide SQLite's own from every later statement of the process.
+pub(crate) fn builtin_function(name: &str) -> Option<String> {
+    static BUILTIN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let builtin = BUILTIN.get_or_init(|| {
+        // Read from SQLite itself, so a newer SQLite's functions are covered too.
+        let conn = rusqlite::Connection::open_in_memory();
+        let names = conn.and_then(|conn| {
+            let mut stmt = conn.prepare("PRAGMA function_list")?;
+            let names = stmt
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        });
+        let mut names: Vec<String> = names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        names.push("load_extension".into());
+        names
+    });
+    let lower = name.to_ascii_lowercase();
+    builtin.contains(&lower).then(|| {
+        format!(
+            "cannot register function `{}`: it is one of SQLite's own functions, which the \
+             schema's constraints and indexes rely on; give yours another name",
+            crate::text::neutralize(name, 64)
+        )
+    })
+}
 
 /// Whether a script holds no statement at all (blanks and comments only).
 pub(crate) fn script_is_empty(sql: &str) -> bool {
@@ -471,6 +505,12 @@ impl GuestSql {
                 ),
             });
         }
+        if let Some(reason) = builtin_function(name) {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: reason,
+            });
+        }
         let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
         if deterministic {
             flags |= FunctionFlags::SQLITE_DETERMINISTIC;
@@ -807,5 +847,26 @@ fn to_sql_error(error: rusqlite::Error) -> SqlError {
             code: SQLITE_ERROR,
             message: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod builtin_tests {
+    #[test]
+    fn sqlites_own_functions_are_known_and_others_are_not() {
+        for name in [
+            "lower",
+            "LIKE",
+            "count",
+            "substr",
+            "load_extension",
+            "json_extract",
+            "printf",
+        ] {
+            assert!(super::builtin_function(name).is_some(), "{name}");
+        }
+        for name in ["normalize", "bin2b64", "normalize_email"] {
+            assert!(super::builtin_function(name).is_none(), "{name}");
+        }
     }
 }

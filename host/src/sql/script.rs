@@ -102,7 +102,7 @@ fn skip_past(bytes: &[u8], mut i: usize, quote: u8) -> usize {
     i + 1
 }
 
-fn is_complete(text: &str) -> bool {
+pub(crate) fn is_complete(text: &str) -> bool {
     let Ok(text) = CString::new(text) else {
         // A NUL byte: SQLite would stop reading there; let it report the statement.
         return true;
@@ -133,7 +133,7 @@ fn push<'a>(script: &'a str, from: usize, to: usize, found: &mut Vec<Statement<'
 
 /// Where the first token of `text` starts, past blanks and comments; `None` if there is none
 /// (a lone `;` is no statement either).
-fn first_token(text: &str) -> Option<usize> {
+pub(crate) fn first_token(text: &str) -> Option<usize> {
     let mut rest = text;
     loop {
         let trimmed = rest.trim_start();
@@ -181,29 +181,37 @@ fn is_commit(text: &str) -> bool {
 /// The statements to run, with their numbers in the script: a script wholly wrapped in
 /// `BEGIN; … COMMIT;` loses the wrapper (it runs inside the host's transaction, as its author
 /// meant), also when the PRAGMAs of a table rebuild stand outside it (`PRAGMA foreign_keys=off;
-/// BEGIN; … COMMIT; PRAGMA foreign_keys=on;`, SQLite's own recipe). A transaction statement
-/// anywhere else stays, for the policy to refuse.
+/// BEGIN; … COMMIT; PRAGMA foreign_keys=on;`, SQLite's own recipe). So does a script wholly
+/// wrapped the other way, `COMMIT; … BEGIN;` (Drizzle's way of stepping out of its runner's
+/// transaction to turn foreign keys off for a table rebuild: hsm-host runs every migration with
+/// them off already), and the wrappers inside one another. A transaction statement anywhere
+/// else stays, for the policy to refuse.
 pub(crate) fn to_run<'a>(statements: &[Statement<'a>]) -> Vec<(usize, Statement<'a>)> {
-    let numbered = statements
+    let inner = |i: &usize| host_meaning(statements[*i].text).is_none();
+    let mut dropped = Vec::new();
+    let (mut from, mut to) = (0, statements.len());
+    loop {
+        let first = (from..to).find(inner);
+        let last = (from..to).rev().find(inner);
+        let (Some(first), Some(last)) = (first, last) else {
+            break;
+        };
+        let (opens, closes) = (statements[first].text, statements[last].text);
+        let wrapped =
+            (is_begin(opens) && is_commit(closes)) || (is_commit(opens) && is_begin(closes));
+        if first >= last || !wrapped {
+            break;
+        }
+        dropped.extend([first, last]);
+        (from, to) = (first + 1, last);
+    }
+    statements
         .iter()
         .copied()
         .enumerate()
-        .map(|(i, s)| (i + 1, s));
-    let inner = |s: &Statement<'_>| host_meaning(s.text).is_none();
-    let first = statements.iter().position(inner);
-    let last = statements.iter().rposition(inner);
-    match (first, last) {
-        (Some(first), Some(last))
-            if first < last
-                && is_begin(statements[first].text)
-                && is_commit(statements[last].text) =>
-        {
-            numbered
-                .filter(|(number, _)| *number != first + 1 && *number != last + 1)
-                .collect()
-        }
-        _ => numbered.collect(),
-    }
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(i, s)| (i + 1, s))
+        .collect()
 }
 
 /// What hsm-host does with a PRAGMA real migrations set around table rebuilds, where that
@@ -293,6 +301,20 @@ mod tests {
             numbers("BEGIN; CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; END;"),
             [1, 2],
             "a trigger's END is not a COMMIT"
+        );
+        // Drizzle's step out of its runner's transaction, around SQLite's rebuild recipe.
+        assert_eq!(
+            numbers(
+                "COMMIT;--> statement-breakpoint\nPRAGMA foreign_keys=OFF;--> statement-breakpoint\n\
+                 BEGIN; CREATE TABLE a (x); COMMIT;\nPRAGMA foreign_keys=ON;\nBEGIN;"
+            ),
+            [2, 4, 6]
+        );
+        assert_eq!(numbers("COMMIT; CREATE TABLE a (x);"), [1, 2]);
+        assert_eq!(
+            numbers("COMMIT; CREATE TABLE a (x); BEGIN; CREATE TABLE b (y); COMMIT;"),
+            [1, 2, 3, 4, 5],
+            "not a wrapper: the second COMMIT is not the last BEGIN"
         );
     }
 
