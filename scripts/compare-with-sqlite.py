@@ -4,8 +4,9 @@ and compares the schema with a database hsm-host migrated (its tracking tables l
 
     scripts/compare-with-sqlite.py TOOL DIR HSM_DATABASE [PATTERN]
 
-TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery or pattern (then PATTERN,
-e.g. 'V{version}.{name}.{direction}.sql'). Prints `schema equal` or the differences; exit 1 on a
+TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery, prisma, drizzle or
+pattern (then PATTERN, e.g. 'V{version}.{name}.{direction}.sql'). Files for the sqlite3 shell
+lose their dot-command lines, as the shell reads them. Prints `schema equal` or the differences; exit 1 on a
 difference. Used to check real projects' directories (docs/sql-sets.md); CI does not run it.
 """
 
@@ -21,8 +22,20 @@ TRACKING = {"migrations", "migration_history", "hsm_components",
 def ups(tool, root, pattern=None):
     """(sort key, SQL) of every up migration, in the tool's order."""
     found = []
+    if tool == "drizzle":
+        import json
+        with open(os.path.join(root, "meta", "_journal.json")) as f:
+            entries = json.load(f)["entries"]
+        # Drizzle runs every migration in one transaction, a statement per breakpoint.
+        return [("BEGIN;\n" + ";\n".join(read(os.path.join(root, e["tag"] + ".sql"))
+                                          .split("--> statement-breakpoint")) + ";\nCOMMIT;")
+                for e in sorted(entries, key=lambda e: e["idx"])]
     for entry in sorted(os.listdir(root)):
         path = os.path.join(root, entry)
+        if tool == "prisma":
+            if os.path.isfile(os.path.join(path, "migration.sql")):
+                found.append((entry, read(os.path.join(path, "migration.sql"))))
+            continue
         if tool == "diesel":
             if entry.startswith(".") or not os.path.isfile(os.path.join(path, "up.sql")):
                 continue
@@ -63,7 +76,9 @@ def ups(tool, root, pattern=None):
 def read(path):
     # newline="": the text as the file has it (CRLF too), as SQLite would be given it.
     with open(path, encoding="utf-8-sig", newline="") as f:
-        return f.read()
+        text = f.read()
+    # The sqlite3 shell's dot-commands are not SQL.
+    return "".join(line for line in text.splitlines(True) if not line.startswith("."))
 
 
 def section(text, start, end):

@@ -188,7 +188,7 @@ fn drizzle_set(m: &Path) {
     write(
         m,
         "0001_tidy_storm.sql",
-        "ALTER TABLE `users` ADD `email` text;--> statement-breakpoint\nINSERT INTO `users` (`name`) VALUES ('a');--> statement-breakpoint\nINSERT INTO `posts` (`user_id`) VALUES (1);",
+        "PRAGMA journal_mode=WAL;--> statement-breakpoint\nALTER TABLE `users` ADD `email` text;--> statement-breakpoint\nINSERT INTO `users` (`name`) VALUES ('a');--> statement-breakpoint\nINSERT INTO `posts` (`user_id`) VALUES (1);",
     );
     // A table rebuild that steps out of Drizzle's transaction to turn foreign keys off.
     write(

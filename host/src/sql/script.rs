@@ -214,10 +214,10 @@ pub(crate) fn to_run<'a>(statements: &[Statement<'a>]) -> Vec<(usize, Statement<
         .collect()
 }
 
-/// What hsm-host does with a PRAGMA real migrations set around table rebuilds, where that
-/// differs from running it: `Some(why it is skipped)` for `foreign_keys` and
-/// `defer_foreign_keys` set to anything (hsm-host already runs every migration with foreign
-/// keys off and checks them all before COMMIT).
+/// What hsm-host does with a PRAGMA real migrations set, where that differs from running it:
+/// `Some(why it is skipped)` for `foreign_keys` and `defer_foreign_keys` set to anything
+/// (hsm-host already runs every migration with foreign keys off and checks them all before
+/// COMMIT), and for `journal_mode` (the file's, not the migration's).
 pub(crate) fn host_meaning(text: &str) -> Option<&'static str> {
     let words = words(text, 3);
     if words.first().map(String::as_str) != Some("PRAGMA") || words.len() < 3 {
@@ -229,6 +229,11 @@ pub(crate) fn host_meaning(text: &str) -> Option<&'static str> {
         "FOREIGN_KEYS" | "DEFER_FOREIGN_KEYS" => Some(
             "hsm-host already runs each migration with foreign keys off and checks every \
              foreign key before COMMIT",
+        ),
+        // Drizzle sets write `PRAGMA journal_mode=WAL;` into their first migration.
+        "JOURNAL_MODE" => Some(
+            "the journal mode is the database file's, and SQLite cannot change it inside the \
+             migration's transaction: set it where the application opens the database",
         ),
         _ => None,
     }
@@ -319,12 +324,19 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_mode_is_the_files_not_the_migrations() {
+        assert!(host_meaning("PRAGMA journal_mode=WAL").is_some());
+        assert!(host_meaning("PRAGMA main.journal_mode = wal").is_some());
+        assert!(host_meaning("PRAGMA journal_mode").is_none());
+    }
+
+    #[test]
     fn foreign_key_pragmas_have_the_hosts_meaning() {
         assert!(host_meaning("PRAGMA foreign_keys = OFF;").is_some());
         assert!(host_meaning("pragma main.foreign_keys=on").is_some());
         assert!(host_meaning("PRAGMA defer_foreign_keys = true").is_some());
         assert!(host_meaning("PRAGMA foreign_keys").is_none());
         assert!(host_meaning("PRAGMA foreign_key_check").is_none());
-        assert!(host_meaning("PRAGMA journal_mode = WAL").is_none());
+        assert!(host_meaning("PRAGMA synchronous = FULL").is_none());
     }
 }
