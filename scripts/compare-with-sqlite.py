@@ -2,7 +2,7 @@
 """Applies a SQL migration directory's up migrations with SQLite itself, in the tool's own order,
 and compares the schema with a database hsm-host migrated (its tracking tables left out).
 
-    scripts/compare-with-sqlite.py TOOL DIR HSM_DATABASE [PATTERN]
+    scripts/compare-with-sqlite.py TOOL DIR HSM_DATABASE [PATTERN] [--placeholder NAME=VALUE]…
 
 TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery, prisma, drizzle or
 pattern (then PATTERN, e.g. 'V{version}.{name}.{direction}.sql'). Files for the sqlite3 shell
@@ -116,12 +116,23 @@ def application_functions(conn):
 
 
 def main():
-    tool, root, migrated = sys.argv[1:4]
-    pattern = sys.argv[4] if len(sys.argv) > 4 else None
+    args, placeholders = [], {}
+    argv = iter(sys.argv[1:])
+    for arg in argv:
+        if arg == "--placeholder":
+            name, value = next(argv).split("=", 1)
+            placeholders[name] = value
+        else:
+            args.append(arg)
+    tool, root, migrated = args[:3]
+    pattern = args[3] if len(args) > 3 else None
     direct = sqlite3.connect(":memory:")
     application_functions(direct)
     direct.isolation_level = None
     for sql in ups(tool, root, pattern):
+        # Flyway's placeholders, as Flyway replaces them.
+        for name, value in placeholders.items():
+            sql = sql.replace("${" + name + "}", value)
         if sql.strip():
             direct.executescript(sql)
     theirs = schema(sqlite3.connect(f"file:{migrated}?mode=ro", uri=True))

@@ -39,7 +39,7 @@ use crate::{Database, source};
 pub struct Project {
     database: PathBuf,
     migrations: PathBuf,
-    layout: Option<Layout>,
+    sql: crate::pack::SqlOptions,
     tracking: Tracking,
     limits: Limits,
     cache_dir: Option<PathBuf>,
@@ -54,7 +54,7 @@ impl Project {
         Self {
             database: database.into(),
             migrations: migrations.into(),
-            layout: None,
+            sql: crate::pack::SqlOptions::default(),
             tracking: Tracking::default(),
             limits: Limits::default(),
             cache_dir: cache::default_dir(),
@@ -64,7 +64,16 @@ impl Project {
 
     /// Reads the directory's SQL migrations in `layout` (`None`: recognised from file names).
     pub fn with_layout(mut self, layout: Option<Layout>) -> Self {
-        self.layout = layout;
+        self.sql.layout = layout;
+        self
+    }
+
+    /// Values of a Flyway set's placeholders (`--placeholder name=value`).
+    pub fn with_placeholders(
+        mut self,
+        placeholders: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.sql.placeholders.extend(placeholders);
         self
     }
 
@@ -134,7 +143,7 @@ impl Project {
     /// As [`Migrator::load_dir_in`].
     pub fn migrator(&self) -> Result<Migrator> {
         Ok(
-            Migrator::load_dir_in(self.runtime()?, &self.migrations, self.layout)?
+            Migrator::load_dir_in(self.runtime()?, &self.migrations, self.sql.clone())?
                 .with_safety(self.safety.clone()),
         )
     }
@@ -179,7 +188,7 @@ impl Project {
             } else {
                 dir
             };
-            let Ok(set) = crate::pack::read_dir(dir, self.layout) else {
+            let Ok(set) = crate::pack::read_dir(dir, self.sql.clone()) else {
                 continue;
             };
             if let Some(migration) = set.iter().find(|m| {
@@ -228,7 +237,8 @@ impl Project {
     /// # Errors
     /// As [`source::describe_dir`] and [`status::read_status`].
     pub fn status(&self) -> Result<Status> {
-        let components = source::describe_dir(&self.runtime()?, &self.migrations, self.layout)?;
+        let components =
+            source::describe_dir(&self.runtime()?, &self.migrations, self.sql.clone())?;
         let db = self.open_existing()?;
         let mut status = status::read_status(&components, db.as_ref(), Some(&self.backup_dir()))?;
         status.database.get_or_insert_with(|| self.database.clone());

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::pack::Layout;
 use crate::runtime::{ComponentInfo, MigrationComponent, Runtime};
 
 /// The `*.wasm` files directly in `dir`, sorted by name.
@@ -58,20 +57,24 @@ pub struct Found {
 
 /// Every component of `dir`, sorted by version: described from the compile cache when it knows
 /// the file, otherwise loaded (compiled and validated), in parallel, one file per core; and
-/// every plain SQL migration of `dir` (see [`crate::pack`]; `layout` names their layout,
-/// `None` recognises it), packed into a component. The directory's SQL functions
+/// every plain SQL migration of `dir` (see [`crate::pack`], read as `options` say), packed
+/// into a component. The directory's SQL functions
 /// ([`crate::runtime::SQL_FUNCTIONS_FILE`]), if it has some, are given to each.
 ///
 /// # Errors
 /// Those of [`component_files`] and [`Runtime::load_file`] (the first file in name order
 /// that fails), and [`Error::DuplicateVersion`].
-pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result<Vec<Found>> {
+pub fn scan_dir(
+    runtime: &Runtime,
+    dir: &Path,
+    options: impl Into<crate::pack::SqlOptions>,
+) -> Result<Vec<Found>> {
     let files = component_files(dir)?;
     // First, so that every migration loaded below gets them.
     runtime.provide_sql_functions(dir)?;
     // Plain SQL migrations beside the components are packed as they are read; the compile
     // cache knows their (deterministic) bytes from the last run.
-    let sql: Vec<Arc<crate::pack::SqlMigration>> = crate::pack::read_dir(dir, layout)?
+    let sql: Vec<Arc<crate::pack::SqlMigration>> = crate::pack::read_dir(dir, options)?
         .into_iter()
         .map(Arc::new)
         .collect();
@@ -164,9 +167,9 @@ pub fn scan_dir(runtime: &Runtime, dir: &Path, layout: Option<Layout>) -> Result
 pub fn describe_dir(
     runtime: &Runtime,
     dir: &Path,
-    layout: Option<Layout>,
+    options: impl Into<crate::pack::SqlOptions>,
 ) -> Result<Vec<ComponentInfo>> {
-    Ok(scan_dir(runtime, dir, layout)?
+    Ok(scan_dir(runtime, dir, options)?
         .into_iter()
         .map(|f| f.info)
         .collect())

@@ -517,3 +517,58 @@ fn a_file_with_cr_line_endings_is_refused_not_run_empty() {
         .assert_stderr_contains("ends its lines with CR alone");
     assert!(!env.db.exists() || applied(&env.open()).is_empty());
 }
+
+/// Flyway replaces `${name}` placeholders in every migration, as a real project sets a column's
+/// default and a row's value from its configuration: values come from `--placeholder`, Flyway's
+/// built-ins are known, and one with no value stops everything before anything runs, naming it.
+#[test]
+fn flyway_placeholders_are_replaced_or_named() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(
+        m,
+        "V20220105143154__library_options.sql",
+        "CREATE TABLE library (id INTEGER PRIMARY KEY, hash_files BOOLEAN NOT NULL DEFAULT ${library-file-hashing});\n\
+         -- made in ${flyway:defaultSchema} by ${flyway:filename}\n\
+         INSERT INTO library (id) VALUES (1);\n",
+    );
+    write(
+        m,
+        "V20230918114751__scan_startup.sql",
+        "ALTER TABLE library ADD COLUMN scan_startup BOOLEAN NOT NULL DEFAULT 0;\n\
+         UPDATE library SET scan_startup = ${library-scan-startup};\n",
+    );
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("V20220105143154__library_options.sql")
+        .assert_stderr_contains("line 1: the placeholder `${library-file-hashing}` has no value")
+        .assert_stderr_contains("--placeholder library-file-hashing=VALUE");
+    assert!(!env.db.exists() || applied(&env.open()).is_empty());
+    env.hsm(&[
+        "up",
+        "--placeholder",
+        "library-file-hashing=1",
+        "--placeholder",
+        "library-scan-startup=1",
+    ])
+    .assert_success();
+    let row: (i64, i64) = env
+        .open()
+        .query_row("SELECT hash_files, scan_startup FROM library", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(row, (1, 1));
+    // The record is the file's, whatever the values: another value is no change to the file.
+    let status = env.hsm(&[
+        "status",
+        "--json",
+        "--placeholder",
+        "library-file-hashing=0",
+        "--placeholder",
+        "library-scan-startup=0",
+    ]);
+    status.assert_success();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["changed_components"], serde_json::json!([]));
+}

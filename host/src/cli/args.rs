@@ -36,10 +36,16 @@ pub struct Global {
     pub migrations: PathBuf,
 
     /// Layout of the SQL migrations in --migrations (and for `pack`): diesel, golang-migrate,
-    /// sqlx, dbmate, goose, flyway, refinery, or a pattern for a naming of a project's own,
+    /// sqlx, dbmate, goose, flyway, refinery, prisma, drizzle, or a pattern for a naming of a
+    /// project's own,
     /// such as 'V{version}.{name}.{direction}.sql' [default: recognised from the file names]
     #[arg(long, global = true, value_parser = parse_layout)]
     pub layout: Option<hsm_host::pack::Layout>,
+
+    /// A value for a Flyway set's placeholder `${NAME}` (repeatable): `--placeholder NAME=VALUE`.
+    #[arg(long = "placeholder", global = true, value_name = "NAME=VALUE",
+          value_parser = hsm_host::pack::placeholders::parse)]
+    pub placeholders: Vec<(String, String)>,
 
     /// Prefix of hsm-host's tracking tables (`hsm_` gives hsm_migrations, hsm_migration_history),
     /// for an application that owns a table called `migrations` [default: none, the seed's names]

@@ -153,7 +153,7 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Pack { src, out: to } => {
             let to = to.as_ref().unwrap_or(&global.migrations);
-            let written = hsm_host::pack::pack_dir(src, to, global.layout)?;
+            let written = hsm_host::pack::pack_dir(src, to, sql_options(global))?;
             report::packed(&written, global.json, &mut out)
         }
         Command::Inspect { files } => {
@@ -191,7 +191,7 @@ fn run(args: &Args) -> Result<()> {
                 hsm_host::source::describe_dir(
                     &project.runtime()?,
                     &global.migrations,
-                    global.layout,
+                    sql_options(global),
                 )?
                 .iter()
                 .map(|c| c.version())
@@ -202,7 +202,7 @@ fn run(args: &Args) -> Result<()> {
             let made = if *sql {
                 // The layout the directory's newest SQL migration follows.
                 let layout = match global.migrations.is_dir() {
-                    true => hsm_host::pack::read_dir(&global.migrations, global.layout)?
+                    true => hsm_host::pack::read_dir(&global.migrations, sql_options(global))?
                         .last()
                         .map(|migration| migration.layout)
                         .or(global.layout),
@@ -239,6 +239,14 @@ fn run(args: &Args) -> Result<()> {
 }
 
 /// The database, migrations and settings the command line names.
+/// How the migrations directory's SQL files are read (`--layout`, `--placeholder`).
+fn sql_options(global: &Global) -> hsm_host::pack::SqlOptions {
+    hsm_host::pack::SqlOptions {
+        layout: global.layout,
+        placeholders: global.placeholders.iter().cloned().collect(),
+    }
+}
+
 fn project(global: &Global) -> Result<Project> {
     let tracking =
         Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()))?;
@@ -255,6 +263,7 @@ fn project(global: &Global) -> Result<Project> {
     };
     Ok(Project::new(&global.database, &global.migrations)
         .with_layout(global.layout)
+        .with_placeholders(sql_options(global).placeholders)
         .with_tracking(tracking)
         .with_limits(Limits {
             timeout: global.timeout,

@@ -127,17 +127,17 @@ impl Migrator {
         Self::load_dir_in(runtime, dir, None)
     }
 
-    /// As [`Migrator::load_dir_with`], reading the directory's SQL migrations in `layout`
-    /// (`None`: recognised from the file names).
+    /// As [`Migrator::load_dir_with`], reading the directory's SQL migrations as `options`
+    /// say (a layout, or `None` to recognise it from the file names; Flyway's placeholders).
     ///
     /// # Errors
     /// See [`source::scan_dir`].
     pub fn load_dir_in(
         runtime: Runtime,
         dir: impl AsRef<Path>,
-        layout: Option<crate::pack::Layout>,
+        options: impl Into<crate::pack::SqlOptions>,
     ) -> Result<Self> {
-        let (migrations, loaded) = source::scan_dir(&runtime, dir.as_ref(), layout)?
+        let (migrations, loaded) = source::scan_dir(&runtime, dir.as_ref(), options)?
             .into_iter()
             .map(|found| {
                 let cell = OnceLock::new();

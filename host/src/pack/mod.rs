@@ -8,6 +8,7 @@ mod component;
 pub(crate) mod drizzle;
 pub mod layout;
 mod pattern;
+pub mod placeholders;
 mod prisma;
 mod shell;
 mod versions;
@@ -128,17 +129,51 @@ impl SqlMigration {
     }
 }
 
-/// The SQL migrations of `dir` in the layout named (`None`: any of the layouts of [`layout`],
-/// recognised from the file names), by version; empty when it holds none.
+/// How a directory's SQL files are read: the layout named (`None`: recognised from the file
+/// names) and the values of Flyway's placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct SqlOptions {
+    /// `--layout`.
+    pub layout: Option<Layout>,
+    /// `--placeholder name=value`, for a Flyway set's `${name}`.
+    pub placeholders: std::collections::BTreeMap<String, String>,
+}
+
+impl From<Option<Layout>> for SqlOptions {
+    fn from(layout: Option<Layout>) -> Self {
+        Self {
+            layout,
+            ..Self::default()
+        }
+    }
+}
+
+/// The SQL migrations of `dir` read as `options` say (the layout named, or any of the layouts
+/// of [`layout`] recognised from the file names; Flyway's placeholders replaced), by version;
+/// empty when it holds none.
 ///
 /// # Errors
 /// [`Error::SqlSet`] naming the file: an unreadable file, a version that is not a whole
-/// number, two migrations with one version, a file of another layout than the one named.
-pub fn read_dir(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>> {
-    layout::read(dir, named).map_err(|e| Error::SqlSet {
+/// number, two migrations with one version, a file of another layout than the one named, a
+/// placeholder with no value.
+pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMigration>> {
+    let options = options.into();
+    let to_error = |e: layout::SetError| Error::SqlSet {
         path: e.path,
         reason: e.reason,
-    })
+    };
+    let mut set = layout::read(dir, options.layout).map_err(to_error)?;
+    for migration in set.iter_mut().filter(|m| m.layout == Layout::Flyway) {
+        migration.up =
+            placeholders::substitute(&migration.source, &migration.up, &options.placeholders)
+                .map_err(to_error)?;
+        if let (Some(down), Some(file)) = (&migration.down, &migration.down_source) {
+            migration.down = Some(
+                placeholders::substitute(file, down, &options.placeholders).map_err(to_error)?,
+            );
+        }
+    }
+    Ok(set)
 }
 
 /// Packs every SQL migration of `src` into `out` (created if needed), with the set's SQL
@@ -148,8 +183,10 @@ pub fn read_dir(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>> 
 /// # Errors
 /// As [`read_dir`]; [`Error::SqlSet`] when `src` holds no SQL migrations or a file cannot be
 /// written.
-pub fn pack_dir(src: &Path, out: &Path, named: Option<Layout>) -> Result<Vec<PathBuf>> {
-    let set = read_dir(src, named)?;
+pub fn pack_dir(src: &Path, out: &Path, options: impl Into<SqlOptions>) -> Result<Vec<PathBuf>> {
+    let options = options.into();
+    let named = options.layout;
+    let set = read_dir(src, options)?;
     if set.is_empty() {
         return Err(Error::SqlSet {
             path: src.to_owned(),
