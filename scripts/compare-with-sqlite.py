@@ -4,7 +4,7 @@ and compares the schema with a database hsm-host migrated (its tracking tables l
 
     scripts/compare-with-sqlite.py TOOL DIR HSM_DATABASE [PATTERN] [--placeholder NAME=VALUE]…
 
-TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery, prisma, drizzle or
+TOOL is diesel, sqlx, golang-migrate, goose, dbmate, flyway, refinery, prisma, drizzle, pop or
 pattern (then PATTERN, e.g. 'V{version}.{name}.{direction}.sql'). Files for the sqlite3 shell
 lose their dot-command lines, as the shell reads them. Prints `schema equal` or the differences; exit 1 on a
 difference. Used to check real projects' directories (docs/sql-sets.md); CI does not run it.
@@ -12,8 +12,13 @@ difference. Used to check real projects' directories (docs/sql-sets.md); CI does
 
 import os
 import re
-import sqlite3
 import sys
+
+try:
+    # A recent SQLite (pip install pysqlite3-binary): sets written for SQLite 3.48+ use `if()`.
+    import pysqlite3 as sqlite3
+except ImportError:
+    import sqlite3
 
 TRACKING = {"migrations", "migration_history", "hsm_components",
             "hsm_migrations", "hsm_migration_history", "hsm_hsm_components"}
@@ -22,6 +27,20 @@ TRACKING = {"migrations", "migration_history", "hsm_components",
 def ups(tool, root, pattern=None):
     """(sort key, SQL) of every up migration, in the tool's order."""
     found = []
+    if tool == "pop":
+        # One file per dialect: SQLite's (sqlite3 or sqlite) wins over the dialect-less one.
+        chosen = {}
+        for entry in sorted(os.listdir(root)):
+            # `.autocommit` is a flag, not a dialect (popx's own tests read it so).
+            m = re.match(r"^(\d+)_([^.]+)(\.[a-z0-9]+)?\.up\.sql$", entry.replace(".autocommit.", "."))
+            if not m:
+                continue
+            dialect = (m.group(3) or "")[1:]
+            if dialect in ("sqlite3", "sqlite"):
+                chosen[m.group(1)] = entry
+            elif dialect == "":
+                chosen.setdefault(m.group(1), entry)
+        return [read(os.path.join(root, chosen[v])) for v in sorted(chosen)]
     if tool == "drizzle":
         import json
         with open(os.path.join(root, "meta", "_journal.json")) as f:

@@ -81,11 +81,18 @@ impl std::fmt::Display for FkViolation {
     }
 }
 
+/// Why `foreign_key_check` itself fails: almost always a "foreign key mismatch", a schema whose
+/// foreign key names parent columns that are neither its primary key nor under a unique index
+/// (a table rebuilt without them, say), which SQLite cannot check at all.
+const CHECK_FAILED: &str = "cannot run foreign_key_check (a \"foreign key mismatch\" is a \
+                            foreign key whose parent columns are neither the parent's primary \
+                            key nor under a unique index)";
+
 /// `PRAGMA foreign_key_check` over the whole database.
 pub fn foreign_key_violations(conn: &Connection) -> Result<Vec<FkViolation>> {
     let mut stmt = conn
         .prepare("PRAGMA main.foreign_key_check")
-        .context("cannot run foreign_key_check")?;
+        .context(CHECK_FAILED)?;
     stmt.query_map([], |row| {
         Ok(FkViolation {
             table: row.get(0)?,
@@ -94,7 +101,7 @@ pub fn foreign_key_violations(conn: &Connection) -> Result<Vec<FkViolation>> {
         })
     })
     .and_then(|rows| rows.collect())
-    .context("cannot run foreign_key_check")
+    .context(CHECK_FAILED)
 }
 
 /// A short list for an error message: the first few, and how many more.

@@ -280,6 +280,10 @@ pub fn sql_files(
                  files by hand"
             )));
         }
+        Some(Layout::Pop) => vec![
+            (dir.join(format!("{version}_{name}.sqlite3.up.sql")), up),
+            (dir.join(format!("{version}_{name}.sqlite3.down.sql")), down),
+        ],
         Some(Layout::UpDown) | None => vec![
             (dir.join(format!("{version}_{name}.up.sql")), up),
             (dir.join(format!("{version}_{name}.down.sql")), down),

@@ -47,13 +47,16 @@ pub enum Layout {
     Prisma,
     /// Drizzle's `<idx>_<tag>.sql` files, in the order of `meta/_journal.json` (up only).
     Drizzle,
+    /// pop/popx's directories for several databases: `<version>_<name>.sqlite3.up.sql` beside
+    /// `.postgres.`, `.mysql.`, … and dialect-less files.
+    Pop,
     /// A project's own naming, described by a pattern (`V{version}.{name}.{direction}.sql`).
     Pattern(&'static Pattern),
 }
 
 impl Layout {
     /// Every layout, as `--layout` names them.
-    pub const ALL: [Layout; 9] = [
+    pub const ALL: [Layout; 10] = [
         Layout::Diesel,
         Layout::UpDown,
         Layout::Sqlx,
@@ -63,6 +66,7 @@ impl Layout {
         Layout::Refinery,
         Layout::Prisma,
         Layout::Drizzle,
+        Layout::Pop,
     ];
 
     /// The name `--layout` takes.
@@ -77,6 +81,7 @@ impl Layout {
             Layout::Refinery => "refinery",
             Layout::Prisma => "prisma",
             Layout::Drizzle => "drizzle",
+            Layout::Pop => "pop",
             Layout::Pattern(pattern) => pattern.as_str(),
         }
     }
@@ -128,6 +133,7 @@ impl Layout {
             Layout::Refinery => "V<version>__<name>.sql and U<version>__<name>.sql files",
             Layout::Prisma => "<timestamp>_<name>/migration.sql directories",
             Layout::Drizzle => "<idx>_<tag>.sql files listed in meta/_journal.json",
+            Layout::Pop => "<version>_<name>[.<dialect>].up.sql / .down.sql files",
             Layout::Pattern(_) => "files named by the pattern",
         }
     }
@@ -178,6 +184,19 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 ));
             }
             None => {}
+        }
+    }
+    // A directory for several databases: SQLite's files, else those for every dialect.
+    if matches!(named, None | Some(Layout::Pop)) {
+        if let Some(by_version) = super::pop::read(dir)? {
+            return finish(by_version);
+        }
+        if named == Some(Layout::Pop) {
+            return Err(error(
+                dir,
+                "has no file that names a dialect (`<version>_<name>.sqlite3.up.sql`), which \
+                 --layout pop reads",
+            ));
         }
     }
     super::prisma::check_provider(dir)?;
@@ -633,6 +652,7 @@ fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError> {
         | Layout::UpDown
         | Layout::Flyway
         | Layout::Refinery
+        | Layout::Pop
         | Layout::Pattern(_) => {
             let down = down_file.map(|file| {
                 down_sha256 = Some(file.sha256);

@@ -9,6 +9,7 @@ pub(crate) mod drizzle;
 pub mod layout;
 mod pattern;
 pub mod placeholders;
+mod pop;
 mod prisma;
 mod shell;
 mod versions;
