@@ -4,7 +4,10 @@
 # hsm-host adopts the database and applies the migration added after. CI does not run this (it
 # downloads and builds the tools); the integration tests build each tool's table shape instead.
 #
-#   scripts/adopt-real-tools.sh [dbmate] [diesel] [sqlx] [refinery]   (default: all four)
+#   scripts/adopt-real-tools.sh [dbmate] [diesel] [sqlx] [refinery] [drizzle]   (default: all)
+#
+# Prisma is not here: its migrate engine is downloaded from binaries.prisma.sh, not from the
+# npm registry; the integration tests build `_prisma_migrations` as Prisma documents it.
 #   HSM=path/to/hsm-host scripts/adopt-real-tools.sh          (default: target/debug/hsm-host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,9 @@ DBMATE=2.36.0
 DIESEL=2.3.14
 SQLX=0.8.6
 REFINERY=0.10.0
+DRIZZLE_KIT=0.31.11
+DRIZZLE_ORM=0.44.7
+LIBSQL_CLIENT=0.15.15
 
 # adopt DB DIR EXPECTED_VERSION [ARGS…]: hsm-host refuses to start from nothing, adopts, applies the
 # rest, and ends at EXPECTED_VERSION.
@@ -94,7 +100,36 @@ run_refinery() {
     adopt "$work/refinery/app.db" "$dir" 3 --layout refinery
 }
 
-for tool in "${@:-dbmate diesel sqlx refinery}"; do
+run_drizzle() {
+    local node=$tools/drizzle dir=$work/drizzle/drizzle
+    [[ -x $node/node_modules/.bin/drizzle-kit ]] || npm install --prefix "$node" --no-audit \
+        --no-fund --silent "drizzle-kit@$DRIZZLE_KIT" "drizzle-orm@$DRIZZLE_ORM" \
+        "@libsql/client@$LIBSQL_CLIENT"
+    mkdir -p "$dir/meta"
+    printf '{"version":"7","dialect":"sqlite","entries":[%s,%s]}' \
+        '{"idx":0,"version":"6","when":1700000000000,"tag":"0000_users","breakpoints":true}' \
+        '{"idx":1,"version":"6","when":1700000100000,"tag":"0001_email","breakpoints":true}' \
+        >"$dir/meta/_journal.json"
+    printf 'CREATE TABLE `users` (\n\t`id` integer PRIMARY KEY NOT NULL,\n\t`name` text\n);\n' \
+        >"$dir/0000_users.sql"
+    printf 'ALTER TABLE `users` ADD `email` text;--> statement-breakpoint\nCREATE INDEX `users_email` ON `users` (`email`);' \
+        >"$dir/0001_email.sql"
+    printf "export default { dialect: 'sqlite', out: '%s', dbCredentials: { url: 'file:%s' } };\n" \
+        "$dir" "$work/drizzle/app.db" >"$work/drizzle/drizzle.config.mjs"
+    (cd "$node" && ./node_modules/.bin/drizzle-kit migrate --config "$work/drizzle/drizzle.config.mjs")
+    # The third migration, after drizzle-kit ran the first two.
+    printf '{"version":"7","dialect":"sqlite","entries":[%s,%s,%s]}' \
+        '{"idx":0,"version":"6","when":1700000000000,"tag":"0000_users","breakpoints":true}' \
+        '{"idx":1,"version":"6","when":1700000100000,"tag":"0001_email","breakpoints":true}' \
+        '{"idx":2,"version":"6","when":1700000200000,"tag":"0002_posts","breakpoints":true}' \
+        >"$dir/meta/_journal.json"
+    printf 'CREATE TABLE `posts` (`id` integer PRIMARY KEY NOT NULL, `user_id` integer REFERENCES `users`(`id`));' \
+        >"$dir/0002_posts.sql"
+    # drizzle's `hash` (the SHA-256 of each file) is compared on adoption.
+    adopt "$work/drizzle/app.db" "$dir" 3
+}
+
+for tool in "${@:-dbmate diesel sqlx refinery drizzle}"; do
     for t in $tool; do
         echo "== $t"
         "run_$t"
