@@ -112,6 +112,17 @@ fn file_name(database: &Path) -> String {
 /// [`Error::NoSpace`] before anything is written when the backup filesystem lacks room;
 /// [`Error::Backup`] when the directory or file cannot be written (nothing is left behind).
 pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Result<PathBuf> {
+    create_keeping(conn, database, config, &[])
+}
+
+/// [`create`], pruning none of `keep_also` (beyond `config.keep`): the backup taken before
+/// each applied migration that cannot be rolled back, the only way back past it.
+pub(crate) fn create_keeping(
+    conn: &Connection,
+    database: &Path,
+    config: &BackupConfig,
+    keep_also: &[PathBuf],
+) -> Result<PathBuf> {
     let dir = config.dir_for(database);
     let fail = |reason: String| Error::Backup {
         path: dir.clone(),
@@ -144,7 +155,11 @@ pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Resu
         return Err(Error::Backup { path, reason });
     }
     tracing::info!("backup taken: {}", path.display());
-    prune(database, &dir, config.keep, Some(&name))?;
+    let kept_also: Vec<String> = keep_also
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    prune(database, &dir, config.keep, Some(&name), &kept_also)?;
     Ok(path)
 }
 
@@ -346,11 +361,18 @@ fn immutable_uri(path: &Path) -> Option<String> {
 const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Deletes all but the newest `keep` backups of `database` in `dir`, never `current` (the
-/// backup just taken). Only this database's backups are candidates: regular files (not links)
+/// backup just taken) nor those named in `kept_also` (on top of `keep`). Only this database's
+/// backups are candidates: regular files (not links)
 /// of this user, named for this database, dated no later than now; a planted file dated in
 /// the future or another user's file counts for nothing and is left alone. Other files are
 /// never touched.
-pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) -> Result<()> {
+pub fn prune(
+    database: &Path,
+    dir: &Path,
+    keep: usize,
+    current: Option<&str>,
+    kept_also: &[String],
+) -> Result<()> {
     let latest = latest_name(database);
     let me = rustix::process::geteuid().as_raw();
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -367,6 +389,9 @@ pub fn prune(database: &Path, dir: &Path, keep: usize, current: Option<&str>) ->
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut kept = 0;
     for old in &names {
+        if kept_also.contains(old) {
+            continue;
+        }
         if Some(old.as_str()) == current || kept < keep {
             kept += 1;
             continue;

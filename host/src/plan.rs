@@ -74,9 +74,14 @@ pub enum PlanError {
 
     #[error(
         "migration {version} ({name}) is irreversible, so the database cannot go below version \
-         {version}: restore a backup of the database taken before it was applied instead"
+         {version}: {}", way_back(backup.as_deref())
     )]
-    Irreversible { version: u64, name: String },
+    Irreversible {
+        version: u64,
+        name: String,
+        /// The backup taken before it was applied (its row's `backup_path`), if one was.
+        backup: Option<std::path::PathBuf>,
+    },
 
     #[error(
         "migration {version} is applied but no component for it is in the migrations directory: \
@@ -94,6 +99,25 @@ pub enum PlanError {
         name: String,
         current: u64,
     },
+}
+
+/// How to get below an irreversible migration: the backup taken before it, if it remains.
+fn way_back(backup: Option<&std::path::Path>) -> String {
+    match backup {
+        Some(path) if path.is_file() => format!(
+            "to go back past it, restore the backup taken before it was applied: `hsm-host \
+             restore {}`",
+            path.display()
+        ),
+        Some(path) => format!(
+            "the backup taken before it was applied ({}) is gone; restore an older backup of \
+             your own, if you have one",
+            path.display()
+        ),
+        None => "no backup was taken before it was applied (or its record is gone); restore \
+                 a backup of your own, if you have one"
+            .to_owned(),
+    }
 }
 
 impl PlanError {
@@ -185,6 +209,7 @@ pub fn plan_down(
             return Err(PlanError::Irreversible {
                 version,
                 name: migration.name.clone(),
+                backup: None,
             });
         }
     }

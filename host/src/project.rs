@@ -296,7 +296,28 @@ impl Project {
     pub fn backup(&self) -> Result<PathBuf> {
         let db = self.open_required("there is nothing to back up")?;
         let config = self.safety.backups.clone().unwrap_or_default();
-        backup::create(&db.connection(), &self.database, &config)
+        let keep_also = self.backups_that_matter(&db);
+        backup::create_keeping(&db.connection(), &self.database, &config, &keep_also)
+    }
+
+    /// The backups pruning must keep (see `Migrator::backups_that_matter`); when the
+    /// migrations cannot be read, every applied migration's backup, to be safe.
+    fn backups_that_matter(&self, db: &Database) -> Vec<PathBuf> {
+        let conn = db.connection();
+        let from_migrator = self
+            .migrator()
+            .and_then(|migrator| migrator.backups_that_matter(db, &conn));
+        match from_migrator {
+            Ok(paths) => paths,
+            Err(_) => db
+                .tracking()
+                .migrations(&conn)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|row| row.status == crate::tracking::RowStatus::Applied)
+                .filter_map(|row| row.backup_path.map(PathBuf::from))
+                .collect(),
+        }
     }
 
     /// The backups of this database, newest first, with the version each holds.
@@ -314,12 +335,18 @@ impl Project {
     /// # Errors
     /// As [`restore::restore`].
     pub fn restore(&self, source: &Path) -> Result<RestoreReport> {
-        restore::restore(
+        // The backup taken first keeps those that matter to the database as it is now.
+        let keep_also = match self.open_existing() {
+            Ok(Some(db)) => self.backups_that_matter(&db),
+            _ => Vec::new(),
+        };
+        restore::restore_keeping(
             &self.database,
             source,
             self.safety.backups.as_ref(),
             self.safety.lock_timeout,
             &self.tracking,
+            &keep_also,
         )
     }
 

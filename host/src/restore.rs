@@ -72,6 +72,19 @@ pub fn restore(
     lock_timeout: Duration,
     tracking: &Tracking,
 ) -> Result<RestoreReport> {
+    restore_keeping(database, source, backups, lock_timeout, tracking, &[])
+}
+
+/// [`restore`], whose first backup prunes none of `keep_also` (see
+/// [`backup::create_keeping`]).
+pub(crate) fn restore_keeping(
+    database: &Path,
+    source: &Path,
+    backups: Option<&BackupConfig>,
+    lock_timeout: Duration,
+    tracking: &Tracking,
+    keep_also: &[std::path::PathBuf],
+) -> Result<RestoreReport> {
     check_restorable(source)?;
     if database.exists() && same_file(database, source) {
         return Err(Error::RestoreRefused {
@@ -96,7 +109,7 @@ pub fn restore(
                 path: database.to_owned(),
                 source: e.into(),
             })?;
-            let path = backup::create(&conn, database, config)?;
+            let path = backup::create_keeping(&conn, database, config, keep_also)?;
             drop(conn);
             Some(path)
         }

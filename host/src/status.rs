@@ -57,6 +57,41 @@ pub struct Status {
 }
 
 impl Status {
+    /// What needs the operator (`status --check` exits 1 for any of it): pending migrations,
+    /// changed or missing component files, migrations whose last attempt failed or was
+    /// interrupted. Empty when the database is up to date.
+    pub fn needs_attention(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut say = |count: usize, what: &str| {
+            if count > 0 {
+                found.push(format!("{count} {what}"));
+            }
+        };
+        say(self.pending.len(), "pending");
+        say(self.changed_components.len(), "changed since applied");
+        say(
+            self.missing_components.len(),
+            "applied with the file missing",
+        );
+        say(self.interrupted.len(), "interrupted");
+        // A pending version whose newest attempt failed (once its file is gone, the failure
+        // is history).
+        let mut failed: Vec<u64> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        for row in &self.history {
+            if seen.contains(&row.version) {
+                continue;
+            }
+            seen.push(row.version);
+            let pending = self.pending.iter().any(|p| p.version == row.version);
+            if row.status == "failed" && pending && !self.interrupted.contains(&row.version) {
+                failed.push(row.version);
+            }
+        }
+        say(failed.len(), "failed");
+        found
+    }
+
     pub(crate) fn read(components: &[ComponentInfo], db: Option<&Database>) -> Result<Self> {
         let (rows, history) = match db {
             Some(db) => {

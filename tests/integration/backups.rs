@@ -366,3 +366,52 @@ fn pruning_removes_the_sidecars_of_backups_it_removes_and_orphans() {
     assert!(!old.exists());
     assert_eq!(sidecars(&backup_dir), vec!["notes.txt-wal".to_owned()]);
 }
+
+/// The backup taken before an irreversible migration is the only way back past it: pruning
+/// keeps it beyond `--keep-backups` (20 more backups with `--keep-backups 2`), and `down`'s
+/// refusal names it with the command that restores it, or says plainly that it is gone.
+#[test]
+fn the_backup_before_an_irreversible_migration_survives_and_down_names_it() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    std::fs::write(
+        m.join("001_notes.up.sql"),
+        "CREATE TABLE notes (id INTEGER);",
+    )
+    .unwrap();
+    std::fs::write(m.join("001_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    // No down file: irreversible.
+    std::fs::write(m.join("002_seed.up.sql"), "INSERT INTO notes VALUES (1);").unwrap();
+    std::fs::write(m.join("003_more.up.sql"), "CREATE TABLE more (id INTEGER);").unwrap();
+    std::fs::write(m.join("003_more.down.sql"), "DROP TABLE more;").unwrap();
+    let keep = ["--keep-backups", "2"];
+    env.hsm(&["up", "1", keep[0], keep[1]]).assert_success();
+    env.hsm(&["up", "2", keep[0], keep[1]]).assert_success();
+    let before_seed: String = env
+        .open()
+        .query_row(
+            "SELECT backup_path FROM migrations WHERE version = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    env.hsm(&["up", keep[0], keep[1]]).assert_success();
+    for _ in 0..20 {
+        env.hsm(&["backup", keep[0], keep[1]]).assert_success();
+    }
+    let dir = env.db.parent().unwrap().join("backups");
+    let left = backups_in(&dir);
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(
+        Path::new(&before_seed).is_file(),
+        "{before_seed} was pruned"
+    );
+    env.hsm(&["down", "0"])
+        .assert_code(1)
+        .assert_stderr_contains(&format!("hsm-host restore {before_seed}"));
+
+    std::fs::remove_file(&before_seed).unwrap();
+    env.hsm(&["down", "0"])
+        .assert_code(1)
+        .assert_stderr_contains("is gone; restore an older backup of your own");
+}

@@ -712,3 +712,34 @@ fn progress_bars_are_drawn_on_a_terminal_and_nowhere_else() {
     let shown = on_a_terminal(&env, &["restore", backup.to_str().unwrap(), "--yes"]);
     assert!(shown.contains("restoring (MiB)"), "{shown}");
 }
+
+/// `status --check` is a CI and cron gate: exit 1 while anything needs the operator (pending,
+/// changed, failed), 0 once the database is up to date.
+#[test]
+fn status_check_exits_1_while_anything_needs_attention() {
+    let env = crate::support::Env::empty();
+    let m = &env.migrations;
+    std::fs::write(
+        m.join("001_notes.up.sql"),
+        "CREATE TABLE notes (id INTEGER);",
+    )
+    .unwrap();
+    std::fs::write(m.join("001_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    env.hsm(&["status", "--check"])
+        .assert_code(1)
+        .assert_stderr_contains("needs attention: 1 pending");
+    env.hsm(&["up"]).assert_success();
+    env.hsm(&["status", "--check"]).assert_success();
+    std::fs::write(m.join("002_bad.up.sql"), "CREATE TABLE notes (id INTEGER);").unwrap();
+    env.hsm(&["up"]).assert_code(1);
+    env.hsm(&["status", "--check"])
+        .assert_code(1)
+        .assert_stderr_contains("1 pending, 1 failed");
+    std::fs::remove_file(m.join("002_bad.up.sql")).unwrap();
+    std::fs::write(m.join("001_notes.down.sql"), "DROP TABLE IF EXISTS notes;").unwrap();
+    env.hsm(&["status", "--check"])
+        .assert_code(1)
+        .assert_stderr_contains("1 changed since applied");
+    env.hsm(&["repair"]).assert_success();
+    env.hsm(&["status", "--check"]).assert_success();
+}

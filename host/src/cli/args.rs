@@ -110,7 +110,12 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the current version, applied and pending migrations, and recent history
-    Status {},
+    Status {
+        /// Exit 1 when anything needs the operator: pending, changed or missing migrations, or
+        /// a failed or interrupted one (0 when the database is up to date), for CI and cron
+        #[arg(long)]
+        check: bool,
+    },
     /// Apply pending migrations, all of them or up to TARGET
     Up {
         /// Version to stop at (default: the newest); `dry-run` is the same as --dry-run

@@ -102,9 +102,18 @@ fn run(args: &Args) -> Result<()> {
     let project = project(global)?;
     let mut out = sink::SafeOut::new(std::io::stdout().lock());
     match &args.command {
-        Command::Status {} => {
+        Command::Status { check } => {
             let status = with_loading_context(global, project.status())?;
-            report::status(&status, global.json, &mut out)
+            report::status(&status, global.json, &mut out)?;
+            let attention = status.needs_attention();
+            if *check && !attention.is_empty() {
+                return Err(Reported(format!(
+                    "the database needs attention: {}",
+                    attention.join(", ")
+                ))
+                .into());
+            }
+            Ok(())
         }
         Command::Up { target, dry_run } => {
             let (target, dry_run) = match target {

@@ -384,6 +384,30 @@ impl Migrator {
             .map(|b| b.path)
     }
 
+    /// The backup taken before each applied migration that cannot be rolled back (its row's
+    /// `backup_path`): restoring it is the only way back past that migration, so it is kept
+    /// beyond `--keep-backups`. A migration whose file is gone counts as irreversible.
+    pub(crate) fn backups_that_matter(
+        &self,
+        db: &Database,
+        conn: &Connection,
+    ) -> Result<Vec<PathBuf>> {
+        if !db.tracking().exists(conn)? {
+            return Ok(Vec::new());
+        }
+        Ok(db
+            .tracking()
+            .migrations(conn)?
+            .into_iter()
+            .filter(|row| row.status == RowStatus::Applied)
+            .filter(|row| {
+                self.file_component(row.version)
+                    .is_none_or(|file| !file.metadata.reversible)
+            })
+            .filter_map(|row| row.backup_path.map(PathBuf::from))
+            .collect())
+    }
+
     /// Where this database's backups are (also with `--no-backup`, to list old ones).
     pub fn backup_dir(&self, database: &Path) -> PathBuf {
         self.safety
@@ -398,7 +422,10 @@ impl Migrator {
             return Ok(None);
         };
         match &self.safety.backups {
-            Some(config) => backup::create(conn, path, config).map(Some),
+            Some(config) => {
+                let keep_also = self.backups_that_matter(db, conn)?;
+                backup::create_keeping(conn, path, config, &keep_also).map(Some)
+            }
             None => {
                 tracing::warn!(
                     "NO BACKUP: --no-backup was given, so nothing can undo this run but the \
@@ -438,7 +465,22 @@ impl Migrator {
                 available.extend(self::available(
                     stored.values().map(MigrationComponent::metadata),
                 ));
-                Ok((plan::plan_down(&available, &applied, target)?, stored))
+                let plan = plan::plan_down(&available, &applied, target).map_err(|e| match e {
+                    // Where the way back is: the backup taken before it, if it remains.
+                    plan::PlanError::Irreversible { version, name, .. } => {
+                        plan::PlanError::Irreversible {
+                            backup: rows
+                                .iter()
+                                .find(|r| r.version == version && r.status == RowStatus::Applied)
+                                .and_then(|r| r.backup_path.as_deref())
+                                .map(PathBuf::from),
+                            version,
+                            name,
+                        }
+                    }
+                    other => other,
+                })?;
+                Ok((plan, stored))
             }
         }
     }
