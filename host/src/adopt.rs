@@ -33,6 +33,8 @@ pub enum Tool {
     Prisma,
     /// Drizzle (`__drizzle_migrations`).
     Drizzle,
+    /// gobuffalo/pop and Ory's popx (`schema_migration`).
+    Pop,
 }
 
 impl Tool {
@@ -48,6 +50,7 @@ impl Tool {
             Tool::Refinery => "refinery",
             Tool::Prisma => "prisma",
             Tool::Drizzle => "drizzle",
+            Tool::Pop => "pop",
         }
     }
 
@@ -62,6 +65,7 @@ impl Tool {
             Tool::Refinery => "refinery_schema_history",
             Tool::Prisma => "_prisma_migrations",
             Tool::Drizzle => "__drizzle_migrations",
+            Tool::Pop => "schema_migration",
         }
     }
 }
@@ -84,12 +88,14 @@ impl Foreign {
             History::Versions {
                 applied,
                 unnumbered,
+                unfinished,
             } => History::Versions {
                 applied: applied
                     .into_iter()
                     .map(|(version, recorded)| (number(version), recorded))
                     .collect(),
                 unnumbered,
+                unfinished,
             },
             History::Current { version, dirty } => History::Current {
                 version: number(version),
@@ -123,6 +129,9 @@ pub enum History {
         applied: Vec<(u64, Option<Recorded>)>,
         /// Versions hsm-host cannot number, as the tool wrote them.
         unnumbered: Vec<String>,
+        /// Migrations the tool started and never finished nor rolled back (Prisma's failed
+        /// ones): they may have run in part, so adoption stops.
+        unfinished: Vec<String>,
     },
     /// golang-migrate keeps only the current version, and whether a run failed half-way.
     Current {
@@ -146,6 +155,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         Tool::Refinery,
         Tool::Prisma,
         Tool::Drizzle,
+        Tool::Pop,
     ] {
         let columns = columns(conn, tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
@@ -255,7 +265,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                     "SELECT migration_name, checksum FROM main._prisma_migrations
                      WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
                 )?;
-                numbered(rows.into_iter().map(|(name, sum)| {
+                let mut history = numbered(rows.into_iter().map(|(name, sum)| {
                     let digits = name.split('_').next().unwrap_or_default();
                     let number = digits
                         .bytes()
@@ -263,7 +273,24 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                         .then(|| crate::pack::layout::diesel_number(digits).ok())
                         .flatten();
                     (number, name, sum.map(Recorded::Sha256))
-                }))
+                }));
+                // Started, never finished, never resolved: Prisma itself refuses to go on
+                // (P3009) until `prisma migrate resolve` says how it ended.
+                if let History::Versions { unfinished, .. } = &mut history {
+                    *unfinished = strings(
+                        conn,
+                        "SELECT migration_name FROM main._prisma_migrations AS p
+                         WHERE finished_at IS NULL AND rolled_back_at IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM main._prisma_migrations AS q
+                                           WHERE q.migration_name = p.migration_name
+                                             AND q.finished_at IS NOT NULL
+                                             AND q.rolled_back_at IS NULL)",
+                    )?
+                    .iter()
+                    .map(|name| crate::text::neutralize(name, 128))
+                    .collect();
+                }
+                history
             }
             // Versions are the journal's `when` of each migration (its `created_at`): the set
             // renumbers them from its journal (see `Migrator::adopt`).
@@ -277,6 +304,18 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                         .map(|(when, sum)| (when.parse().ok(), when, sum.map(Recorded::Sha256))),
                 )
             }
+            // Numbered as the set's files are (a 20-digit version without its leading `20`).
+            Tool::Pop if has(&["version"]) => numbered(
+                strings(conn, "SELECT version FROM main.schema_migration")?
+                    .into_iter()
+                    .map(|version| {
+                        (
+                            crate::pack::layout::pop_number(&version).ok(),
+                            version,
+                            None,
+                        )
+                    }),
+            ),
             _ => continue,
         };
         return Ok(Some(Foreign { tool, history }));
@@ -318,6 +357,7 @@ fn numbered(rows: impl Iterator<Item = (Option<u64>, String, Option<Recorded>)>)
     History::Versions {
         applied,
         unnumbered,
+        unfinished: Vec::new(),
     }
 }
 
@@ -381,7 +421,15 @@ pub fn applied_versions(
         History::Versions {
             applied,
             unnumbered,
+            unfinished,
         } => {
+            for name in unfinished {
+                problems.push(format!(
+                    "{tool} started `{name}` and it never finished (it may have run in part): \
+                     say how it ended with `prisma migrate resolve --rolled-back {name}` (or \
+                     --applied) first"
+                ));
+            }
             for version in unnumbered {
                 problems.push(format!(
                     "{tool} applied version `{version}`, which hsm-host cannot number as the \
@@ -443,8 +491,12 @@ fn checksum_differs(recorded: &Recorded, file: &Path) -> Option<String> {
             "its checksum differs from the one in refinery_schema_history",
         ),
         Recorded::Sha256(sum) => (
-            sum.eq_ignore_ascii_case(&crate::runtime::sha256_hex(&bytes)),
-            "its SHA-256 differs from the one the tool recorded",
+            // The file as checked out here may have other line endings than where the tool
+            // ran (git's autocrlf): either form is the same file.
+            line_ending_forms(&bytes)
+                .iter()
+                .any(|form| sum.eq_ignore_ascii_case(&crate::runtime::sha256_hex(form))),
+            "its SHA-256 differs from the one the tool recorded (with LF or CRLF line endings)",
         ),
     };
     (!same).then(|| {
@@ -453,6 +505,24 @@ fn checksum_differs(recorded: &Recorded, file: &Path) -> Option<String> {
             file.display()
         )
     })
+}
+
+/// `bytes` as they are, with CRLF line endings made LF, and with LF made CRLF.
+fn line_ending_forms(bytes: &[u8]) -> [Vec<u8>; 3] {
+    let lf: Vec<u8> = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, b)| !(*b == b'\r' && bytes.get(i + 1) == Some(&b'\n')))
+        .map(|(_, b)| *b)
+        .collect();
+    let mut crlf = Vec::with_capacity(lf.len() + lf.len() / 16);
+    for b in &lf {
+        if *b == b'\n' {
+            crlf.push(b'\r');
+        }
+        crlf.push(*b);
+    }
+    [bytes.to_vec(), lf, crlf]
 }
 
 /// Flyway's checksum: CRC-32 over the file's lines, each without its line break (`\n`,
@@ -514,7 +584,8 @@ mod tests {
             found.history,
             History::Versions {
                 applied: vec![(1, None), (2, None)],
-                unnumbered: vec![]
+                unnumbered: vec![],
+                unfinished: vec![],
             }
         );
 

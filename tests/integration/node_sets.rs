@@ -126,8 +126,14 @@ fn a_database_prisma_migrated_is_adopted() {
                 "20240102120000_seed",
                 None,
             ),
-            // Started and never finished: not applied.
-            ("d", &seed_sum, None, "20240103120000_published", None),
+            // Failed, and resolved as rolled back: not applied.
+            (
+                "d",
+                &seed_sum,
+                None,
+                "20240103120000_published",
+                Some("2024-01-03"),
+            ),
         ] {
             conn.execute(
                 "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, rolled_back_at, applied_steps_count) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
@@ -272,4 +278,87 @@ fn a_database_drizzle_migrated_is_adopted() {
         .assert_stdout_contains("1, 2");
     env.hsm(&["up"]).assert_success();
     assert_eq!(applied(&env.open()), [1, 2, 3]);
+}
+
+/// What a second review found: a Prisma migration that failed and was never resolved stops
+/// adoption (Prisma stops too); a checkout with other line endings is still the file Prisma
+/// ran; a folder without migration.sql is refused, not skipped; a lock file with a byte-order
+/// mark is still read.
+#[test]
+fn prisma_sets_and_histories_are_read_as_prisma_reads_them() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    prisma_set(m);
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    let init = m.join("20240101120000_init/migration.sql");
+    let init_sum = sha256_hex(&init);
+    {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.execute_batch(PRISMA_INIT).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _prisma_migrations (id TEXT PRIMARY KEY, checksum TEXT NOT NULL,
+                 finished_at DATETIME, migration_name TEXT NOT NULL, logs TEXT,
+                 rolled_back_at DATETIME, started_at DATETIME NOT NULL DEFAULT current_timestamp,
+                 applied_steps_count INTEGER NOT NULL DEFAULT 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name) VALUES ('a', ?1, '2024-01-01', '20240101120000_init'), ('b', 'x', NULL, '20240102120000_seed')",
+            [&init_sum],
+        )
+        .unwrap();
+    }
+    env.hsm(&["adopt"])
+        .assert_code(1)
+        .assert_stderr_contains("started `20240102120000_seed` and it never finished")
+        .assert_stderr_contains("prisma migrate resolve");
+    env.open()
+        .execute(
+            "UPDATE _prisma_migrations SET rolled_back_at = '2024-01-02' WHERE id = 'b'",
+            [],
+        )
+        .unwrap();
+    // Checked out with CRLF line endings: still the file Prisma ran.
+    std::fs::write(&init, PRISMA_INIT.replace('\n', "\r\n")).unwrap();
+    env.hsm(&["adopt"]).assert_success();
+    assert_eq!(applied(&env.open()), [20240101120000]);
+
+    let other = Env::empty();
+    prisma_set(&other.migrations);
+    std::fs::remove_file(other.migrations.join("20240102120000_seed/migration.sql")).unwrap();
+    other.hsm(&["up"]).assert_code(1).assert_stderr_contains(
+        "20240102120000_seed: is a Prisma migration folder without migration.sql",
+    );
+    prisma_set(&other.migrations);
+    write(
+        &other.migrations,
+        "migration_lock.toml",
+        "\u{feff}provider = \"postgresql\" # the server\n",
+    );
+    other
+        .hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("for postgresql, not SQLite");
+}
+
+/// A Drizzle directory whose journal is missing (its snapshots are there) is refused, not read
+/// by file names; an idx no set has is refused, not overflowed.
+#[test]
+fn a_drizzle_directory_without_its_journal_is_refused() {
+    let env = Env::empty();
+    drizzle_set(&env.migrations);
+    write(&env.migrations, "meta/0000_snapshot.json", "{}");
+    std::fs::remove_file(env.migrations.join("meta/_journal.json")).unwrap();
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("_journal.json: is missing: this is a Drizzle directory");
+    write(
+        &env.migrations,
+        "meta/_journal.json",
+        r#"{"dialect":"sqlite","entries":[{"idx":18446744073709551615,"when":1,"tag":"0000_square_hulk"}]}"#,
+    );
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("more than a migration set has");
+    assert!(!env.db.exists() || applied(&env.open()).is_empty());
 }

@@ -688,3 +688,79 @@ fn a_directory_for_several_databases_runs_sqlites_files() {
         .assert_code(1)
         .assert_stderr_contains("are of different lengths");
 }
+
+/// pop's history (`schema_migration`) is another tool's: `up` stops, `adopt` takes it over
+/// (numbered as the files are), `up` applies the rest. Two SQLite files of one version are
+/// refused; names pop does not read are named.
+#[test]
+fn a_database_pop_migrated_is_adopted_and_its_directory_read_strictly() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    let (v1, v2) = ("20191100000001000000", "20191100000002000000");
+    write(
+        m,
+        &format!("{v1}_settings.sqlite3.up.sql"),
+        "CREATE TABLE settings (k TEXT);",
+    );
+    write(
+        m,
+        &format!("{v1}_settings.sqlite3.down.sql"),
+        "DROP TABLE settings;",
+    );
+    write(
+        m,
+        &format!("{v1}_settings.postgres.up.sql"),
+        "CREATE TABLE settings (k TEXT);",
+    );
+    write(
+        m,
+        &format!("{v1}_settings.postgres.down.sql"),
+        "DROP TABLE settings;",
+    );
+    write(
+        m,
+        &format!("{v2}_seed.up.sql"),
+        "INSERT INTO settings VALUES ('a');",
+    );
+    write(m, &format!("{v2}_seed.down.sql"), "DELETE FROM settings;");
+    std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE schema_migration (version VARCHAR(48) NOT NULL, version_self INT NOT NULL DEFAULT 0);
+             CREATE TABLE settings (k TEXT);
+             INSERT INTO schema_migration (version) VALUES ('{v1}');"
+        ))
+        .unwrap();
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("migrated by pop");
+    env.hsm(&["adopt"]).assert_success();
+    env.hsm(&["up"]).assert_success();
+    assert_eq!(
+        applied(&env.open()),
+        [191100000001000000, 191100000002000000]
+    );
+
+    write(
+        m,
+        "20191100000003000000_add.users.sqlite3.up.sql",
+        "SELECT 1;",
+    );
+    let run = env.hsm(&["status"]);
+    run.assert_success();
+    assert!(
+        run.stderr
+            .contains("20191100000003000000_add.users.sqlite3.up.sql"),
+        "{}",
+        run.stderr
+    );
+    write(
+        m,
+        &format!("{v1}_settings.sqlite.up.sql"),
+        "CREATE TABLE settings (k TEXT);",
+    );
+    env.hsm(&["status"])
+        .assert_code(1)
+        .assert_stderr_contains("is a second SQLite file of version");
+}

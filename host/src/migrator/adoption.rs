@@ -29,7 +29,7 @@ impl Migrator {
         let foreign = crate::adopt::find(&db.connection())?.ok_or_else(|| {
             Error::Adopt(
                 "no history table of diesel, sqlx, golang-migrate, dbmate, goose, Flyway, \
-                 refinery, Prisma or Drizzle was found (for a database without any history, use \
+                 refinery, Prisma, Drizzle or pop was found (for a database without any history, use \
                  `baseline VERSION`)"
                     .into(),
             )
@@ -156,6 +156,7 @@ pub(super) fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
         crate::adopt::History::Versions {
             applied,
             unnumbered,
+            ..
         } => applied.len() + unnumbered.len(),
         crate::adopt::History::Current { version, .. } => usize::from(*version > 0),
     };

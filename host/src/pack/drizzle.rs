@@ -13,6 +13,9 @@ use super::versions::clean_name;
 /// Where Drizzle keeps its journal, inside the migrations directory.
 pub(super) const JOURNAL: &str = "meta/_journal.json";
 
+/// The largest `idx` taken: numbers stay far from SQLite's integer limit.
+const MAX_IDX: u64 = 1 << 40;
+
 /// Most a journal may weigh (a thousand migrations take about 100 KiB).
 const MAX_JOURNAL: u64 = 4 << 20;
 
@@ -36,8 +39,39 @@ pub(crate) struct Entry {
 pub(crate) fn journal(dir: &Path) -> Result<Option<Vec<Entry>>, SetError> {
     let path = dir.join(JOURNAL);
     let meta = dir.join("meta");
-    if !crate::files::is_dir_inside(&meta, dir) || std::fs::symlink_metadata(&path).is_err() {
+    let Ok(meta_kind) = std::fs::symlink_metadata(&meta) else {
         return Ok(None);
+    };
+    let snapshots = std::fs::read_dir(&meta)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with("_snapshot.json"))
+        });
+    let inside = crate::files::is_dir_inside(&meta, dir);
+    let has_journal = std::fs::symlink_metadata(&path).is_ok();
+    match (inside, has_journal) {
+        (true, true) => {}
+        // Drizzle's snapshots without its journal (or its meta/ elsewhere): Drizzle would stop
+        // here, and reading the files by name instead could run ones it never lists.
+        (false, _) if meta_kind.file_type().is_symlink() => {
+            return Err(error(
+                &meta,
+                "is a link out of the migrations directory; hsm-host reads Drizzle's journal \
+                 only inside it",
+            ));
+        }
+        (_, false) if snapshots => {
+            return Err(error(
+                &path,
+                "is missing: this is a Drizzle directory (its meta/ has snapshots), and Drizzle's \
+                 journal says which files are migrations and in what order",
+            ));
+        }
+        _ => return Ok(None),
     }
     let bytes =
         crate::files::read_inside(&path, &meta, MAX_JOURNAL).map_err(|r| error(&path, r))?;
@@ -84,6 +118,12 @@ pub(super) fn read(dir: &Path, entries: Vec<Entry>) -> Result<BTreeMap<u64, Part
                     "is listed in {JOURNAL} (idx {}) but is not there",
                     entry.idx
                 ),
+            ));
+        }
+        if entry.idx > MAX_IDX {
+            return Err(error(
+                &dir.join(JOURNAL),
+                format!("lists idx {}, more than a migration set has", entry.idx),
             ));
         }
         let name = entry.tag.split_once('_').map_or("", |(_, name)| name);

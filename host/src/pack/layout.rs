@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::SqlMigration;
 pub use super::pattern::Pattern;
+pub(crate) use super::pop::number as pop_number;
 pub(crate) use super::versions::diesel_number;
 pub use super::versions::flyway_version;
 use super::versions::{clean_name, diesel_id, flyway_file, flyway_id, split_id};
@@ -221,8 +222,16 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         )),
         _ => Ok(()),
     };
+    let prisma_dir = dir.join(super::prisma::LOCK_FILE).is_file();
     for path in paths {
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            if path.extension().is_some_and(|ext| ext == "sql") {
+                return Err(error(
+                    &path,
+                    "has a name that is not UTF-8: hsm-host cannot read a version or name from \
+                     it; rename it",
+                ));
+            }
             continue;
         };
         if let Some(Layout::Pattern(pattern)) = named {
@@ -236,7 +245,15 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 if path.join("migration.sql").is_file() {
                     fits(&path, Layout::Prisma)?;
                     let (version, parts) = super::prisma::parts(&path, file_name)?;
+                    super::prisma::warn_unread(&path);
                     add(&mut by_version, &path, version, parts)?;
+                } else if prisma_dir && file_name.starts_with(|c: char| c.is_ascii_digit()) {
+                    // Prisma refuses such a folder too (P3015): the migration would be lost.
+                    return Err(error(
+                        &path,
+                        "is a Prisma migration folder without migration.sql (Prisma refuses it \
+                         too): put the file back, or remove the folder",
+                    ));
                 }
                 continue;
             }
@@ -371,7 +388,7 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             )?;
         }
     }
-    if named.is_none() && !by_version.is_empty() {
+    if !by_version.is_empty() {
         let unread = unread_sql_files(dir);
         if !unread.is_empty() {
             tracing::warn!(

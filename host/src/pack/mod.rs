@@ -164,6 +164,13 @@ pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMig
         reason: e.reason,
     };
     let mut set = layout::read(dir, options.layout).map_err(to_error)?;
+    if !options.placeholders.is_empty() && !set.iter().any(|m| m.layout == Layout::Flyway) {
+        tracing::warn!(
+            "--placeholder given, but {} holds no Flyway migrations: only Flyway's have \
+             placeholders, so none is replaced",
+            dir.display()
+        );
+    }
     for migration in set.iter_mut().filter(|m| m.layout == Layout::Flyway) {
         migration.up =
             placeholders::substitute(&migration.source, &migration.up, &options.placeholders)

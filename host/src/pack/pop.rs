@@ -92,9 +92,18 @@ pub(super) fn read(dir: &Path) -> Result<Option<BTreeMap<u64, Parts>>, SetError>
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
+    let mut unread: Vec<String> = Vec::new();
     let files: Vec<(String, PopFile)> = names
         .into_iter()
-        .filter_map(|name| parse(&name).map(|file| (name, file)))
+        .filter_map(|name| match parse(&name) {
+            Some(file) => Some((name, file)),
+            None => {
+                if name.ends_with(".sql") {
+                    unread.push(crate::text::neutralize(&name, 96));
+                }
+                None
+            }
+        })
         .collect();
     let dialects = files
         .iter()
@@ -103,13 +112,35 @@ pub(super) fn read(dir: &Path) -> Result<Option<BTreeMap<u64, Parts>>, SetError>
     if !dialects {
         return Ok(None);
     }
+    if !unread.is_empty() {
+        // pop skips names its pattern does not match; so does hsm-host, but says so.
+        tracing::warn!(
+            "{}: not named as pop names migrations (`<version>_<name>[.<dialect>][.autocommit].up.sql`), \
+             so not read: {}",
+            dir.display(),
+            unread.join(", ")
+        );
+    }
     // Per version and direction, SQLite's own file, else the one for every dialect.
     let mut chosen: BTreeMap<(String, bool), (PathBuf, &PopFile)> = BTreeMap::new();
     for (name, file) in &files {
         let path = dir.join(name);
         match file.dialect.as_deref() {
             Some(d) if canonical(d) == Some("sqlite3") => {
-                chosen.insert((file.version.clone(), file.up), (path, file));
+                let key = (file.version.clone(), file.up);
+                if let Some((other, other_file)) = chosen.get(&key)
+                    && other_file.dialect.is_some()
+                {
+                    return Err(error(
+                        &path,
+                        format!(
+                            "is a second SQLite file of version {} beside `{}`: keep one",
+                            file.version,
+                            other.display()
+                        ),
+                    ));
+                }
+                chosen.insert(key, (path, file));
             }
             Some(d) if canonical(d).is_none() => {
                 return Err(error(

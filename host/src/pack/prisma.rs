@@ -18,9 +18,16 @@ pub(super) fn check_provider(dir: &Path) -> Result<(), SetError> {
     }
     let bytes = crate::files::read_inside(&lock, dir, 64 << 10).map_err(|r| error(&lock, r))?;
     let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_start_matches('\u{feff}');
     let provider = text.lines().find_map(|line| {
+        // TOML: a `#` outside the quoted value starts a comment.
         let (key, value) = line.split_once('=')?;
-        (key.trim() == "provider").then(|| value.trim().trim_matches('"').to_owned())
+        let value = value.trim();
+        let value = match value.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+            None => value.split('#').next().unwrap_or_default().trim(),
+        };
+        (key.trim() == "provider").then(|| value.to_owned())
     });
     match provider.as_deref() {
         None | Some("sqlite") => Ok(()),
@@ -32,6 +39,26 @@ pub(super) fn check_provider(dir: &Path) -> Result<(), SetError> {
                 crate::text::neutralize(other, 64)
             ),
         )),
+    }
+}
+
+/// Names `.sql` files in a Prisma migration folder besides `migration.sql` (a `down.sql`
+/// written by hand): Prisma runs none of them, and neither does hsm-host.
+pub(super) fn warn_unread(folder: &Path) {
+    let others: Vec<String> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql") && name != "migration.sql")
+        .map(|name| crate::text::neutralize(&name, 64))
+        .collect();
+    if !others.is_empty() {
+        tracing::warn!(
+            "{}: not read (Prisma runs only migration.sql, and has no down migrations): {}",
+            folder.display(),
+            others.join(", ")
+        );
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::layout::{SetError, error};
-use crate::sql::script::{first_token, is_complete};
+use crate::sql::script::is_complete;
 
 /// Commands about the shell's own session: output, timing, prompts, and settings hsm-host
 /// has its own way of (`.timeout`: the busy timeout; `.bail on`: hsm-host always stops at the
@@ -33,14 +33,20 @@ const SESSION_ONLY: &[&str] = &[
 
 /// `text` with its dot-commands handled: skipped ones blanked, any other refused.
 pub(super) fn dot_commands(path: &Path, text: &str) -> Result<String, SetError> {
-    if !text.contains("\n.") && !text.starts_with('.') {
+    let shell_line = |c: char| text.starts_with(c) || text.contains(&format!("\n{c}"));
+    if !shell_line('.') && !shell_line('#') {
         return Ok(text.to_owned());
     }
     let mut out = String::with_capacity(text.len());
     // What has been read since the last complete statement.
     let mut pending = String::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
-        if line.starts_with('.') && first_token(&pending).is_none() {
+        // The shell's comment lines (`#` where a statement would start) are not SQL.
+        if line.starts_with('#') && nothing_started(&pending) {
+            out.push_str(&line[line.len() - usize::from(line.ends_with('\n'))..]);
+            continue;
+        }
+        if line.starts_with('.') && nothing_started(&pending) {
             let words: Vec<&str> = line[1..].split_whitespace().collect();
             let command = words.first().copied().unwrap_or_default();
             let refuse = |why: &str| {
@@ -84,6 +90,25 @@ pub(super) fn dot_commands(path: &Path, text: &str) -> Result<String, SetError> 
     Ok(out)
 }
 
+/// Whether `pending` holds nothing but blanks and closed comments: as the shell reads, an
+/// unclosed `/*` has started SQL, so a `.` line inside it is not a command.
+fn nothing_started(pending: &str) -> bool {
+    let mut rest = pending;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some(after) = trimmed.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, next)| next);
+        } else if let Some(after) = trimmed.strip_prefix("/*") {
+            match after.split_once("*/") {
+                Some((_, next)) => rest = next,
+                None => return false,
+            }
+        } else {
+            return trimmed.is_empty() || trimmed == ";";
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,9 +121,16 @@ mod tests {
             dot_commands(path, text).unwrap(),
             "\n\nCREATE TABLE a (x);\n\n"
         );
-        // A line in a string or a statement that goes on is SQL, not a command.
+        // A line in a string, a statement that goes on or an open comment is SQL, not a
+        // command (the comment goes on: nothing after it is hidden by blanking its end).
         let text = "INSERT INTO a VALUES ('\n.read x\n');\nCREATE TABLE b\n.c (y);\n";
         assert_eq!(dot_commands(path, text).unwrap(), text);
+        let text = "CREATE TABLE a(x);\n/* note\n.print hi */ CREATE TABLE evil(x);\n";
+        assert_eq!(dot_commands(path, text).unwrap(), text);
+        assert_eq!(
+            dot_commands(path, "# a comment\nCREATE TABLE a (x);\n").unwrap(),
+            "\nCREATE TABLE a (x);\n"
+        );
         for (text, said) in [
             ("CREATE TABLE a (x);\n.read other.sql\n", "line 2: `.read`"),
             (".bail off\n", "goes on past a failing statement"),
