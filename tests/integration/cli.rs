@@ -300,7 +300,8 @@ fn default_paths_are_relative_to_the_working_directory() {
     );
     let db = env.dir.path().join("data/home-server-monitor.db");
     assert_eq!(applied(&rusqlite::Connection::open(db).unwrap()), [1]);
-    let log = std::fs::read_to_string(env.dir.path().join("logs/migration.log")).unwrap();
+    // The log sits next to the database.
+    let log = std::fs::read_to_string(env.dir.path().join("data/migration.log")).unwrap();
     assert!(
         log.contains("migration 1 (initial_schema): done"),
         "log file: {log}"

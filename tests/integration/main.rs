@@ -6,6 +6,7 @@ mod attack_classes;
 mod backups;
 mod cache;
 mod cli;
+mod config;
 mod crash;
 mod failures;
 mod guests_used;

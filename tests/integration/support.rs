@@ -77,6 +77,8 @@ impl Env {
         cmd.current_dir(self.dir.path())
             .env_remove("DATABASE_PATH")
             .env_remove("HSM_TRACKING_PREFIX")
+            .env_remove("HSM_CONFIG")
+            .env_remove("HSM_ENV")
             .env_remove("RUST_LOG")
             .env("XDG_CACHE_HOME", test_cache_home());
         cmd

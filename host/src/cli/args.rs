@@ -22,6 +22,20 @@ pub struct Args {
 
 #[derive(Debug, ClapArgs)]
 pub struct Global {
+    /// Settings file (hsm.toml: database, migrations, backup_dir, keep_backups, log_file,
+    /// tracking_prefix, layout, …, and [env.NAME] tables); paths in it are relative to it
+    /// [default: ./hsm.toml if there is one]
+    #[arg(long, global = true, env = "HSM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The [env.NAME] table of the settings file to use on top of its top level
+    #[arg(long, global = true, env = "HSM_ENV", value_name = "NAME")]
+    pub env: Option<String>,
+
+    /// The options the settings file gave (not the command line or the environment).
+    #[arg(skip)]
+    pub from_config: Vec<&'static str>,
+
     /// The SQLite database to migrate (parent directories are created)
     #[arg(
         long,
@@ -31,15 +45,20 @@ pub struct Global {
     )]
     pub database: PathBuf,
 
-    /// Directory holding the migration components (*.wasm)
-    #[arg(long, global = true, default_value = "./migrations")]
+    /// Directory holding the migration components (*.wasm) and SQL files
+    #[arg(
+        long,
+        global = true,
+        env = "HSM_MIGRATIONS",
+        default_value = "./migrations"
+    )]
     pub migrations: PathBuf,
 
     /// Layout of the SQL migrations in --migrations (and for `pack`): diesel, golang-migrate,
     /// sqlx, dbmate, goose, flyway, refinery, prisma, drizzle, or a pattern for a naming of a
     /// project's own,
     /// such as 'V{version}.{name}.{direction}.sql' [default: recognised from the file names]
-    #[arg(long, global = true, value_parser = parse_layout)]
+    #[arg(long, global = true, env = "HSM_LAYOUT", value_parser = parse_layout)]
     pub layout: Option<hsm_host::pack::Layout>,
 
     /// A value for a Flyway set's placeholder `${NAME}` (repeatable): `--placeholder NAME=VALUE`.
@@ -66,16 +85,18 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// File the log is appended to
-    #[arg(long, global = true, default_value = "./logs/migration.log")]
-    pub log_file: PathBuf,
+    /// File the log is appended to [default: migration.log next to the database]
+    #[arg(long, global = true, env = "HSM_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
 
     /// Where backups go [default: backups/ next to the database]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "HSM_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
 
-    /// How many backups of this database to keep (the newest)
-    #[arg(long, global = true, default_value_t = hsm_host::backup::DEFAULT_KEEP)]
+    /// How many backups of this database to keep (the newest), beyond the one taken before
+    /// each applied irreversible migration
+    #[arg(long, global = true, env = "HSM_KEEP_BACKUPS",
+          default_value_t = hsm_host::backup::DEFAULT_KEEP)]
     pub keep_backups: usize,
 
     /// Do not back up before migrating (dangerous: only the migrations' own down steps can undo a run)
@@ -87,15 +108,17 @@ pub struct Global {
     pub quick: bool,
 
     /// Time one migration may run (`300`, `90s`, `5m`, `1h`)
-    #[arg(long, global = true, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "HSM_TIMEOUT", default_value = "5m",
+          value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Memory one migration may use (`256MiB`, `1GiB`, `65536`)
-    #[arg(long, global = true, default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "HSM_MAX_MEMORY", default_value = "256MiB",
+          value_parser = parse_size)]
     pub max_memory: usize,
 
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/hsm-host or ~/.cache/hsm-host]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "HSM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Compile every component, without reading or writing the compile cache
@@ -103,8 +126,28 @@ pub struct Global {
     pub no_cache: bool,
 
     /// Seconds to wait for another hsm-host's migration lock
-    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        env = "HSM_LOCK_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     pub lock_timeout: u64,
+}
+
+impl Global {
+    /// The log file: `--log-file`, else `migration.log` next to the database (never in the
+    /// working directory).
+    pub fn log_path(&self) -> PathBuf {
+        self.log_file.clone().unwrap_or_else(|| {
+            self.database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join("migration.log")
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,7 +273,7 @@ impl std::str::FromStr for UpTarget {
 }
 
 /// `300`, `300s`, `5m`, `1h`, `500ms`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -252,7 +295,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `65536`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all powers of 1024).
-fn parse_size(text: &str) -> Result<usize, String> {
+pub(super) fn parse_size(text: &str) -> Result<usize, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

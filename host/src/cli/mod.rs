@@ -5,6 +5,7 @@
 
 mod args;
 mod bar;
+mod config;
 mod logging;
 mod report;
 mod sink;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use hsm_host::backup::BackupConfig;
 use hsm_host::tracking::Tracking;
 use hsm_host::{Limits, Project, Safety, restore};
@@ -27,17 +28,25 @@ const USAGE: u8 = 2;
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
+    let parsed = Args::command()
+        .try_get_matches()
+        .and_then(|matches| Args::from_arg_matches(&matches).map(|args| (args, matches)));
+    let (mut args, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // clap prints help and version to stdout with exit code 0, usage errors with 2.
             let _ = error.print();
             return ExitCode::from(error.exit_code() as u8);
         }
     };
+    // The settings file fills what the command line and the environment left unset.
+    if let Err(error) = config::apply(&mut args.global, &matches) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(USAGE);
+    }
     // Completions and the manual page only print: no log file is made for them.
     let _log_guard = (!matches!(args.command, Command::Completions { .. } | Command::Man {}))
-        .then(|| logging::init(args.global.verbose, &args.global.log_file));
+        .then(|| logging::init(args.global.verbose, &args.global.log_path()));
     // A hard stop (a migration SQLite kept past its deadline) ends the process from the
     // library: the log file is flushed first, and a --json reader still gets its error.
     let json = args.global.json;

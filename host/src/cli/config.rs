@@ -1,0 +1,155 @@
+//! `hsm.toml`: an operator's settings in a file, so cron and systemd need no long command
+//! lines and no particular working directory. Found with `--config FILE` (or `HSM_CONFIG`), else
+//! `./hsm.toml` if there is one. Paths in it are relative to the file. `[env.NAME]` tables
+//! override the top level for `--env NAME` (or `HSM_ENV`). Precedence: the command line, then
+//! environment variables, then the file, then the defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use super::args::Global;
+
+/// The file looked for in the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "hsm.toml";
+
+/// The settings a file may hold (each also a command-line option).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    database: Option<PathBuf>,
+    migrations: Option<PathBuf>,
+    backup_dir: Option<PathBuf>,
+    keep_backups: Option<usize>,
+    log_file: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    tracking_prefix: Option<String>,
+    layout: Option<String>,
+    timeout: Option<String>,
+    max_memory: Option<String>,
+    lock_timeout: Option<u64>,
+    placeholders: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(flatten)]
+    settings: Settings,
+    #[serde(default)]
+    env: BTreeMap<String, Settings>,
+}
+
+/// The configuration file in force: `--config`, else `./hsm.toml` when it exists.
+pub fn find(global: &Global) -> Option<PathBuf> {
+    global.config.clone().or_else(|| {
+        let default = PathBuf::from(DEFAULT_FILE);
+        default.is_file().then_some(default)
+    })
+}
+
+/// Fills every option of `global` that was neither given on the command line nor in the
+/// environment from the configuration file (its `[env.NAME]` table first, when `--env NAME`).
+pub fn apply(global: &mut Global, matches: &ArgMatches) -> Result<Option<PathBuf>> {
+    let Some(path) = find(global) else {
+        if let Some(env) = &global.env {
+            bail!("--env {env} needs a configuration file (--config FILE, or ./{DEFAULT_FILE})");
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let mut file: File = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid configuration file", path.display()))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let chosen = match &global.env {
+        Some(name) => match file.env.remove(name) {
+            Some(settings) => Some(settings),
+            None => bail!(
+                "{} has no [env.{name}] (it has: {})",
+                path.display(),
+                match file.env.is_empty() {
+                    true => "none".to_owned(),
+                    false => file.env.keys().cloned().collect::<Vec<_>>().join(", "),
+                }
+            ),
+        },
+        None => None,
+    };
+    // The environment's settings first, then the file's own.
+    for settings in chosen.into_iter().chain([file.settings]) {
+        fill(global, matches, settings, &base)
+            .with_context(|| format!("in the configuration file {}", path.display()))?;
+    }
+    Ok(Some(path))
+}
+
+/// Whether `id` was left to its default (neither on the command line nor in the environment).
+fn unset(matches: &ArgMatches, id: &str) -> bool {
+    !matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> Result<()> {
+    let path = |p: PathBuf| base.join(p);
+    // Each key is taken once: the first table that sets it (the environment's) wins.
+    macro_rules! take {
+        ($id:literal, $field:ident, $value:expr) => {
+            if let Some(value) = $value {
+                if unset(matches, $id) && !global.from_config.contains(&$id) {
+                    global.$field = value;
+                    global.from_config.push($id);
+                }
+            }
+        };
+    }
+    take!("database", database, s.database.map(path));
+    take!("migrations", migrations, s.migrations.map(path));
+    take!(
+        "backup_dir",
+        backup_dir,
+        s.backup_dir.map(|p| Some(path(p)))
+    );
+    take!("keep_backups", keep_backups, s.keep_backups);
+    take!("log_file", log_file, s.log_file.map(|p| Some(path(p))));
+    take!("cache_dir", cache_dir, s.cache_dir.map(|p| Some(path(p))));
+    take!("tracking_prefix", tracking_prefix, s.tracking_prefix);
+    let layout = s
+        .layout
+        .map(|l| hsm_host::pack::Layout::parse(&l).map(Some))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("layout: {e}"))?;
+    take!("layout", layout, layout);
+    let timeout = s
+        .timeout
+        .map(|t| super::args::parse_duration(&t))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
+    take!("timeout", timeout, timeout);
+    let max_memory = s
+        .max_memory
+        .map(|m| super::args::parse_size(&m))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("max_memory: {e}"))?;
+    take!("max_memory", max_memory, max_memory);
+    take!("lock_timeout", lock_timeout, s.lock_timeout);
+    // Placeholders add up: the command line's win over the file's of the same name.
+    if let Some(values) = s.placeholders {
+        for (name, value) in values {
+            if !global.placeholders.iter().any(|(n, _)| *n == name) {
+                global.placeholders.push((name, value));
+            }
+        }
+    }
+    Ok(())
+}
