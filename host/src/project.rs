@@ -237,8 +237,17 @@ impl Project {
     /// # Errors
     /// As [`source::describe_dir`] and [`status::read_status`].
     pub fn status(&self) -> Result<Status> {
-        let components =
-            source::describe_dir(&self.runtime()?, &self.migrations, self.sql.clone())?;
+        // Without its migrations directory, the database's own records are still worth showing
+        // (each applied migration then reads as missing its file).
+        let components = if self.migrations.exists() {
+            source::describe_dir(&self.runtime()?, &self.migrations, self.sql.clone())?
+        } else {
+            tracing::warn!(
+                "the migrations directory {} does not exist: showing what the database records",
+                self.migrations.display()
+            );
+            Vec::new()
+        };
         let db = self.open_existing()?;
         let mut status = status::read_status(&components, db.as_ref(), Some(&self.backup_dir()))?;
         status.database.get_or_insert_with(|| self.database.clone());

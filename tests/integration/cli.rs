@@ -744,3 +744,24 @@ fn status_check_exits_1_while_anything_needs_attention() {
     env.hsm(&["repair"]).assert_success();
     env.hsm(&["status", "--check"]).assert_success();
 }
+
+/// Without its migrations directory, `status` still shows what the database records (each
+/// applied migration missing its file), and `up` says once why it cannot go on.
+#[test]
+fn status_without_the_migrations_directory_shows_the_records() {
+    let env = crate::support::Env::empty();
+    std::fs::write(env.migrations.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    env.hsm(&["up"]).assert_success();
+    std::fs::remove_dir_all(&env.migrations).unwrap();
+    let status = env.status();
+    assert_eq!(status["current_version"], 1);
+    assert_eq!(status["missing_components"], serde_json::json!([1]));
+    let run = env.hsm(&["up"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {}",
+        run.stderr
+    );
+}

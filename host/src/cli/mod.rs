@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
         // A closed stdout (`hsm-host status | head`) is the reader's choice, not a failure.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", report::error_text(&error));
             let usage = error.downcast_ref::<UsageError>().is_some()
                 || error
                     .downcast_ref::<hsm_host::Error>()

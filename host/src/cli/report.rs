@@ -372,9 +372,26 @@ pub fn inspected(
 /// code 2: the request was wrong, nothing changed) or `failure` (exit code 1). A failed
 /// migration adds `version`, `name`, `direction`, `cause` and `completed` (the steps of the
 /// run that stay done).
+/// An error and its causes on one line, each cause once: a message that already quotes its
+/// cause (`cannot read …: No such file or directory`) does not get it again.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Result<()> {
     let mut body = serde_json::json!({
-        "message": format!("{error:#}"),
+        "message": error_text(error),
         "exit_code": exit_code,
         "meaning": if exit_code == 2 { "usage" } else { "failure" },
         "kind": "error",
