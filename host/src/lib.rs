@@ -55,7 +55,7 @@ mod traps;
 
 pub use database::Database;
 pub use error::{Error, Result};
-pub use migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety, StepReport};
+pub use migrator::{AdoptReport, DryRunReport, GcReport, Migrator, RunReport, Safety, StepReport};
 pub use plan::{Direction, PlanError};
 pub use project::Project;
 pub use runtime::{Limits, Metadata, MigrationComponent, Runtime};

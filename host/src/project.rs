@@ -251,6 +251,7 @@ impl Project {
         let db = self.open_existing()?;
         let mut status = status::read_status(&components, db.as_ref(), Some(&self.backup_dir()))?;
         status.database.get_or_insert_with(|| self.database.clone());
+        status.storage.compile_cache = self.cache_dir.as_deref().map(dir_size);
         Ok(status)
     }
 
@@ -368,6 +369,17 @@ impl Project {
         migrator.repair(&self.open()?)
     }
 
+    /// Drops unused stored components and compacts the database. See [`Migrator::gc`].
+    ///
+    /// # Errors
+    /// [`Error::NoDatabase`]; as [`Migrator::gc`].
+    pub fn gc(&self) -> Result<crate::migrator::GcReport> {
+        let db = self.open_required("there is nothing to compact")?;
+        Migrator::new(self.runtime()?, Vec::new())?
+            .with_safety(self.safety.clone())
+            .gc(&db)
+    }
+
     /// Takes over another tool's history. See [`Migrator::adopt`].
     ///
     /// # Errors
@@ -437,4 +449,18 @@ fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
     }
     found.truncate(10);
     found
+}
+
+/// The bytes of the files below `dir` (links not followed; 0 when it cannot be read).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }

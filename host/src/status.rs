@@ -54,6 +54,21 @@ pub struct Status {
     pub backups: Vec<BackupInfo>,
     /// The newest history rows, newest first.
     pub history: Vec<HistoryRow>,
+    /// The space the database, its stored components and its backups take.
+    pub storage: Storage,
+}
+
+/// Disk space, in bytes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Storage {
+    /// The database file (with its `-wal`, if any).
+    pub database: u64,
+    /// Of which the components kept for `down` (`hsm_components`).
+    pub stored_components: u64,
+    /// This database's backups.
+    pub backups: u64,
+    /// The compile cache, when it is known (`Project::status` measures it).
+    pub compile_cache: Option<u64>,
 }
 
 impl Status {
@@ -155,6 +170,7 @@ impl Status {
             interrupted: Vec::new(),
             backups: Vec::new(),
             history,
+            storage: Storage::default(),
         })
     }
 }
@@ -240,6 +256,23 @@ pub fn read_status(
         _ => Vec::new(),
     };
     let mut status = Status::read(components, db)?;
+    status.storage = Storage {
+        database: db
+            .and_then(Database::path)
+            .map(|path| {
+                let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                size(path) + size(std::path::Path::new(&wal))
+            })
+            .unwrap_or(0),
+        stored_components: match db {
+            Some(db) => db.tracking().stored_components_size(&db.connection())?,
+            None => 0,
+        },
+        backups: backups.iter().map(|b| b.size).sum(),
+        compile_cache: None,
+    };
     status.backups = backups;
     status.interrupted = interrupted;
     Ok(status)

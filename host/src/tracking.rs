@@ -497,6 +497,53 @@ impl Tracking {
         Ok(())
     }
 
+    /// Drops the stored components no applied migration records any more (superseded by a
+    /// re-apply or a `repair`, or of a migration rolled back): one stored component per
+    /// applied version. Returns how many rows went.
+    pub fn drop_unused_components(&self, conn: &Connection) -> Result<usize> {
+        if column_names(conn, &self.components)?.is_empty() {
+            return Ok(0);
+        }
+        let by_record = column_names(conn, &self.components)?
+            .iter()
+            .any(|c| c == "recorded_as");
+        let in_use = format!(
+            "SELECT checksum FROM main.\"{}\" WHERE status = 'applied' AND checksum IS NOT NULL",
+            self.migrations
+        );
+        let sql = match by_record {
+            true => format!(
+                "DELETE FROM main.\"{}\" WHERE checksum NOT IN ({in_use})
+                   AND (recorded_as IS NULL OR recorded_as NOT IN ({in_use}))",
+                self.components
+            ),
+            false => format!(
+                "DELETE FROM main.\"{}\" WHERE checksum NOT IN ({in_use})",
+                self.components
+            ),
+        };
+        conn.execute(&sql, [])
+            .context("cannot drop stored components no migration uses")
+    }
+
+    /// The bytes the stored components take (as stored, deflated).
+    pub fn stored_components_size(&self, conn: &Connection) -> Result<u64> {
+        if column_names(conn, &self.components)?.is_empty() {
+            return Ok(0);
+        }
+        let size: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT coalesce(sum(length(bytes)), 0) FROM main.\"{}\"",
+                    self.components
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .context("cannot measure the stored components")?;
+        Ok(size as u64)
+    }
+
     /// Marks a migration rolled back.
     pub fn record_rolled_back(
         &self,

@@ -415,3 +415,50 @@ fn the_backup_before_an_irreversible_migration_survives_and_down_names_it() {
         .assert_code(1)
         .assert_stderr_contains("is gone; restore an older backup of your own");
 }
+
+/// Storage stays bounded: ten re-applies of a changed migration leave one stored component,
+/// `gc` drops what no applied migration uses and compacts the file, `status` shows the space.
+#[test]
+fn one_stored_component_per_applied_version_and_gc_compacts() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    std::fs::write(m.join("001_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    let stored = |env: &Env| -> i64 {
+        env.open()
+            .query_row("SELECT count(*) FROM hsm_components", [], |r| r.get(0))
+            .unwrap()
+    };
+    for i in 0..10 {
+        std::fs::write(
+            m.join("001_notes.up.sql"),
+            format!("CREATE TABLE notes (id INTEGER, v{i} TEXT);"),
+        )
+        .unwrap();
+        env.hsm(&["up", "--no-backup"]).assert_success();
+        assert_eq!(stored(&env), 1, "after apply {i}");
+        env.hsm(&["down", "0", "--no-backup"]).assert_success();
+    }
+    env.hsm(&["up", "--no-backup"]).assert_success();
+    assert_eq!(stored(&env), 1);
+    let status = env.status();
+    assert!(
+        status["storage"]["stored_components"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert!(
+        status["storage"]["database"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    // A stored component nothing uses (an older release's leftovers) goes with gc.
+    env.open()
+        .execute(
+            "INSERT INTO hsm_components (checksum, bytes, stored_at) VALUES ('0', x'00', 'then')",
+            [],
+        )
+        .unwrap();
+    env.hsm(&["gc"])
+        .assert_success()
+        .assert_stdout_contains("1 unused stored component(s) dropped");
+    assert_eq!(stored(&env), 1);
+    assert_eq!(applied(&env.open()), [1]);
+}

@@ -188,6 +188,8 @@ pub enum Command {
     },
     /// Accept the component files as they are now for applied migrations whose file changed
     Repair {},
+    /// Drop stored components no applied migration uses, and compact the database (VACUUM)
+    Gc {},
     /// Record as applied, without running them, the migrations another tool (diesel, sqlx,
     /// golang-migrate, dbmate, goose, Flyway, refinery) applied, read from its history table
     Adopt {

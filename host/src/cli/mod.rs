@@ -252,6 +252,7 @@ fn run(args: &Args) -> Result<()> {
             let repaired = with_loading_context(global, project.repair())?;
             report::repaired(&repaired, global.json, &mut out)
         }
+        Command::Gc {} => report::collected(&project.gc()?, global.json, &mut out),
     }?;
     out.flush().context("cannot write to stdout")
 }

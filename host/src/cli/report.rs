@@ -33,6 +33,21 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         )?;
     }
     writeln!(out, "Current version: {}", status.current_version)?;
+    if status.exists {
+        let space = &status.storage;
+        let bytes = hsm_host::error::human_bytes;
+        let mut line = format!(
+            "Space:           database {} (stored components {}), backups {} ({})",
+            bytes(space.database),
+            bytes(space.stored_components),
+            bytes(space.backups),
+            status.backups.len()
+        );
+        if let Some(cache) = space.compile_cache {
+            line.push_str(&format!(", compile cache {}", bytes(cache)));
+        }
+        writeln!(out, "{line}")?;
+    }
 
     for version in &status.interrupted {
         writeln!(
@@ -372,6 +387,24 @@ pub fn inspected(
 /// code 2: the request was wrong, nothing changed) or `failure` (exit code 1). A failed
 /// migration adds `version`, `name`, `direction`, `cause` and `completed` (the steps of the
 /// run that stay done).
+pub fn collected(
+    report: &hsm_host::migrator::GcReport,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_json {
+        return json(report, out);
+    }
+    writeln!(
+        out,
+        "{} unused stored component(s) dropped; the database went from {} to {}.",
+        report.components_dropped,
+        hsm_host::error::human_bytes(report.bytes_before),
+        hsm_host::error::human_bytes(report.bytes_after)
+    )?;
+    Ok(())
+}
+
 /// An error and its causes on one line, each cause once: a message that already quotes its
 /// cause (`cannot read …: No such file or directory`) does not get it again.
 pub fn error_text(error: &anyhow::Error) -> String {

@@ -97,6 +97,17 @@ pub struct RunReport {
     pub interrupted: Vec<u64>,
 }
 
+/// What `gc` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    /// Stored components no applied migration used.
+    pub components_dropped: usize,
+    /// The database's size before, in bytes.
+    pub bytes_before: u64,
+    /// And after `VACUUM`.
+    pub bytes_after: u64,
+}
+
 /// What a dry run found: the run it would make; nothing of it was kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRunReport {
@@ -607,6 +618,38 @@ impl Migrator {
         crate::status::read_status(&self.migrations, db, backup_dir.as_deref())
     }
 
+    /// Drops stored components no applied migration uses and compacts the database file
+    /// (`VACUUM`), under the migration lock (`hsm-host gc`). Returns the rows dropped and the
+    /// file's size before and after.
+    ///
+    /// # Errors
+    /// [`Error::Locked`], [`Error::Sqlite`].
+    pub fn gc(&self, db: &Database) -> Result<GcReport> {
+        let _lock = self.lock(db)?;
+        let conn = db.connection();
+        let size = |conn: &Connection| -> Result<u64> {
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .context("cannot read the page count")?;
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .context("cannot read the page size")?;
+            Ok((pages * page) as u64)
+        };
+        let before = size(&conn)?;
+        let dropped = match db.tracking().exists(&conn)? {
+            true => db.tracking().drop_unused_components(&conn)?,
+            false => 0,
+        };
+        conn.execute_batch("VACUUM")
+            .context("cannot compact the database (VACUUM)")?;
+        Ok(GcReport {
+            components_dropped: dropped,
+            bytes_before: before,
+            bytes_after: size(&conn)?,
+        })
+    }
+
     /// Accepts the component files as they are now for applied migrations whose file changed
     /// (`hsm-host repair`): records their checksums and stores their bytes. Returns the versions
     /// updated.
@@ -643,6 +686,7 @@ impl Migrator {
             );
             repaired.push(row.version);
         }
+        db.tracking().drop_unused_components(&conn)?;
         Ok(repaired)
     }
 }

@@ -74,6 +74,8 @@ pub(super) fn run_tracked(
                 &time::now_iso(),
             )?,
         }
+        // One stored component per applied version: the one this step replaced goes with it.
+        db.tracking().drop_unused_components(conn)?;
         db.tracking()
             .finish_attempt(conn, attempt, None, &time::now_iso())
     });
