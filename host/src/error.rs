@@ -66,6 +66,10 @@ pub enum Error {
     #[error("cannot make the new migration: {0}")]
     Scaffold(String),
 
+    /// `hsm-host export` could not write a stored component back out.
+    #[error("cannot export: {0}")]
+    Export(String),
+
     /// A tracking prefix that cannot name a table safely.
     #[error("invalid tracking prefix `{prefix}`: {reason}")]
     InvalidTrackingPrefix {
@@ -283,6 +287,7 @@ impl Error {
             Error::IncompatibleTracking { .. } => "incompatible_tracking",
             Error::TrackedElsewhere { .. } => "tracked_elsewhere",
             Error::Scaffold(_) => "scaffold",
+            Error::Export(_) => "export",
             Error::InvalidTrackingPrefix { .. } => "invalid_tracking_prefix",
             Error::ReadMigrations { .. } => "read_migrations",
             Error::NoMigrations { .. } => "no_migrations",

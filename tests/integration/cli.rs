@@ -765,3 +765,26 @@ fn status_without_the_migrations_directory_shows_the_records() {
         run.stderr
     );
 }
+
+/// `export` writes the component a migration was applied from back out, byte for byte, never
+/// over a file; a version not applied is refused.
+#[test]
+fn export_writes_the_applied_component_back() {
+    let env = crate::support::Env::with_examples();
+    env.hsm(&["up", "1"]).assert_success();
+    let first = std::fs::read_dir(&env.migrations)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("v001"))
+        .unwrap();
+    let out = env.dir.path().join("exported.wasm");
+    env.hsm(&["export", "1", "-o", out.to_str().unwrap()])
+        .assert_success();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&first).unwrap());
+    env.hsm(&["export", "1", "-o", out.to_str().unwrap()])
+        .assert_code(1)
+        .assert_stderr_contains("cannot create");
+    env.hsm(&["export", "2"])
+        .assert_code(1)
+        .assert_stderr_contains("migration 2 is not applied");
+}

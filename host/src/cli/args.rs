@@ -178,6 +178,15 @@ pub enum Command {
     },
     /// Take a backup of the database now
     Backup {},
+    /// Write the component an applied migration was applied from back out, as the database
+    /// stored it (to put back a file that changed or is gone)
+    Export {
+        /// The applied migration's version
+        version: u64,
+        /// Where to write it [default: <version>_<name>.wasm here]; never over an existing file
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Replace the database with a backup (without PATH: list the backups)
     Restore {
         /// The backup file to restore

@@ -153,6 +153,10 @@ fn run(args: &Args) -> Result<()> {
             let path = project.backup()?;
             report::backup_taken(&path, global.json, &mut out)
         }
+        Command::Export { version, output } => {
+            let path = project.export(*version, output.as_deref())?;
+            report::exported(&path, global.json, &mut out)
+        }
         Command::Restore { path: None, .. } => {
             let backups = project.backups()?;
             report::backups(&project.backup_dir(), &backups, global.json, &mut out)

@@ -387,6 +387,14 @@ pub fn inspected(
 /// code 2: the request was wrong, nothing changed) or `failure` (exit code 1). A failed
 /// migration adds `version`, `name`, `direction`, `cause` and `completed` (the steps of the
 /// run that stay done).
+pub fn exported(path: &std::path::Path, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(&serde_json::json!({ "exported": path }), out);
+    }
+    writeln!(out, "wrote {}", path.display())?;
+    Ok(())
+}
+
 pub fn collected(
     report: &hsm_host::migrator::GcReport,
     as_json: bool,
