@@ -313,8 +313,13 @@ impl Error {
     /// Whether the error is the operator's request being wrong (exit code 2) rather than
     /// something failing (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::NoDatabase { .. } | Error::NoMigrations { .. })
-            || matches!(self, Error::Plan(plan) if plan.is_usage())
+        matches!(
+            self,
+            Error::NoDatabase { .. } | Error::NoMigrations { .. } | Error::Scaffold(_)
+        ) || matches!(self, Error::Plan(plan) if plan.is_usage())
+            // A migrations directory that is not there: the wrong --migrations.
+            || matches!(self, Error::ReadMigrations { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound)
     }
 
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {

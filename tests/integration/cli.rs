@@ -597,7 +597,7 @@ fn a_new_author_goes_from_nothing_to_a_tested_applied_and_rolled_back_migration(
         .assert_success()
         .assert_stdout_contains("Made migration 2:");
     env.hsm(&["new", "Bad-Name", "--dir", work.to_str().unwrap()])
-        .assert_code(1)
+        .assert_code(2)
         .assert_stderr_contains("is not a snake_case name");
 
     // Built as the README says, with the SDK and contract `new` vendored.
@@ -757,7 +757,7 @@ fn status_without_the_migrations_directory_shows_the_records() {
     assert_eq!(status["current_version"], 1);
     assert_eq!(status["missing_components"], serde_json::json!([1]));
     let run = env.hsm(&["up"]);
-    run.assert_code(1);
+    run.assert_code(2);
     assert_eq!(
         run.stderr.matches("No such file or directory").count(),
         1,
@@ -787,4 +787,26 @@ fn export_writes_the_applied_component_back() {
     env.hsm(&["export", "2"])
         .assert_code(1)
         .assert_stderr_contains("migration 2 is not applied");
+}
+
+/// Colour only when asked for or on a terminal (never under NO_COLOR); the operator's own
+/// mistakes (a bad name for `new`, a migrations directory that is not there) exit 2.
+#[test]
+fn colour_is_chosen_and_usage_mistakes_exit_2() {
+    let env = crate::support::Env::empty();
+    std::fs::write(env.migrations.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    let run = env.hsm(&["up", "--color", "always"]);
+    run.assert_success();
+    assert!(run.stderr.contains("\u{1b}["), "{}", run.stderr);
+    let run = env.hsm(&["status", "--color", "never", "-v"]);
+    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
+    env.hsm(&["new", "BadName", "--sql"])
+        .assert_code(2)
+        .assert_stderr_contains("is not a snake_case name");
+    let mut cmd = env.command();
+    cmd.args(["up", "--migrations", "nowhere", "--database"])
+        .arg(&env.db);
+    crate::support::Run::from(cmd.output().unwrap())
+        .assert_code(2)
+        .assert_stderr_contains("choose the directory with --migrations");
 }

@@ -81,6 +81,10 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
     /// More log output on stderr (-v debug, -vv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -136,7 +140,31 @@ pub struct Global {
     pub lock_timeout: u64,
 }
 
+/// When stderr gets colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless `NO_COLOR` is set (no-color.org).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
 impl Global {
+    /// Whether stderr gets colour.
+    pub fn color(&self) -> bool {
+        use std::io::IsTerminal;
+        match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+
     /// The log file: `--log-file`, else `migration.log` next to the database (never in the
     /// working directory).
     pub fn log_path(&self) -> PathBuf {

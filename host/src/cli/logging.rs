@@ -1,6 +1,5 @@
 //! Logging: human lines on stderr, and everything at debug level appended to the log file.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -30,13 +29,13 @@ pub fn flush() {
 
 /// Installs the subscriber. The returned value flushes the log file when dropped; without a
 /// usable log file, logging goes on to stderr only (with a warning).
-pub fn init(verbose: u8, log_file: &Path) -> Flush {
-    let guard = install(verbose, log_file);
+pub fn init(verbose: u8, log_file: &Path, color: bool) -> Flush {
+    let guard = install(verbose, log_file, color);
     *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = guard;
     Flush
 }
 
-fn install(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
+fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -48,7 +47,7 @@ fn install(verbose: u8, log_file: &Path) -> Option<WorkerGuard> {
     let stderr = fmt::layer()
         .fmt_fields(super::sink::fields())
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(color)
         .with_target(false)
         .without_time()
         .with_filter(stderr_filter);

@@ -45,8 +45,14 @@ pub fn main() -> ExitCode {
         return ExitCode::from(USAGE);
     }
     // Completions and the manual page only print: no log file is made for them.
-    let _log_guard = (!matches!(args.command, Command::Completions { .. } | Command::Man {}))
-        .then(|| logging::init(args.global.verbose, &args.global.log_path()));
+    let _log_guard =
+        (!matches!(args.command, Command::Completions { .. } | Command::Man {})).then(|| {
+            logging::init(
+                args.global.verbose,
+                &args.global.log_path(),
+                args.global.color(),
+            )
+        });
     // A hard stop (a migration SQLite kept past its deadline) ends the process from the
     // library: the log file is flushed first, and a --json reader still gets its error.
     let json = args.global.json;
