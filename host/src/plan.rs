@@ -83,6 +83,9 @@ pub enum PlanError {
         backup: Option<std::path::PathBuf>,
     },
 
+    #[error("nothing is applied, so there is nothing to redo")]
+    NothingToRedo,
+
     #[error(
         "migration {version} is applied but no component for it is in the migrations directory: \
          put its .wasm file back to roll it back"
@@ -128,6 +131,7 @@ impl PlanError {
             PlanError::UnknownTarget { .. }
                 | PlanError::UpTargetBelowCurrent { .. }
                 | PlanError::DownTargetAboveCurrent { .. }
+                | PlanError::NothingToRedo
         )
     }
 }

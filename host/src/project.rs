@@ -255,6 +255,23 @@ impl Project {
         Ok(status)
     }
 
+    /// Rolls the newest applied migration back and applies it again: two runs, each with its
+    /// backup and checks. Returns both reports.
+    ///
+    /// # Errors
+    /// As [`Migrator::down`] and [`Migrator::up`]; a database with nothing applied is
+    /// [`Error::Plan`].
+    pub fn redo(&self) -> Result<(RunReport, RunReport)> {
+        let migrator = self.migrator()?;
+        let db = self.open_required("there is nothing to redo")?;
+        let down = migrator.down(&db, None)?;
+        let Some(step) = down.steps.first() else {
+            return Err(Error::Plan(crate::plan::PlanError::NothingToRedo));
+        };
+        let up = migrator.up(&db, Some(step.version))?;
+        Ok((down, up))
+    }
+
     /// Applies pending migrations up to `target` (all when `None`). See [`Migrator::up`].
     ///
     /// # Errors

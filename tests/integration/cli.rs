@@ -810,3 +810,30 @@ fn colour_is_chosen_and_usage_mistakes_exit_2() {
         .assert_code(2)
         .assert_stderr_contains("choose the directory with --migrations");
 }
+
+/// `redo` rolls the newest migration back and applies it again: a changed file's new down and
+/// up both run (each run with its backup and checks).
+#[test]
+fn redo_runs_the_newest_migration_down_and_up_again() {
+    let env = crate::support::Env::empty();
+    let m = &env.migrations;
+    std::fs::write(m.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(m.join("001_a.down.sql"), "DROP TABLE a;").unwrap();
+    std::fs::write(m.join("002_b.up.sql"), "CREATE TABLE b (x);").unwrap();
+    std::fs::write(m.join("002_b.down.sql"), "DROP TABLE b;").unwrap();
+    env.hsm(&["redo"])
+        .assert_code(2)
+        .assert_stderr_contains("nothing to redo");
+    env.hsm(&["up"]).assert_success();
+    env.open().execute("INSERT INTO b VALUES (1)", []).unwrap();
+    env.hsm(&["redo"])
+        .assert_success()
+        .assert_stdout_contains("Version 2 -> 1.")
+        .assert_stdout_contains("Version 1 -> 2.");
+    let rows: i64 = env
+        .open()
+        .query_row("SELECT count(*) FROM b", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "b was dropped and made again");
+    assert_eq!(crate::support::applied(&env.open()), [1, 2]);
+}

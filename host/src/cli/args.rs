@@ -204,6 +204,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Roll the newest migration back and apply it again (to try a changed down or up)
+    Redo {},
     /// Take a backup of the database now
     Backup {},
     /// Write the component an applied migration was applied from back out, as the database

@@ -155,6 +155,17 @@ fn run(args: &Args) -> Result<()> {
             let run = with_loading_context(global, project.down(*target))?;
             report::run(&run, global.json, &mut out)
         }
+        Command::Redo {} => {
+            let (down, up) = with_loading_context(global, project.redo())?;
+            if global.json {
+                writeln!(out, "{}", serde_json::json!({ "down": down, "up": up }))
+                    .context("cannot write to stdout")?;
+                Ok(())
+            } else {
+                report::run(&down, false, &mut out)?;
+                report::run(&up, false, &mut out)
+            }
+        }
         Command::Backup {} => {
             let path = project.backup()?;
             report::backup_taken(&path, global.json, &mut out)
