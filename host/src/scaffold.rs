@@ -98,13 +98,18 @@ fn next_version(taken: impl IntoIterator<Item = u64>) -> u64 {
     taken.into_iter().max().unwrap_or(0) + 1
 }
 
-/// The versions of the guest crates in `dir` (`v<version>_<name>/`).
+/// The versions of the guest crates (or Python and JavaScript modules) in `dir`
+/// (`v<version>_<name>/`).
 fn crate_versions(dir: &Path) -> Vec<u64> {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter(|e| {
+            ["Cargo.toml", "app.py", "app.js"]
+                .iter()
+                .any(|f| e.path().join(f).is_file())
+        })
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let digits: String = name
@@ -291,6 +296,123 @@ pub fn sql_files(
     };
     let files = write_all(planned)?;
     Ok(Scaffolded { version, files })
+}
+
+/// A language other than Rust that `new` writes a migration in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// componentize-py, with `hsm_guest.py`.
+    Python,
+    /// componentize-js, with `hsm-guest.js`.
+    JavaScript,
+}
+
+/// The helpers and the contract, as this hsm-host was built with them.
+const PYTHON_HELPER: &str = include_str!("../../guest-sdk/python/hsm_guest.py");
+const JS_HELPER: &str = include_str!("../../guest-sdk/js/hsm-guest.js");
+const CONTRACT: &str = include_str!("../../wit/migration.wit");
+
+/// A Python or JavaScript migration `v<NNN>_<name>/` in `dir` for the version after every one
+/// in `dir` and in `taken`: its module (`app.py`/`app.js`) and the helper beside it, and the
+/// contract in `dir/wit/` (so it builds with nothing else). Returns what was made and the
+/// command that builds it into `out_dir` (the migrations directory).
+///
+/// # Errors
+/// [`Error::Scaffold`]: a name that is not snake_case, a file that exists, a write that fails.
+pub fn module(
+    dir: &Path,
+    name: &str,
+    taken: &[u64],
+    language: Language,
+    out_dir: &Path,
+) -> Result<(Scaffolded, String)> {
+    check_name(name)?;
+    let version = next_version(taken.iter().copied().chain(crate_versions(dir)));
+    let module = format!("v{version:03}_{name}");
+    let folder = dir.join(&module);
+    let out = std::path::absolute(out_dir.join(format!("{module}.wasm")))
+        .unwrap_or_else(|_| out_dir.join(format!("{module}.wasm")));
+    let (files, build) = match language {
+        Language::Python => (
+            vec![
+                (folder.join("app.py"), python_module(version, name)),
+                (folder.join("hsm_guest.py"), PYTHON_HELPER.to_owned()),
+            ],
+            format!(
+                "(cd {} && componentize-py -d ../wit -w migration-with-functions componentize \
+                 app -o {})",
+                folder.display(),
+                out.display()
+            ),
+        ),
+        Language::JavaScript => (
+            vec![
+                (folder.join("app.js"), js_module(version, name)),
+                (folder.join("hsm-guest.js"), JS_HELPER.to_owned()),
+            ],
+            format!(
+                "(cd {} && componentize-js app.js -w ../wit -n migration-with-functions -d http \
+                 fetch-event -o {})",
+                folder.display(),
+                out.display()
+            ),
+        ),
+    };
+    let mut planned = files;
+    let wit = dir.join("wit/migration.wit");
+    if !wit.exists() {
+        planned.push((wit, CONTRACT.to_owned()));
+    }
+    let files = write_all(planned)?;
+    Ok((Scaffolded { version, files }, build))
+}
+
+fn python_module(version: u64, name: &str) -> String {
+    format!(
+        r#"# Migration {version}: TODO say in one sentence what {name} does.
+from hsm_guest import Db, log, migration
+
+
+def up(db: Db) -> None:
+    db.execute_batch("CREATE TABLE {name} (id INTEGER PRIMARY KEY)")
+    log("created {name}")
+
+
+def down(db: Db) -> None:
+    db.execute_batch("DROP TABLE {name}")
+
+
+WitWorld, Functions = migration(version={version}, name="{name}",
+                                description="TODO: what {name} does",
+                                up=up, down=down)
+"#
+    )
+}
+
+fn js_module(version: u64, name: &str) -> String {
+    format!(
+        r#"// Migration {version}: TODO say in one sentence what {name} does.
+import {{ migration, log }} from './hsm-guest.js';
+
+function up(db) {{
+  db.executeBatch('CREATE TABLE {name} (id INTEGER PRIMARY KEY)');
+  log('created {name}');
+}}
+
+function down(db) {{
+  db.executeBatch('DROP TABLE {name}');
+}}
+
+export const {{ metadata, up: upStep, down: downStep, functions }} = migration({{
+  version: {version},
+  name: '{name}',
+  description: 'TODO: what {name} does',
+  up,
+  down,
+}});
+export {{ upStep as up, downStep as down }};
+"#
+    )
 }
 
 #[cfg(test)]

@@ -837,3 +837,35 @@ fn redo_runs_the_newest_migration_down_and_up_again() {
     assert_eq!(rows, 0, "b was dropped and made again");
     assert_eq!(crate::support::applied(&env.open()), [1, 2]);
 }
+
+/// `new --python` / `--js`: the next free version (after the migrations directory's), the
+/// module with its helper beside it, the contract vendored, and the exact build command.
+#[test]
+fn new_makes_python_and_javascript_migrations_with_their_build_command() {
+    let env = crate::support::Env::with_examples();
+    let work = env.dir.path().join("authors");
+    let made = env.hsm(&[
+        "new",
+        "add_notes",
+        "--python",
+        "--dir",
+        work.to_str().unwrap(),
+    ]);
+    made.assert_success()
+        .assert_stdout_contains("Made migration 8:")
+        .assert_stdout_contains("componentize-py -d ../wit -w migration-with-functions");
+    assert!(work.join("v008_add_notes/app.py").is_file());
+    assert!(work.join("v008_add_notes/hsm_guest.py").is_file());
+    assert!(work.join("wit/migration.wit").is_file());
+    let app = std::fs::read_to_string(work.join("v008_add_notes/app.py")).unwrap();
+    assert!(
+        app.contains("version=8") && app.contains("name=\"add_notes\""),
+        "{app}"
+    );
+    env.hsm(&["new", "add_tags", "--js", "--dir", work.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("Made migration 9:")
+        .assert_stdout_contains("componentize-js app.js -w ../wit");
+    assert!(work.join("v009_add_tags/hsm-guest.js").is_file());
+    env.hsm(&["new", "x", "--js", "--python"]).assert_code(2);
+}

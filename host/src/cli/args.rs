@@ -281,8 +281,16 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Make <version>_<name>.up.sql and .down.sql in the --migrations directory instead
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["python", "js"])]
         sql: bool,
+        /// Make a Python migration (app.py and the helper) in --dir instead, and print the
+        /// command that builds it into the --migrations directory
+        #[arg(long, conflicts_with = "js")]
+        python: bool,
+        /// Make a JavaScript migration (app.js and the helper) in --dir instead, and print the
+        /// command that builds it into the --migrations directory
+        #[arg(long)]
+        js: bool,
     },
     /// Print a shell completion script (e.g. `hsm-host completions bash > /etc/bash_completion.d/hsm-host`)
     Completions {

@@ -224,7 +224,13 @@ fn run(args: &Args) -> Result<()> {
                 Err(Reported(format!("{failed} migration(s) failed their round trip")).into())
             }
         }
-        Command::New { name, dir, sql } => {
+        Command::New {
+            name,
+            dir,
+            sql,
+            python,
+            js,
+        } => {
             // The versions already taken in the migrations directory (none if it is not there).
             let taken: Vec<u64> = if global.migrations.is_dir() {
                 hsm_host::source::describe_dir(
@@ -238,6 +244,17 @@ fn run(args: &Args) -> Result<()> {
             } else {
                 Vec::new()
             };
+            if *python || *js {
+                let language = match python {
+                    true => hsm_host::scaffold::Language::Python,
+                    false => hsm_host::scaffold::Language::JavaScript,
+                };
+                let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
+                let (made, build) =
+                    hsm_host::scaffold::module(&dir, name, &taken, language, &global.migrations)?;
+                report::scaffolded_module(&made, &build, global.json, &mut out)?;
+                return out.flush().context("cannot write to stdout");
+            }
             let made = if *sql {
                 // The layout the directory's newest SQL migration follows.
                 let layout = match global.migrations.is_dir() {

@@ -507,6 +507,32 @@ pub fn tested(
 }
 
 /// `hsm-host new`: what was made, and the next commands.
+pub fn scaffolded_module(
+    made: &hsm_host::scaffold::Scaffolded,
+    build: &str,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if as_json {
+        return json(
+            &serde_json::json!({ "version": made.version, "files": made.files, "build": build }),
+            out,
+        );
+    }
+    writeln!(out, "Made migration {}:", made.version)?;
+    for file in &made.files {
+        writeln!(out, "  {}", file.display())?;
+    }
+    writeln!(
+        out,
+        "Next: write up/down, then build it (./scripts/guest-tools.sh installs the tool under \
+         target/guest-tools/; put its bin directory on PATH):"
+    )?;
+    writeln!(out, "  {build}")?;
+    writeln!(out, "then `hsm-host test` and `hsm-host up`.")?;
+    Ok(())
+}
+
 pub fn scaffolded(
     made: &hsm_host::scaffold::Scaffolded,
     sql: bool,
