@@ -500,7 +500,19 @@ fn completions_and_the_manual_page_are_printed_and_nothing_is_written() {
     let run = Run::from(env.command().arg("man").output().unwrap());
     run.assert_success()
         .assert_stdout_contains(".TH hsm-host")
-        .assert_stdout_contains("tracking\\-prefix");
+        .assert_stdout_contains("tracking\\-prefix")
+        .assert_stdout_contains("\\fBhsm\\-host status\\fR");
+    // No references to pages that do not exist.
+    assert!(
+        !run.stdout.contains("hsm\\-host\\-status(1)"),
+        "{}",
+        run.stdout
+    );
+    // A command's own options come first, the global ones under their heading.
+    let help = Run::from(env.command().args(["status", "--help"]).output().unwrap());
+    let own = help.stdout.find("--check").unwrap();
+    let globals = help.stdout.find("Global options:").unwrap();
+    assert!(own < globals, "{}", help.stdout);
     // No log file, no database.
     assert!(!env.dir.path().join("logs").exists());
     assert!(!env.db.exists());

@@ -25,11 +25,23 @@ pub struct Global {
     /// Settings file (hsm.toml: database, migrations, backup_dir, keep_backups, log_file,
     /// tracking_prefix, layout, …, and [env.NAME] tables); paths in it are relative to it
     /// [default: ./hsm.toml if there is one]
-    #[arg(long, global = true, env = "HSM_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// The [env.NAME] table of the settings file to use on top of its top level
-    #[arg(long, global = true, env = "HSM_ENV", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_ENV",
+        value_name = "NAME"
+    )]
     pub env: Option<String>,
 
     /// The options the settings file gave (not the command line or the environment).
@@ -40,6 +52,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "DATABASE_PATH",
         default_value = "./data/home-server-monitor.db"
     )]
@@ -49,6 +62,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "HSM_MIGRATIONS",
         default_value = "./migrations"
     )]
@@ -58,11 +72,11 @@ pub struct Global {
     /// sqlx, dbmate, goose, flyway, refinery, prisma, drizzle, or a pattern for a naming of a
     /// project's own,
     /// such as 'V{version}.{name}.{direction}.sql' [default: recognised from the file names]
-    #[arg(long, global = true, env = "HSM_LAYOUT", value_parser = parse_layout)]
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_LAYOUT", value_parser = parse_layout)]
     pub layout: Option<hsm_host::pack::Layout>,
 
     /// A value for a Flyway set's placeholder `${NAME}` (repeatable): `--placeholder NAME=VALUE`.
-    #[arg(long = "placeholder", global = true, value_name = "NAME=VALUE",
+    #[arg(long = "placeholder", global = true, help_heading = "Global options", value_name = "NAME=VALUE",
           value_parser = hsm_host::pack::placeholders::parse)]
     pub placeholders: Vec<(String, String)>,
 
@@ -71,6 +85,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "HSM_TRACKING_PREFIX",
         default_value = "",
         hide_default_value = true
@@ -78,61 +93,77 @@ pub struct Global {
     pub tracking_prefix: String,
 
     /// Print results as JSON on stdout
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// Colour on stderr: auto (a terminal, unless NO_COLOR is set), always, never
-    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = Color::Auto)]
     pub color: Color,
 
     /// More log output on stderr (-v debug, -vv trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// File the log is appended to [default: migration.log next to the database]
-    #[arg(long, global = true, env = "HSM_LOG_FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_LOG_FILE"
+    )]
     pub log_file: Option<PathBuf>,
 
     /// Where backups go [default: backups/ next to the database]
-    #[arg(long, global = true, env = "HSM_BACKUP_DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_BACKUP_DIR"
+    )]
     pub backup_dir: Option<PathBuf>,
 
     /// How many backups of this database to keep (the newest), beyond the one taken before
     /// each applied irreversible migration
-    #[arg(long, global = true, env = "HSM_KEEP_BACKUPS",
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_KEEP_BACKUPS",
           default_value_t = hsm_host::backup::DEFAULT_KEEP)]
     pub keep_backups: usize,
 
     /// Do not back up before migrating (dangerous: only the migrations' own down steps can undo a run)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_backup: bool,
 
     /// Use PRAGMA quick_check instead of the full integrity_check (faster on large databases)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub quick: bool,
 
     /// Time one migration may run (`300`, `90s`, `5m`, `1h`)
-    #[arg(long, global = true, env = "HSM_TIMEOUT", default_value = "5m",
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_TIMEOUT", default_value = "5m",
           value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Memory one migration may use (`256MiB`, `1GiB`, `65536`)
-    #[arg(long, global = true, env = "HSM_MAX_MEMORY", default_value = "256MiB",
+    /// Memory one migration may use (`256MiB`, `1GiB`, or bytes: `1048576`; at least 1 MiB)
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_MAX_MEMORY", default_value = "256MiB",
           value_parser = parse_size)]
     pub max_memory: usize,
 
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/hsm-host or ~/.cache/hsm-host]
-    #[arg(long, global = true, env = "HSM_CACHE_DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_CACHE_DIR"
+    )]
     pub cache_dir: Option<PathBuf>,
 
     /// Compile every component, without reading or writing the compile cache
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
 
     /// Seconds to wait for another hsm-host's migration lock
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "HSM_LOCK_TIMEOUT",
         default_value_t = 60,
         value_name = "SECONDS"

@@ -92,6 +92,32 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The manual page: clap_mangen's sections, with the commands listed as `hsm-host status` …
+/// rather than as references to `hsm-host-status(1)` pages that do not exist.
+fn manual(out: &mut impl Write) -> std::io::Result<()> {
+    let command = <Args as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    let roff = |text: &str| text.replace('\\', "\\e").replace('-', "\\-");
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in command.get_subcommands() {
+        writeln!(out, ".TP")?;
+        writeln!(out, "\\fBhsm\\-host {}\\fR", roff(sub.get_name()))?;
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        writeln!(out, "{}", roff(&about))?;
+    }
+    writeln!(
+        out,
+        ".PP\nEach command's own options: \\fBhsm\\-host COMMAND \\-\\-help\\fR."
+    )?;
+    man.render_extra_section(out)?;
+    man.render_version_section(out)
+}
+
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
@@ -283,9 +309,7 @@ fn run(args: &Args) -> Result<()> {
             clap_complete::generate(*shell, &mut command, "hsm-host", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man {} => clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .context("cannot write the manual page"),
+        Command::Man {} => manual(&mut std::io::stdout()).context("cannot write the manual page"),
         Command::Repair {} => {
             let repaired = with_loading_context(global, project.repair())?;
             report::repaired(&repaired, global.json, &mut out)
