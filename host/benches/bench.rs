@@ -463,6 +463,7 @@ fn up_with_backups(bench: &Bench, path: &Path, backups: &Path) {
             backups: Some(BackupConfig {
                 dir: Some(backups.to_owned()),
                 keep: 10,
+                keep_for: None,
             }),
             ..Safety::default()
         },
@@ -831,6 +832,7 @@ fn backup(bench: &Bench, report: &mut Report) {
         let config = BackupConfig {
             dir: Some(backups.clone()),
             keep: 1,
+            keep_for: None,
         };
         ours.push(time(|| hsm_host::backup::create(&conn, &big, &config).unwrap()).0);
         let _ = std::fs::remove_dir_all(&backups);

@@ -29,6 +29,9 @@ pub struct BackupConfig {
     pub dir: Option<PathBuf>,
     /// How many of this database's backups to keep (the newest).
     pub keep: usize,
+    /// Also drop, of those, backups older than this (`--keep-backups-for 30d`); `None`: no
+    /// age bound. The backup just taken and those that matter are kept whatever their age.
+    pub keep_for: Option<Duration>,
 }
 
 impl Default for BackupConfig {
@@ -36,6 +39,7 @@ impl Default for BackupConfig {
         Self {
             dir: None,
             keep: DEFAULT_KEEP,
+            keep_for: None,
         }
     }
 }
@@ -159,7 +163,18 @@ pub(crate) fn create_keeping(
         .iter()
         .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
         .collect();
-    prune(database, &dir, config.keep, Some(&name), &kept_also)?;
+    let oldest = config
+        .keep_for
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .map(|age| backup_file_name(database, chrono::Utc::now() - age));
+    prune_older(
+        database,
+        &dir,
+        config.keep,
+        Some(&name),
+        &kept_also,
+        oldest.as_deref(),
+    )?;
     Ok(path)
 }
 
@@ -373,6 +388,19 @@ pub fn prune(
     current: Option<&str>,
     kept_also: &[String],
 ) -> Result<()> {
+    prune_older(database, dir, keep, current, kept_also, None)
+}
+
+/// [`prune`], also dropping backups named before `oldest` (the name a backup taken at the age
+/// bound would have: names sort in time order).
+fn prune_older(
+    database: &Path,
+    dir: &Path,
+    keep: usize,
+    current: Option<&str>,
+    kept_also: &[String],
+    oldest: Option<&str>,
+) -> Result<()> {
     let latest = latest_name(database);
     let me = rustix::process::geteuid().as_raw();
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -392,7 +420,8 @@ pub fn prune(
         if kept_also.contains(old) {
             continue;
         }
-        if Some(old.as_str()) == current || kept < keep {
+        let too_old = oldest.is_some_and(|oldest| old.as_str() < oldest);
+        if Some(old.as_str()) == current || (kept < keep && !too_old) {
             kept += 1;
             continue;
         }

@@ -462,3 +462,45 @@ fn one_stored_component_per_applied_version_and_gc_compacts() {
     assert_eq!(stored(&env), 1);
     assert_eq!(applied(&env.open()), [1]);
 }
+
+/// `--keep-backups-for`: backups older than the bound go, even within `--keep-backups`; the
+/// one before an applied irreversible migration and the one just taken stay.
+#[test]
+fn an_age_bound_drops_old_backups_but_not_the_ones_that_matter() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    std::fs::write(m.join("001_seed.up.sql"), "CREATE TABLE t (x);").unwrap();
+    env.hsm(&["up"]).assert_success();
+    let dir = env.db.parent().unwrap().join("backups");
+    let taken: String = env
+        .open()
+        .query_row(
+            "SELECT backup_path FROM migrations WHERE version = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // The backup that matters, dated long ago; and another old one that does not matter.
+    let protected = dir.join("test.db.backup-2020-01-01T00-00-00-000Z");
+    std::fs::rename(&taken, &protected).unwrap();
+    env.open()
+        .execute(
+            "UPDATE migrations SET backup_path = ?1",
+            [protected.to_str().unwrap()],
+        )
+        .unwrap();
+    let old = dir.join("test.db.backup-2020-02-01T00-00-00-000Z");
+    std::fs::copy(&protected, &old).unwrap();
+    env.hsm(&[
+        "backup",
+        "--keep-backups",
+        "10",
+        "--keep-backups-for",
+        "30d",
+    ])
+    .assert_success();
+    let left = backups_in(&dir);
+    assert!(protected.is_file(), "{left:?}");
+    assert!(!old.exists(), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+}

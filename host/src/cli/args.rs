@@ -128,6 +128,12 @@ pub struct Global {
           default_value_t = hsm_host::backup::DEFAULT_KEEP)]
     pub keep_backups: usize,
 
+    /// Also drop backups older than this (`30d`, `12h`, `90m`); the one before each applied
+    /// irreversible migration and the newest are kept whatever their age
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_KEEP_BACKUPS_FOR",
+          value_parser = parse_age)]
+    pub keep_backups_for: Option<Duration>,
+
     /// Do not back up before migrating (dangerous: only the migrations' own down steps can undo a run)
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_backup: bool,
@@ -353,6 +359,18 @@ impl std::str::FromStr for UpTarget {
 }
 
 /// `300`, `300s`, `5m`, `1h`, `500ms`.
+/// `30d`, `12h`, `90m`, `3600s` (or seconds), for an age bound.
+pub(super) fn parse_age(text: &str) -> Result<Duration, String> {
+    match text.strip_suffix('d') {
+        Some(days) => days
+            .trim()
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d * 86_400))
+            .map_err(|_| format!("`{text}` is not an age such as 30d, 12h or 90m")),
+        None => parse_duration(text),
+    }
+}
+
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())

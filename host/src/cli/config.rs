@@ -25,6 +25,7 @@ struct Settings {
     migrations: Option<PathBuf>,
     backup_dir: Option<PathBuf>,
     keep_backups: Option<usize>,
+    keep_backups_for: Option<String>,
     log_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     tracking_prefix: Option<String>,
@@ -121,6 +122,12 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
         s.backup_dir.map(|p| Some(path(p)))
     );
     take!("keep_backups", keep_backups, s.keep_backups);
+    let keep_for = s
+        .keep_backups_for
+        .map(|t| super::args::parse_age(&t).map(Some))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("keep_backups_for: {e}"))?;
+    take!("keep_backups_for", keep_backups_for, keep_for);
     take!("log_file", log_file, s.log_file.map(|p| Some(path(p))));
     take!("cache_dir", cache_dir, s.cache_dir.map(|p| Some(path(p))));
     take!("tracking_prefix", tracking_prefix, s.tracking_prefix);

@@ -341,6 +341,7 @@ fn project(global: &Global) -> Result<Project> {
     let backups = BackupConfig {
         dir: global.backup_dir.clone(),
         keep: global.keep_backups,
+        keep_for: global.keep_backups_for,
     };
     Ok(Project::new(&global.database, &global.migrations)
         .with_layout(global.layout)
