@@ -100,3 +100,26 @@ fn a_bad_settings_file_is_a_usage_error_naming_it() {
         .assert_stderr_contains("has no [env.prod]");
     assert!(!env.dir.path().join("x.db").exists());
 }
+
+/// The settings file chooses the database and what runs: one others may write, or a link
+/// (planted in a shared working directory, say), is refused, naming why.
+#[test]
+fn a_settings_file_others_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::empty();
+    let file = env.dir.path().join("hsm.toml");
+    write(&file, "database = \"x.db\"\n");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    hsm_in(&env, env.dir.path(), &["status"])
+        .assert_code(2)
+        .assert_stderr_contains("others may write it");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link_dir = env.dir.path().join("shared");
+    std::fs::create_dir(&link_dir).unwrap();
+    std::os::unix::fs::symlink(&file, link_dir.join("hsm.toml")).unwrap();
+    hsm_in(&env, &link_dir, &["status"])
+        .assert_code(2)
+        .assert_stderr_contains("hsm.toml");
+    assert!(!env.dir.path().join("x.db").exists());
+    assert!(!link_dir.join("x.db").exists());
+}

@@ -62,7 +62,7 @@ pub fn apply(global: &mut Global, matches: &ArgMatches) -> Result<Option<PathBuf
         }
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path)
+    let text = read_trusted(&path)
         .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
     let mut file: File = toml::from_str(&text)
         .with_context(|| format!("{} is not a valid configuration file", path.display()))?;
@@ -91,6 +91,44 @@ pub fn apply(global: &mut Global, matches: &ArgMatches) -> Result<Option<PathBuf
             .with_context(|| format!("in the configuration file {}", path.display()))?;
     }
     Ok(Some(path))
+}
+
+/// The settings file's text, if it is one the operator controls. It chooses the database and
+/// the migrations that run, so a file another user planted (an `hsm.toml` in a shared working
+/// directory such as /tmp) or could change must not be read: a regular file (not a link) of
+/// this user or root, writable by nobody else, at most 1 MiB.
+fn read_trusted(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    // Not through a link, and without waiting on a FIFO.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("it is not a regular file");
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        bail!(
+            "it belongs to another user (uid {}): hsm-host reads only a settings file of its own \
+             user or root, since the file chooses what runs",
+            meta.uid()
+        );
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        bail!(
+            "others may write it (mode {:o}): make it writable by its owner alone (chmod go-w)",
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take((1 << 20) + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > 1 << 20 {
+        bail!("it is larger than 1 MiB");
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("it is not UTF-8 text"))
 }
 
 /// Whether `id` was left to its default (neither on the command line nor in the environment).
