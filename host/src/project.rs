@@ -474,7 +474,20 @@ impl Project {
     /// # Errors
     /// As [`Migrator::test_round_trips`] and [`roundtrip::scratch_copy`].
     pub fn test(&self, against: Option<&Path>) -> Result<TestReport> {
-        let migrator = self.migrator()?;
+        self.test_with(against, &[])
+    }
+
+    /// [`Project::test`] with the migrations of `with` too (each directory read like the
+    /// migrations directory): a new migration tested on top of those it builds on.
+    ///
+    /// # Errors
+    /// As [`Project::test`]; [`Error::DuplicateVersion`] when two share a version.
+    pub fn test_with(&self, against: Option<&Path>, with: &[PathBuf]) -> Result<TestReport> {
+        let mut migrator = self.migrator()?;
+        for dir in with {
+            let other = Migrator::load_dir_in(self.runtime()?, dir, self.sql.clone())?;
+            migrator = migrator.with_migrations_of(other)?;
+        }
         let scratch = match against {
             Some(path) => roundtrip::scratch_copy(path, self.tracking.clone())?,
             None => Database::open_in_memory()?.with_tracking(self.tracking.clone()),

@@ -881,3 +881,38 @@ fn new_makes_python_and_javascript_migrations_with_their_build_command() {
     assert!(work.join("v009_add_tags/hsm-guest.js").is_file());
     env.hsm(&["new", "x", "--js", "--python"]).assert_code(2);
 }
+
+/// `test --with DIR`: a new migration is tested on top of the ones it builds on (alone it finds
+/// no `users` table); two directories with one version are refused.
+#[test]
+fn test_with_takes_the_migrations_a_new_one_builds_on() {
+    let env = crate::support::Env::with_examples();
+    let new = env.dir.path().join("new");
+    std::fs::create_dir(&new).unwrap();
+    std::fs::write(
+        new.join("008_add_nickname.up.sql"),
+        "ALTER TABLE users ADD COLUMN nickname TEXT;",
+    )
+    .unwrap();
+    std::fs::write(
+        new.join("008_add_nickname.down.sql"),
+        "ALTER TABLE users DROP COLUMN nickname;",
+    )
+    .unwrap();
+    let test = |args: &[&str]| {
+        let mut cmd = env.command();
+        cmd.args(["test", "--migrations"]).arg(&new).args(args);
+        crate::support::Run::from(cmd.output().unwrap())
+    };
+    test(&[])
+        .assert_code(1)
+        .assert_stdout_contains("no such table: users");
+    test(&["--with", env.migrations.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("pass     8 add_nickname")
+        .assert_stdout_contains("6 passed, 2 irreversible, 0 failed");
+    std::fs::write(new.join("001_clash.up.sql"), "SELECT 1;").unwrap();
+    test(&["--with", env.migrations.to_str().unwrap()])
+        .assert_code(1)
+        .assert_stderr_contains("version 1");
+}

@@ -307,6 +307,10 @@ pub enum Command {
         /// never written
         #[arg(long, value_name = "DB")]
         against: Option<PathBuf>,
+        /// Also this directory's migrations (repeatable): test a new migration on top of the
+        /// ones it builds on, e.g. `--migrations my-new/ --with migrations/`
+        #[arg(long, value_name = "DIR")]
+        with: Vec<PathBuf>,
     },
     /// Make a new migration for the next free version: a Rust guest crate v<NNN>_<NAME> in
     /// --dir (joining its workspace, or making one with the SDK vendored), or with --sql a pair

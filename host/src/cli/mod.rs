@@ -236,8 +236,8 @@ fn run(args: &Args) -> Result<()> {
                 .into()),
             }
         }
-        Command::Test { against } => {
-            let report = with_loading_context(global, project.test(against.as_deref()))?;
+        Command::Test { against, with } => {
+            let report = with_loading_context(global, project.test_with(against.as_deref(), with))?;
             report::tested(&report, global.json, &mut out)?;
             if report.passed() {
                 Ok(())

@@ -183,6 +183,38 @@ impl Migrator {
         })
     }
 
+    /// This migrator's migrations and `other`'s together, by version (`test --with`: a new
+    /// migration tested on top of the ones it builds on).
+    ///
+    /// # Errors
+    /// [`Error::DuplicateVersion`] when both have a migration of one version.
+    pub fn with_migrations_of(self, other: Migrator) -> Result<Self> {
+        let mut all: Vec<(ComponentInfo, OnceLock<MigrationComponent>)> = self
+            .migrations
+            .into_iter()
+            .zip(self.loaded)
+            .chain(other.migrations.into_iter().zip(other.loaded))
+            .collect();
+        all.sort_by_key(|(info, _)| info.version());
+        if let Some(pair) = all
+            .windows(2)
+            .find(|w| w[0].0.version() == w[1].0.version())
+        {
+            return Err(Error::DuplicateVersion {
+                version: pair[0].0.version(),
+                first: pair[0].0.path.clone(),
+                second: pair[1].0.path.clone(),
+            });
+        }
+        let (migrations, loaded) = all.into_iter().unzip();
+        Ok(Self {
+            migrations,
+            loaded,
+            runtime: self.runtime,
+            safety: self.safety,
+        })
+    }
+
     /// Replaces the safety settings.
     pub fn with_safety(mut self, safety: Safety) -> Self {
         self.safety = safety;
