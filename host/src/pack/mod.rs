@@ -11,6 +11,7 @@ mod pattern;
 pub mod placeholders;
 mod pop;
 mod prisma;
+mod reading;
 mod shell;
 mod versions;
 
