@@ -120,6 +120,49 @@ pub fn version(conn: &Connection) -> Result<i64> {
         .context("cannot read the schema version")
 }
 
+/// The rows of each table in `snapshot`, by name: what a step that drops tables takes with
+/// them. Virtual tables and their shadow tables are left out (counting a virtual table would
+/// run its module's code; its shadow tables hold its index, not rows of its own).
+pub fn row_counts(conn: &Connection, snapshot: &Snapshot) -> Result<BTreeMap<String, u64>> {
+    // The PRAGMA itself, not `pragma_table_list`: a table of that name would take its place.
+    let listed: Vec<(String, String)> = conn
+        .prepare("PRAGMA main.table_list")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| Ok((row.get("name")?, row.get("type")?)))?
+                .collect()
+        })
+        .context("cannot list the tables")?;
+    let plain = listed
+        .into_iter()
+        .filter(|(_, kind)| kind == "table")
+        .map(|(name, _)| name);
+    let mut counts = BTreeMap::new();
+    for name in plain {
+        if !snapshot.contains_key(&("table".to_owned(), name.clone())) {
+            continue;
+        }
+        let quoted = name.replace('"', "\"\"");
+        let rows: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM main.\"{quoted}\""),
+                [],
+                |row| row.get(0),
+            )
+            .context("cannot count the rows of the tables")?;
+        counts.insert(name, u64::try_from(rows).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
+/// The rows, of `counts`, in the tables that are in `before` and not in `after`.
+pub fn rows_in_dropped(counts: &BTreeMap<String, u64>, before: &Snapshot, after: &Snapshot) -> u64 {
+    before
+        .keys()
+        .filter(|key| key.0 == "table" && !after.contains_key(*key))
+        .filter_map(|(_, name)| counts.get(name))
+        .sum()
+}
+
 /// What one migration did to the schema; each entry reads like `table users`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SchemaChange {

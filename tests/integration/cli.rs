@@ -421,7 +421,12 @@ fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
     ]);
     run.assert_code(1)
         .assert_stderr_contains("1 of 3 component(s) would be refused");
-    let found: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        document["shape_version"], 2,
+        "every document says its shape"
+    );
+    let found = &document["components"];
     assert_eq!(found[0]["accepted"], true);
     assert_eq!(found[0]["metadata"]["version"], 3);
     assert_eq!(found[1]["accepted"], false);
@@ -848,6 +853,50 @@ fn redo_runs_the_newest_migration_down_and_up_again() {
         .unwrap();
     assert_eq!(rows, 0, "b was dropped and made again");
     assert_eq!(crate::support::applied(&env.open()), [1, 2]);
+}
+
+/// `down` of a migration that drops a table says how many rows went with it, in the dry run
+/// before anything is touched and in the run itself; a virtual table is named, never counted.
+#[test]
+fn down_reports_the_rows_removed_with_the_tables_it_drops() {
+    let env = crate::support::Env::empty();
+    let m = &env.migrations;
+    std::fs::write(m.join("001_a.up.sql"), "CREATE TABLE keep (x);").unwrap();
+    std::fs::write(m.join("001_a.down.sql"), "DROP TABLE keep;").unwrap();
+    std::fs::write(
+        m.join("002_notes.up.sql"),
+        "CREATE TABLE \"odd \"\"name\" (x); CREATE VIRTUAL TABLE search USING fts5(body);",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("002_notes.down.sql"),
+        "DROP TABLE \"odd \"\"name\"; DROP TABLE search;",
+    )
+    .unwrap();
+    env.hsm(&["up"]).assert_success();
+    let conn = env.open();
+    conn.execute_batch(
+        "INSERT INTO keep VALUES (1), (2);
+         INSERT INTO \"odd \"\"name\" VALUES (1), (2), (3);
+         INSERT INTO search VALUES ('hello');",
+    )
+    .unwrap();
+    drop(conn);
+    env.hsm(&["down", "--dry-run"])
+        .assert_success()
+        .assert_stdout_contains("3 rows removed with the dropped tables");
+    let run = env.hsm(&["down", "--json"]);
+    run.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["steps"][0]["rows_dropped"], 3, "{}", run.stdout);
+    assert_eq!(report["steps"][0]["rows_changed"], 0, "{}", run.stdout);
+    // A step that drops nothing reports nothing removed.
+    env.hsm(&["up"]).assert_success();
+    let rows: i64 = env
+        .open()
+        .query_row("SELECT count(*) FROM keep", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2, "the table the down left alone keeps its rows");
 }
 
 /// `new --python` / `--js`: the next free version (after the migrations directory's), the

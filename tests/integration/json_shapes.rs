@@ -26,6 +26,10 @@ fn shape(value: &Value) -> Value {
 fn check(name: &str, stdout: &str) {
     let value: Value =
         serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{name}: {e}: {stdout}"));
+    assert_eq!(
+        value["shape_version"], 2,
+        "{name}: every document says the version of its shape"
+    );
     let found = serde_json::to_string_pretty(&shape(&value)).unwrap() + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/json")

@@ -12,8 +12,18 @@ use hsm_host::restore::RestoreReport;
 use hsm_host::{Direction, Status};
 use serde::Serialize;
 
+/// The version of the `--json` documents' shapes (README, "JSON output"): within it keys are
+/// only ever added.
+pub const JSON_SHAPE_VERSION: u32 = 2;
+
+/// Writes one `--json` document: always an object, carrying `shape_version`.
 fn json(value: &impl Serialize, out: &mut impl Write) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value).context("cannot write JSON")?;
+    let mut document = serde_json::to_value(value).context("cannot write JSON")?;
+    let object = document
+        .as_object_mut()
+        .context("a --json document is an object")?;
+    object.insert("shape_version".into(), JSON_SHAPE_VERSION.into());
+    serde_json::to_writer_pretty(&mut *out, &document).context("cannot write JSON")?;
     writeln!(out).context("cannot write to stdout")
 }
 
@@ -137,7 +147,7 @@ pub fn backups(
     out: &mut impl Write,
 ) -> Result<()> {
     if as_json {
-        return json(&backups, out);
+        return json(&serde_json::json!({ "backups": backups }), out);
     }
     writeln!(out, "Backup directory: {}", dir.display())?;
     write_backups(backups, out)?;
@@ -332,6 +342,12 @@ fn describe(step: &StepReport) -> String {
             parts.push(format!("{verb} {}", objects.join(", ")));
         }
     }
+    if step.rows_dropped > 0 {
+        parts.push(format!(
+            "{} rows removed with the dropped tables",
+            step.rows_dropped
+        ));
+    }
     parts.push(format!("{} rows changed", step.rows_changed));
     format!(
         "{:>4} {} ({} ms): {}",
@@ -342,14 +358,14 @@ fn describe(step: &StepReport) -> String {
     )
 }
 
-/// `hsm-host inspect`: one block per file, or a JSON list.
+/// `hsm-host inspect`: one block per file, or `{"components": [...]}`.
 pub fn inspected(
     found: &[hsm_host::runtime::Inspection],
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<()> {
     if as_json {
-        return json(&found, out);
+        return json(&serde_json::json!({ "components": found }), out);
     }
     for (i, item) in found.iter().enumerate() {
         if i > 0 {
@@ -382,7 +398,7 @@ pub fn inspected(
     Ok(())
 }
 
-/// An error under `--json`, version 1 of its shape:
+/// An error under `--json` (see [`JSON_SHAPE_VERSION`]):
 /// `{"error": {"message", "exit_code", "meaning", "kind", ...}}`. `meaning` is `usage` (exit
 /// code 2: the request was wrong, nothing changed) or `failure` (exit code 1). A failed
 /// migration adds `version`, `name`, `direction`, `cause` and `completed` (the steps of the

@@ -76,6 +76,8 @@ pub struct StepReport {
     pub schema: SchemaChange,
     /// Rows inserted, updated or deleted.
     pub rows_changed: u64,
+    /// Rows that went with the tables the step dropped (counted on `down` only).
+    pub rows_dropped: u64,
     /// How long it ran, in milliseconds.
     pub duration_ms: u64,
 }

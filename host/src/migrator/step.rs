@@ -206,6 +206,12 @@ pub(super) fn run_step_until(
             .map_err(in_time)?;
         (before, conn.total_changes(), sequences, version_before)
     };
+    // `down` reports what dropping a table takes with it: the rows are counted before (a
+    // `down` is rare and follows a backup that reads the whole file anyway).
+    let row_counts = match direction {
+        Direction::Down => schema::row_counts(&db.connection(), &before).map_err(in_time)?,
+        Direction::Up => Default::default(),
+    };
     let started = Instant::now();
     let outcome = component.run(direction, db, deadline);
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -249,6 +255,7 @@ pub(super) fn run_step_until(
     let after = before;
     drop(watch);
     let change = schema::diff(&changed_before, &changed_after);
+    let rows_dropped = schema::rows_in_dropped(&row_counts, &changed_before, &changed_after);
     *schema = Some((after, version_after));
     Ok(StepReport {
         version: component.version(),
@@ -256,6 +263,7 @@ pub(super) fn run_step_until(
         direction,
         schema: change,
         rows_changed,
+        rows_dropped,
         duration_ms,
     })
 }
