@@ -43,6 +43,7 @@ pub struct Project {
     tracking: Tracking,
     limits: Limits,
     cache_dir: Option<PathBuf>,
+    cache_max: u64,
     safety: Safety,
 }
 
@@ -58,6 +59,7 @@ impl Project {
             tracking: Tracking::default(),
             limits: Limits::default(),
             cache_dir: cache::default_dir(),
+            cache_max: crate::runtime::cache_trim::DEFAULT_MAX_BYTES,
             safety: Safety::default(),
         }
     }
@@ -92,6 +94,12 @@ impl Project {
     /// Where compiled components are kept (`None`: compile every time).
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// The most the compile cache may hold, in bytes (least recently used entries go first).
+    pub fn with_cache_max(mut self, bytes: u64) -> Self {
+        self.cache_max = bytes;
         self
     }
 
@@ -132,7 +140,7 @@ impl Project {
     pub fn runtime(&self) -> Result<Runtime> {
         let runtime = Runtime::with_limits(self.limits)?;
         Ok(match &self.cache_dir {
-            Some(dir) => runtime.with_cache_dir(dir),
+            Some(dir) => runtime.with_cache(dir, self.cache_max),
             None => runtime,
         })
     }
@@ -445,9 +453,14 @@ impl Project {
     /// [`Error::NoDatabase`]; as [`Migrator::gc`].
     pub fn gc(&self) -> Result<crate::migrator::GcReport> {
         let db = self.open_required("there is nothing to compact")?;
-        Migrator::new(self.runtime()?, Vec::new())?
+        let mut report = Migrator::new(self.runtime()?, Vec::new())?
             .with_safety(self.safety.clone())
-            .gc(&db)
+            .gc(&db)?;
+        report.compile_cache = self
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| cache::trim(dir, self.cache_max));
+        Ok(report)
     }
 
     /// Takes over another tool's history. See [`Migrator::adopt`].

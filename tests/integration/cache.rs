@@ -260,3 +260,71 @@ fn a_file_replaced_after_it_was_described_stops_the_run_before_anything_changes(
     );
     assert!(crate::support::applied(&env.open()).is_empty());
 }
+
+/// Bytes of every regular file under `dir`.
+fn size_of(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.path().symlink_metadata().unwrap();
+        total += match meta.is_dir() {
+            true => size_of(&entry.path()),
+            false => meta.len(),
+        };
+    }
+    total
+}
+
+/// One cap holds everything the cache keeps: a run past it keeps the newest entries and drops
+/// the least recently used; `gc` applies a lowered cap to what is there; nothing that loads is
+/// lost (a dropped component is compiled again).
+#[test]
+fn the_compile_cache_stays_under_one_size_cap() {
+    let env = Env::with_examples();
+    let cache = env.dir.path().join("cache");
+    load_with_cache(&env, &cache);
+    let full = size_of(&cache);
+    let largest = artifacts(&cache)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(full > 2 * largest, "seven components, {full} bytes");
+
+    // The smallest cap (1 MiB), under what the seven take: what stays fits under it.
+    let cap: u64 = 1 << 20;
+    assert!(full > cap + largest, "{full} bytes");
+    let cap_arg = "1MiB".to_owned();
+    let capped = env.dir.path().join("capped");
+    let c = capped.to_str().unwrap();
+    env.hsm(&["up", "--dry-run", "--cache-dir", c, "--cache-max", &cap_arg])
+        .assert_success();
+    let kept = size_of(&capped);
+    assert!(kept <= cap, "{kept} > cap {cap}");
+    assert!(artifacts(&capped).len() < 7, "{:?}", artifacts(&capped));
+    // The newest compile is the last one loaded: it stays.
+    assert!(!artifacts(&capped).is_empty());
+    // Still everything loads and runs.
+    env.hsm(&["up", "--cache-dir", c, "--cache-max", &cap_arg])
+        .assert_success();
+
+    // `gc` holds the full cache to a lowered cap and says so.
+    let gc = env.hsm(&[
+        "gc",
+        "--json",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--cache-max",
+        &cap_arg,
+    ]);
+    gc.assert_success();
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    let trimmed = &report["compile_cache"];
+    assert_eq!(trimmed["bytes_before"], full, "{}", gc.stdout);
+    assert!(
+        trimmed["entries_removed"].as_u64().unwrap() > 0,
+        "{}",
+        gc.stdout
+    );
+    assert_eq!(trimmed["bytes_after"], size_of(&cache), "{}", gc.stdout);
+    assert!(size_of(&cache) <= cap);
+}

@@ -98,6 +98,10 @@ fn a_bad_settings_file_is_a_usage_error_naming_it() {
     hsm_in(&env, env.dir.path(), &["status", "--env", "prod"])
         .assert_code(2)
         .assert_stderr_contains("has no [env.prod]");
+    write(&file, "database = \"x.db\"\ncache_max = \"12 parsecs\"\n");
+    hsm_in(&env, env.dir.path(), &["status"])
+        .assert_code(2)
+        .assert_stderr_contains("cache_max: unknown size unit `parsecs`");
     assert!(!env.dir.path().join("x.db").exists());
 }
 

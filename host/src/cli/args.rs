@@ -161,6 +161,11 @@ pub struct Global {
     )]
     pub cache_dir: Option<PathBuf>,
 
+    /// Most the compile cache may hold; the least recently used entries go first (`512MiB`, `2GiB`)
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_CACHE_MAX", default_value = "512MiB",
+          value_parser = parse_size)]
+    pub cache_max: usize,
+
     /// Compile every component, without reading or writing the compile cache
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,

@@ -28,6 +28,7 @@ struct Settings {
     keep_backups_for: Option<String>,
     log_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    cache_max: Option<String>,
     tracking_prefix: Option<String>,
     layout: Option<String>,
     timeout: Option<String>,
@@ -187,6 +188,12 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
         .transpose()
         .map_err(|e| anyhow::anyhow!("max_memory: {e}"))?;
     take!("max_memory", max_memory, max_memory);
+    let cache_max = s
+        .cache_max
+        .map(|t| super::args::parse_size(&t))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("cache_max: {e}"))?;
+    take!("cache_max", cache_max, cache_max);
     take!("lock_timeout", lock_timeout, s.lock_timeout);
     // Placeholders add up: the command line's win over the file's of the same name.
     if let Some(values) = s.placeholders {

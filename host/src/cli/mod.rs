@@ -352,6 +352,7 @@ fn project(global: &Global) -> Result<Project> {
             max_memory: global.max_memory,
         })
         .with_cache_dir(cache_dir)
+        .with_cache_max(global.cache_max as u64)
         .with_safety(Safety {
             backups: (!global.no_backup).then_some(backups),
             quick_check: global.quick,

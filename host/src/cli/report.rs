@@ -426,6 +426,14 @@ pub fn collected(
         hsm_host::error::human_bytes(report.bytes_before),
         hsm_host::error::human_bytes(report.bytes_after)
     )?;
+    if let Some(cache) = &report.compile_cache {
+        writeln!(
+            out,
+            "Compile cache: {} ({} least recently used entries removed to stay under --cache-max).",
+            hsm_host::error::human_bytes(cache.bytes_after),
+            cache.entries_removed
+        )?;
+    }
     Ok(())
 }
 

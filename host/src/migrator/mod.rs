@@ -108,6 +108,8 @@ pub struct GcReport {
     pub bytes_before: u64,
     /// And after `VACUUM`.
     pub bytes_after: u64,
+    /// The compile cache trimmed to its cap, when there is one (set by `Project::gc`).
+    pub compile_cache: Option<crate::runtime::cache_trim::Trimmed>,
 }
 
 /// What a dry run found: the run it would make; nothing of it was kept.
@@ -681,6 +683,7 @@ impl Migrator {
             components_dropped: dropped,
             bytes_before: before,
             bytes_after: size(&conn)?,
+            compile_cache: None,
         })
     }
 

@@ -37,6 +37,15 @@ pub fn default_dir() -> Option<PathBuf> {
         .map(|base| base.join("hsm-host"))
 }
 
+/// Holds the cache in `dir` to `max_bytes` (see [`super::cache_trim`]), under the same checks
+/// as a run's use of it; `None` when it is missing or not safe to use (nothing is touched).
+pub fn trim(dir: &Path, max_bytes: u64) -> Option<super::cache_trim::Trimmed> {
+    if !dir.is_dir() {
+        return None;
+    }
+    ComponentCache::open(dir, max_bytes).map(|cache| cache.trim())
+}
+
 /// Everything about a file that changes when its bytes do: device and inode (a replaced or
 /// renamed-over file gets a new one), size, and modification and change times (the kernel sets
 /// the change time on every write, and no caller can set it back).
@@ -71,12 +80,24 @@ pub(crate) struct ComponentCache {
     dir: PathBuf,
     /// A digest of the engine's compatibility hash, computed on first use.
     engine_hash: OnceLock<String>,
+    /// The most the whole directory may hold (see [`super::cache_trim`]).
+    max_bytes: u64,
+    /// Whether this process wrote anything: then the directory is trimmed when it is done.
+    wrote: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for ComponentCache {
+    fn drop(&mut self) {
+        if *self.wrote.get_mut() {
+            self.trim();
+        }
+    }
 }
 
 impl ComponentCache {
     /// Opens (creating it mode 0700) the cache in `dir`. `None`, with a warning, when the
     /// directory cannot be made or is not safe to load machine code from.
-    pub(crate) fn open(dir: &Path) -> Option<Self> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Option<Self> {
         if let Err(reason) = crate::files::check_existing_path(dir) {
             tracing::warn!("compile cache disabled: {reason}");
             return None;
@@ -104,7 +125,19 @@ impl ComponentCache {
         Some(Self {
             dir,
             engine_hash: OnceLock::new(),
+            max_bytes,
+            wrote: Default::default(),
         })
+    }
+
+    /// Notes that this process added to the directory (see `Drop`).
+    fn written(&self) {
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Holds the directory to its cap (see [`super::cache_trim`]).
+    pub(crate) fn trim(&self) -> super::cache_trim::Trimmed {
+        super::cache_trim::trim(&self.dir, self.max_bytes)
     }
 
     /// Where compiled functions are kept for engines configured like `engine` (see
@@ -170,6 +203,7 @@ impl ComponentCache {
             // again once mapped.
             let component = unsafe { Component::deserialize_file(engine, &artifact_path) }.ok()?;
             if mapped_identity() == record.artifact_identity {
+                super::cache_trim::touch(&record_path);
                 return Some((component, super::neutralize_metadata(record.metadata)));
             }
         }
@@ -188,6 +222,7 @@ impl ComponentCache {
         // write: the same file, untouched since, or the same sha256); wasmtime itself rejects
         // artifacts of another version or configuration.
         let component = unsafe { Component::deserialize(engine, &artifact) }.ok()?;
+        super::cache_trim::touch(&record_path);
         Some((component, super::neutralize_metadata(record.metadata)))
     }
 
@@ -224,6 +259,7 @@ impl ComponentCache {
         if let Err(e) = write_atomically(&record_path, &record) {
             tracing::debug!("cannot write the compile cache: {e}");
         }
+        self.written();
     }
 }
 
@@ -259,6 +295,7 @@ impl ComponentCache {
         };
         let record = serde_json::to_vec(&record).expect("a record serializes");
         let written = write_private(&entry, &record);
+        self.written();
         if let Err(e) = written {
             tracing::debug!("cannot remember {}: {e}", path.display());
         }
@@ -301,6 +338,7 @@ impl ComponentCache {
         let mut kept = Sha256::digest(form).to_vec();
         kept.extend_from_slice(form);
         let written = write_private(&self.dir.join("stored").join(component_sha256), &kept);
+        self.written();
         if let Err(e) = written {
             tracing::debug!("cannot keep a stored form: {e}");
         }
@@ -318,6 +356,7 @@ impl ComponentCache {
     /// cost making them again next time.
     pub(crate) fn remember_bytes(&self, key: &str, bytes: &[u8]) {
         let written = write_private(&self.dir.join("packed").join(key), bytes);
+        self.written();
         if let Err(e) = written {
             tracing::debug!("cannot remember packed bytes: {e}");
         }

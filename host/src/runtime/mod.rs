@@ -2,6 +2,7 @@
 //! and calling their `metadata`/`up`/`down` in a fresh, empty sandbox each time.
 
 pub mod cache;
+pub mod cache_trim;
 mod clock;
 mod functions;
 mod host;
@@ -136,8 +137,14 @@ impl Runtime {
 
     /// Keeps compiled components in `dir` and loads unchanged ones from there, compiling
     /// nothing. An unusable directory disables the cache with a warning.
-    pub fn with_cache_dir(mut self, dir: &Path) -> Self {
-        self.cache = cache::ComponentCache::open(dir).map(Arc::new);
+    pub fn with_cache_dir(self, dir: &Path) -> Self {
+        self.with_cache(dir, cache_trim::DEFAULT_MAX_BYTES)
+    }
+
+    /// [`Runtime::with_cache_dir`], the directory held to `max_bytes` (least recently used
+    /// entries go first, see [`cache_trim`]).
+    pub fn with_cache(mut self, dir: &Path, max_bytes: u64) -> Self {
+        self.cache = cache::ComponentCache::open(dir, max_bytes).map(Arc::new);
         self
     }
 
