@@ -418,7 +418,9 @@ fn unread(seen: &[String]) -> String {
 /// `; migrations are in: a, b (pass one with --migrations)` when directories below hold some.
 fn hint(found: &[PathBuf]) -> String {
     if found.is_empty() {
-        return String::new();
+        return "; make the first one with `hsm-host new NAME` (a Rust crate; --sql, --python or \
+                --js for the others)"
+            .to_owned();
     }
     let list: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
     format!(

@@ -855,6 +855,59 @@ fn redo_runs_the_newest_migration_down_and_up_again() {
     assert_eq!(crate::support::applied(&env.open()), [1, 2]);
 }
 
+/// An empty migrations directory: `status` says there is nothing (and `--check` is content),
+/// `up` is a usage error that says how to make the first migration and creates no database.
+#[test]
+fn an_empty_migrations_directory_is_explained_and_nothing_is_made() {
+    let env = crate::support::Env::empty();
+    env.hsm(&["status"])
+        .assert_success()
+        .assert_stdout_contains("Pending (0):");
+    env.hsm(&["status", "--check"]).assert_success();
+    env.hsm(&["up"])
+        .assert_code(2)
+        .assert_stderr_contains("holds no migrations")
+        .assert_stderr_contains("hsm-host new NAME");
+    assert!(!env.db.exists());
+}
+
+/// A reader that stops early (`| head`) ends the command quietly with exit 0: no panic, no
+/// ERROR line. The completion script is larger than a pipe holds, so the write fails for sure.
+#[test]
+fn a_closed_pipe_is_a_quiet_exit() {
+    use std::io::Read;
+    let env = crate::support::Env::with_examples();
+    for args in [&["completions", "bash"][..], &["completions", "fish"]] {
+        let mut child = env
+            .hsm_command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // A reader gone before anything is written: every write fails.
+    env.hsm(&["up", "3"]).assert_success();
+    for args in [&["status", "--json"][..], &["status"], &["restore"]] {
+        let mut child = env
+            .hsm_command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 /// `down` of a migration that drops a table says how many rows went with it, in the dry run
 /// before anything is touched and in the run itself; a virtual table is named, never counted.
 #[test]

@@ -272,7 +272,8 @@ pub enum Command {
     /// Drop stored components no applied migration uses, and compact the database (VACUUM)
     Gc {},
     /// Record as applied, without running them, the migrations another tool (diesel, sqlx,
-    /// golang-migrate, dbmate, goose, Flyway, refinery) applied, read from its history table
+    /// golang-migrate, dbmate, goose, Flyway, refinery, Prisma, Drizzle, pop) applied, read from
+    /// its history table
     Adopt {
         /// Say what would be recorded, and record nothing
         #[arg(long)]
@@ -288,7 +289,8 @@ pub enum Command {
         dry_run: bool,
     },
     /// Turn a directory of plain SQL migrations (diesel, golang-migrate, sqlx, dbmate, goose,
-    /// Flyway) into migration components, one `<version>_<name>.wasm` each
+    /// Flyway, refinery, Prisma, Drizzle, pop) into migration components, one
+    /// `<version>_<name>.wasm` each
     Pack {
         /// The directory of SQL migrations
         src: PathBuf,

@@ -118,11 +118,16 @@ fn manual(out: &mut impl Write) -> std::io::Result<()> {
     man.render_version_section(out)
 }
 
+/// Whether the failure is stdout's reader gone (`| head`): a quiet end, not an error. JSON is
+/// written through serde_json, whose error keeps the io error's kind.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == broken
     })
 }
 
@@ -305,9 +310,13 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
-            // Generated text, nothing a migration chose: written as it is.
-            clap_complete::generate(*shell, &mut command, "hsm-host", &mut std::io::stdout());
-            Ok(())
+            // Generated text, nothing a migration chose: written as it is. Made in memory
+            // first: clap_complete panics when its writer fails (a reader gone, `| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "hsm-host", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("cannot write the completion script")
         }
         Command::Man {} => manual(&mut std::io::stdout()).context("cannot write the manual page"),
         Command::Repair {} => {
