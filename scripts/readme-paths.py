@@ -7,6 +7,7 @@ the long way), Python, JavaScript, SQL. Within a path, a fenced block whose firs
 comment naming a file (`# my-py/v012_add_tags/app.py`, `// migrations-wasm/.../lib.rs`) is
 written to that file, an `sh` block is run with bash (`set -euo pipefail`), and any other
 block is prose. Before that, the set-up's first command (`./scripts/run-examples.sh`) runs.
+The clone is of the committed HEAD: commit documentation changes before following them.
 
 Checked: every command succeeds; no path overwrites a file in `migrations/` that was there
 before it; at the end the database holds versions 1 to 13 applied and 14 pending, as the

@@ -26,3 +26,7 @@ done
 RUSTDOCFLAGS="-D warnings" cargo doc -p hsm-host --no-deps
 
 cargo test --workspace
+
+# The README's first-migration paths (Rust, Python, JavaScript, SQL), followed as written from
+# a clone of this commit, after the set-up's first command.
+python3 scripts/readme-paths.py
