@@ -399,3 +399,108 @@ mod tests {
         assert!(check_pragma("journal_mode", None).is_err());
     }
 }
+
+/// The policy's account of what a statement touched drives the schema refresh after a step:
+/// what it reads must equal a whole read.
+#[cfg(test)]
+mod schema_refresh_tests {
+    use rusqlite::Connection;
+
+    use crate::schema;
+    use crate::tracking::Tracking;
+
+    /// Runs `sql` under the policy, and returns what it touched.
+    fn touched(conn: &Connection, sql: &str) -> crate::policy::SchemaTouch {
+        use std::sync::{Arc, Mutex};
+        let touch = Arc::new(Mutex::new(crate::policy::SchemaTouch::default()));
+        crate::policy::arm(
+            conn,
+            Arc::new(Mutex::new(None)),
+            Default::default(),
+            Some(Arc::clone(&touch)),
+        );
+        conn.execute_batch(sql).unwrap();
+        crate::policy::disarm(conn);
+        touch.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_refresh_of_the_tables_a_step_named_equals_a_whole_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        let tracking = Tracking::default();
+        tracking.ensure_tables(&conn).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+             CREATE TABLE keep (x); CREATE INDEX keep_x ON keep (x);
+             CREATE TABLE gone (y); CREATE INDEX gone_y ON gone (y);
+             CREATE TRIGGER gone_t AFTER INSERT ON gone BEGIN SELECT 1; END;
+             CREATE VIEW v AS SELECT 1;",
+        )
+        .unwrap();
+        let mut snapshot = schema::snapshot(&conn, &tracking).unwrap();
+        let whole_before = snapshot.clone();
+        // Names in another case than at creation; a dropped table takes its index and trigger.
+        let touch = touched(
+            &conn,
+            "CREATE INDEX users_email ON USERS (email);
+             DROP TABLE GONE;
+             DROP VIEW v; CREATE VIEW v AS SELECT 2;
+             CREATE TABLE new (z); CREATE TRIGGER new_t AFTER DELETE ON new BEGIN SELECT 1; END;",
+        );
+        assert!(!touch.anywhere && !touch.sequences, "{touch:?}");
+        let (before, after) =
+            schema::refresh(&conn, &tracking, &mut snapshot, &touch.tables).unwrap();
+        let whole_after = schema::snapshot(&conn, &tracking).unwrap();
+        assert_eq!(snapshot, whole_after);
+        assert_eq!(schema::count(&conn, &tracking).unwrap(), whole_after.len());
+        assert_eq!(
+            schema::diff(&before, &after),
+            schema::diff(&whole_before, &whole_after)
+        );
+        let change = schema::diff(&before, &after);
+        assert_eq!(
+            change.created,
+            ["index users_email", "table new", "trigger new_t"]
+        );
+        assert_eq!(
+            change.dropped,
+            ["index gone_y", "table gone", "trigger gone_t"]
+        );
+        assert_eq!(change.altered, ["view v"]);
+    }
+
+    #[test]
+    fn statements_that_change_objects_elsewhere_ask_for_a_whole_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (x); CREATE TABLE log (y);
+             CREATE TRIGGER log_t AFTER INSERT ON log BEGIN INSERT INTO t VALUES (1); END;",
+        )
+        .unwrap();
+        // The rename rewrites log_t, an object on another table.
+        let touch = touched(&conn, "ALTER TABLE t RENAME TO t2");
+        assert!(touch.anywhere, "{touch:?}");
+        let touch = touched(&conn, "CREATE VIRTUAL TABLE docs USING fts5(body)");
+        assert!(touch.anywhere, "{touch:?}");
+        let touch = touched(
+            &conn,
+            "CREATE TABLE s (id INTEGER PRIMARY KEY AUTOINCREMENT);
+             UPDATE sqlite_sequence SET seq = 5",
+        );
+        assert!(touch.sequences && !touch.anywhere, "{touch:?}");
+        // Rows only: nothing touched.
+        let touch = touched(&conn, "INSERT INTO t2 VALUES (2); DELETE FROM log");
+        assert_eq!(touch, Default::default());
+        // What the end of a guest call undoes.
+        let touch = touched(
+            &conn,
+            "CREATE TEMP TABLE scratch (a); CREATE TEMP VIEW w AS SELECT 1",
+        );
+        assert!(
+            touch.temp && !touch.settings && touch.tables.is_empty(),
+            "{touch:?}"
+        );
+        let touch = touched(&conn, "PRAGMA legacy_alter_table = ON");
+        assert!(touch.settings && !touch.temp, "{touch:?}");
+    }
+}

@@ -42,8 +42,11 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
         _ => "trace",
     };
     // Our crate and guest output at the chosen level; the wasm engine only when it warns.
-    let stderr_filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,hsm_host={level},guest={level}")));
+    let stderr_filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,hsm_host={level},hsm_store={level},guest={level}"
+        ))
+    });
     let stderr = fmt::layer()
         .fmt_fields(super::sink::fields())
         .with_writer(std::io::stderr)
@@ -65,7 +68,9 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
                 .fmt_fields(super::sink::fields())
                 .with_writer(writer)
                 .with_ansi(false)
-                .with_filter(EnvFilter::new("warn,hsm_host=debug,guest=debug"));
+                .with_filter(EnvFilter::new(
+                    "warn,hsm_host=debug,hsm_store=debug,guest=debug",
+                ));
             (Some(layer), Some(guard), None)
         }
         Err(error) => (None, None, Some(error)),

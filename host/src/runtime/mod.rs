@@ -2,6 +2,7 @@
 //! and calling their `metadata`/`up`/`down` in a fresh, empty sandbox each time.
 
 pub mod cache;
+pub use hsm_store::digest::sha256_hex;
 pub mod cache_trim;
 mod clock;
 mod functions;
@@ -11,7 +12,7 @@ mod incremental;
 mod inspect;
 mod limits;
 mod output;
-pub(crate) mod progress;
+pub use hsm_store::progress;
 mod provided;
 mod state;
 pub(crate) mod watchdog;
@@ -20,8 +21,6 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -898,12 +897,4 @@ pub(crate) fn neutralize_metadata(metadata: Metadata) -> Metadata {
         description: text::neutralize(&metadata.description, text::MAX_DESCRIPTION),
         ..metadata
     }
-}
-
-/// sha256 as lowercase hex, the form stored in `migrations.checksum`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -121,7 +121,7 @@ pub fn create(conn: &Connection, database: &Path, config: &BackupConfig) -> Resu
 
 /// [`create`], pruning none of `keep_also` (beyond `config.keep`): the backup taken before
 /// each applied migration that cannot be rolled back, the only way back past it.
-pub(crate) fn create_keeping(
+pub fn create_keeping(
     conn: &Connection,
     database: &Path,
     config: &BackupConfig,
@@ -262,7 +262,7 @@ fn copy_pages(conn: &Connection, target: &mut Connection) -> std::result::Result
         let bytes = (page_count.max(0) as u64).saturating_mul(page_size.max(0) as u64);
         let mib = |pages: u64| (pages * page_size.max(0) as u64).div_ceil(1 << 20);
         let progress = (bytes >= PROGRESS_FROM_BYTES).then(|| {
-            crate::runtime::progress::HostProgress::new(
+            crate::progress::HostProgress::new(
                 "taking a backup (MiB)".into(),
                 mib(page_count as u64) as usize,
             )

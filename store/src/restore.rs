@@ -77,7 +77,7 @@ pub fn restore(
 
 /// [`restore`], whose first backup prunes none of `keep_also` (see
 /// [`backup::create_keeping`]).
-pub(crate) fn restore_keeping(
+pub fn restore_keeping(
     database: &Path,
     source: &Path,
     backups: Option<&BackupConfig>,
@@ -173,10 +173,7 @@ fn copy_with_progress(
 ) -> std::io::Result<()> {
     let len = fs::metadata(source)?.len();
     let progress = (len >= PROGRESS_FROM_BYTES).then(|| {
-        crate::runtime::progress::HostProgress::new(
-            "restoring (MiB)".into(),
-            len.div_ceil(1 << 20) as usize,
-        )
+        crate::progress::HostProgress::new("restoring (MiB)".into(), len.div_ceil(1 << 20) as usize)
     });
     match fs::remove_file(target) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

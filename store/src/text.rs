@@ -57,6 +57,7 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Self {
         Self {
             left: AtomicUsize::new(bytes),

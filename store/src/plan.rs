@@ -35,14 +35,18 @@ impl fmt::Display for Direction {
 /// A migration the host has a component for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Available {
+    /// Its version.
     pub version: u64,
+    /// Its name.
     pub name: String,
+    /// Whether it has a `down`.
     pub reversible: bool,
 }
 
 /// The versions to run, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// Which way the run goes.
     pub direction: Direction,
     /// Versions in the order they run (ascending up, descending down).
     pub steps: Vec<u64>,

@@ -179,7 +179,7 @@ CREATE TABLE IF NOT EXISTS main.\"{history}\" (
 }
 
 /// An open database's tracking names, shared with the guest's policy.
-pub(crate) type SharedTracking = Arc<Tracking>;
+pub type SharedTracking = Arc<Tracking>;
 
 /// `migration_history.error_message` of an attempt whose process died.
 pub const INTERRUPTED: &str = "interrupted: the process ended during the migration";
@@ -681,7 +681,7 @@ mod tests {
             .copied()
             .chain((0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()))
             .collect();
-        let checksum = crate::runtime::sha256_hex(&component);
+        let checksum = crate::digest::sha256_hex(&component);
         let form = stored_form(&component);
         assert!(form.len() * 3 < component.len(), "{} bytes", form.len());
         tracking
@@ -693,7 +693,7 @@ mod tests {
         );
         // A row an earlier release wrote: the component as it is.
         let raw = b"\0asm raw".to_vec();
-        let raw_checksum = crate::runtime::sha256_hex(&raw);
+        let raw_checksum = crate::digest::sha256_hex(&raw);
         tracking
             .store_component(&conn, &raw_checksum, None, &raw, "now")
             .unwrap();

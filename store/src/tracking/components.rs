@@ -117,7 +117,7 @@ impl Tracking {
                 // The checksum is the row's key: bytes that do not match it are not the
                 // component that applied the migration. One found by the files it was packed
                 // from names them last (its custom section).
-                if crate::runtime::sha256_hex(&bytes) != checksum {
+                if crate::digest::sha256_hex(&bytes) != checksum {
                     Err("the stored bytes do not match their sha256".to_owned())
                 } else if checksum != recorded && !bytes.ends_with(recorded.as_bytes()) {
                     Err(format!(

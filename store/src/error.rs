@@ -322,7 +322,8 @@ impl Error {
                 if source.kind() == std::io::ErrorKind::NotFound)
     }
 
-    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+    /// A SQLite failure, with what the host was doing.
+    pub fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         Error::Sqlite {
             context: context.into(),
             source,
@@ -331,7 +332,8 @@ impl Error {
 }
 
 /// Adds the host's context to a rusqlite result.
-pub(crate) trait SqliteContext<T> {
+pub trait SqliteContext<T> {
+    /// The error with `context` (what the host was doing).
     fn context(self, context: impl Into<String>) -> Result<T>;
 }
 

@@ -91,7 +91,8 @@ impl Database {
         &self.tracking
     }
 
-    pub(crate) fn shared_tracking(&self) -> SharedTracking {
+    /// The tracking names, shared with the guest's side (its policy refuses writes to them).
+    pub fn shared_tracking(&self) -> SharedTracking {
         Arc::clone(&self.tracking)
     }
 
@@ -109,7 +110,8 @@ impl Database {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn shared(&self) -> Arc<Mutex<Connection>> {
+    /// The connection, shared with the guest's SQL proxy while a migration runs.
+    pub fn shared(&self) -> Arc<Mutex<Connection>> {
         Arc::clone(&self.conn)
     }
 }
@@ -133,7 +135,7 @@ const SIDECARS: [&str; 3] = ["-journal", "-wal", "-shm"];
 /// link) must belong to this user, root or the database's owner, and be writable by its owner
 /// alone (no group or other write, sticky or not); sidecars present must be regular files of
 /// the database's owner, this user or root.
-pub(crate) fn check_surroundings(path: &Path) -> std::result::Result<(), String> {
+pub fn check_surroundings(path: &Path) -> std::result::Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
     let owner = std::fs::metadata(path).map_or(me, |meta| meta.uid());

@@ -28,7 +28,8 @@ pub fn set_progress_sink(sink: Arc<dyn ProgressSink>) {
     let _ = SINK.set(sink);
 }
 
-pub(crate) struct Progress {
+/// One guest's progress reports (`log.progress`), rate-limited to the log and the sink.
+pub struct Progress {
     label: String,
     last_shown: Option<Instant>,
     last_sent: Option<Instant>,
@@ -36,7 +37,8 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(label: String) -> Self {
+    /// Progress of the step called `label`.
+    pub fn new(label: String) -> Self {
         Self {
             label,
             last_shown: None,
@@ -45,7 +47,8 @@ impl Progress {
         }
     }
 
-    pub(crate) fn report(&mut self, done: u64, total: u64) {
+    /// `done` of `total` (0: unknown).
+    pub fn report(&mut self, done: u64, total: u64) {
         let finished = total != 0 && done >= total;
         if let Some(sink) = SINK.get()
             && (finished
@@ -88,14 +91,15 @@ impl Drop for Progress {
 
 /// Progress of the host's own work of many parts (loading and compiling components, copying a
 /// large database), for the sink only: the log has its own lines for it.
-pub(crate) struct HostProgress {
+pub struct HostProgress {
     label: String,
     total: u64,
     done: AtomicU64,
 }
 
 impl HostProgress {
-    pub(crate) fn new(label: String, total: usize) -> Self {
+    /// Progress of the host's own work called `label`, out of `total`.
+    pub fn new(label: String, total: usize) -> Self {
         Self {
             label,
             total: total as u64,
@@ -104,7 +108,7 @@ impl HostProgress {
     }
 
     /// One more part done (from any thread).
-    pub(crate) fn tick(&self) {
+    pub fn tick(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(sink) = SINK.get() {
             sink.progress(&self.label, done, self.total);
@@ -112,7 +116,7 @@ impl HostProgress {
     }
 
     /// `done` parts done so far.
-    pub(crate) fn set(&self, done: u64) {
+    pub fn set(&self, done: u64) {
         self.done.store(done, Ordering::Relaxed);
         if let Some(sink) = SINK.get() {
             sink.progress(&self.label, done, self.total);
