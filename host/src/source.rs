@@ -89,7 +89,7 @@ pub fn scan_dir(
         let loaded = runtime
             .remembered_bytes(&migration.component_key(), || migration.component())
             .and_then(|bytes| runtime.load(migration.source.clone(), &bytes))
-            .map(|component| component.packed_from(Arc::clone(migration)));
+            .map(|component| component.packed_from(Arc::clone(migration) as _));
         if let Some(progress) = &packing {
             progress.tick();
         }

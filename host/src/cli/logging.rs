@@ -44,7 +44,7 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
     // Our crate and guest output at the chosen level; the wasm engine only when it warns.
     let stderr_filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,hsm_host={level},hsm_store={level},guest={level}"
+            "warn,hsm_host={level},hsm_store={level},hsm_sandbox={level},guest={level}"
         ))
     });
     let stderr = fmt::layer()

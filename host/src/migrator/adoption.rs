@@ -178,7 +178,9 @@ fn drizzle_versions(migrations: &[ComponentInfo]) -> Result<BTreeMap<u64, u64>> 
     let mut versions = BTreeMap::new();
     let mut journals: BTreeMap<PathBuf, Vec<crate::pack::drizzle::Entry>> = BTreeMap::new();
     for info in migrations {
-        let Some(sql) = info.sql.as_deref() else {
+        let origin: Option<&dyn std::any::Any> = info.sql.as_deref().map(|sql| sql as _);
+        let Some(sql) = origin.and_then(|any| any.downcast_ref::<crate::pack::SqlMigration>())
+        else {
             continue;
         };
         let Some(dir) = info.path.parent() else {

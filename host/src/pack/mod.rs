@@ -50,6 +50,20 @@ pub struct SqlMigration {
     pub down_sha256: Option<String>,
 }
 
+impl crate::runtime::SqlOrigin for SqlMigration {
+    fn identity(&self) -> String {
+        SqlMigration::identity(self)
+    }
+
+    fn was_recorded_earlier_as(&self, recorded: &str) -> bool {
+        SqlMigration::was_recorded_earlier_as(self, recorded)
+    }
+
+    fn down_source(&self) -> Option<&std::path::Path> {
+        self.down_source.as_deref()
+    }
+}
+
 impl SqlMigration {
     /// What identifies it in `migrations.checksum`: its files' own digests, the up file's,
     /// then `+` and the down file's when the down is a file of its own. Neither the layout it

@@ -5,7 +5,7 @@
 mod cursor;
 pub(crate) mod heap;
 mod page;
-pub(crate) mod script;
+pub mod script;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,6 +60,7 @@ pub const MAX_BATCH_ROWS: usize = 100_000;
 pub const MAX_VALUE_BYTES: i32 = 32 << 20;
 /// Most prepared-statement resources a migration may hold at once, and the SQL they hold.
 pub const MAX_LIVE_STATEMENTS: usize = 256;
+/// The SQL text the live prepared statements of a migration may hold in all.
 pub const MAX_LIVE_STATEMENT_BYTES: usize = 16 << 20;
 /// Most cursors a migration may have open at once.
 pub const MAX_LIVE_CURSORS: usize = 32;
@@ -108,7 +109,7 @@ pub(crate) fn builtin_function(name: &str) -> Option<String> {
 }
 
 /// Whether a script holds no statement at all (blanks and comments only).
-pub(crate) fn script_is_empty(sql: &str) -> bool {
+pub fn script_is_empty(sql: &str) -> bool {
     script::statements(sql).is_empty()
 }
 

@@ -312,7 +312,7 @@ mod tests {
 mod across_processes {
     use std::path::PathBuf;
 
-    use crate::Runtime;
+    use crate::runtime::Runtime;
 
     /// Two runtimes on one cache directory stand for two runs of hsm-host.
     #[test]

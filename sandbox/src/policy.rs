@@ -53,21 +53,21 @@ const READABLE_SETTINGS: [&str; 11] = [
 /// SQLite compiles, and the authorizer sees each one (a trigger's body with the statement that
 /// fires it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct SchemaTouch {
+pub struct SchemaTouch {
     /// Tables and views (any case) on which objects were created or dropped: only objects
     /// whose `tbl_name` is one of these can have appeared, gone or changed...
-    pub(crate) tables: BTreeSet<String>,
+    pub tables: BTreeSet<String>,
     /// ...unless a statement could change objects elsewhere too: `ALTER TABLE` (a rename
     /// rewrites the triggers and views that name the table), a virtual table (its module
     /// makes its own tables), an action SQLite added later.
-    pub(crate) anywhere: bool,
+    pub anywhere: bool,
     /// A statement writes `sqlite_sequence`.
-    pub(crate) sequences: bool,
+    pub sequences: bool,
     /// A statement creates something in the temp schema (dropped when the guest's call ends).
-    pub(crate) temp: bool,
+    pub temp: bool,
     /// A statement gives a PRAGMA a value or an argument: it may have set the one setting a
     /// guest may change (reset when the guest's call ends).
-    pub(crate) settings: bool,
+    pub settings: bool,
 }
 
 impl SchemaTouch {

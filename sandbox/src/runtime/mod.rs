@@ -15,7 +15,7 @@ mod output;
 pub use hsm_store::progress;
 mod provided;
 mod state;
-pub(crate) mod watchdog;
+pub mod watchdog;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use wasmtime::{Config, Engine, Store};
 use crate::contract::{Migration, MigrationPre};
 pub use inspect::Inspection;
 use limits::{EpochTicker, MemoryBudget};
-pub use limits::{Limits, describe_duration};
+pub use limits::{Limits, Watch, describe_duration};
 pub use progress::{ProgressSink, set_progress_sink};
 pub use provided::FILE_NAME as SQL_FUNCTIONS_FILE;
 use state::GuestState;
@@ -202,7 +202,7 @@ impl Runtime {
     /// Whether `info`'s file is one the compile cache knows, unchanged since, with its compiled
     /// code in the cache: it was loaded and checked before, and loads in a fraction of a
     /// millisecond.
-    pub(crate) fn is_compiled(&self, info: &ComponentInfo) -> bool {
+    pub fn is_compiled(&self, info: &ComponentInfo) -> bool {
         let (Some(cache), Ok(wasm)) = (&self.cache, self.wasm()) else {
             return false;
         };
@@ -434,9 +434,22 @@ impl From<crate::contract::Metadata> for Metadata {
 /// Why a guest call failed: the message (escaped and capped), and SQLite's result code when
 /// the guest failed with an error SQLite gave it.
 #[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) message: String,
-    pub(crate) sqlite_code: Option<i32>,
+pub struct Failure {
+    /// What went wrong, for the operator.
+    pub message: String,
+    /// SQLite's extended result code, when a statement failed.
+    pub sqlite_code: Option<i32>,
+}
+
+/// The SQL files a component was packed from, as the runtime needs to know them (the sources
+/// layer's `pack::SqlMigration` is one): tracking records their digests, not the component's.
+pub trait SqlOrigin: std::fmt::Debug + Send + Sync + std::any::Any {
+    /// What `migrations.checksum` records for the migration: its files' digests.
+    fn identity(&self) -> String;
+    /// Whether `recorded` is what an earlier release recorded for the same files.
+    fn was_recorded_earlier_as(&self, recorded: &str) -> bool;
+    /// The file `down` comes from, when it has one.
+    fn down_source(&self) -> Option<&Path>;
 }
 
 /// What is known of a component without its code: enough for `status` and planning.
@@ -445,12 +458,12 @@ pub struct ComponentInfo {
     /// The file.
     pub path: PathBuf,
     /// What `migrations.checksum` records for it: the sha256 of a component file's bytes,
-    /// lowercase hex; a SQL migration's file digests ([`crate::pack::SqlMigration::identity`]).
+    /// lowercase hex; a SQL migration's file digests ([`SqlOrigin::identity`]).
     pub checksum: String,
     /// What it says about itself.
     pub metadata: Metadata,
     /// The SQL migration it was packed from, if it was.
-    pub(crate) sql: Option<Arc<crate::pack::SqlMigration>>,
+    pub sql: Option<Arc<dyn SqlOrigin>>,
 }
 
 impl ComponentInfo {
@@ -462,7 +475,7 @@ impl ComponentInfo {
     /// Whether `recorded` (a `migrations.checksum`) names this migration as it is: its
     /// checksum, or what an earlier release recorded for the same SQL files (the sha256 of the
     /// component it packed them into).
-    pub(crate) fn is_recorded_as(&self, recorded: &str) -> bool {
+    pub fn is_recorded_as(&self, recorded: &str) -> bool {
         self.checksum == recorded
             || self
                 .sql
@@ -480,7 +493,7 @@ pub struct MigrationComponent {
     checksum: String,
     /// The SQL migration it was packed from, if it was: its files' digests are what tracking
     /// records for it.
-    sql: Option<Arc<crate::pack::SqlMigration>>,
+    sql: Option<Arc<dyn SqlOrigin>>,
     /// The SQL functions its directory provides, registered at each step.
     sql_functions: Option<Arc<provided::ProvidedFunctions>>,
     /// The bytes themselves, so the host can store the exact component it applied.
@@ -509,7 +522,7 @@ impl MigrationComponent {
 
     /// What `migrations.checksum` records for it: the sha256 of the component's bytes,
     /// lowercase hex; for a SQL migration, its files' digests
-    /// ([`crate::pack::SqlMigration::identity`]).
+    /// ([`SqlOrigin::identity`]).
     pub fn checksum(&self) -> String {
         match &self.sql {
             Some(sql) => sql.identity(),
@@ -524,8 +537,8 @@ impl MigrationComponent {
 
     /// Marks it as packed from `sql`, whose files identify it.
     #[must_use]
-    pub(crate) fn packed_from(mut self, sql: Arc<crate::pack::SqlMigration>) -> Self {
-        self.down_path = sql.down_source.clone();
+    pub fn packed_from(mut self, sql: Arc<dyn SqlOrigin>) -> Self {
+        self.down_path = sql.down_source().map(Path::to_owned);
         self.sql = Some(sql);
         self
     }
@@ -589,7 +602,7 @@ impl MigrationComponent {
 
     /// Interrupts `db`'s connection from `deadline` on until the watch is dropped: the
     /// deadline of a migration step for the host's SQL as well as the guest's.
-    pub(crate) fn interrupt_from(&self, db: &Database, deadline: Instant) -> limits::Watch {
+    pub fn interrupt_from(&self, db: &Database, deadline: Instant) -> limits::Watch {
         let handle = db.connection().get_interrupt_handle();
         self.ticker.interrupt_from(handle, deadline)
     }
@@ -606,7 +619,7 @@ impl MigrationComponent {
 
     /// The file its `down` runs from: a SQL migration's down file when it has one of its own,
     /// else [`MigrationComponent::path`].
-    pub(crate) fn down_path(&self) -> &Path {
+    pub fn down_path(&self) -> &Path {
         self.down_path.as_deref().unwrap_or(&self.path)
     }
 
@@ -633,7 +646,7 @@ impl MigrationComponent {
     /// what the guest printed, or the limit it hit, or that it ended the transaction; always
     /// escaped and capped for the terminal, the log and the history row. On success, what its
     /// SQL could have changed in the schema.
-    pub(crate) fn run(
+    pub fn run(
         &self,
         direction: Direction,
         db: &Database,
@@ -838,7 +851,7 @@ fn call<R>(
 
 /// Drops `value` on a thread kept for that: unmapping a finished guest's memory, or a
 /// component's code, costs about what mapping it did, and need not hold up the next step.
-pub(crate) fn drop_elsewhere(value: impl Send + 'static) {
+pub fn drop_elsewhere(value: impl Send + 'static) {
     type Garbage = Box<dyn Send>;
     static REAPER: OnceLock<Option<std::sync::mpsc::Sender<Garbage>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {

@@ -56,7 +56,7 @@ impl Runtime {
     ///
     /// # Errors
     /// As [`Runtime::inspect_file`].
-    pub(crate) fn inspect_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Inspection> {
+    pub fn inspect_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Inspection> {
         let wasm = self.wasm()?;
         let names = |component: &Component| -> (Vec<String>, Vec<String>) {
             let ty = component.component_type();

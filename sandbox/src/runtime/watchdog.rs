@@ -33,7 +33,7 @@ pub fn set_hard_stop_hook(hook: HardStopHook) {
 
 /// Runs `step` on a thread with a large stack; ends the process if it is still running
 /// [`GRACE`] after `deadline`. `what` names the step in the last message.
-pub(crate) fn within<R: Send>(deadline: Instant, what: &str, step: impl FnOnce() -> R + Send) -> R {
+pub fn within<R: Send>(deadline: Instant, what: &str, step: impl FnOnce() -> R + Send) -> R {
     std::thread::scope(|scope| {
         let (done, finished) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()

@@ -215,7 +215,7 @@ impl EpochTicker {
 }
 
 /// A connection being watched; dropped, no interrupt lands on it any more.
-pub(crate) struct Watch {
+pub struct Watch {
     watches: Arc<Mutex<Watches>>,
     id: u64,
 }

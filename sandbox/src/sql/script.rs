@@ -102,7 +102,8 @@ fn skip_past(bytes: &[u8], mut i: usize, quote: u8) -> usize {
     i + 1
 }
 
-pub(crate) fn is_complete(text: &str) -> bool {
+/// Whether `text` ends a whole statement, as SQLite's `sqlite3_complete` decides.
+pub fn is_complete(text: &str) -> bool {
     let Ok(text) = CString::new(text) else {
         // A NUL byte: SQLite would stop reading there; let it report the statement.
         return true;
