@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::layout::{Layout, Parts, SetError, error};
+use super::parts::{Layout, Parts, SetError, error};
 use super::versions::clean_name;
 
 /// Where Drizzle keeps its journal, inside the migrations directory.

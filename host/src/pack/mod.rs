@@ -7,6 +7,7 @@
 mod component;
 pub(crate) mod drizzle;
 pub mod layout;
+mod parts;
 mod pattern;
 pub mod placeholders;
 mod pop;

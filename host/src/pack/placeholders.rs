@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::layout::{SetError, error};
+use super::parts::{SetError, error};
 
 /// `text` with every `${name}` replaced.
 pub(super) fn substitute(

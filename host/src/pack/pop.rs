@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::layout::{Layout, Parts, SetError, error};
+use super::parts::{Layout, Parts, SetError, error};
 use super::versions::clean_name;
 
 /// A file of such a directory, as its name says.

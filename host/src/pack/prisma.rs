@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::layout::{Layout, Parts, SetError, error};
+use super::parts::{Layout, Parts, SetError, error};
 use super::versions::{clean_name, diesel_number};
 
 /// The lock file Prisma keeps beside its migration folders.

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::SqlMigration;
-use super::layout::{Layout, Parts, SetError, error};
+use super::parts::{Layout, Parts, SetError, error};
 
 /// A SQL file of the set: a regular file (or a link to one in the same directory) of at most
 /// [`crate::files::MAX_SQL_FILE`] bytes, so a stranger's set cannot make hsm-host read the

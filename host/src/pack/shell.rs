@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::layout::{SetError, error};
+use super::parts::{SetError, error};
 use crate::sql::script::is_complete;
 
 /// Commands about the shell's own session: output, timing, prompts, and settings hsm-host

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::layout::{SetError, error};
+use super::parts::{SetError, error};
 
 /// `V…__…` or `U…__…` → (`V` or `U`, the rest).
 pub(super) fn flyway_file(stem: &str) -> Option<(char, &str)> {
