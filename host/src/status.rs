@@ -191,7 +191,7 @@ fn shown_row(row: MigrationRow) -> MigrationRow {
         backup_path: row
             .backup_path
             .map(|p| text::neutralize(&p, text::MAX_DESCRIPTION)),
-        checksum: row.checksum.map(|c| text::neutralize(&c, MAX_STAMP)),
+        checksum: row.checksum.map(|c| text::neutralize(&c, MAX_CHECKSUM)),
         status: match row.status {
             crate::tracking::RowStatus::Other(other) => {
                 crate::tracking::RowStatus::Other(text::neutralize(&other, MAX_STAMP))
@@ -205,6 +205,10 @@ fn shown_row(row: MigrationRow) -> MigrationRow {
 /// Longest time stamp, status word or checksum shown from a tracking row: every column of a
 /// row someone else wrote is shown escaped and capped, not only the free-text ones.
 const MAX_STAMP: usize = 80;
+
+/// Longest checksum shown whole: a SQL migration with a down file of its own is recorded by
+/// two sha256 digests (`<up>+<down>`, 129 characters).
+const MAX_CHECKSUM: usize = 160;
 
 fn shown_history(row: HistoryRow) -> HistoryRow {
     HistoryRow {

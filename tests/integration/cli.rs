@@ -609,6 +609,11 @@ fn a_new_author_goes_from_nothing_to_a_tested_applied_and_rolled_back_migration(
     made.assert_success()
         .assert_stdout_contains("Made migration 1:")
         .assert_stdout_contains("v001_add_widgets");
+    // The next commands, each with paths from where `new` ran.
+    let release = work.join("target/wasm32-wasip2/release");
+    made.assert_stdout_contains(&format!("(cd {} && cargo build", work.display()))
+        .assert_stdout_contains(&format!("hsm-host test --migrations {}", release.display()))
+        .assert_stdout_contains(&format!("cp {}/v001_add_widgets.wasm ", release.display()));
     // A second one takes the next version.
     env.hsm(&["new", "add_gadgets", "--dir", work.to_str().unwrap()])
         .assert_success()

@@ -74,11 +74,17 @@ fn duplicate_versions_are_refused_naming_both_files() {
         hsm_test_artifacts::V001_INITIAL_SCHEMA,
         "copy_of_first.wasm",
     );
-    env.hsm(&["up"])
-        .assert_code(1)
+    let run = env.hsm(&["up"]);
+    run.assert_code(1)
         .assert_stderr_contains("both declare version 1")
         .assert_stderr_contains("copy_of_first.wasm")
         .assert_stderr_contains("v001_initial_schema.wasm");
+    // The directory is the right one: no hint to choose another.
+    assert!(
+        !run.stderr.contains("choose the directory"),
+        "{}",
+        run.stderr
+    );
     assert!(
         !env.db.exists(),
         "nothing may be created when loading fails"

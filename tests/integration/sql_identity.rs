@@ -82,6 +82,8 @@ fn a_down_file_of_its_own_is_part_of_the_record() {
         sha256sum(&folder.join("down.sql"))
     );
     assert_eq!(recorded(&env, version), expected);
+    // `status` shows both digests whole.
+    assert_eq!(env.status()["applied"][0]["checksum"], expected.as_str());
 
     write(
         m,

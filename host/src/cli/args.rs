@@ -69,8 +69,8 @@ pub struct Global {
     pub migrations: PathBuf,
 
     /// Layout of the SQL migrations in --migrations (and for `pack`): diesel, golang-migrate,
-    /// sqlx, dbmate, goose, flyway, refinery, prisma, drizzle, or a pattern for a naming of a
-    /// project's own,
+    /// sqlx, dbmate, goose, flyway, refinery, prisma, drizzle, pop, or a pattern for a naming of
+    /// a project's own,
     /// such as 'V{version}.{name}.{direction}.sql' [default: recognised from the file names]
     #[arg(long, global = true, help_heading = "Global options", env = "HSM_LAYOUT", value_parser = parse_layout)]
     pub layout: Option<hsm_host::pack::Layout>,
@@ -80,8 +80,9 @@ pub struct Global {
           value_parser = hsm_host::pack::placeholders::parse)]
     pub placeholders: Vec<(String, String)>,
 
-    /// Prefix of hsm-host's tracking tables (`hsm_` gives hsm_migrations, hsm_migration_history),
-    /// for an application that owns a table called `migrations` [default: none, the seed's names]
+    /// Prefix of hsm-host's tracking tables (`hsm_` gives hsm_migrations, hsm_migration_history
+    /// and hsm_hsm_components), for an application that owns a table called `migrations`
+    /// [default: none: migrations, migration_history, hsm_components]
     #[arg(
         long,
         global = true,

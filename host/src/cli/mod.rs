@@ -262,6 +262,7 @@ fn run(args: &Args) -> Result<()> {
             python,
             js,
         } => {
+            let workspace = dir.clone().unwrap_or_else(|| PathBuf::from("."));
             // The versions already taken in the migrations directory (none if it is not there).
             let taken: Vec<u64> = if global.migrations.is_dir() {
                 hsm_host::source::describe_dir(
@@ -303,10 +304,10 @@ fn run(args: &Args) -> Result<()> {
                     chrono::Utc::now(),
                 )?
             } else {
-                let dir = dir.clone().unwrap_or_else(|| PathBuf::from("."));
-                hsm_host::scaffold::rust_crate(&dir, name, &taken)?
+                hsm_host::scaffold::rust_crate(&workspace, name, &taken)?
             };
-            report::scaffolded(&made, *sql, global.json, &mut out)
+            let rust = (!*sql).then_some((workspace.as_path(), global.migrations.as_path()));
+            report::scaffolded(&made, rust, global.json, &mut out)
         }
         Command::Completions { shell } => {
             let mut command = <Args as clap::CommandFactory>::command();
@@ -373,11 +374,18 @@ fn project(global: &Global) -> Result<Project> {
 fn with_loading_context<T>(global: &Global, result: hsm_host::Result<T>) -> Result<T> {
     use hsm_host::Error::{DuplicateVersion, InvalidComponent, ReadMigrations, SqlSet};
     result.map_err(|error| match error {
+        // Only a directory that is not there is likely the wrong one.
+        ReadMigrations { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::Error::new(error).context(format!(
+                "cannot load the migrations in {} (choose the directory with --migrations)",
+                global.migrations.display()
+            ))
+        }
         ReadMigrations { .. }
         | InvalidComponent { .. }
         | DuplicateVersion { .. }
         | SqlSet { .. } => anyhow::Error::new(error).context(format!(
-            "cannot load the migrations in {} (choose the directory with --migrations)",
+            "cannot load the migrations in {}",
             global.migrations.display()
         )),
         other => other.into(),

@@ -557,9 +557,11 @@ pub fn scaffolded_module(
     Ok(())
 }
 
+/// `hsm-host new`: what was made and the next commands (for a Rust crate, `rust_workspace`
+/// is the workspace it is in and the migrations directory).
 pub fn scaffolded(
     made: &hsm_host::scaffold::Scaffolded,
-    sql: bool,
+    rust_workspace: Option<(&Path, &Path)>,
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -570,19 +572,38 @@ pub fn scaffolded(
     for file in &made.files {
         writeln!(out, "  {}", file.display())?;
     }
-    if sql {
+    if rust_workspace.is_none() {
         writeln!(
             out,
             "Next: edit the SQL, then `hsm-host test` and `hsm-host up` (the directory is read \
              as it is)."
         )?;
-    } else {
+    } else if let Some((workspace, migrations)) = rust_workspace {
+        // Paths from where the command ran, so each line can be pasted as it is.
+        let prefix = format!("v{:03}_", made.version);
+        let crate_name = made
+            .files
+            .iter()
+            .filter(|file| file.ends_with("src/lib.rs"))
+            .filter_map(|lib| lib.parent()?.parent()?.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .find(|name| name.starts_with(&prefix))
+            .unwrap_or_default();
+        let release = workspace.join("target/wasm32-wasip2/release");
+        writeln!(out, "Next: write up/down in src/lib.rs, then:")?;
         writeln!(
             out,
-            "Next: write up/down in src/lib.rs, build with `cargo build --release --target \
-             wasm32-wasip2` in the workspace, then `hsm-host test --migrations \
-             target/wasm32-wasip2/release` and copy the .wasm into your migrations directory."
+            "  (cd {} && cargo build --release --target wasm32-wasip2)",
+            workspace.display()
         )?;
+        writeln!(out, "  hsm-host test --migrations {}", release.display())?;
+        writeln!(
+            out,
+            "  cp {} {}/",
+            release.join(format!("{crate_name}.wasm")).display(),
+            migrations.display()
+        )?;
+        writeln!(out, "  hsm-host up")?;
     }
     Ok(())
 }
