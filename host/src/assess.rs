@@ -44,9 +44,13 @@ pub(crate) fn assess<'a>(rows: &'a [MigrationRow], files: &'a [ComponentInfo]) -
         .iter()
         .filter(|f| !applied_versions.contains(&f.version()))
         .map(|f| {
-            let rolled_back = rows
-                .iter()
-                .any(|row| row.version == f.version() && row.status == RowStatus::RolledBack);
+            // The same migration, by name: another one once had this version (a version
+            // reused after its migration was rolled back and removed) says nothing of this one.
+            let rolled_back = rows.iter().any(|row| {
+                row.version == f.version()
+                    && row.status == RowStatus::RolledBack
+                    && row.name == f.metadata.name
+            });
             (f, rolled_back)
         })
         .collect();
@@ -151,5 +155,15 @@ mod tests {
         assert_eq!(changed, [3]);
         assert_eq!(a.missing, [4]);
         assert_eq!(a.from_store, [(3, "b"), (4, "c")]);
+    }
+
+    #[test]
+    fn a_version_reused_by_another_migration_is_not_shown_as_rolled_back() {
+        let rows = [row(8, RowStatus::RolledBack, Some("d"))];
+        let mut other = file(8, "e");
+        other.metadata.name = "add_display_names".into();
+        let a = assess(&rows, std::slice::from_ref(&other));
+        let pending: Vec<(u64, bool)> = a.pending.iter().map(|(f, r)| (f.version(), *r)).collect();
+        assert_eq!(pending, [(8, false)]);
     }
 }
