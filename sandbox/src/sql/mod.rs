@@ -2,10 +2,14 @@
 //! and the call's deadline, with bounds on what one call may send or receive. Values and errors
 //! become the contract's types; guest input never panics the host.
 
+mod batches;
+mod bounds;
 mod cursor;
+mod cursors;
 pub(crate) mod heap;
 mod page;
 pub mod script;
+mod values;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,7 +18,7 @@ use std::time::Instant;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::limits::Limit;
-use rusqlite::types::{ToSqlOutput, Value as SqliteValue, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
 pub(crate) use crate::contract::{CursorHandle, PreparedStatement};
@@ -28,48 +32,10 @@ use crate::policy;
 pub(crate) use page::Cells;
 use page::PageBuilder;
 
-/// SQLite's result codes the proxy reports for failures of its own.
-pub const SQLITE_ERROR: i32 = 1;
-/// A statement used the API wrongly (e.g. `execute` on a statement that returns rows).
-pub const SQLITE_MISUSE: i32 = 21;
-/// Wrong number of parameters.
-pub const SQLITE_RANGE: i32 = 25;
-/// Refused by the policy.
-pub const SQLITE_AUTH: i32 = 23;
-/// Over one of the proxy's size bounds.
-pub const SQLITE_TOOBIG: i32 = 18;
-/// Stopped at the deadline.
-pub const SQLITE_INTERRUPT: i32 = 9;
-/// Data type mismatch.
-const SQLITE_MISMATCH: i32 = 20;
-/// The host's transaction is gone.
-pub const SQLITE_ABORT: i32 = 4;
-
-/// Longest SQL text one call may send: scripts are small; data goes in parameters.
-pub const MAX_SQL_BYTES: usize = 4 << 20;
-/// Most parameter bytes one call may send.
-pub const MAX_PARAM_BYTES: usize = 64 << 20;
-/// Most rows one `query` may return.
-pub const MAX_QUERY_ROWS: usize = 1_000_000;
-/// Most bytes (approximately) one `query` may return.
-pub const MAX_QUERY_BYTES: usize = 64 << 20;
-/// Most rows one cursor batch returns, whatever the guest asks for.
-pub const MAX_BATCH_ROWS: usize = 100_000;
-/// Longest TEXT or BLOB SQLite may build while a guest runs (`SQLITE_LIMIT_LENGTH`):
-/// `zeroblob`, `randomblob`, `printf` and concatenation cannot make a value larger.
-pub const MAX_VALUE_BYTES: i32 = 32 << 20;
-/// Most prepared-statement resources a migration may hold at once, and the SQL they hold.
-pub const MAX_LIVE_STATEMENTS: usize = 256;
-/// The SQL text the live prepared statements of a migration may hold in all.
-pub const MAX_LIVE_STATEMENT_BYTES: usize = 16 << 20;
-/// Most cursors a migration may have open at once.
-pub const MAX_LIVE_CURSORS: usize = 32;
-/// What SQLite may allocate for one running migration beyond what it used before (page cache,
-/// statements, sorting, values): its share of SQLite's process-wide heap limit.
-pub const SQL_HEAP_BUDGET: usize = 64 << 20;
-
-/// SQLite virtual machine steps between deadline checks.
-const PROGRESS_STEPS: i32 = 10_000;
+pub use bounds::*;
+use bounds::{PROGRESS_STEPS, check_params, check_sql};
+use values::{checked_text, from_sqlite, to_sql_error, to_sqlite};
+pub(crate) use values::{split_rows, value_ref, whole_sets};
 
 /// Computes one guest-defined SQL function: `args -> value or message`.
 pub(crate) type FunctionCaller = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
@@ -418,72 +384,6 @@ impl GuestSql {
         live.1 = live.1.saturating_sub(statement.sql.len());
     }
 
-    /// Runs one statement once per parameter set.
-    pub(crate) fn execute_many(&self, sql: &str, sets: ParamSets) -> Result<u64, SqlError> {
-        self.execute_cells("execute-many", sql, sets.width, &sets.cells, &sets.bytes)
-    }
-
-    /// Runs `sql` once per set of `width` page cells, their TEXT and BLOB in `bytes`; `call`
-    /// names the contract function in errors.
-    pub(crate) fn execute_cells(
-        &self,
-        call: &str,
-        sql: &str,
-        width: u32,
-        cells: &[Cell],
-        bytes: &[u8],
-    ) -> Result<u64, SqlError> {
-        let width = whole_sets(call, "cells", width, cells.len())?;
-        let params = cells
-            .iter()
-            .enumerate()
-            .map(|(index, cell)| {
-                page::cell_ref(cell, bytes).map_err(|reason| SqlError {
-                    code: SQLITE_MISUSE,
-                    message: format!(
-                        "{call}: parameter {} of set {}: {reason}",
-                        index % width + 1,
-                        index / width + 1
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.execute_each(sql, params.chunks(width).map(|set| set.iter().copied()))
-    }
-
-    /// Runs `sql` once per parameter set.
-    pub(crate) fn execute_each<'a, Set>(
-        &self,
-        sql: &str,
-        sets: impl Iterator<Item = Set>,
-    ) -> Result<u64, SqlError>
-    where
-        Set: Iterator<Item = ValueRef<'a>> + Clone,
-    {
-        check_sql(sql)?;
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-            if stmt.column_count() > 0 {
-                return Err(SqlError {
-                    code: SQLITE_MISUSE,
-                    message: "this statement returns rows: execute-many is for writes".into(),
-                });
-            }
-            let mut changed = 0;
-            for params in sets {
-                check_params(params.clone())?;
-                changed += stmt
-                    .execute(params_from_iter(params.map(ToSqlOutput::Borrowed)))
-                    .map_err(|e| self.error(e))? as u64;
-                // A set whose statement rolled the transaction back stops the batch here.
-                if conn.is_autocommit() {
-                    break;
-                }
-            }
-            Ok(changed)
-        })
-    }
-
     /// Makes `name(...)` callable from this call's SQL, computed by `caller`.
     pub(crate) fn register_function(
         &self,
@@ -535,75 +435,6 @@ impl GuestSql {
 
     pub(crate) fn last_insert_rowid(&self) -> i64 {
         self.conn().last_insert_rowid()
-    }
-
-    /// Starts a query whose rows the guest reads in batches.
-    pub(crate) fn open_cursor(
-        &self,
-        sql: &str,
-        params: Vec<Value>,
-    ) -> Result<CursorHandle, SqlError> {
-        check_sql(sql)?;
-        check_params(params.iter().map(value_ref))?;
-        self.with_conn(|conn| {
-            let mut cursors = lock(&self.cursors);
-            if cursors.len() >= MAX_LIVE_CURSORS {
-                return Err(SqlError {
-                    code: SQLITE_TOOBIG,
-                    message: format!(
-                        "too many open cursors: hsm-host keeps at most {MAX_LIVE_CURSORS} per \
-                         migration; drop the ones you have read"
-                    ),
-                });
-            }
-            let cursor =
-                cursor::RawCursor::open(conn, sql, params, false).map_err(|e| self.explain(e))?;
-            let id = self.next_cursor.fetch_add(1, Ordering::Relaxed);
-            cursors.insert(id, cursor);
-            Ok(CursorHandle { id })
-        })
-    }
-
-    pub(crate) fn cursor_columns(&self, handle: &CursorHandle) -> Vec<String> {
-        let _conn = self.conn();
-        lock(&self.cursors)
-            .get(&handle.id)
-            .map(|c| c.columns().to_vec())
-            .unwrap_or_default()
-    }
-
-    /// The next rows of a cursor as a page, at most `max` (and [`MAX_BATCH_ROWS`]); without
-    /// cells when done.
-    pub(crate) fn cursor_next(&self, handle: &CursorHandle, max: u32) -> Result<Page, SqlError> {
-        let mut page = PageBuilder::default();
-        let columns = self.cursor_batch(handle, max, &mut page)?;
-        Ok(page.finish(columns))
-    }
-
-    /// Hands the next batch's cells to `cells`, row after row; returns the column names.
-    pub(crate) fn cursor_batch(
-        &self,
-        handle: &CursorHandle,
-        max: u32,
-        cells: &mut impl Cells,
-    ) -> Result<Vec<String>, SqlError> {
-        self.with_conn(|conn| {
-            let mut cursors = lock(&self.cursors);
-            let cursor = cursors.get_mut(&handle.id).ok_or_else(|| SqlError {
-                code: SQLITE_MISUSE,
-                message: "this cursor is closed".into(),
-            })?;
-            let max = (max as usize).clamp(1, MAX_BATCH_ROWS);
-            cursor
-                .next_batch(conn, max, MAX_QUERY_BYTES, cells)
-                .map_err(|e| self.explain(e))?;
-            Ok(cursor.columns().to_vec())
-        })
-    }
-
-    pub(crate) fn close_cursor(&self, handle: &CursorHandle) {
-        let _conn = self.conn();
-        lock(&self.cursors).remove(&handle.id);
     }
 
     /// Explains refusals and interruptions in the host's words.
@@ -712,143 +543,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn check_sql(sql: &str) -> Result<(), SqlError> {
-    if sql.len() > MAX_SQL_BYTES {
-        return Err(SqlError {
-            code: SQLITE_TOOBIG,
-            message: format!(
-                "the SQL text is {}, over hsm-host's limit of {}: pass data as parameters",
-                human_bytes(sql.len() as u64),
-                human_bytes(MAX_SQL_BYTES as u64)
-            ),
-        });
-    }
-    policy::check_statement_text(sql).map_err(|reason| SqlError {
-        code: SQLITE_AUTH,
-        message: format!("refused by hsm-host's policy: {reason}"),
-    })
-}
-
-fn check_params<'a>(params: impl IntoIterator<Item = ValueRef<'a>>) -> Result<(), SqlError> {
-    let bytes: usize = params
-        .into_iter()
-        .map(|p| match p {
-            ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
-            _ => 8,
-        })
-        .sum();
-    if bytes > MAX_PARAM_BYTES {
-        return Err(SqlError {
-            code: SQLITE_TOOBIG,
-            message: format!(
-                "the parameters hold {}, over hsm-host's limit of {} per statement",
-                human_bytes(bytes as u64),
-                human_bytes(MAX_PARAM_BYTES as u64)
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// How many sets of `width` a flat list of `len` holds; an error unless a whole number.
-pub(crate) fn whole_sets(
-    call: &str,
-    what: &str,
-    width: u32,
-    len: usize,
-) -> Result<usize, SqlError> {
-    let width = width as usize;
-    if width == 0 || !len.is_multiple_of(width) {
-        return Err(SqlError {
-            code: SQLITE_MISUSE,
-            message: format!("{call} got {len} {what}, not a whole number of sets of {width}"),
-        });
-    }
-    Ok(width)
-}
-
-/// Values row after row, `width` each, as one list per row (a result without columns has no
-/// rows).
-pub(crate) fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
-    let count = values.len().checked_div(width).unwrap_or(0);
-    let mut values = values.into_iter();
-    (0..count)
-        .map(|_| values.by_ref().take(width).collect())
-        .collect()
-}
-
-/// A guest value, borrowed for binding (SQLite copies what it keeps).
-pub(crate) fn value_ref(value: &Value) -> ValueRef<'_> {
-    match value {
-        Value::Null => ValueRef::Null,
-        Value::Integer(i) => ValueRef::Integer(*i),
-        Value::Real(r) => ValueRef::Real(*r),
-        Value::Text(t) => ValueRef::Text(t.as_bytes()),
-        Value::Blob(b) => ValueRef::Blob(b),
-    }
-}
-
-fn to_sqlite(value: Value) -> SqliteValue {
-    match value {
-        Value::Null => SqliteValue::Null,
-        Value::Integer(i) => SqliteValue::Integer(i),
-        Value::Real(r) => SqliteValue::Real(r),
-        Value::Text(t) => SqliteValue::Text(t),
-        Value::Blob(b) => SqliteValue::Blob(b),
-    }
-}
-
-fn from_sqlite(value: ValueRef<'_>, column: impl std::fmt::Display) -> Result<Value, SqlError> {
-    Ok(match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(bytes) => Value::Text(checked_text(bytes, column)?.to_owned()),
-        ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
-    })
-}
-
-/// TEXT as a string; never lossy, so a data migration that reads and writes back cannot
-/// corrupt text: invalid UTF-8 is an error naming the column.
-fn checked_text(bytes: &[u8], column: impl std::fmt::Display) -> Result<&str, SqlError> {
-    std::str::from_utf8(bytes).map_err(|_| SqlError {
-        code: SQLITE_MISMATCH,
-        message: format!(
-            "column `{column}` holds TEXT that is not valid UTF-8; \
-             select CAST({column} AS BLOB) to read its bytes"
-        ),
-    })
-}
-
-/// SQLite's own code and message when SQLite failed; the proxy's reason otherwise.
-fn to_sql_error(error: rusqlite::Error) -> SqlError {
-    match error {
-        rusqlite::Error::SqliteFailure(failure, message) => SqlError {
-            code: failure.extended_code,
-            message: message.unwrap_or_else(|| failure.to_string()),
-        },
-        // A syntax error: SQLite's message and where in the SQL it is (the guest has the SQL).
-        rusqlite::Error::SqlInputError {
-            error, msg, offset, ..
-        } => SqlError {
-            code: error.extended_code,
-            message: format!("{msg} (at byte {offset})"),
-        },
-        rusqlite::Error::InvalidParameterCount(given, expected) => SqlError {
-            code: SQLITE_RANGE,
-            message: format!("the statement has {expected} parameters but {given} were given"),
-        },
-        rusqlite::Error::MultipleStatement => SqlError {
-            code: SQLITE_MISUSE,
-            message: "more than one statement: use execute-batch for scripts".into(),
-        },
-        other => SqlError {
-            code: SQLITE_ERROR,
-            message: other.to_string(),
-        },
-    }
 }
 
 #[cfg(test)]
