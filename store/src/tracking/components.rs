@@ -187,3 +187,70 @@ pub(super) fn inflate_within(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    #[test]
+    fn stored_components_come_back_as_they_were_and_damaged_rows_say_so() {
+        let conn = Connection::open_in_memory().unwrap();
+        let tracking = Tracking::default();
+        tracking.ensure_tables(&conn).unwrap();
+        let component: Vec<u8> = b"\0asm\x0d\0\x01\0"
+            .iter()
+            .copied()
+            .chain((0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()))
+            .collect();
+        let checksum = crate::digest::sha256_hex(&component);
+        let form = stored_form(&component);
+        assert!(form.len() * 3 < component.len(), "{} bytes", form.len());
+        tracking
+            .store_component(&conn, &checksum, None, &form, "now")
+            .unwrap();
+        assert_eq!(
+            tracking.stored_component(&conn, &checksum).unwrap(),
+            Some(component.clone())
+        );
+        // A row an earlier release wrote: the component as it is.
+        let raw = b"\0asm raw".to_vec();
+        let raw_checksum = crate::digest::sha256_hex(&raw);
+        tracking
+            .store_component(&conn, &raw_checksum, None, &raw, "now")
+            .unwrap();
+        assert_eq!(
+            tracking.stored_component(&conn, &raw_checksum).unwrap(),
+            Some(raw)
+        );
+        // Damaged, and swapped for another component: refused, naming the row.
+        let mut damaged = form.clone();
+        damaged.truncate(form.len() / 2);
+        for (key, bytes) in [
+            ("damaged", damaged),
+            ("swapped", stored_form(b"\0asm other")),
+        ] {
+            tracking
+                .store_component(&conn, key, None, &bytes, "now")
+                .unwrap();
+            let error = tracking
+                .stored_component(&conn, key)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("sha256 {key}")), "{error}");
+            assert!(
+                error.contains("damaged") || error.contains("do not match"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_that_inflates_without_end_stops_at_the_limit() {
+        let bomb = stored_form(&vec![0u8; 4 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let error = inflate_within(bomb, 1 << 20).unwrap_err();
+        assert!(error.contains("more than 1 MiB"), "{error}");
+    }
+}

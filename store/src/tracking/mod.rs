@@ -6,16 +6,16 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::{Error, Result, SqliteContext};
-use crate::plan::Direction;
 
 mod components;
+mod writes;
 
-#[cfg(test)]
-use components::inflate_within;
+pub use writes::{ADOPTED, Applied, FAILED, SUCCESS};
+
 pub use components::{MAX_COMPONENT_BYTES, stored_form};
 
 const MIGRATIONS_COLUMNS: [&str; 8] = [
@@ -425,105 +425,6 @@ impl Tracking {
         .context(read_error)
     }
 
-    /// Writes the `running` history row of an attempt (committed on its own, so that an attempt
-    /// that never finishes stays visible) and returns its id.
-    pub fn start_attempt(
-        &self,
-        conn: &Connection,
-        version: u64,
-        direction: Direction,
-        backup_path: Option<&str>,
-        now: &str,
-    ) -> Result<i64> {
-        conn.execute(
-            &format!(
-                "INSERT INTO main.\"{}\" (version, direction, status, backup_path, started_at)
-                 VALUES (?1, ?2, 'running', ?3, ?4)",
-                self.history
-            ),
-            params![version, direction.as_str(), backup_path, now],
-        )
-        .context(format!("cannot record the start of migration {version}"))?;
-        Ok(conn.last_insert_rowid())
-    }
-
-    /// Closes a history row as `success`, or `failed` with the error.
-    pub fn finish_attempt(
-        &self,
-        conn: &Connection,
-        id: i64,
-        error: Option<&str>,
-        now: &str,
-    ) -> Result<()> {
-        let status = if error.is_some() { FAILED } else { SUCCESS };
-        conn.execute(
-            &format!(
-                "UPDATE main.\"{}\" SET status = ?1, error_message = ?2, completed_at = ?3
-                 WHERE id = ?4",
-                self.history
-            ),
-            params![status, error, now, id],
-        )
-        .context("cannot record the end of a migration attempt")?;
-        Ok(())
-    }
-
-    /// Marks a migration applied; re-applying a rolled-back one resets its row.
-    pub fn record_applied(
-        &self,
-        conn: &Connection,
-        applied: &Applied<'_>,
-        now: &str,
-    ) -> Result<()> {
-        conn.execute(
-            &format!(
-                "INSERT INTO main.\"{}\" (version, name, description, applied_at, rolled_back_at,
-                                         backup_path, status, error_message, checksum)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'applied', NULL, ?6)
-                 ON CONFLICT (version) DO UPDATE SET
-                   name = excluded.name, description = excluded.description,
-                   applied_at = excluded.applied_at, rolled_back_at = NULL,
-                   backup_path = excluded.backup_path, status = 'applied', error_message = NULL,
-                   checksum = excluded.checksum",
-                self.migrations
-            ),
-            params![
-                applied.version,
-                applied.name,
-                applied.description,
-                now,
-                applied.backup_path,
-                applied.checksum
-            ],
-        )
-        .context(format!(
-            "cannot record migration {} as applied",
-            applied.version
-        ))?;
-        Ok(())
-    }
-
-    /// Marks a migration rolled back.
-    pub fn record_rolled_back(
-        &self,
-        conn: &Connection,
-        version: u64,
-        backup_path: Option<&str>,
-        now: &str,
-    ) -> Result<()> {
-        conn.execute(
-            &format!(
-                "UPDATE main.\"{}\" SET status = 'rolled_back', rolled_back_at = ?1,
-                        backup_path = coalesce(?2, backup_path)
-                 WHERE version = ?3",
-                self.migrations
-            ),
-            params![now, backup_path, version],
-        )
-        .context(format!("cannot record migration {version} as rolled back"))?;
-        Ok(())
-    }
-
     /// The highest applied version, 0 when none is (or there are no tracking tables).
     pub fn current_version(&self, conn: &Connection) -> Result<u64> {
         if column_names(conn, &self.migrations)?.is_empty() {
@@ -554,81 +455,7 @@ impl Tracking {
         )
         .context("cannot look for interrupted migrations")
     }
-
-    /// Marks every `running` history row `failed` as interrupted and returns their versions.
-    /// Only call it while holding the migration lock: then no live process can be running them.
-    pub fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
-        let versions: Vec<u64> = conn
-            .prepare(&format!(
-                "SELECT version FROM main.\"{}\" WHERE status = 'running' ORDER BY id",
-                self.history
-            ))
-            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
-            .context("cannot look for interrupted migrations")?;
-        if !versions.is_empty() {
-            conn.execute(
-                &format!(
-                    "UPDATE main.\"{}\" SET status = 'failed', error_message = ?1,
-                            completed_at = ?2
-                     WHERE status = 'running'",
-                    self.history
-                ),
-                params![INTERRUPTED, now],
-            )
-            .context("cannot mark interrupted migrations")?;
-        }
-        Ok(versions)
-    }
-
-    /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
-    pub fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()> {
-        conn.execute(
-            &format!(
-                "UPDATE main.\"{}\" SET checksum = ?1 WHERE version = ?2",
-                self.migrations
-            ),
-            params![checksum, version],
-        )
-        .context(format!("cannot update the checksum of migration {version}"))?;
-        Ok(())
-    }
-
-    /// The history row of a migration recorded without running.
-    pub fn record_adopted(&self, conn: &Connection, version: u64, now: &str) -> Result<()> {
-        conn.execute(
-            &format!(
-                "INSERT INTO main.\"{}\" (version, direction, status, started_at, completed_at)
-                 VALUES (?1, 'up', ?2, ?3, ?3)",
-                self.history
-            ),
-            params![version, ADOPTED, now],
-        )
-        .context(format!("cannot record migration {version} as adopted"))?;
-        Ok(())
-    }
 }
-
-/// What the `migrations` row of a newly applied migration says.
-pub struct Applied<'a> {
-    /// The migration's version.
-    pub version: u64,
-    /// Its name.
-    pub name: &'a str,
-    /// Its description.
-    pub description: &'a str,
-    /// The backup taken before the run.
-    pub backup_path: Option<&'a str>,
-    /// The sha256 of the component that applied it.
-    pub checksum: &'a str,
-}
-
-/// `migration_history.status` of a migration recorded as applied without running it (another
-/// tool applied it, or a baseline said so).
-pub const ADOPTED: &str = "adopted";
-/// `migration_history.status` of an attempt that committed.
-pub const SUCCESS: &str = "success";
-/// `migration_history.status` of an attempt that was rolled back (or interrupted).
-pub const FAILED: &str = "failed";
 
 /// The columns of `table` in `main`, in order; empty when there is no such table.
 /// (A PRAGMA statement, not `pragma_table_info(…)`: a table of that name would take the
@@ -670,66 +497,6 @@ pub fn other_prefixes(conn: &Connection) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_components_come_back_as_they_were_and_damaged_rows_say_so() {
-        let conn = Connection::open_in_memory().unwrap();
-        let tracking = Tracking::default();
-        tracking.ensure_tables(&conn).unwrap();
-        let component: Vec<u8> = b"\0asm\x0d\0\x01\0"
-            .iter()
-            .copied()
-            .chain((0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()))
-            .collect();
-        let checksum = crate::digest::sha256_hex(&component);
-        let form = stored_form(&component);
-        assert!(form.len() * 3 < component.len(), "{} bytes", form.len());
-        tracking
-            .store_component(&conn, &checksum, None, &form, "now")
-            .unwrap();
-        assert_eq!(
-            tracking.stored_component(&conn, &checksum).unwrap(),
-            Some(component.clone())
-        );
-        // A row an earlier release wrote: the component as it is.
-        let raw = b"\0asm raw".to_vec();
-        let raw_checksum = crate::digest::sha256_hex(&raw);
-        tracking
-            .store_component(&conn, &raw_checksum, None, &raw, "now")
-            .unwrap();
-        assert_eq!(
-            tracking.stored_component(&conn, &raw_checksum).unwrap(),
-            Some(raw)
-        );
-        // Damaged, and swapped for another component: refused, naming the row.
-        let mut damaged = form.clone();
-        damaged.truncate(form.len() / 2);
-        for (key, bytes) in [
-            ("damaged", damaged),
-            ("swapped", stored_form(b"\0asm other")),
-        ] {
-            tracking
-                .store_component(&conn, key, None, &bytes, "now")
-                .unwrap();
-            let error = tracking
-                .stored_component(&conn, key)
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains(&format!("sha256 {key}")), "{error}");
-            assert!(
-                error.contains("damaged") || error.contains("do not match"),
-                "{error}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_row_that_inflates_without_end_stops_at_the_limit() {
-        let bomb = stored_form(&vec![0u8; 4 << 20]);
-        assert!(bomb.len() < 64 << 10);
-        let error = inflate_within(bomb, 1 << 20).unwrap_err();
-        assert!(error.contains("more than 1 MiB"), "{error}");
-    }
 
     #[test]
     fn prefixes_are_identifiers() {
