@@ -283,25 +283,26 @@ impl MigrationComponent {
         let timeout = self.limits.timeout;
         let memory = MemoryBudget::new(self.limits.max_memory);
         let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
-        let mut state = GuestState::new(
+        let state = GuestState::new(
             self.label(),
             Some(db),
             deadline,
             Arc::clone(&memory),
             Arc::clone(&log_budget),
-        )
-        .with_functions(functions::FunctionFactory {
+        );
+        let factory = functions::FunctionFactory {
             engine: self.engine.clone(),
             pre: self.pre.instance_pre().clone(),
             deadline,
             label: self.label(),
             memory,
             log_budget,
-        });
-        if let (Some(provided), Some(sql), Some(factory)) =
-            (&self.sql_functions, &state.sql, &state.functions)
-        {
-            state.provided = Some(provided.register(sql, factory.clone())?);
+            find_export: super::host::functions_export,
+        };
+        let mut state = state.with_functions(Arc::new(factory.clone()));
+        if let (Some(provided), Some(sql)) = (&self.sql_functions, &state.sql) {
+            let step = provided.register(sql, factory)?;
+            state.provided = Some(Box::new(step));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let (result, outcome) =
@@ -440,7 +441,7 @@ pub(super) fn call<R>(
     let function_failure = state
         .function_caller
         .as_ref()
-        .and_then(functions::GuestFunctions::failure)
+        .and_then(|functions| functions.failure())
         .or_else(|| state.provided.as_ref().and_then(|p| p.failure()));
     // Its functions leave the connection before their instance goes.
     let sql = state.sql.take().map(crate::sql::GuestSql::close);

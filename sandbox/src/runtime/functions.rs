@@ -11,7 +11,7 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use super::limits::{self, MemoryBudget};
-use super::state::GuestState;
+use super::state::{CallFunctions, GuestState, StartFunctions};
 use crate::contract::Value;
 use crate::sql::FunctionCaller;
 use crate::text::{self, Budget};
@@ -100,7 +100,13 @@ pub(crate) struct FunctionFactory {
     /// The migration's budgets, shared with the instance running `up`/`down`.
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) log_budget: Arc<Budget>,
+    /// Finds the instance's `functions` export (contract 0.2's, or an adapter's for 0.1).
+    pub(crate) find_export: ExportFinder,
 }
+
+/// Finds the `functions` export of an instance, if it has one.
+pub(crate) type ExportFinder =
+    fn(&Instance, &mut Store<GuestState>) -> Result<Option<Box<dyn FunctionsExport>>, String>;
 
 /// The running function instance, shared by every function one guest call registered.
 #[derive(Clone)]
@@ -135,17 +141,12 @@ impl FunctionFactory {
                 None => format!("cannot start the function instance: {e:#}"),
             }
         })?;
-        let export = match find_export(&instance, &mut store)? {
-            Some(export) => export,
-            None => {
-                super::host::v0_1::functions_export(&instance, &mut store)?.ok_or_else(|| {
-                    format!(
-                        "the component does not export {FUNCTIONS_EXPORT}: build it for the \
-                     migration-with-functions world (the Rust SDK does)"
-                    )
-                })?
-            }
-        };
+        let export = (self.find_export)(&instance, &mut store)?.ok_or_else(|| {
+            format!(
+                "the component does not export {FUNCTIONS_EXPORT}: build it for the \
+                 migration-with-functions world (the Rust SDK does)"
+            )
+        })?;
         Ok(GuestFunctions {
             instance: Arc::new(Mutex::new(FunctionInstance {
                 store,
@@ -157,7 +158,7 @@ impl FunctionFactory {
 }
 
 /// Contract 0.2's `functions` export of `instance`, if it has one; its names read once.
-fn find_export(
+pub(crate) fn find_export(
     instance: &Instance,
     store: &mut Store<GuestState>,
 ) -> Result<Option<Box<dyn FunctionsExport>>, String> {
@@ -195,6 +196,22 @@ where
         .get_typed_func(&mut *store, func)
         .map(Some)
         .map_err(|e| format!("{export}#{name} has the wrong type: {e:#}"))
+}
+
+impl StartFunctions for FunctionFactory {
+    fn start(&self) -> Result<Box<dyn CallFunctions>, String> {
+        FunctionFactory::start(self).map(|functions| Box::new(functions) as _)
+    }
+}
+
+impl CallFunctions for GuestFunctions {
+    fn caller(&self, name: &str) -> Result<FunctionCaller, String> {
+        GuestFunctions::caller(self, name)
+    }
+
+    fn failure(&self) -> Option<String> {
+        GuestFunctions::failure(self)
+    }
 }
 
 impl GuestFunctions {

@@ -110,6 +110,8 @@ impl Runtime {
             label: path.display().to_string(),
             memory: MemoryBudget::new(self.limits.max_memory),
             log_budget: Arc::new(text::Budget::new(text::LOG_BUDGET)),
+            // The sql-functions world is contract 0.2's alone.
+            find_export: super::functions::find_export,
         };
         let names = factory
             .start()
@@ -200,6 +202,7 @@ impl ProvidedFunctions {
             factory: Arc::new(FunctionFactory {
                 pre: self.pre.clone(),
                 label: format!("{} ({})", factory.label, FILE_NAME),
+                find_export: super::functions::find_export,
                 ..factory
             }),
             instance: Arc::new(OnceLock::new()),
@@ -223,6 +226,16 @@ impl ProvidedFunctions {
 pub(crate) struct StepFunctions {
     factory: Arc<FunctionFactory>,
     instance: Arc<OnceLock<std::result::Result<GuestFunctions, String>>>,
+}
+
+impl super::state::CallFunctions for StepFunctions {
+    fn caller(&self, name: &str) -> std::result::Result<FunctionCaller, String> {
+        Ok(StepFunctions::caller(self, name))
+    }
+
+    fn failure(&self) -> Option<String> {
+        StepFunctions::failure(self)
+    }
 }
 
 impl StepFunctions {

@@ -7,13 +7,29 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::functions::FunctionFactory;
 use super::limits::{GuestLimiter, MemoryBudget};
 use super::progress::Progress;
 use crate::contract::SqlError;
 use crate::database::Database;
-use crate::sql::{CursorHandle, GuestSql, PreparedStatement, SQLITE_MISUSE};
+use crate::sql::{CursorHandle, FunctionCaller, GuestSql, PreparedStatement, SQLITE_MISUSE};
 use crate::text;
+
+/// Starts the instance that computes a guest call's SQL functions, when the guest registers its
+/// first one (`functions::FunctionFactory`). The store data names only these traits, so the
+/// function instances, whose own stores hold a `GuestState`, sit above it.
+pub(crate) trait StartFunctions: Send + Sync {
+    /// Instantiates the component again for its `functions` export.
+    fn start(&self) -> Result<Box<dyn CallFunctions>, String>;
+}
+
+/// A running set of SQL functions: a guest's own (`functions::GuestFunctions`) or its
+/// directory's (`provided::StepFunctions`).
+pub(crate) trait CallFunctions: Send + Sync {
+    /// The caller SQLite uses for the function `name`.
+    fn caller(&self, name: &str) -> Result<FunctionCaller, String>;
+    /// Why the instance stopped (a trap, the memory or time limit), if it did.
+    fn failure(&self) -> Option<String>;
+}
 
 /// Most a guest may print to stdout and stderr together per call.
 pub(crate) const OUTPUT_CAPACITY: usize = 1 << 20;
@@ -27,11 +43,11 @@ pub(crate) struct GuestState {
     pub(crate) limiter: GuestLimiter,
     deadline: Instant,
     /// Starts the function instance when the guest registers its first SQL function.
-    pub(super) functions: Option<FunctionFactory>,
+    pub(super) functions: Option<Arc<dyn StartFunctions>>,
     /// The running function instance, shared by every function this call registered.
-    pub(crate) function_caller: Option<super::functions::GuestFunctions>,
+    pub(crate) function_caller: Option<Box<dyn CallFunctions>>,
     /// The functions of the migrations directory, registered for this call.
-    pub(crate) provided: Option<super::provided::StepFunctions>,
+    pub(crate) provided: Option<Box<dyn CallFunctions>>,
     /// Names the migration in log lines, e.g. `migration 3 (normalize_email_addresses)`.
     pub(super) label: String,
     pub(super) progress: Progress,
@@ -83,7 +99,7 @@ impl GuestState {
     }
 
     /// Lets this call's guest register SQL functions.
-    pub(crate) fn with_functions(mut self, factory: FunctionFactory) -> Self {
+    pub(crate) fn with_functions(mut self, factory: Arc<dyn StartFunctions>) -> Self {
         self.functions = Some(factory);
         self
     }
