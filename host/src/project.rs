@@ -243,7 +243,7 @@ impl Project {
     /// process died.
     ///
     /// # Errors
-    /// As [`source::describe_dir`] and [`status::read_status`].
+    /// As [`source::describe_dir`] and [`Migrator::status`].
     pub fn status(&self) -> Result<Status> {
         // Without its migrations directory, the database's own records are still worth showing
         // (each applied migration then reads as missing its file).

@@ -9,7 +9,7 @@ use crate::database::Database;
 use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
-use crate::tracking::{self, HistoryRow, MigrationRow};
+use crate::tracking::{HistoryRow, MigrationRow};
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;
@@ -107,7 +107,7 @@ impl Status {
         found
     }
 
-    pub(crate) fn read(components: &[ComponentInfo], db: Option<&Database>) -> Result<Self> {
+    fn read(components: &[ComponentInfo], db: Option<&Database>) -> Result<Self> {
         let (rows, history) = match db {
             Some(db) => {
                 let conn = db.connection();
@@ -233,7 +233,7 @@ fn shown_history(row: HistoryRow) -> HistoryRow {
 /// # Errors
 /// [`crate::Error::Sqlite`] when the tracking tables cannot be read,
 /// [`crate::Error::IncompatibleTracking`] when they are not ours.
-pub fn read_status(
+pub(crate) fn read_status(
     components: &[ComponentInfo],
     db: Option<&Database>,
     backup_dir: Option<&std::path::Path>,
@@ -248,7 +248,7 @@ pub fn read_status(
         if running {
             let free = db.path().and_then(crate::lock::try_acquire);
             if free.is_some() || db.path().is_none() {
-                interrupted = recover_interrupted(db.tracking(), &db.connection())?;
+                interrupted = db.tracking().recover_interrupted(&db.connection())?;
             }
         }
     }
@@ -280,20 +280,4 @@ pub fn read_status(
     status.backups = backups;
     status.interrupted = interrupted;
     Ok(status)
-}
-
-/// Marks attempts whose process died, and says so. Only call it holding the migration lock
-/// (or on a private database): then no live process is running them.
-pub(crate) fn recover_interrupted(
-    tracking: &tracking::Tracking,
-    conn: &rusqlite::Connection,
-) -> Result<Vec<u64>> {
-    let versions = tracking.mark_interrupted(conn, &crate::time::now_iso())?;
-    for version in &versions {
-        tracing::warn!(
-            "migration {version} was interrupted: the process ended during the migration; \
-             SQLite rolled it back, and its history row is now marked failed"
-        );
-    }
-    Ok(versions)
 }

@@ -167,7 +167,7 @@ impl Migrator {
             }
             self.preflight(db, &conn)?;
             db.tracking().ensure_tables(&conn)?;
-            let interrupted = crate::status::recover_interrupted(db.tracking(), &conn)?;
+            let interrupted = db.tracking().recover_interrupted(&conn)?;
             let (plan, stored) = self.plan(db, &conn, direction, target)?;
             (plan, stored, interrupted)
         };

@@ -108,9 +108,22 @@ impl Tracking {
         Ok(())
     }
 
+    /// Marks attempts whose process died as failed, says so in the log, and returns their
+    /// versions. Only call it holding the migration lock (or on a private database): then no
+    /// live process is running them.
+    pub fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>> {
+        let versions = self.mark_interrupted(conn, &crate::time::now_iso())?;
+        for version in &versions {
+            tracing::warn!(
+                "migration {version} was interrupted: the process ended during the migration; \
+                 SQLite rolled it back, and its history row is now marked failed"
+            );
+        }
+        Ok(versions)
+    }
+
     /// Marks every `running` history row `failed` as interrupted and returns their versions.
-    /// Only call it while holding the migration lock: then no live process can be running them.
-    pub fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
+    fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
         let versions: Vec<u64> = conn
             .prepare(&format!(
                 "SELECT version FROM main.\"{}\" WHERE status = 'running' ORDER BY id",
