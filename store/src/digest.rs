@@ -4,8 +4,5 @@ use sha2::{Digest, Sha256};
 
 /// sha256 as lowercase hex, the form stored in `migrations.checksum`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }

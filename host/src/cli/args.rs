@@ -370,38 +370,33 @@ impl std::str::FromStr for UpTarget {
     }
 }
 
-/// `300`, `300s`, `5m`, `1h`, `500ms`.
 /// `30d`, `12h`, `90m`, `3600s` (or seconds), for an age bound.
 pub(super) fn parse_age(text: &str) -> Result<Duration, String> {
-    match text.strip_suffix('d') {
-        Some(days) => days
-            .trim()
-            .parse::<u64>()
-            .map(|d| Duration::from_secs(d * 86_400))
-            .map_err(|_| format!("`{text}` is not an age such as 30d, 12h or 90m")),
-        None => parse_duration(text),
-    }
+    humane_duration(text).map_err(|_| format!("`{text}` is not an age such as 30d, 12h or 90m"))
 }
 
+/// `300` (seconds), `300s`, `5m`, `1h`, `500ms`: a time limit, above zero.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 300, 90s, 5m or 1h"))?;
-    let duration = match unit.trim() {
-        "" | "s" => Duration::from_secs(number),
-        "ms" => Duration::from_millis(number),
-        "m" | "min" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        other => return Err(format!("unknown time unit `{other}` (use ms, s, m or h)")),
-    };
+    let duration = humane_duration(text).map_err(|reason| {
+        format!("`{text}` is not a duration like 300, 90s, 5m or 1h ({reason})")
+    })?;
     if duration.is_zero() {
         return Err("the time limit must be above zero".into());
     }
     Ok(duration)
+}
+
+/// A bare number of seconds, or what humantime reads (`90s`, `5m`, `1h 30m`, `30d`); too large
+/// a number is an error, not an overflow.
+fn humane_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `65536`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`, all powers of 1024).
@@ -441,6 +436,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        // Too large is an error, not an overflow (it panicked in debug builds).
+        assert!(parse_duration("99999999999999999h").is_err());
+        assert!(parse_age("99999999999999999d").is_err());
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_size("256MiB"), Ok(256 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert!(parse_size("12").is_err(), "below 1 MiB");

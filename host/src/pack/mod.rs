@@ -133,11 +133,7 @@ impl SqlMigration {
             }
             None => feed(b"irreversible"),
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(hasher.finalize())
     }
 
     /// `20240313170000_create_users.wasm`.

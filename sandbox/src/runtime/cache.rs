@@ -150,13 +150,7 @@ impl ComponentCache {
         self.engine_hash.get_or_init(|| {
             let mut hasher = ShaHasher(Sha256::new());
             engine.precompile_compatibility_hash().hash(&mut hasher);
-            hasher
-                .0
-                .finalize()
-                .iter()
-                .take(8)
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            hex::encode(&hasher.0.finalize()[..8])
         })
     }
 

@@ -124,7 +124,7 @@ impl FunctionCache {
             return;
         }
         let digest = Sha256::digest(&body);
-        let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let name = hex::encode(&digest[..16]);
         let mut bundle = Vec::with_capacity(MAGIC.len() + digest.len() + body.len());
         bundle.extend_from_slice(MAGIC);
         bundle.extend_from_slice(&digest);
