@@ -25,26 +25,24 @@
 //! (limits and the compile cache) and [`lock`]. Everything else (the SQL proxy, the policy, the
 //! trap check, planning, schema snapshots) is internal; `ARCHITECTURE.md` says how they fit.
 
-pub mod adopt;
+pub use hsm_sources::adopt;
 mod assess;
 pub use hsm_store::backup;
 use hsm_store::database;
 pub use hsm_store::error;
-use hsm_store::files;
 use hsm_store::integrity;
 pub use hsm_store::lock;
 pub mod migrator;
-pub mod pack;
+pub use hsm_sources::pack;
 use hsm_store::plan;
 mod project;
 pub use hsm_store::restore;
 pub mod roundtrip;
 pub use hsm_sandbox::runtime;
 pub mod scaffold;
-use hsm_store::schema;
-pub mod source;
-use hsm_sandbox::sql;
 use hsm_sandbox::{policy, traps};
+pub use hsm_sources::source;
+use hsm_store::schema;
 pub mod status;
 pub mod testing;
 use hsm_store::text;

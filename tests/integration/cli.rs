@@ -321,6 +321,18 @@ fn log_file_records_guest_messages() {
         log.contains("migration 7 (migrate_legacy_data): no legacy_table"),
         "{log}"
     );
+    // Every layer's lines reach the file: the store's (backups), the sandbox's (loading, the
+    // SQL proxy), the host's (each step).
+    for (layer, line) in [
+        ("hsm_store", "backup taken"),
+        ("hsm_sandbox", "compil"),
+        ("hsm_host", "starting"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(layer) && l.contains(line)),
+            "no {layer} line with {line:?}:\n{log}"
+        );
+    }
 }
 
 #[test]

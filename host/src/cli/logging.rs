@@ -42,11 +42,8 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
         _ => "trace",
     };
     // Our crate and guest output at the chosen level; the wasm engine only when it warns.
-    let stderr_filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "warn,hsm_host={level},hsm_store={level},hsm_sandbox={level},guest={level}"
-        ))
-    });
+    let stderr_filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(directives(level)));
     let stderr = fmt::layer()
         .fmt_fields(super::sink::fields())
         .with_writer(std::io::stderr)
@@ -68,9 +65,7 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
                 .fmt_fields(super::sink::fields())
                 .with_writer(writer)
                 .with_ansi(false)
-                .with_filter(EnvFilter::new(
-                    "warn,hsm_host=debug,hsm_store=debug,guest=debug",
-                ));
+                .with_filter(EnvFilter::new(directives("debug")));
             (Some(layer), Some(guard), None)
         }
         Err(error) => (None, None, Some(error)),
@@ -117,4 +112,19 @@ fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
         ));
     }
     Ok(file)
+}
+
+/// Our crates' events at `level`, and the guests' (target `guest`); everyone else's warnings
+/// only (the wasm engine's among them).
+fn directives(level: &str) -> String {
+    let ours = [
+        "hsm_host",
+        "hsm_store",
+        "hsm_sandbox",
+        "hsm_sources",
+        "guest",
+    ];
+    let mut directives = vec!["warn".to_owned()];
+    directives.extend(ours.iter().map(|target| format!("{target}={level}")));
+    directives.join(",")
 }

@@ -82,7 +82,7 @@ impl Foreign {
     /// The history with each of the tool's versions as hsm-host numbers it in the set (`number`
     /// gives it: a set that starts at version 0 is numbered from 1).
     #[must_use]
-    pub(crate) fn renumbered(self, number: impl Fn(u64) -> u64) -> Self {
+    pub fn renumbered(self, number: impl Fn(u64) -> u64) -> Self {
         let history = match self.history {
             History::Versions {
                 applied,

@@ -5,7 +5,7 @@
 //! `execute-batch`, which runs it as migration files are written (see `sql::script`).
 
 mod component;
-pub(crate) mod drizzle;
+pub mod drizzle;
 pub mod layout;
 mod parts;
 mod pattern;

@@ -28,15 +28,17 @@ struct Journal {
 
 /// One migration of the journal.
 #[derive(Deserialize)]
-pub(crate) struct Entry {
-    pub(crate) idx: u64,
-    pub(crate) tag: String,
+pub struct Entry {
+    /// Its place in the journal.
+    pub idx: u64,
+    /// Its folder's name (`0000_init`).
+    pub tag: String,
     /// When it was generated, in milliseconds: what Drizzle records as `created_at`.
-    pub(crate) when: i64,
+    pub when: i64,
 }
 
 /// The journal's entries, if `dir` has one (`None`: not a Drizzle directory).
-pub(crate) fn journal(dir: &Path) -> Result<Option<Vec<Entry>>, SetError> {
+pub fn journal(dir: &Path) -> Result<Option<Vec<Entry>>, SetError> {
     let path = dir.join(JOURNAL);
     let meta = dir.join("meta");
     let Ok(meta_kind) = std::fs::symlink_metadata(&meta) else {

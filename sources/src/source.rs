@@ -176,7 +176,7 @@ pub fn describe_dir(
 }
 
 /// `f` over `items` on one thread per core, results in the order of `items`.
-pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if items.len() <= 1 {
         return items.iter().map(f).collect();
     }
