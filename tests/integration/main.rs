@@ -3,6 +3,7 @@
 
 mod adopt;
 mod attack_classes;
+mod authoring;
 mod backups;
 mod cache;
 mod cli;
@@ -17,11 +18,14 @@ mod json_shapes;
 mod languages;
 mod library;
 mod node_sets;
+mod pop_sets;
 mod real_sets;
 mod sandbox;
+mod sandbox_limits;
 mod sql_functions;
 mod sql_identity;
 mod sql_sets;
 mod support;
+mod terminal;
 mod tracking_names;
 mod tracking_schema;
