@@ -6,14 +6,30 @@ use std::path::Path;
 #[test]
 fn every_test_guest_is_used_by_a_test_or_a_bench() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sources: String = ["tests/integration", "tests/peak_memory", "host/benches"]
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
-        .filter(|path| !path.ends_with("guests_used.rs"))
-        .map(|path| std::fs::read_to_string(path).unwrap())
-        .collect();
+    // Every Rust file of the tests, the bench and the crates' own unit tests.
+    let mut sources = String::new();
+    let mut dirs: Vec<_> = [
+        "tests/integration",
+        "tests/peak_memory",
+        "host",
+        "sandbox",
+        "sources",
+    ]
+    .iter()
+    .map(|dir| root.join(dir))
+    .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("guests_used.rs")
+            {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
     let mut unused = Vec::new();
     for entry in std::fs::read_dir(root.join("tests/guests")).unwrap() {
         let path = entry.unwrap().path();
