@@ -23,7 +23,7 @@ for manifest in "${guest_manifests[@]}"; do
 done
 
 # The library's public API is documented, and its docs link only to what a reader can see.
-RUSTDOCFLAGS="-D warnings" cargo doc -p hsm-store -p hsm-sandbox -p hsm-sources -p hsm-host --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc -p hsm-store -p hsm-contract -p hsm-sandbox -p hsm-sources -p hsm-host --no-deps
 
 cargo test --workspace
 

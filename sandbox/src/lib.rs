@@ -8,7 +8,7 @@
 //! It builds on `hsm-store` (the database, tracking, schema) and never on the layers above it
 //! (SQL sources, the migrator, the CLI): see ARCHITECTURE.md.
 
-pub mod contract;
+pub use hsm_contract as contract;
 pub mod policy;
 pub mod runtime;
 pub mod sql;

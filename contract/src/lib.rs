@@ -1,7 +1,7 @@
 //! The contract, `wit/migration.wit` (`hsm:migration@0.2.0`), as Rust types: the generated
-//! bindings and the host's resource types behind them (0.1's live with its adapter,
-//! `runtime/host/v0_1.rs`). The bottom of the crate: it uses nothing of hsm-host, and the
-//! SQL proxy (`sql/`) and the runtime both build on it.
+//! bindings and the host's resource types behind them (0.1's live with its adapter, the
+//! sandbox's `runtime/host/v0_1.rs`). It uses nothing of hsm-host; the sandbox's SQL proxy and
+//! runtime build on it.
 // Generated: documented in the WIT.
 #![allow(missing_docs)]
 
@@ -19,11 +19,13 @@ pub use hsm::migration::{log, sql};
 
 /// A guest's open cursor: the id of its statement in the call's `GuestSql`.
 pub struct CursorHandle {
-    pub(crate) id: u32,
+    /// The statement's id in the call's cursor table.
+    pub id: u32,
 }
 
 /// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
 /// cache (flushed when the call ends); the resource holds the text that finds it again.
 pub struct PreparedStatement {
-    pub(crate) sql: String,
+    /// The statement's SQL text.
+    pub sql: String,
 }
