@@ -192,7 +192,10 @@ fn structure(conn: &Connection, tracking: &Tracking) -> Result<Structure> {
 /// not `pragma_table_xinfo(…)`: a table of that name (an older tool could have left one) would
 /// take the function's place.
 fn pragma_rows(conn: &Connection, pragma: &str, name: &str) -> Result<Vec<Vec<String>>> {
-    let sql = format!("PRAGMA main.{pragma}(\"{}\")", name.replace('"', "\"\""));
+    let sql = format!(
+        "PRAGMA main.{pragma}({})",
+        crate::text::quote_identifier(name)
+    );
     conn.prepare(&sql)
         .and_then(|mut stmt| {
             stmt.query_map([], |r| {

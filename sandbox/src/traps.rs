@@ -19,6 +19,7 @@ use rusqlite::config::DbConfig;
 
 use crate::policy;
 use crate::schema::{self, Snapshot};
+use crate::text::quote_identifier;
 use crate::tracking::{SharedTracking, Tracking};
 
 /// `Err(reason)` naming the first trap found among the objects that differ between the
@@ -165,7 +166,7 @@ fn exercise(
     denial: &Mutex<Option<String>>,
 ) -> Result<(), String> {
     let what = format!("{} `{}`", target.kind, target.name);
-    let table = format!("main.{}", quote(&target.name));
+    let table = format!("main.{}", quote_identifier(&target.name));
     compile(conn, &what, &format!("SELECT * FROM {table}"), denial)?;
     let writable = target.kind == "table" || (target.kind == "view" && target.has_triggers);
     if !writable {
@@ -185,7 +186,10 @@ fn exercise(
     }
     // Resolving the SELECT above made the columns readable.
     let columns = conn
-        .prepare(&format!("PRAGMA main.table_xinfo({})", quote(&target.name)))
+        .prepare(&format!(
+            "PRAGMA main.table_xinfo({})",
+            quote_identifier(&target.name)
+        ))
         .and_then(|mut stmt| {
             stmt.query_map([], |row| {
                 Ok((row.get::<_, String>(1)?, row.get::<_, i64>(6)?))
@@ -201,7 +205,7 @@ fn exercise(
     if !columns.is_empty() {
         let set: Vec<String> = columns
             .iter()
-            .map(|c| format!("{0} = {0}", quote(c)))
+            .map(|c| format!("{0} = {0}", quote_identifier(c)))
             .collect();
         compile(
             conn,
@@ -269,10 +273,6 @@ pub fn host_sequences(
         .into_iter()
         .filter(|(name, _)| tracking.is_host_table(name))
         .collect())
-}
-
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 #[cfg(test)]

@@ -141,13 +141,11 @@ pub fn row_counts(conn: &Connection, snapshot: &Snapshot) -> Result<BTreeMap<Str
         if !snapshot.contains_key(&("table".to_owned(), name.clone())) {
             continue;
         }
-        let quoted = name.replace('"', "\"\"");
+        let quoted = crate::text::quote_identifier(&name);
         let rows: i64 = conn
-            .query_row(
-                &format!("SELECT count(*) FROM main.\"{quoted}\""),
-                [],
-                |row| row.get(0),
-            )
+            .query_row(&format!("SELECT count(*) FROM main.{quoted}"), [], |row| {
+                row.get(0)
+            })
             .context("cannot count the rows of the tables")?;
         counts.insert(name, u64::try_from(rows).unwrap_or(0));
     }

@@ -77,9 +77,32 @@ impl Budget {
     }
 }
 
+/// `identifier` as a quoted SQL identifier (`"a ""b"""`): any name, even one a stranger chose,
+/// is then a name, never SQL. The one quoter every statement that names a table uses.
+pub fn quote_identifier(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_name_quotes_to_one_identifier() {
+        assert_eq!(quote_identifier("users"), "\"users\"");
+        assert_eq!(
+            quote_identifier("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let name = "odd \"name\"";
+        conn.execute_batch(&format!("CREATE TABLE {} (x)", quote_identifier(name)))
+            .unwrap();
+        let found: String = conn
+            .query_row("SELECT name FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, name);
+    }
 
     #[test]
     fn control_characters_become_escapes() {

@@ -522,8 +522,8 @@ fn drop_temp_objects(conn: &Connection) -> rusqlite::Result<()> {
     for (kind, name) in objects {
         // Dropping a virtual table drops its shadow tables, and a table its triggers.
         conn.execute_batch(&format!(
-            "DROP {kind} IF EXISTS temp.\"{}\"",
-            name.replace('"', "\"\"")
+            "DROP {kind} IF EXISTS temp.{}",
+            crate::text::quote_identifier(&name)
         ))?;
     }
     // SQLite's own temp tables (`sqlite_sequence`, made by a temp AUTOINCREMENT table) cannot

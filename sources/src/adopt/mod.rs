@@ -156,7 +156,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         Tool::Drizzle,
         Tool::Pop,
     ] {
-        let columns = columns(conn, tool.table())?;
+        let columns = crate::tracking::column_names(conn, tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
         let history = match tool {
             // Numbered as the set's folders are (diesel's string order kept).
@@ -320,10 +320,6 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         return Ok(Some(Foreign { tool, history }));
     }
     Ok(None)
-}
-
-fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    crate::tracking::column_names(conn, table)
 }
 
 /// A column of text or numbers, as text.

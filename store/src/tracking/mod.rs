@@ -461,7 +461,10 @@ impl Tracking {
 /// (A PRAGMA statement, not `pragma_table_info(…)`: a table of that name would take the
 /// function's place.)
 pub fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let sql = format!("PRAGMA main.table_info(\"{}\")", table.replace('"', "\"\""));
+    let sql = format!(
+        "PRAGMA main.table_info({})",
+        crate::text::quote_identifier(table)
+    );
     let mut stmt = conn.prepare(&sql).context("cannot read table columns")?;
     stmt.query_map([], |row| row.get(1))
         .and_then(|rows| rows.collect())
