@@ -9,7 +9,7 @@ use crate::database::Database;
 use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
-use crate::tracking::{HistoryRow, MigrationRow};
+use crate::tracking::{HistoryDirection, HistoryRow, HistoryStatus, MigrationRow};
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;
@@ -99,7 +99,10 @@ impl Status {
             }
             seen.push(row.version);
             let pending = self.pending.iter().any(|p| p.version == row.version);
-            if row.status == "failed" && pending && !self.interrupted.contains(&row.version) {
+            if row.status == HistoryStatus::Failed
+                && pending
+                && !self.interrupted.contains(&row.version)
+            {
                 failed.push(row.version);
             }
         }
@@ -215,8 +218,18 @@ fn shown_history(row: HistoryRow) -> HistoryRow {
         error_message: row
             .error_message
             .map(|e| text::neutralize(&e, text::MAX_MESSAGE)),
-        direction: text::neutralize(&row.direction, MAX_STAMP),
-        status: text::neutralize(&row.status, MAX_STAMP),
+        direction: match row.direction {
+            HistoryDirection::Other(other) => {
+                HistoryDirection::Other(text::neutralize(&other, MAX_STAMP))
+            }
+            known => known,
+        },
+        status: match row.status {
+            HistoryStatus::Other(other) => {
+                HistoryStatus::Other(text::neutralize(&other, MAX_STAMP))
+            }
+            known => known,
+        },
         backup_path: row
             .backup_path
             .map(|p| text::neutralize(&p, text::MAX_DESCRIPTION)),

@@ -10,11 +10,12 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::{Error, Result, SqliteContext};
+use crate::plan::Direction;
 
 mod components;
 mod writes;
 
-pub use writes::{ADOPTED, Applied, FAILED, SUCCESS};
+pub use writes::Applied;
 
 pub use components::{MAX_COMPONENT_BYTES, stored_form};
 
@@ -195,34 +196,81 @@ pub enum RowStatus {
     Other(String),
 }
 
-impl RowStatus {
-    fn from_column(text: String) -> Self {
-        match text.as_str() {
-            "applied" => RowStatus::Applied,
-            "rolled_back" => RowStatus::RolledBack,
-            _ => RowStatus::Other(text),
-        }
-    }
-
-    /// The text stored in the column.
-    pub fn as_str(&self) -> &str {
-        match self {
-            RowStatus::Applied => "applied",
-            RowStatus::RolledBack => "rolled_back",
-            RowStatus::Other(text) => text,
-        }
-    }
+/// `migration_history.direction`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryDirection {
+    /// `up`
+    Up,
+    /// `down`
+    Down,
+    /// Anything else an older tool wrote.
+    Other(String),
 }
 
-impl Serialize for RowStatus {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
+/// `migration_history.status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryStatus {
+    /// `running`: started, not finished (or its process died).
+    Running,
+    /// `success`: committed.
+    Success,
+    /// `failed`: rolled back, or interrupted.
+    Failed,
+    /// `adopted`: recorded without running (another tool applied it, or a baseline).
+    Adopted,
+    /// Anything else an older tool wrote.
+    Other(String),
 }
 
-impl std::fmt::Display for RowStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The text of a column that holds one of a few words, and what else an older tool wrote.
+macro_rules! column_words {
+    ($type:ident { $($variant:ident => $word:literal),* $(,)? }) => {
+        impl $type {
+            fn from_column(text: String) -> Self {
+                match text.as_str() {
+                    $($word => $type::$variant,)*
+                    _ => $type::Other(text),
+                }
+            }
+
+            /// The text stored in the column.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($type::$variant => $word,)*
+                    $type::Other(text) => text,
+                }
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+column_words!(RowStatus { Applied => "applied", RolledBack => "rolled_back" });
+column_words!(HistoryDirection { Up => "up", Down => "down" });
+column_words!(HistoryStatus {
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+    Adopted => "adopted",
+});
+
+impl From<Direction> for HistoryDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::Up => HistoryDirection::Up,
+            Direction::Down => HistoryDirection::Down,
+        }
     }
 }
 
@@ -257,9 +305,9 @@ pub struct HistoryRow {
     /// `version`.
     pub version: u64,
     /// `direction`: `up` or `down`.
-    pub direction: String,
+    pub direction: HistoryDirection,
     /// `status`: `running`, `success`, `failed` or `adopted`.
-    pub status: String,
+    pub status: HistoryStatus,
     /// `backup_path`: the backup taken before the run.
     pub backup_path: Option<String>,
     /// `error_message`: why it failed.
@@ -413,8 +461,8 @@ impl Tracking {
             Ok(HistoryRow {
                 id: row.get(0)?,
                 version: row.get(1)?,
-                direction: row.get(2)?,
-                status: row.get(3)?,
+                direction: HistoryDirection::from_column(row.get(2)?),
+                status: HistoryStatus::from_column(row.get(3)?),
                 backup_path: row.get(4)?,
                 error_message: row.get(5)?,
                 started_at: row.get(6)?,

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::{INTERRUPTED, Tracking};
+use super::{HistoryStatus, INTERRUPTED, Tracking};
 use crate::error::{Result, SqliteContext};
 use crate::plan::Direction;
 
@@ -39,14 +39,17 @@ impl Tracking {
         error: Option<&str>,
         now: &str,
     ) -> Result<()> {
-        let status = if error.is_some() { FAILED } else { SUCCESS };
+        let status = match error {
+            Some(_) => HistoryStatus::Failed,
+            None => HistoryStatus::Success,
+        };
         conn.execute(
             &format!(
                 "UPDATE main.\"{}\" SET status = ?1, error_message = ?2, completed_at = ?3
                  WHERE id = ?4",
                 self.history
             ),
-            params![status, error, now, id],
+            params![status.as_str(), error, now, id],
         )
         .context("cannot record the end of a migration attempt")?;
         Ok(())
@@ -167,7 +170,7 @@ impl Tracking {
                  VALUES (?1, 'up', ?2, ?3, ?3)",
                 self.history
             ),
-            params![version, ADOPTED, now],
+            params![version, HistoryStatus::Adopted.as_str(), now],
         )
         .context(format!("cannot record migration {version} as adopted"))?;
         Ok(())
@@ -187,11 +190,3 @@ pub struct Applied<'a> {
     /// The sha256 of the component that applied it.
     pub checksum: &'a str,
 }
-
-/// `migration_history.status` of a migration recorded as applied without running it (another
-/// tool applied it, or a baseline said so).
-pub const ADOPTED: &str = "adopted";
-/// `migration_history.status` of an attempt that committed.
-pub const SUCCESS: &str = "success";
-/// `migration_history.status` of an attempt that was rolled back (or interrupted).
-pub const FAILED: &str = "failed";
