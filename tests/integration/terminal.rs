@@ -69,6 +69,11 @@ fn each_step_is_one_line_on_the_terminal_and_the_details_go_to_the_log() {
 /// Runs `args` under a pseudo-terminal (util-linux `script`), as an operator at a terminal
 /// would; returns everything the terminal showed.
 fn on_a_terminal(env: &Env, args: &[&str]) -> String {
+    on_a_terminal_with(env, args, &[])
+}
+
+/// [`on_a_terminal`] with these environment variables set.
+fn on_a_terminal_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> String {
     let mut line = format!(
         "'{}' --database '{}' --migrations '{}' --log-file '{}'",
         env!("CARGO_BIN_EXE_hsm-host"),
@@ -87,6 +92,8 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> String {
         .env("COLUMNS", "120")
         .env_remove("DATABASE_PATH")
         .env_remove("HSM_TRACKING_PREFIX")
+        .env_remove("NO_COLOR")
+        .envs(vars.iter().copied())
         .output()
         .expect("util-linux `script` runs the command under a pseudo-terminal");
     assert!(run.status.success(), "{run:?}");
@@ -155,6 +162,27 @@ fn colour_is_chosen_and_usage_mistakes_exit_2() {
     crate::support::Run::from(cmd.output().unwrap())
         .assert_code(2)
         .assert_stderr_contains("choose the directory with --migrations");
+}
+
+/// On a terminal the levels are coloured, unless NO_COLOR is set (to anything but empty) or
+/// `--color never` is given; `--color always` wins over NO_COLOR.
+#[test]
+fn no_color_turns_colour_off_even_on_a_terminal() {
+    let env = Env::empty();
+    std::fs::write(env.migrations.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    let coloured = on_a_terminal(&env, &["status", "-v"]);
+    assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+    let plain = on_a_terminal_with(&env, &["status", "-v"], &[("NO_COLOR", "1")]);
+    assert!(plain.contains("DEBUG"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    let never = on_a_terminal(&env, &["status", "-v", "--color", "never"]);
+    assert!(!never.contains('\u{1b}'), "{never:?}");
+    let always = on_a_terminal_with(
+        &env,
+        &["status", "-v", "--color", "always"],
+        &[("NO_COLOR", "1")],
+    );
+    assert!(always.contains("\u{1b}["), "{always:?}");
 }
 
 /// A reader that stops early (`| head`) ends the command quietly with exit 0: no panic, no
