@@ -328,3 +328,33 @@ fn the_compile_cache_stays_under_one_size_cap() {
     assert_eq!(trimmed["bytes_after"], size_of(&cache), "{}", gc.stdout);
     assert!(size_of(&cache) <= cap);
 }
+
+/// `--cache-dir` naming the project's own directory by mistake, with the smallest cap: the run
+/// works and the database, its backups and the migrations are all still there afterwards (the
+/// trim takes only files the cache named).
+#[test]
+fn a_cache_dir_that_holds_the_project_loses_nothing_of_it() {
+    let env = Env::with_examples();
+    let project = env.dir.path();
+    env.hsm(&["up", "3"]).assert_success();
+    let mut before: Vec<PathBuf> = Vec::new();
+    let mut walk = vec![project.to_path_buf()];
+    while let Some(dir) = walk.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            match path.is_dir() {
+                true => walk.push(path),
+                false => before.push(path),
+            }
+        }
+    }
+    let here = project.to_str().unwrap();
+    env.hsm(&["up", "--cache-dir", here, "--cache-max", "1MiB"])
+        .assert_success();
+    env.hsm(&["gc", "--cache-dir", here, "--cache-max", "1MiB"])
+        .assert_success();
+    for path in &before {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    assert_eq!(crate::support::applied(&env.open()), [1, 2, 3, 4, 5, 6, 7]);
+}
