@@ -68,10 +68,15 @@ pub struct SchemaTouch {
     /// A statement gives a PRAGMA a value or an argument: it may have set the one setting a
     /// guest may change (reset when the guest's call ends).
     pub settings: bool,
+    /// Tables (any case) a `DROP TABLE` names: what a step's report counts as rows removed.
+    pub dropped: BTreeSet<String>,
 }
 
 impl SchemaTouch {
     fn record(&mut self, action: &AuthAction<'_>) {
+        if let AuthAction::DropTable { table_name } = *action {
+            self.dropped.insert(table_name.to_owned());
+        }
         match *action {
             AuthAction::CreateTable { table_name }
             | AuthAction::DropTable { table_name }

@@ -152,13 +152,37 @@ pub fn row_counts(conn: &Connection, snapshot: &Snapshot) -> Result<BTreeMap<Str
     Ok(counts)
 }
 
-/// The rows, of `counts`, in the tables that are in `before` and not in `after`.
-pub fn rows_in_dropped(counts: &BTreeMap<String, u64>, before: &Snapshot, after: &Snapshot) -> u64 {
-    before
-        .keys()
-        .filter(|key| key.0 == "table" && !after.contains_key(*key))
-        .filter_map(|(_, name)| counts.get(name))
-        .sum()
+/// The rows a step's `DROP TABLE`s took with them: for each table of `dropped` (names as the
+/// statements wrote them, any case), its rows in `counts` (before the step) less the rows a
+/// table of that name holds now, in `after` (a table rebuilt under its own name, or renamed
+/// away and back, lost nothing). A rename alone drops nothing.
+pub fn rows_dropped(
+    conn: &Connection,
+    counts: &BTreeMap<String, u64>,
+    dropped: &BTreeSet<String>,
+    after: &Snapshot,
+) -> Result<u64> {
+    let mut gone = 0;
+    for (name, before) in counts {
+        if !dropped.iter().any(|d| same_name(d, name)) {
+            continue;
+        }
+        let now = match after.contains_key(&("table".to_owned(), name.clone())) {
+            true => conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM main.{}",
+                        crate::text::quote_identifier(name)
+                    ),
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .context("cannot count the rows of the tables")?,
+            false => 0,
+        };
+        gone += before.saturating_sub(u64::try_from(now).unwrap_or(0));
+    }
+    Ok(gone)
 }
 
 /// What one migration did to the schema; each entry reads like `table users`.

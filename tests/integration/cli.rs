@@ -601,3 +601,78 @@ fn down_reports_the_rows_removed_with_the_tables_it_drops() {
         .unwrap();
     assert_eq!(rows, 2, "the table the down left alone keeps its rows");
 }
+
+/// What `down` reports as removed is what `DROP TABLE`s took: a rename moves rows and a table
+/// rebuilt under its own name keeps them (nothing removed), a table dropped and made again
+/// empty lost them all (even though the schema reads the same before and after).
+#[test]
+fn renames_and_rebuilds_remove_nothing_and_a_drop_and_recreate_does() {
+    let env = crate::support::Env::empty();
+    let m = &env.migrations;
+    std::fs::write(
+        m.join("001_a.up.sql"),
+        "CREATE TABLE users (x); CREATE TABLE t\u{e9}st (x); CREATE TABLE keep (x);",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("001_a.down.sql"),
+        "DROP TABLE users; DROP TABLE keep;",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("002_rename.up.sql"),
+        "ALTER TABLE users RENAME TO accounts;",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("002_rename.down.sql"),
+        "ALTER TABLE accounts RENAME TO users;",
+    )
+    .unwrap();
+    std::fs::write(m.join("003_rebuild.up.sql"), "SELECT 1;").unwrap();
+    std::fs::write(
+        m.join("003_rebuild.down.sql"),
+        "CREATE TABLE keep_new (x); INSERT INTO keep_new SELECT x FROM keep;
+         DROP TABLE keep; ALTER TABLE keep_new RENAME TO keep;
+         DROP TABLE t\u{e9}st; CREATE TABLE t\u{e9}st (x);",
+    )
+    .unwrap();
+    env.hsm(&["up"]).assert_success();
+    env.open()
+        .execute_batch(
+            "INSERT INTO accounts VALUES (1), (2), (3);
+             INSERT INTO keep VALUES (1), (2);
+             INSERT INTO t\u{e9}st VALUES (1), (2), (3), (4);",
+        )
+        .unwrap();
+    let steps = |run: &crate::support::Run| -> Vec<(u64, u64)> {
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["version"].as_u64().unwrap(),
+                    s["rows_dropped"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Down to 1: the rebuild keeps keep's 2 rows and loses test's 4; the rename none.
+    let run = env.hsm(&["down", "1", "--dry-run", "--json"]);
+    run.assert_success();
+    assert_eq!(steps(&run), [(3, 4), (2, 0)], "{}", run.stdout);
+    let run = env.hsm(&["down", "1", "--json"]);
+    run.assert_success();
+    assert_eq!(steps(&run), [(3, 4), (2, 0)], "{}", run.stdout);
+    let kept: i64 = env
+        .open()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 3);
+    // Down to 0: users (3 rows) and keep (2 rows) dropped.
+    let run = env.hsm(&["down", "0", "--json"]);
+    run.assert_success();
+    assert_eq!(steps(&run), [(1, 5)], "{}", run.stdout);
+}

@@ -253,9 +253,10 @@ pub(super) fn run_step_until(
     traps::check(&conn, &changed_before, &changed_after, db.shared_tracking())
         .map_err(|reason| in_time(failed(reason)))?;
     let after = before;
+    let rows_dropped =
+        schema::rows_dropped(&conn, &row_counts, &touch.dropped, &after).map_err(in_time)?;
     drop(watch);
     let change = schema::diff(&changed_before, &changed_after);
-    let rows_dropped = schema::rows_in_dropped(&row_counts, &changed_before, &changed_after);
     *schema = Some((after, version_after));
     Ok(StepReport {
         version: component.version(),
