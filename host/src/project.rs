@@ -276,7 +276,30 @@ impl Project {
         let Some(step) = down.steps.first() else {
             return Err(Error::Plan(crate::plan::PlanError::NothingToRedo));
         };
-        let up = migrator.up(&db, Some(step.version))?;
+        // The down half stays done whatever the up half does: a failure says so.
+        let up = migrator
+            .up(&db, Some(step.version))
+            .map_err(|error| match error {
+                Error::MigrationFailed {
+                    version,
+                    name,
+                    direction,
+                    cause,
+                    sqlite_code,
+                    ..
+                } => Error::MigrationFailed {
+                    version,
+                    name,
+                    direction,
+                    cause: format!(
+                        "{cause} (its down ran and stays done: the database is at version {})",
+                        down.to
+                    ),
+                    completed: vec![step.version],
+                    sqlite_code,
+                },
+                other => other,
+            })?;
         Ok((down, up))
     }
 
@@ -295,7 +318,10 @@ impl Project {
     /// As [`Migrator::down`].
     pub fn down(&self, target: Option<u64>) -> Result<RunReport> {
         let migrator = self.migrator()?;
-        migrator.down(&self.open()?, target)
+        migrator.down(
+            &self.open_required("there is nothing to roll back")?,
+            target,
+        )
     }
 
     /// Rehearses `up` in a transaction that is rolled back. A database that does not exist
@@ -391,7 +417,7 @@ impl Project {
     /// As [`Migrator::repair`].
     pub fn repair(&self) -> Result<Vec<u64>> {
         let migrator = self.migrator()?;
-        migrator.repair(&self.open()?)
+        migrator.repair(&self.open_required("there is nothing to repair")?)
     }
 
     /// Writes the component an applied migration was applied from, as the database stored
@@ -469,7 +495,10 @@ impl Project {
     /// As [`Migrator::adopt`].
     pub fn adopt(&self, dry_run: bool) -> Result<AdoptReport> {
         let migrator = self.migrator()?;
-        migrator.adopt(&self.open()?, dry_run)
+        migrator.adopt(
+            &self.open_required("there is no history to adopt")?,
+            dry_run,
+        )
     }
 
     /// Records the migrations up to `version` as applied. See [`Migrator::baseline`].
@@ -478,7 +507,11 @@ impl Project {
     /// As [`Migrator::baseline`].
     pub fn baseline(&self, version: u64, dry_run: bool) -> Result<AdoptReport> {
         let migrator = self.migrator()?;
-        migrator.baseline(&self.open()?, version, dry_run)
+        migrator.baseline(
+            &self.open_required("a baseline records what an existing database already has")?,
+            version,
+            dry_run,
+        )
     }
 
     /// Round-trips every migration on a scratch database: in memory, or a copy of `against`

@@ -542,6 +542,63 @@ fn redo_runs_the_newest_migration_down_and_up_again() {
     assert_eq!(crate::support::applied(&env.open()), [1, 2]);
 }
 
+/// Commands that need a database never make one: `down`, `repair`, `adopt` (even a dry run)
+/// and `baseline` on a path that does not exist are usage errors and leave no file.
+#[test]
+fn commands_that_need_a_database_never_create_one() {
+    let env = crate::support::Env::empty();
+    std::fs::write(env.migrations.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    for args in [
+        &["down"][..],
+        &["down", "0"],
+        &["repair"],
+        &["adopt", "--dry-run"],
+        &["adopt"],
+        &["baseline", "1"],
+    ] {
+        env.hsm(args)
+            .assert_code(2)
+            .assert_stderr_contains("does not exist");
+        assert!(!env.db.exists(), "{args:?} made the database");
+    }
+}
+
+/// A redo whose up half fails says its down half stays done, in text and in JSON.
+#[test]
+fn a_redo_whose_up_fails_says_the_down_stays_done() {
+    let env = crate::support::Env::empty();
+    let m = &env.migrations;
+    std::fs::write(m.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(m.join("001_a.down.sql"), "DROP TABLE a;").unwrap();
+    env.hsm(&["up"]).assert_success();
+    // The up file changed since: redo's up half now fails.
+    std::fs::write(
+        m.join("001_a.up.sql"),
+        "CREATE TABLE a (x); INSERT INTO nowhere VALUES (1);",
+    )
+    .unwrap();
+    env.hsm(&["repair"]).assert_success();
+    let run = env.hsm(&["redo", "--json"]);
+    run.assert_code(1);
+    let error: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(error["shape_version"], 2, "{}", run.stdout);
+    assert_eq!(
+        error["error"]["completed"],
+        serde_json::json!([1]),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        error["error"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("the database is at version 0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(crate::support::applied(&env.open()), Vec::<i64>::new());
+}
+
 /// An empty migrations directory: `status` says there is nothing (and `--check` is content),
 /// `up` is a usage error that says how to make the first migration and creates no database.
 #[test]

@@ -54,6 +54,8 @@ fn every_commands_json_keeps_its_shape() {
     check("up-dry-run", &out);
     let (_, out) = json(&["up", "6"]);
     check("up", &out);
+    let (_, out) = json(&["redo"]);
+    check("redo", &out);
     let (_, out) = json(&["status"]);
     check("status", &out);
     let (_, out) = json(&["down", "--dry-run"]);

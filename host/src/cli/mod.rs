@@ -188,14 +188,7 @@ fn run(args: &Args) -> Result<()> {
         }
         Command::Redo {} => {
             let (down, up) = with_loading_context(global, project.redo())?;
-            if global.json {
-                writeln!(out, "{}", serde_json::json!({ "down": down, "up": up }))
-                    .context("cannot write to stdout")?;
-                Ok(())
-            } else {
-                report::run(&down, false, &mut out)?;
-                report::run(&up, false, &mut out)
-            }
+            report::redone(&down, &up, global.json, &mut out)
         }
         Command::Backup {} => {
             let path = project.backup()?;

@@ -272,6 +272,15 @@ pub fn packed(files: &[std::path::PathBuf], as_json: bool, out: &mut impl Write)
     Ok(())
 }
 
+/// `hsm-host redo`: the down run, then the up run (`{down, up}` under `--json`).
+pub fn redone(down: &RunReport, up: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        return json(&serde_json::json!({ "down": down, "up": up }), out);
+    }
+    run(down, false, out)?;
+    run(up, false, out)
+}
+
 pub fn run(report: &RunReport, as_json: bool, out: &mut impl Write) -> Result<()> {
     if as_json {
         return json(report, out);
