@@ -529,7 +529,8 @@ impl Project {
     /// # Errors
     /// As [`Project::test`]; [`Error::DuplicateVersion`] when two share a version.
     pub fn test_with(&self, against: Option<&Path>, with: &[PathBuf]) -> Result<TestReport> {
-        let mut migrator = self.migrator()?;
+        // A CI gate on an empty (or mistyped) directory must not pass.
+        let mut migrator = self.migrator_with_migrations()?;
         for dir in with {
             let other = Migrator::load_dir_in(self.runtime()?, dir, self.sql.clone())?;
             migrator = migrator.with_migrations_of(other)?;

@@ -438,6 +438,23 @@ fn under_json_errors_are_json_too() {
     let error: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(error["error"]["meaning"], "usage");
     assert_eq!(error["error"]["kind"], "plan");
+
+    // A command line that does not parse, or a bad settings file, is a JSON error too.
+    std::fs::write(env.dir.path().join("bad.toml"), "databse = 1\n").unwrap();
+    let bad_config = env.dir.path().join("bad.toml");
+    for args in [
+        vec!["status", "--json", "--cache-max", "0"],
+        vec!["--json", "gc", "--bogus"],
+        vec!["status", "--json", "--config", bad_config.to_str().unwrap()],
+    ] {
+        let run = env.hsm(&args);
+        run.assert_code(2);
+        let error: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", run.stdout));
+        assert_eq!(error["shape_version"], 2);
+        assert_eq!(error["error"]["meaning"], "usage", "{args:?}");
+        assert!(!error["error"]["message"].as_str().unwrap().is_empty());
+    }
 }
 
 /// `status --check` is a CI and cron gate: exit 1 while anything needs the operator (pending,
@@ -612,6 +629,10 @@ fn an_empty_migrations_directory_is_explained_and_nothing_is_made() {
         .assert_code(2)
         .assert_stderr_contains("holds no migrations")
         .assert_stderr_contains("hsm-host new NAME");
+    // `test`, a CI gate, does not pass on nothing.
+    env.hsm(&["test"])
+        .assert_code(2)
+        .assert_stderr_contains("holds no migrations");
     assert!(!env.db.exists());
 }
 

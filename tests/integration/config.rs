@@ -102,6 +102,12 @@ fn a_bad_settings_file_is_a_usage_error_naming_it() {
     hsm_in(&env, env.dir.path(), &["status"])
         .assert_code(2)
         .assert_stderr_contains("cache_max: unknown size unit `parsecs`");
+    // A size is text or a number of bytes, as on the command line.
+    write(
+        &file,
+        "database = \"x.db\"\ncache_max = 1048576\nmax_memory = \"64MiB\"\n",
+    );
+    hsm_in(&env, env.dir.path(), &["status"]).assert_success();
     assert!(!env.dir.path().join("x.db").exists());
 }
 

@@ -415,10 +415,11 @@ pub(super) fn parse_size(text: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 30,
         other => return Err(format!("unknown size unit `{other}` (use KiB, MiB or GiB)")),
     };
-    number
-        .checked_mul(1 << shift)
-        .filter(|&bytes| bytes >= 1 << 20)
-        .ok_or_else(|| format!("`{text}` must be between 1 MiB and the machine's address space"))
+    match number.checked_mul(1 << shift) {
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        Some(_) => Err(format!("`{text}` is too small: at least 1 MiB")),
+        None => Err(format!("`{text}` is too large")),
+    }
 }
 
 fn parse_layout(value: &str) -> Result<hsm_host::pack::Layout, String> {

@@ -17,6 +17,23 @@ use super::args::Global;
 /// The file looked for in the working directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "hsm.toml";
 
+/// A size in a settings file: bytes (`1048576`) or text (`"256MiB"`), as on the command line.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn parse(&self) -> Result<usize, String> {
+        match self {
+            Size::Bytes(bytes) => super::args::parse_size(&bytes.to_string()),
+            Size::Text(text) => super::args::parse_size(text),
+        }
+    }
+}
+
 /// The settings a file may hold (each also a command-line option).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,11 +45,11 @@ struct Settings {
     keep_backups_for: Option<String>,
     log_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
-    cache_max: Option<String>,
+    cache_max: Option<Size>,
     tracking_prefix: Option<String>,
     layout: Option<String>,
     timeout: Option<String>,
-    max_memory: Option<String>,
+    max_memory: Option<Size>,
     lock_timeout: Option<u64>,
     placeholders: Option<BTreeMap<String, String>>,
 }
@@ -184,13 +201,13 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
     take!("timeout", timeout, timeout);
     let max_memory = s
         .max_memory
-        .map(|m| super::args::parse_size(&m))
+        .map(|m| m.parse())
         .transpose()
         .map_err(|e| anyhow::anyhow!("max_memory: {e}"))?;
     take!("max_memory", max_memory, max_memory);
     let cache_max = s
         .cache_max
-        .map(|t| super::args::parse_size(&t))
+        .map(|m| m.parse())
         .transpose()
         .map_err(|e| anyhow::anyhow!("cache_max: {e}"))?;
     take!("cache_max", cache_max, cache_max);

@@ -36,12 +36,21 @@ pub fn main() -> ExitCode {
         Err(error) => {
             // clap prints help and version to stdout with exit code 0, usage errors with 2.
             let _ = error.print();
-            return ExitCode::from(error.exit_code() as u8);
+            let code = error.exit_code() as u8;
+            // A --json reader gets a usage error as JSON too (the command line did not parse,
+            // so the flag is looked for as it was written).
+            if code == USAGE && std::env::args_os().any(|arg| arg == "--json") {
+                usage_error_as_json(anyhow::anyhow!(first_line(&error)));
+            }
+            return ExitCode::from(code);
         }
     };
     // The settings file fills what the command line and the environment left unset.
     if let Err(error) = config::apply(&mut args.global, &matches) {
         eprintln!("error: {error:#}");
+        if args.global.json {
+            usage_error_as_json(error.context("the settings file is wrong"));
+        }
         return ExitCode::from(USAGE);
     }
     // Completions and the manual page only print: no log file is made for them.
@@ -90,6 +99,22 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Writes a usage error (exit code 2) as the `--json` error document on stdout.
+fn usage_error_as_json(error: anyhow::Error) {
+    let _ = report::error(
+        &error,
+        USAGE,
+        &mut sink::SafeOut::new(std::io::stdout().lock()),
+    );
+}
+
+/// The first line of clap's message, without its `error: ` prefix.
+fn first_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 /// The manual page: clap_mangen's sections, with the commands listed as `hsm-host status` …
