@@ -208,6 +208,26 @@ pub enum Error {
         backup: Option<PathBuf>,
     },
 
+    /// The file at an applied migration's version is another migration (another name): the
+    /// directory's numbering changed, and accepting it would run its SQL as if it were new.
+    #[error(
+        "migration {version} was applied as `{applied}`, but the file at that version, {}, is \
+         `{found}`: the directory's numbering changed (a file added or renamed before it?). Put \
+         the files back as they were applied; `hsm-host repair` does not accept another \
+         migration in an applied one's place",
+        file.display()
+    )]
+    VersionReused {
+        /// The version.
+        version: u64,
+        /// The name it was applied under.
+        applied: String,
+        /// The file at that version now.
+        file: PathBuf,
+        /// The name of the migration in that file.
+        found: String,
+    },
+
     /// An applied migration's component file is not the one that was applied.
     #[error(
         "migration {version} ({name}) was applied as sha256 {recorded}, but {} now has \
@@ -302,6 +322,7 @@ impl Error {
             Error::Damaged { .. } => "damaged",
             Error::DamagedAfterRun { .. } => "damaged_after_run",
             Error::ComponentChanged { .. } => "component_changed",
+            Error::VersionReused { .. } => "version_reused",
             Error::RestoreRefused { .. } => "restore_refused",
             Error::Restore { .. } => "restore",
             Error::Runtime(_) => "runtime",

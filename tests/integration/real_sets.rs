@@ -319,6 +319,29 @@ fn a_set_that_starts_at_version_0_applies_and_adopts() {
     assert_eq!(applied(&env2.open()), (1..=12).collect::<Vec<i64>>());
 }
 
+/// A set that gains a version-0 file after it was applied is renumbered (a set starting at 0
+/// counts from 1): every applied version now holds another migration. `up` says so instead of
+/// advising `repair`, and `repair` refuses, so the shifted files are never accepted and run
+/// again as new.
+#[test]
+fn a_version_0_file_added_later_is_refused_not_repaired() {
+    let env = Env::empty();
+    let m = &env.migrations;
+    write(m, "1_a.up.sql", "CREATE TABLE a (x);");
+    write(m, "2_b.up.sql", "CREATE TABLE b (x);");
+    env.hsm(&["up"]).assert_success();
+    write(m, "0_init.up.sql", "CREATE TABLE init (x);");
+    env.hsm(&["up"])
+        .assert_code(1)
+        .assert_stderr_contains("migration 1 was applied as `a`")
+        .assert_stderr_contains("numbering changed");
+    env.hsm(&["repair"])
+        .assert_code(1)
+        .assert_stderr_contains("does not accept another migration");
+    assert_eq!(applied(&env.open()), [1, 2]);
+    assert!(!table_exists(&env.open(), "init"));
+}
+
 /// `inspect` takes a SQL file (an up, a down, a diesel `up.sql`) and shows the component it is
 /// packed into, as `up` would load it.
 #[test]

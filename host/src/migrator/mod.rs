@@ -318,7 +318,26 @@ fn with_completed(error: Error, completed: Vec<u64>) -> Error {
 }
 
 /// `up` must not build on a migration whose component is not the one that was applied.
+/// Refuses a changed file that is another migration altogether (another name at an applied
+/// version), which neither `up` nor `repair` may take for the one applied.
+pub(super) fn refuse_reused(assessment: &Assessment<'_>) -> Result<()> {
+    match assessment
+        .changed
+        .iter()
+        .find(|changed| changed.row.name != changed.file.metadata.name)
+    {
+        Some(changed) => Err(Error::VersionReused {
+            version: changed.row.version,
+            applied: crate::text::neutralize(&changed.row.name, crate::text::MAX_NAME),
+            file: changed.file.path.clone(),
+            found: changed.file.metadata.name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn refuse_changed(assessment: &Assessment<'_>) -> Result<()> {
+    refuse_reused(assessment)?;
     match assessment.changed.first() {
         Some(changed) => Err(Error::ComponentChanged {
             version: changed.row.version,

@@ -63,13 +63,11 @@ impl Migrator {
         let conn = db.connection();
         db.tracking().ensure_tables(&conn)?;
         let now = time::now_iso();
+        let rows = db.tracking().migrations(&conn)?;
+        // Another migration at an applied version is not a changed file to accept.
+        super::refuse_reused(&assess(&rows, &self.migrations))?;
         let mut repaired = Vec::new();
-        for row in db
-            .tracking()
-            .migrations(&conn)?
-            .iter()
-            .filter(|r| r.status == RowStatus::Applied)
-        {
+        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
             let Some(info) = self.file_component(row.version) else {
                 continue;
             };
