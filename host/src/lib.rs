@@ -47,7 +47,15 @@ pub mod status;
 pub mod testing;
 use hsm_store::text;
 use hsm_store::time;
-pub use hsm_store::tracking;
+/// The tracking tables and their names, as a program reads them. Writing them is the
+/// migrator's alone (the store's `TrackingWrites` is not re-exported).
+pub mod tracking {
+    pub use hsm_store::tracking::{
+        HistoryDirection, HistoryRow, HistoryStatus, INTERRUPTED, MAX_COMPONENT_BYTES,
+        MigrationRow, RowStatus, SharedTracking, Tracking, column_names, other_prefixes,
+        stored_form,
+    };
+}
 
 pub use database::Database;
 pub use error::{Error, Result};

@@ -10,6 +10,7 @@ use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
 use crate::tracking::{HistoryDirection, HistoryRow, HistoryStatus, MigrationRow};
+use hsm_store::tracking::TrackingWrites;
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;

@@ -29,8 +29,9 @@ use crate::plan::{self, Available, Direction};
 use crate::runtime::{ComponentInfo, Metadata, MigrationComponent, Runtime, describe_duration};
 use crate::schema::{self, SchemaChange};
 use crate::status::Status;
-use crate::tracking::{self, RowStatus, Tracking};
+use crate::tracking::{RowStatus, Tracking};
 use crate::{source, text, time, traps};
+use hsm_store::tracking::TrackingWrites;
 
 /// How a run protects the database. The default is the safe one: backups on, full
 /// `integrity_check`, wait up to a minute for the lock.

@@ -22,7 +22,7 @@ pub(super) fn record_applied(
     store_component(tracking, conn, component, &now)?;
     tracking.record_applied(
         conn,
-        &tracking::Applied {
+        &hsm_store::tracking::Applied {
             version: metadata.version,
             name: &metadata.name,
             description: &metadata.description,

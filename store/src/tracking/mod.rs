@@ -15,7 +15,7 @@ use crate::plan::Direction;
 mod components;
 mod writes;
 
-pub use writes::Applied;
+pub use writes::{Applied, TrackingWrites};
 
 pub use components::{MAX_COMPONENT_BYTES, stored_form};
 

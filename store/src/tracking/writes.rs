@@ -8,10 +8,56 @@ use super::{HistoryStatus, INTERRUPTED, Tracking};
 use crate::error::{Result, SqliteContext};
 use crate::plan::Direction;
 
-impl Tracking {
+/// The tracking rows hsm-host writes. A trait of the store's, which hsm-host does not
+/// re-export: a program using hsm-host reads the tracking tables; only the migrator writes
+/// them, each write inside the transaction it holds.
+pub trait TrackingWrites {
     /// Writes the `running` history row of an attempt (committed on its own, so that an attempt
     /// that never finishes stays visible) and returns its id.
-    pub fn start_attempt(
+    fn start_attempt(
+        &self,
+        conn: &Connection,
+        version: u64,
+        direction: Direction,
+        backup_path: Option<&str>,
+        now: &str,
+    ) -> Result<i64>;
+
+    /// Closes a history row as `success`, or `failed` with the error.
+    fn finish_attempt(
+        &self,
+        conn: &Connection,
+        id: i64,
+        error: Option<&str>,
+        now: &str,
+    ) -> Result<()>;
+
+    /// Marks a migration applied; re-applying a rolled-back one resets its row.
+    fn record_applied(&self, conn: &Connection, applied: &Applied<'_>, now: &str) -> Result<()>;
+
+    /// Marks a migration rolled back.
+    fn record_rolled_back(
+        &self,
+        conn: &Connection,
+        version: u64,
+        backup_path: Option<&str>,
+        now: &str,
+    ) -> Result<()>;
+
+    /// Marks attempts whose process died as failed, says so in the log, and returns their
+    /// versions. Only call it holding the migration lock (or on a private database): then no
+    /// live process is running them.
+    fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>>;
+
+    /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
+    fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()>;
+
+    /// The history row of a migration recorded without running.
+    fn record_adopted(&self, conn: &Connection, version: u64, now: &str) -> Result<()>;
+}
+
+impl TrackingWrites for Tracking {
+    fn start_attempt(
         &self,
         conn: &Connection,
         version: u64,
@@ -31,8 +77,7 @@ impl Tracking {
         Ok(conn.last_insert_rowid())
     }
 
-    /// Closes a history row as `success`, or `failed` with the error.
-    pub fn finish_attempt(
+    fn finish_attempt(
         &self,
         conn: &Connection,
         id: i64,
@@ -55,13 +100,7 @@ impl Tracking {
         Ok(())
     }
 
-    /// Marks a migration applied; re-applying a rolled-back one resets its row.
-    pub fn record_applied(
-        &self,
-        conn: &Connection,
-        applied: &Applied<'_>,
-        now: &str,
-    ) -> Result<()> {
+    fn record_applied(&self, conn: &Connection, applied: &Applied<'_>, now: &str) -> Result<()> {
         conn.execute(
             &format!(
                 "INSERT INTO main.\"{}\" (version, name, description, applied_at, rolled_back_at,
@@ -90,8 +129,7 @@ impl Tracking {
         Ok(())
     }
 
-    /// Marks a migration rolled back.
-    pub fn record_rolled_back(
+    fn record_rolled_back(
         &self,
         conn: &Connection,
         version: u64,
@@ -111,10 +149,7 @@ impl Tracking {
         Ok(())
     }
 
-    /// Marks attempts whose process died as failed, says so in the log, and returns their
-    /// versions. Only call it holding the migration lock (or on a private database): then no
-    /// live process is running them.
-    pub fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>> {
+    fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>> {
         let versions = self.mark_interrupted(conn, &crate::time::now_iso())?;
         for version in &versions {
             tracing::warn!(
@@ -125,32 +160,7 @@ impl Tracking {
         Ok(versions)
     }
 
-    /// Marks every `running` history row `failed` as interrupted and returns their versions.
-    fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
-        let versions: Vec<u64> = conn
-            .prepare(&format!(
-                "SELECT version FROM main.\"{}\" WHERE status = 'running' ORDER BY id",
-                self.history
-            ))
-            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
-            .context("cannot look for interrupted migrations")?;
-        if !versions.is_empty() {
-            conn.execute(
-                &format!(
-                    "UPDATE main.\"{}\" SET status = 'failed', error_message = ?1,
-                            completed_at = ?2
-                     WHERE status = 'running'",
-                    self.history
-                ),
-                params![INTERRUPTED, now],
-            )
-            .context("cannot mark interrupted migrations")?;
-        }
-        Ok(versions)
-    }
-
-    /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
-    pub fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()> {
+    fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()> {
         conn.execute(
             &format!(
                 "UPDATE main.\"{}\" SET checksum = ?1 WHERE version = ?2",
@@ -162,8 +172,7 @@ impl Tracking {
         Ok(())
     }
 
-    /// The history row of a migration recorded without running.
-    pub fn record_adopted(&self, conn: &Connection, version: u64, now: &str) -> Result<()> {
+    fn record_adopted(&self, conn: &Connection, version: u64, now: &str) -> Result<()> {
         conn.execute(
             &format!(
                 "INSERT INTO main.\"{}\" (version, direction, status, started_at, completed_at)
@@ -189,4 +198,30 @@ pub struct Applied<'a> {
     pub backup_path: Option<&'a str>,
     /// The sha256 of the component that applied it.
     pub checksum: &'a str,
+}
+
+impl Tracking {
+    /// Marks every `running` history row `failed` as interrupted and returns their versions.
+    fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
+        let versions: Vec<u64> = conn
+            .prepare(&format!(
+                "SELECT version FROM main.\"{}\" WHERE status = 'running' ORDER BY id",
+                self.history
+            ))
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+            .context("cannot look for interrupted migrations")?;
+        if !versions.is_empty() {
+            conn.execute(
+                &format!(
+                    "UPDATE main.\"{}\" SET status = 'failed', error_message = ?1,
+                            completed_at = ?2
+                     WHERE status = 'running'",
+                    self.history
+                ),
+                params![INTERRUPTED, now],
+            )
+            .context("cannot mark interrupted migrations")?;
+        }
+        Ok(versions)
+    }
 }
