@@ -291,8 +291,9 @@ fn check_pragma(name: &str, value: Option<&str>) -> Result<(), String> {
 /// SQLite refuses them inside the host's transaction anyway; this names the rule. Checked on
 /// each statement's leading keyword.
 pub fn check_statement_text(sql: &str) -> Result<(), String> {
-    for statement in split_statements(sql) {
-        let keyword = first_keyword(statement);
+    // Split as the proxy runs scripts (one splitter for both).
+    for statement in crate::sql::script::statements(sql) {
+        let keyword = first_keyword(statement.text);
         if keyword.eq_ignore_ascii_case("vacuum") {
             return Err(
                 "VACUUM is not allowed: it rewrites the whole database (and VACUUM INTO writes \
@@ -302,48 +303,6 @@ pub fn check_statement_text(sql: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Splits a script on the `;` that end statements, not those inside quotes or comments.
-fn split_statements(sql: &str) -> Vec<&str> {
-    let bytes = sql.as_bytes();
-    let mut statements = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            quote @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != quote {
-                    i += 1;
-                }
-            }
-            b'[' => {
-                while i < bytes.len() && bytes[i] != b']' {
-                    i += 1;
-                }
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b';' => {
-                statements.push(&sql[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    statements.push(&sql[start.min(sql.len())..]);
-    statements
 }
 
 /// The first word of a statement, after whitespace and `--`/`/* */` comments.
