@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
 
 use super::limits::{self, EpochTicker, Limits, MemoryBudget};
-use super::state::GuestState;
+use super::state::{FunctionFailure, GuestState};
 use super::{cache, describe_duration, functions, output, provided, sha256_hex, state};
 use crate::contract::{Migration, MigrationPre};
 use crate::database::Database;
@@ -327,13 +327,10 @@ impl MigrationComponent {
         if let Some(memory) = outcome.memory_exceeded {
             return Err(memory);
         }
-        if let Some(failure) = outcome.function_failure {
-            if failure.contains(functions::OUT_OF_TIME) {
-                return Err(out_of_time());
-            }
-            if failure.contains("exceeded its memory limit") {
-                return Err(failure);
-            }
+        match outcome.function_failure {
+            Some(FunctionFailure::OutOfTime(_)) => return Err(out_of_time()),
+            Some(FunctionFailure::OutOfMemory(message)) => return Err(message),
+            Some(FunctionFailure::Trapped(_)) | None => {}
         }
         let trapped_on_time = matches!(&result, Err(trap)
             if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt));
@@ -419,7 +416,7 @@ pub(super) struct CallOutcome {
     /// How the call's SQL ended (`None` when it had none).
     pub(super) sql: Option<crate::sql::Closed>,
     /// Why its function instance stopped, if it did.
-    pub(super) function_failure: Option<String>,
+    pub(super) function_failure: Option<FunctionFailure>,
 }
 
 /// Instantiates `pre` in a new store with the limits armed, runs `f`, ends its SQL session,

@@ -11,7 +11,7 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use super::limits::{self, MemoryBudget};
-use super::state::{CallFunctions, GuestState, StartFunctions};
+use super::state::{CallFunctions, FunctionFailure, GuestState, StartFunctions};
 use crate::contract::Value;
 use crate::sql::FunctionCaller;
 use crate::text::{self, Budget};
@@ -118,12 +118,12 @@ struct FunctionInstance {
     store: Store<GuestState>,
     export: Box<dyn FunctionsExport>,
     /// Set once the instance trapped: it cannot be entered again.
-    dead: Option<String>,
+    dead: Option<FunctionFailure>,
 }
 
 impl FunctionFactory {
     /// Instantiates the component again and finds its `functions` export.
-    pub(crate) fn start(&self) -> Result<GuestFunctions, String> {
+    pub(crate) fn start(&self) -> Result<GuestFunctions, FunctionFailure> {
         let state = GuestState::new(
             format!("{} (functions)", self.label),
             None,
@@ -137,16 +137,22 @@ impl FunctionFactory {
         store.set_epoch_deadline(limits::ticks(remaining));
         let instance = self.pre.instantiate(&mut store).map_err(|e| {
             match store.data_mut().limiter.exceeded.take() {
-                Some(memory) => format!("cannot start the function instance: {memory}"),
-                None => format!("cannot start the function instance: {e:#}"),
+                Some(memory) => FunctionFailure::OutOfMemory(format!(
+                    "cannot start the function instance: {memory}"
+                )),
+                None => {
+                    FunctionFailure::Trapped(format!("cannot start the function instance: {e:#}"))
+                }
             }
         })?;
-        let export = (self.find_export)(&instance, &mut store)?.ok_or_else(|| {
-            format!(
-                "the component does not export {FUNCTIONS_EXPORT}: build it for the \
-                 migration-with-functions world (the Rust SDK does)"
-            )
-        })?;
+        let export = (self.find_export)(&instance, &mut store)
+            .map_err(FunctionFailure::Trapped)?
+            .ok_or_else(|| {
+                FunctionFailure::Trapped(format!(
+                    "the component does not export {FUNCTIONS_EXPORT}: build it for the \
+                     migration-with-functions world (the Rust SDK does)"
+                ))
+            })?;
         Ok(GuestFunctions {
             instance: Arc::new(Mutex::new(FunctionInstance {
                 store,
@@ -199,7 +205,7 @@ where
 }
 
 impl StartFunctions for FunctionFactory {
-    fn start(&self) -> Result<Box<dyn CallFunctions>, String> {
+    fn start(&self) -> Result<Box<dyn CallFunctions>, FunctionFailure> {
         FunctionFactory::start(self).map(|functions| Box::new(functions) as _)
     }
 }
@@ -209,7 +215,7 @@ impl CallFunctions for GuestFunctions {
         GuestFunctions::caller(self, name)
     }
 
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<FunctionFailure> {
         GuestFunctions::failure(self)
     }
 }
@@ -222,7 +228,7 @@ impl GuestFunctions {
 
     /// Why the instance stopped (a trap, the memory or time limit), if it did: the migration's
     /// real cause even when the guest reports only the SQL error it got.
-    pub(crate) fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<FunctionFailure> {
         lock(&self.instance).dead.clone()
     }
 
@@ -235,8 +241,8 @@ impl GuestFunctions {
         Ok(Arc::new(move |args: Vec<Value>| {
             let mut guard = lock(&instance);
             let instance = &mut *guard;
-            if let Some(reason) = &instance.dead {
-                return Err(reason.clone());
+            if let Some(failure) = &instance.dead {
+                return Err(failure.message().to_owned());
             }
             let outcome = instance.export.call(&mut instance.store, &function, args);
             match outcome {
@@ -244,18 +250,23 @@ impl GuestFunctions {
                     result.map_err(|message| text::neutralize(&message, text::MAX_MESSAGE))
                 }
                 Err(trap) => {
-                    let reason = match instance.store.data_mut().limiter.exceeded.take() {
-                        Some(memory) => format!("function {name}: {memory}"),
+                    let failure = match instance.store.data_mut().limiter.exceeded.take() {
+                        Some(memory) => {
+                            FunctionFailure::OutOfMemory(format!("function {name}: {memory}"))
+                        }
                         None if Instant::now() >= instance.store.data().deadline()
                             || trap.downcast_ref::<wasmtime::Trap>()
                                 == Some(&wasmtime::Trap::Interrupt) =>
                         {
-                            format!("function {name}: {OUT_OF_TIME}")
+                            FunctionFailure::OutOfTime(format!("function {name}: {OUT_OF_TIME}"))
                         }
-                        None => format!("function {name} trapped: {trap:#}"),
+                        None => {
+                            FunctionFailure::Trapped(format!("function {name} trapped: {trap:#}"))
+                        }
                     };
-                    instance.dead = Some(reason.clone());
-                    Err(reason)
+                    let message = failure.message().to_owned();
+                    instance.dead = Some(failure);
+                    Err(message)
                 }
             }
         }))

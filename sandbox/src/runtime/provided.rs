@@ -115,10 +115,11 @@ impl Runtime {
         };
         let names = factory
             .start()
-            .map_err(|reason| {
+            .map_err(|failure| {
                 invalid(format!(
-                    "{reason} (a directory's {FILE_NAME} is built for the \
-                     hsm:migration/sql-functions world)"
+                    "{} (a directory's {FILE_NAME} is built for the \
+                     hsm:migration/sql-functions world)",
+                    failure.message()
                 ))
             })?
             .names();
@@ -225,7 +226,7 @@ impl ProvidedFunctions {
 #[derive(Clone)]
 pub(crate) struct StepFunctions {
     factory: Arc<FunctionFactory>,
-    instance: Arc<OnceLock<std::result::Result<GuestFunctions, String>>>,
+    instance: Arc<OnceLock<std::result::Result<GuestFunctions, super::state::FunctionFailure>>>,
 }
 
 impl super::state::CallFunctions for StepFunctions {
@@ -233,7 +234,7 @@ impl super::state::CallFunctions for StepFunctions {
         Ok(StepFunctions::caller(self, name))
     }
 
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<super::state::FunctionFailure> {
         StepFunctions::failure(self)
     }
 }
@@ -248,7 +249,7 @@ impl StepFunctions {
                 step.instance
                     .get_or_init(|| step.factory.start())
                     .as_ref()
-                    .map_err(Clone::clone)
+                    .map_err(|failure| failure.message().to_owned())
                     .and_then(|functions| functions.caller(&name))
             });
             match caller {
@@ -259,10 +260,10 @@ impl StepFunctions {
     }
 
     /// Why the instance stopped (a trap, the memory or time limit), if it did.
-    pub(crate) fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<super::state::FunctionFailure> {
         match self.instance.get()? {
             Ok(functions) => functions.failure(),
-            Err(reason) => Some(reason.clone()),
+            Err(failure) => Some(failure.clone()),
         }
     }
 }

@@ -19,7 +19,30 @@ use crate::text;
 /// function instances, whose own stores hold a `GuestState`, sit above it.
 pub(crate) trait StartFunctions: Send + Sync {
     /// Instantiates the component again for its `functions` export.
-    fn start(&self) -> Result<Box<dyn CallFunctions>, String>;
+    fn start(&self) -> Result<Box<dyn CallFunctions>, FunctionFailure>;
+}
+
+/// Why a function instance stopped, or could not start: the migration's report names the limit
+/// it hit rather than the SQL error its guest got from the function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FunctionFailure {
+    /// It ran past the migration's deadline.
+    OutOfTime(String),
+    /// It ran out of the migration's memory budget.
+    OutOfMemory(String),
+    /// It trapped, or could not start for another reason.
+    Trapped(String),
+}
+
+impl FunctionFailure {
+    /// What happened, for the operator.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            FunctionFailure::OutOfTime(message)
+            | FunctionFailure::OutOfMemory(message)
+            | FunctionFailure::Trapped(message) => message,
+        }
+    }
 }
 
 /// A running set of SQL functions: a guest's own (`functions::GuestFunctions`) or its
@@ -28,7 +51,7 @@ pub(crate) trait CallFunctions: Send + Sync {
     /// The caller SQLite uses for the function `name`.
     fn caller(&self, name: &str) -> Result<FunctionCaller, String>;
     /// Why the instance stopped (a trap, the memory or time limit), if it did.
-    fn failure(&self) -> Option<String>;
+    fn failure(&self) -> Option<FunctionFailure>;
 }
 
 /// Most a guest may print to stdout and stderr together per call.

@@ -54,7 +54,11 @@ impl sql::Host for GuestState {
             let factory = self.functions.as_ref().ok_or_else(|| {
                 misuse("SQL functions can only be registered from up or down".into())
             })?;
-            self.function_caller = Some(factory.start().map_err(misuse)?);
+            self.function_caller = Some(
+                factory
+                    .start()
+                    .map_err(|failure| misuse(failure.message().to_owned()))?,
+            );
         }
         let caller = self
             .function_caller
