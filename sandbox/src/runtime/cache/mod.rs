@@ -23,13 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The default cache directory: `$XDG_CACHE_HOME/hsm-host`, else `~/.cache/hsm-host`.
+/// The default cache directory: the platform's user cache directory (on Linux
+/// `$XDG_CACHE_HOME`, when it is an absolute path, else `~/.cache`), then `hsm-host`.
 pub fn default_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .map(|base| base.join("hsm-host"))
+    dirs::cache_dir().map(|base| base.join("hsm-host"))
 }
 
 /// Holds the cache in `dir` to `max_bytes` (see [`super::cache_trim`]), under the same checks
