@@ -277,29 +277,14 @@ impl Project {
             return Err(Error::Plan(crate::plan::PlanError::NothingToRedo));
         };
         // The down half stays done whatever the up half does: a failure says so.
-        let up = migrator
-            .up(&db, Some(step.version))
-            .map_err(|error| match error {
-                Error::MigrationFailed {
-                    version,
-                    name,
-                    direction,
-                    cause,
-                    sqlite_code,
-                    ..
-                } => Error::MigrationFailed {
-                    version,
-                    name,
-                    direction,
-                    cause: format!(
-                        "{cause} (its down ran and stays done: the database is at version {})",
-                        down.to
-                    ),
-                    completed: vec![step.version],
-                    sqlite_code,
-                },
-                other => other,
-            })?;
+        let note = format!(
+            " (its down ran and stays done: the database is at version {})",
+            down.to
+        );
+        let up = migrator.up(&db, Some(step.version)).map_err(|error| {
+            let error = crate::migrator::with_cause_note(error, &note);
+            crate::migrator::with_completed(error, vec![step.version])
+        })?;
         Ok((down, up))
     }
 

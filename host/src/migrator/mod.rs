@@ -296,8 +296,30 @@ enum Planned<'a> {
     Compiled(&'a ComponentInfo),
 }
 
+/// A step's failure, its cause followed by `note`.
+pub(crate) fn with_cause_note(error: Error, note: &str) -> Error {
+    match error {
+        Error::MigrationFailed {
+            version,
+            name,
+            direction,
+            cause,
+            completed,
+            sqlite_code,
+        } => Error::MigrationFailed {
+            version,
+            name,
+            direction,
+            cause: format!("{cause}{note}"),
+            completed,
+            sqlite_code,
+        },
+        other => other,
+    }
+}
+
 /// A step's failure, with the steps of the same run done before it.
-fn with_completed(error: Error, completed: Vec<u64>) -> Error {
+pub(crate) fn with_completed(error: Error, completed: Vec<u64>) -> Error {
     match error {
         Error::MigrationFailed {
             version,
