@@ -34,6 +34,7 @@ use hsm_store::integrity;
 pub use hsm_store::lock;
 pub mod migrator;
 pub use hsm_sources::pack;
+pub use hsm_sources::tool;
 use hsm_store::plan;
 mod project;
 pub use hsm_store::restore;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::pack::Layout;
+use crate::tool::Tool;
 
 /// The SDK and the contract, as this hsm-host was built with them.
 const SDK_FILES: [(&str, &str); 7] = [
@@ -233,7 +234,11 @@ pub fn sql_files(
     let stamped = taken.iter().any(|v| *v >= 10_000_000_000_000);
     let stamp = now.format("%Y%m%d%H%M%S").to_string();
     let next = next_version(taken.iter().copied());
-    let version = if stamped || matches!(layout, Some(Layout::Diesel | Layout::Prisma)) {
+    let version = if stamped
+        || matches!(
+            layout,
+            Some(Layout::Tool(Tool::Diesel) | Layout::Tool(Tool::Prisma))
+        ) {
         stamp.parse::<u64>().expect("14 digits").max(next)
     } else {
         next
@@ -243,7 +248,7 @@ pub fn sql_files(
     );
     let down = format!("DROP TABLE {name};\n");
     let planned = match layout {
-        Some(Layout::Diesel) => {
+        Some(Layout::Tool(Tool::Diesel)) => {
             let digits = version.to_string();
             let folder = dir.join(format!(
                 "{}-{}-{}-{}_{name}",
@@ -254,25 +259,27 @@ pub fn sql_files(
             ));
             vec![(folder.join("up.sql"), up), (folder.join("down.sql"), down)]
         }
-        Some(Layout::Dbmate) => vec![(
+        Some(Layout::Tool(Tool::Dbmate)) => vec![(
             dir.join(format!("{version}_{name}.sql")),
             format!("-- migrate:up\n{up}\n-- migrate:down\n{down}"),
         )],
-        Some(Layout::Goose) => vec![(
+        Some(Layout::Tool(Tool::Goose)) => vec![(
             dir.join(format!("{version}_{name}.sql")),
             format!("-- +goose Up\n{up}\n-- +goose Down\n{down}"),
         )],
-        Some(Layout::Sqlx) => vec![(dir.join(format!("{version}_{name}.sql")), up)],
-        Some(Layout::Flyway) => vec![
+        Some(Layout::Tool(Tool::Sqlx)) => vec![(dir.join(format!("{version}_{name}.sql")), up)],
+        Some(Layout::Tool(Tool::Flyway)) => vec![
             (dir.join(format!("V{version}__{name}.sql")), up),
             (dir.join(format!("U{version}__{name}.sql")), down),
         ],
-        Some(Layout::Refinery) => vec![(dir.join(format!("V{version}__{name}.sql")), up)],
-        Some(Layout::Prisma) => vec![(
+        Some(Layout::Tool(Tool::Refinery)) => {
+            vec![(dir.join(format!("V{version}__{name}.sql")), up)]
+        }
+        Some(Layout::Tool(Tool::Prisma)) => vec![(
             dir.join(format!("{version}_{name}")).join("migration.sql"),
             up,
         )],
-        Some(Layout::Drizzle) => {
+        Some(Layout::Tool(Tool::Drizzle)) => {
             return Err(Error::Scaffold(
                 "this is a Drizzle directory, whose journal (meta/_journal.json) orders the \
                  migrations: make the new one with `drizzle-kit generate`"
@@ -285,11 +292,11 @@ pub fn sql_files(
                  files by hand"
             )));
         }
-        Some(Layout::Pop) => vec![
+        Some(Layout::Tool(Tool::Pop)) => vec![
             (dir.join(format!("{version}_{name}.sqlite3.up.sql")), up),
             (dir.join(format!("{version}_{name}.sqlite3.down.sql")), down),
         ],
-        Some(Layout::UpDown) | None => vec![
+        Some(Layout::Tool(Tool::GolangMigrate)) | None => vec![
             (dir.join(format!("{version}_{name}.up.sql")), up),
             (dir.join(format!("{version}_{name}.down.sql")), down),
         ],

@@ -10,6 +10,7 @@
 pub mod adopt;
 pub mod pack;
 pub mod source;
+pub mod tool;
 
 // The lower crates' modules under the paths the sources' code names them by.
 use hsm_sandbox::{runtime, sql};

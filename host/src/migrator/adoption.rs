@@ -38,7 +38,7 @@ impl Migrator {
         // version 0 (numbered from 1), read from the SQL files' names.
         let renumbered: BTreeMap<u64, u64> = match foreign.tool {
             // Drizzle records each migration by its journal's `when`.
-            crate::adopt::Tool::Drizzle => drizzle_versions(&self.migrations)?,
+            crate::tool::Tool::Drizzle => drizzle_versions(&self.migrations)?,
             _ => self
                 .migrations
                 .iter()
@@ -186,7 +186,7 @@ fn drizzle_versions(migrations: &[ComponentInfo]) -> Result<BTreeMap<u64, u64>> 
         let Some(dir) = info.path.parent() else {
             continue;
         };
-        if sql.layout != crate::pack::Layout::Drizzle {
+        if sql.layout != crate::pack::Layout::Tool(crate::tool::Tool::Drizzle) {
             continue;
         }
         if !journals.contains_key(dir) {

@@ -3,71 +3,13 @@
 //! without running them again. `baseline VERSION` covers a database with no history at all.
 
 use rusqlite::{Connection, OptionalExtension};
-use serde::Serialize;
 
 use crate::error::{Result, SqliteContext};
 
 mod applied;
 pub use applied::{applied_versions, flyway_checksum, refinery_checksum};
 
-/// The tools whose history hsm-host reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tool {
-    /// diesel (`__diesel_schema_migrations`).
-    Diesel,
-    /// sqlx (`_sqlx_migrations`).
-    Sqlx,
-    /// golang-migrate (`schema_migrations` with `dirty`).
-    GolangMigrate,
-    /// dbmate (`schema_migrations` with `version` only).
-    Dbmate,
-    /// goose (`goose_db_version`).
-    Goose,
-    /// Flyway (`flyway_schema_history`).
-    Flyway,
-    /// refinery (`refinery_schema_history`).
-    Refinery,
-    /// Prisma (`_prisma_migrations`).
-    Prisma,
-    /// Drizzle (`__drizzle_migrations`).
-    Drizzle,
-    /// gobuffalo/pop and Ory's popx (`schema_migration`).
-    Pop,
-}
-
-impl Tool {
-    /// The tool's name, as reports show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tool::Diesel => "diesel",
-            Tool::Sqlx => "sqlx",
-            Tool::GolangMigrate => "golang-migrate",
-            Tool::Dbmate => "dbmate",
-            Tool::Goose => "goose",
-            Tool::Flyway => "flyway",
-            Tool::Refinery => "refinery",
-            Tool::Prisma => "prisma",
-            Tool::Drizzle => "drizzle",
-            Tool::Pop => "pop",
-        }
-    }
-
-    /// The table where the tool keeps its history.
-    pub fn table(self) -> &'static str {
-        match self {
-            Tool::Diesel => "__diesel_schema_migrations",
-            Tool::Sqlx => "_sqlx_migrations",
-            Tool::GolangMigrate | Tool::Dbmate => "schema_migrations",
-            Tool::Goose => "goose_db_version",
-            Tool::Flyway => "flyway_schema_history",
-            Tool::Refinery => "refinery_schema_history",
-            Tool::Prisma => "_prisma_migrations",
-            Tool::Drizzle => "__drizzle_migrations",
-            Tool::Pop => "schema_migration",
-        }
-    }
-}
+pub use crate::tool::Tool;
 
 /// What another tool's history says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::parts::{Layout, Parts, SetError, error};
 use super::versions::clean_name;
+use crate::tool::Tool;
 
 /// Where Drizzle keeps its journal, inside the migrations directory.
 pub(super) const JOURNAL: &str = "meta/_journal.json";
@@ -130,7 +131,7 @@ pub(super) fn read(dir: &Path, entries: Vec<Entry>) -> Result<BTreeMap<u64, Part
         }
         let name = entry.tag.split_once('_').map_or("", |(_, name)| name);
         let parts = Parts {
-            layout: Some(Layout::Drizzle),
+            layout: Some(Layout::Tool(Tool::Drizzle)),
             id: entry.tag.clone(),
             name: clean_name(name, entry.idx),
             up: Some(file.clone()),

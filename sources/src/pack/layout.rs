@@ -29,6 +29,7 @@ use super::reading::{find_marker, load, read_sql};
 pub(crate) use super::versions::diesel_number;
 pub use super::versions::flyway_version;
 use super::versions::{clean_name, diesel_id, flyway_file, flyway_id, split_id};
+use crate::tool::Tool;
 
 /// The SQL migrations of `dir` in the layout named (`None`: recognised from the file names), by
 /// version (empty when it holds none). `.wasm` files and anything that is not a SQL migration
@@ -36,10 +37,10 @@ use super::versions::{clean_name, diesel_id, flyway_file, flyway_id, split_id};
 /// error.
 pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetError> {
     // A Drizzle directory is what its journal lists, in its order.
-    if matches!(named, None | Some(Layout::Drizzle)) {
+    if matches!(named, None | Some(Layout::Tool(Tool::Drizzle))) {
         match super::drizzle::journal(dir)? {
             Some(entries) => return finish(super::drizzle::read(dir, entries)?),
-            None if named == Some(Layout::Drizzle) => {
+            None if named == Some(Layout::Tool(Tool::Drizzle)) => {
                 return Err(error(
                     dir,
                     format!(
@@ -52,11 +53,11 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
         }
     }
     // A directory for several databases: SQLite's files, else those for every dialect.
-    if matches!(named, None | Some(Layout::Pop)) {
+    if matches!(named, None | Some(Layout::Tool(Tool::Pop))) {
         if let Some(by_version) = super::pop::read(dir)? {
             return finish(by_version);
         }
-        if named == Some(Layout::Pop) {
+        if named == Some(Layout::Tool(Tool::Pop)) {
             return Err(error(
                 dir,
                 "has no file that names a dialect (`<version>_<name>.sqlite3.up.sql`), which \
@@ -107,7 +108,7 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             let up = path.join("up.sql");
             if !up.is_file() {
                 if path.join("migration.sql").is_file() {
-                    fits(&path, Layout::Prisma)?;
+                    fits(&path, Layout::Tool(Tool::Prisma))?;
                     let (version, parts) = super::prisma::parts(&path, file_name)?;
                     super::prisma::warn_unread(&path);
                     add(&mut by_version, &path, version, parts)?;
@@ -121,7 +122,7 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 }
                 continue;
             }
-            fits(&path, Layout::Diesel)?;
+            fits(&path, Layout::Tool(Tool::Diesel))?;
             if is_empty_initial_setup(file_name, &up)? {
                 tracing::info!(
                     "{}: diesel's initial setup has no SQL for SQLite; skipped",
@@ -136,7 +137,7 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 &path,
                 version,
                 Parts {
-                    layout: Some(Layout::Diesel),
+                    layout: Some(Layout::Tool(Tool::Diesel)),
                     id,
                     name,
                     up: Some(up),
@@ -152,10 +153,15 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             // golang-migrate and sqlx pair the two files by version alone
             // (`^([0-9]+)_(.*)\.(down|up)\.(.*)$`): their names may differ, and a name may end
             // in a dot (`1_flags..up.sql`). The up file names the migration.
-            fits(&path, Layout::UpDown)?;
+            fits(&path, Layout::Tool(Tool::GolangMigrate))?;
             let (version, id, name) = split_id(&path, stem, "_")?;
             let parts = by_version.entry(version).or_default();
-            check_same(&path, parts, Layout::UpDown, &parts.id.clone())?;
+            check_same(
+                &path,
+                parts,
+                Layout::Tool(Tool::GolangMigrate),
+                &parts.id.clone(),
+            )?;
             let slot = if direction == "up" {
                 &mut parts.up
             } else {
@@ -172,19 +178,19 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
                 ));
             }
             *slot = Some(path.clone());
-            parts.layout = Some(Layout::UpDown);
+            parts.layout = Some(Layout::Tool(Tool::GolangMigrate));
             if direction == "up" || parts.id.is_empty() {
                 parts.id = id;
                 parts.name = name;
             }
         } else if let Some((kind, rest)) = flyway_file(stem) {
-            let refinery = named == Some(Layout::Refinery);
+            let refinery = named == Some(Layout::Tool(Tool::Refinery));
             fits(
                 &path,
                 if refinery {
-                    Layout::Refinery
+                    Layout::Tool(Tool::Refinery)
                 } else {
-                    Layout::Flyway
+                    Layout::Tool(Tool::Flyway)
                 },
             )?;
             let (version, raw, name) = flyway_id(&path, rest)?;
@@ -202,9 +208,9 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             }
             flyway_kinds[dotted].get_or_insert_with(|| path.clone());
             let layout = if refinery {
-                Layout::Refinery
+                Layout::Tool(Tool::Refinery)
             } else {
-                Layout::Flyway
+                Layout::Tool(Tool::Flyway)
             };
             if kind == 'U' && !refinery {
                 // Flyway's undo file of its V file.
@@ -446,12 +452,16 @@ fn single_file_layout(path: &Path, named: Option<Layout>) -> Result<Layout, SetE
         ))
     };
     match named {
-        Some(Layout::Sqlx) => Ok(Layout::Sqlx),
-        Some(Layout::Dbmate) if !dbmate => missing("-- migrate:up", Layout::Dbmate),
-        Some(Layout::Goose) if !goose => missing("-- +goose Up", Layout::Goose),
-        _ if dbmate => Ok(Layout::Dbmate),
-        _ if goose => Ok(Layout::Goose),
-        _ => Ok(Layout::Sqlx),
+        Some(Layout::Tool(Tool::Sqlx)) => Ok(Layout::Tool(Tool::Sqlx)),
+        Some(Layout::Tool(Tool::Dbmate)) if !dbmate => {
+            missing("-- migrate:up", Layout::Tool(Tool::Dbmate))
+        }
+        Some(Layout::Tool(Tool::Goose)) if !goose => {
+            missing("-- +goose Up", Layout::Tool(Tool::Goose))
+        }
+        _ if dbmate => Ok(Layout::Tool(Tool::Dbmate)),
+        _ if goose => Ok(Layout::Tool(Tool::Goose)),
+        _ => Ok(Layout::Tool(Tool::Sqlx)),
     }
 }
 

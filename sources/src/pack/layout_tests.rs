@@ -1,6 +1,7 @@
 //! Tests of [`super::read`]: each tool's layout, as real projects' directories use it.
 
 use super::*;
+use crate::tool::Tool;
 
 fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
@@ -386,14 +387,14 @@ fn a_named_layout_decides_what_ambiguous_files_are_and_refuses_others() {
     let error = read(dir.path(), None).unwrap_err();
     assert!(error.reason.contains("--layout refinery"), "{error:?}");
     // As refinery, it is a migration of its own, with no down.
-    let set = read(dir.path(), Some(Layout::Refinery)).unwrap();
+    let set = read(dir.path(), Some(Layout::Tool(Tool::Refinery))).unwrap();
     assert_eq!(set.len(), 2);
     assert_eq!((set[1].version, set[1].down.is_none()), (2, true));
     assert!(set[1].description.contains("refinery migration `U2`"));
 
     // A file of another layout in a directory held to one is named.
     write(dir.path(), "3_more.up.sql", "SELECT 1;");
-    let error = read(dir.path(), Some(Layout::Refinery)).unwrap_err();
+    let error = read(dir.path(), Some(Layout::Tool(Tool::Refinery))).unwrap_err();
     assert!(
         error.reason.contains("--layout refinery expects"),
         "{error:?}"
@@ -409,10 +410,13 @@ fn a_named_layout_decides_what_ambiguous_files_are_and_refuses_others() {
         "-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 2;\n",
     );
     write(dir.path(), "2_b.sql", "SELECT 1;");
-    let set = read(dir.path(), Some(Layout::Sqlx)).unwrap();
+    let set = read(dir.path(), Some(Layout::Tool(Tool::Sqlx))).unwrap();
     assert!(set.iter().all(|m| m.down.is_none()));
-    let error = read(dir.path(), Some(Layout::Dbmate)).unwrap_err();
+    let error = read(dir.path(), Some(Layout::Tool(Tool::Dbmate))).unwrap_err();
     assert!(error.reason.contains("-- migrate:up"), "{error:?}");
     assert!(error.path.ends_with("2_b.sql"));
-    assert_eq!(Layout::from_name("Golang-Migrate"), Some(Layout::UpDown));
+    assert_eq!(
+        Layout::from_name("Golang-Migrate"),
+        Some(Layout::Tool(Tool::GolangMigrate))
+    );
 }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use layout::Layout;
 
 use crate::error::{Error, Result};
+use crate::tool::Tool;
 
 /// One SQL migration, read from its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,14 +177,19 @@ pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMig
         reason: e.reason,
     };
     let mut set = layout::read(dir, options.layout).map_err(to_error)?;
-    if !options.placeholders.is_empty() && !set.iter().any(|m| m.layout == Layout::Flyway) {
+    if !options.placeholders.is_empty()
+        && !set.iter().any(|m| m.layout == Layout::Tool(Tool::Flyway))
+    {
         tracing::warn!(
             "--placeholder given, but {} holds no Flyway migrations: only Flyway's have \
              placeholders, so none is replaced",
             dir.display()
         );
     }
-    for migration in set.iter_mut().filter(|m| m.layout == Layout::Flyway) {
+    for migration in set
+        .iter_mut()
+        .filter(|m| m.layout == Layout::Tool(Tool::Flyway))
+    {
         migration.up =
             placeholders::substitute(&migration.source, &migration.up, &options.placeholders)
                 .map_err(to_error)?;

@@ -5,63 +5,33 @@
 use std::path::{Path, PathBuf};
 
 pub use super::pattern::Pattern;
+pub use crate::tool::Tool;
 
-/// The layouts hsm-host reads.
+/// The layouts hsm-host reads: a tool's, or a project's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
-    /// `<version>_<name>/up.sql` and `down.sql`.
-    Diesel,
-    /// `.up.sql`/`.down.sql` pairs: golang-migrate, and sqlx's reversible migrations.
-    UpDown,
-    /// sqlx's single `<version>_<name>.sql`.
-    Sqlx,
-    /// One file with `-- migrate:up` / `-- migrate:down`.
-    Dbmate,
-    /// One file with `-- +goose Up` / `-- +goose Down`.
-    Goose,
-    /// `V<version>__<name>.sql`, with `U` undo files.
-    Flyway,
-    /// `V<version>__<name>.sql`, with `U` unversioned (up-only) migrations.
-    Refinery,
-    /// Prisma's `<timestamp>_<name>/migration.sql` folders (up only).
-    Prisma,
-    /// Drizzle's `<idx>_<tag>.sql` files, in the order of `meta/_journal.json` (up only).
-    Drizzle,
-    /// pop/popx's directories for several databases: `<version>_<name>.sqlite3.up.sql` beside
-    /// `.postgres.`, `.mysql.`, … and dialect-less files.
-    Pop,
+    /// The layout of a tool (sqlx's `.up.sql`/`.down.sql` pairs are read as golang-migrate's).
+    Tool(Tool),
     /// A project's own naming, described by a pattern (`V{version}.{name}.{direction}.sql`).
     Pattern(&'static Pattern),
 }
 
 impl Layout {
-    /// Every layout, as `--layout` names them.
-    pub const ALL: [Layout; 10] = [
-        Layout::Diesel,
-        Layout::UpDown,
-        Layout::Sqlx,
-        Layout::Dbmate,
-        Layout::Goose,
-        Layout::Flyway,
-        Layout::Refinery,
-        Layout::Prisma,
-        Layout::Drizzle,
-        Layout::Pop,
-    ];
+    /// Every tool's layout, as `--layout` names them.
+    pub const ALL: [Layout; 10] = {
+        let mut all = [Layout::Tool(Tool::Diesel); 10];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Layout::Tool(Tool::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
     /// The name `--layout` takes.
     pub fn as_str(self) -> &'static str {
         match self {
-            Layout::Diesel => "diesel",
-            Layout::UpDown => "golang-migrate",
-            Layout::Sqlx => "sqlx",
-            Layout::Dbmate => "dbmate",
-            Layout::Goose => "goose",
-            Layout::Flyway => "flyway",
-            Layout::Refinery => "refinery",
-            Layout::Prisma => "prisma",
-            Layout::Drizzle => "drizzle",
-            Layout::Pop => "pop",
+            Layout::Tool(tool) => tool.as_str(),
             Layout::Pattern(pattern) => pattern.as_str(),
         }
     }
@@ -97,23 +67,28 @@ impl Layout {
         self == found
             || matches!(
                 (self, found),
-                (Layout::Sqlx, Layout::UpDown) | (Layout::Refinery, Layout::Flyway)
+                (Layout::Tool(Tool::Sqlx), Layout::Tool(Tool::GolangMigrate))
+                    | (Layout::Tool(Tool::Refinery), Layout::Tool(Tool::Flyway))
             )
     }
 
     /// What a file of this layout looks like, for errors.
     pub(crate) fn expects(self) -> &'static str {
         match self {
-            Layout::Diesel => "<version>_<name>/up.sql directories",
-            Layout::UpDown => "<version>_<name>.up.sql / .down.sql files",
-            Layout::Sqlx => "<version>_<name>.sql or .up.sql / .down.sql files",
-            Layout::Dbmate => "<version>_<name>.sql files with -- migrate:up",
-            Layout::Goose => "<version>_<name>.sql files with -- +goose Up",
-            Layout::Flyway => "V<version>__<name>.sql and U<version>__<name>.sql (undo) files",
-            Layout::Refinery => "V<version>__<name>.sql and U<version>__<name>.sql files",
-            Layout::Prisma => "<timestamp>_<name>/migration.sql directories",
-            Layout::Drizzle => "<idx>_<tag>.sql files listed in meta/_journal.json",
-            Layout::Pop => "<version>_<name>[.<dialect>].up.sql / .down.sql files",
+            Layout::Tool(Tool::Diesel) => "<version>_<name>/up.sql directories",
+            Layout::Tool(Tool::GolangMigrate) => "<version>_<name>.up.sql / .down.sql files",
+            Layout::Tool(Tool::Sqlx) => "<version>_<name>.sql or .up.sql / .down.sql files",
+            Layout::Tool(Tool::Dbmate) => "<version>_<name>.sql files with -- migrate:up",
+            Layout::Tool(Tool::Goose) => "<version>_<name>.sql files with -- +goose Up",
+            Layout::Tool(Tool::Flyway) => {
+                "V<version>__<name>.sql and U<version>__<name>.sql (undo) files"
+            }
+            Layout::Tool(Tool::Refinery) => {
+                "V<version>__<name>.sql and U<version>__<name>.sql files"
+            }
+            Layout::Tool(Tool::Prisma) => "<timestamp>_<name>/migration.sql directories",
+            Layout::Tool(Tool::Drizzle) => "<idx>_<tag>.sql files listed in meta/_journal.json",
+            Layout::Tool(Tool::Pop) => "<version>_<name>[.<dialect>].up.sql / .down.sql files",
             Layout::Pattern(_) => "files named by the pattern",
         }
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::parts::{Layout, Parts, SetError, error};
 use super::versions::clean_name;
+use crate::tool::Tool;
 
 /// A file of such a directory, as its name says.
 struct PopFile {
@@ -168,7 +169,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<BTreeMap<u64, Parts>>, SetError>
             );
         }
         let parts = by_version.entry(number).or_default();
-        parts.layout = Some(Layout::Pop);
+        parts.layout = Some(Layout::Tool(Tool::Pop));
         if *up {
             parts.id = format!("{version}_{}", file.name);
             parts.name = clean_name(&file.name, number);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::parts::{Layout, Parts, SetError, error};
 use super::versions::{clean_name, diesel_number};
+use crate::tool::Tool;
 
 /// The lock file Prisma keeps beside its migration folders.
 pub(super) const LOCK_FILE: &str = "migration_lock.toml";
@@ -78,7 +79,7 @@ pub(super) fn parts(folder: &Path, folder_name: &str) -> Result<(u64, Parts), Se
     Ok((
         version,
         Parts {
-            layout: Some(Layout::Prisma),
+            layout: Some(Layout::Tool(Tool::Prisma)),
             id: folder_name.to_owned(),
             name: clean_name(name, version),
             up: Some(folder.join("migration.sql")),

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::SqlMigration;
 use super::parts::{Layout, Parts, SetError, error};
+use crate::tool::Tool;
 
 /// A SQL file of the set: a regular file (or a link to one in the same directory) of at most
 /// [`crate::files::MAX_SQL_FILE`] bytes, so a stranger's set cannot make hsm-host read the
@@ -64,7 +65,7 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
         let down = parts.down.unwrap_or_default();
         return Err(error(
             &down,
-            if layout == Layout::Flyway {
+            if layout == Layout::Tool(Tool::Flyway) {
                 "is a Flyway undo file with no V file of its version beside it (if it is \
                  refinery's unversioned migration, run with --layout refinery)"
             } else {
@@ -76,17 +77,17 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
     let down_file = parts.down.as_deref().map(read_sql).transpose()?;
     refuse_no_transaction(&up_path, layout, &text)?;
     if let (Some(path), Some(file)) = (parts.down.as_deref(), &down_file)
-        && layout != Layout::Diesel
+        && layout != Layout::Tool(Tool::Diesel)
     {
         refuse_no_transaction(path, layout, &file.text)?;
     }
     let mut down_sha256 = None;
     let (up, down) = match layout {
-        Layout::Diesel
-        | Layout::UpDown
-        | Layout::Flyway
-        | Layout::Refinery
-        | Layout::Pop
+        Layout::Tool(Tool::Diesel)
+        | Layout::Tool(Tool::GolangMigrate)
+        | Layout::Tool(Tool::Flyway)
+        | Layout::Tool(Tool::Refinery)
+        | Layout::Tool(Tool::Pop)
         | Layout::Pattern(_) => {
             let down = down_file.map(|file| {
                 down_sha256 = Some(file.sha256);
@@ -94,10 +95,10 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
             });
             (text, down)
         }
-        Layout::Sqlx | Layout::Prisma => (text, None),
-        Layout::Drizzle => (super::drizzle::statements(&text), None),
-        Layout::Dbmate => sections(&text, &["-- migrate:up"], &["-- migrate:down"]),
-        Layout::Goose => {
+        Layout::Tool(Tool::Sqlx) | Layout::Tool(Tool::Prisma) => (text, None),
+        Layout::Tool(Tool::Drizzle) => (super::drizzle::statements(&text), None),
+        Layout::Tool(Tool::Dbmate) => sections(&text, &["-- migrate:up"], &["-- migrate:down"]),
+        Layout::Tool(Tool::Goose) => {
             let (up, down) = sections(&text, &["-- +goose up"], &["-- +goose down"]);
             (strip_goose(&up), down.map(|d| strip_goose(&d)))
         }
@@ -105,7 +106,9 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
     // Files written for the sqlite3 shell: its dot-commands, handled or refused by line.
     let up = super::shell::dot_commands(&up_path, &up)?;
     let down = match (down, &parts.down) {
-        (Some(down), Some(file)) if layout != Layout::Dbmate && layout != Layout::Goose => {
+        (Some(down), Some(file))
+            if layout != Layout::Tool(Tool::Dbmate) && layout != Layout::Tool(Tool::Goose) =>
+        {
             Some(super::shell::dot_commands(file, &down)?)
         }
         (Some(down), _) => Some(super::shell::dot_commands(&up_path, &down)?),
@@ -120,7 +123,7 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
     };
     let down_source = match (&down, layout) {
         (None, _) => None,
-        (Some(_), Layout::Dbmate | Layout::Goose) => Some(up_path.clone()),
+        (Some(_), Layout::Tool(Tool::Dbmate) | Layout::Tool(Tool::Goose)) => Some(up_path.clone()),
         (Some(_), _) => parts.down.clone(),
     };
     Ok(SqlMigration {
@@ -145,16 +148,18 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
 /// in it), so such a migration is refused by name rather than run otherwise than asked.
 fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), SetError> {
     let asks = match layout {
-        Layout::Sqlx | Layout::UpDown => text.starts_with("-- no-transaction"),
-        Layout::Dbmate => text.lines().any(|line| {
+        Layout::Tool(Tool::Sqlx) | Layout::Tool(Tool::GolangMigrate) => {
+            text.starts_with("-- no-transaction")
+        }
+        Layout::Tool(Tool::Dbmate) => text.lines().any(|line| {
             let line = normalize_comment(line);
             line.starts_with(&normalize_comment("-- migrate:"))
                 && line.contains("transaction:false")
         }),
-        Layout::Goose => text
+        Layout::Tool(Tool::Goose) => text
             .lines()
             .any(|line| normalize_comment(line) == normalize_comment("-- +goose no transaction")),
-        Layout::Diesel => path
+        Layout::Tool(Tool::Diesel) => path
             .parent()
             .map(|folder| folder.join("metadata.toml"))
             .filter(|toml| toml.is_file())
