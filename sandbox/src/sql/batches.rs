@@ -5,20 +5,13 @@ use super::*;
 impl GuestSql {
     /// Runs one statement once per parameter set.
     pub(crate) fn execute_many(&self, sql: &str, sets: ParamSets) -> Result<u64, SqlError> {
-        self.execute_cells("execute-many", sql, sets.width, &sets.cells, &sets.bytes)
-    }
-
-    /// Runs `sql` once per set of `width` page cells, their TEXT and BLOB in `bytes`; `call`
-    /// names the contract function in errors.
-    pub(crate) fn execute_cells(
-        &self,
-        call: &str,
-        sql: &str,
-        width: u32,
-        cells: &[Cell],
-        bytes: &[u8],
-    ) -> Result<u64, SqlError> {
-        let width = whole_sets(call, "cells", width, cells.len())?;
+        let call = "execute-many";
+        let ParamSets {
+            width,
+            cells,
+            bytes,
+        } = &sets;
+        let width = whole_sets(call, "cells", *width, cells.len())?;
         let params = cells
             .iter()
             .enumerate()
@@ -37,7 +30,7 @@ impl GuestSql {
     }
 
     /// Runs `sql` once per parameter set.
-    pub(crate) fn execute_each<'a, Set>(
+    fn execute_each<'a, Set>(
         &self,
         sql: &str,
         sets: impl Iterator<Item = Set>,

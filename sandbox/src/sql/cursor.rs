@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use rusqlite::ffi;
 use rusqlite::types::ValueRef;
 
-use super::page::Cells;
+use super::page::PageBuilder;
 use crate::contract::{SqlError, Value};
 
 /// A prepared statement being stepped. Owned by the call's `GuestSql`.
@@ -144,7 +144,7 @@ impl RawCursor {
         conn: &Connection,
         max: usize,
         max_bytes: usize,
-        cells: &mut impl Cells,
+        cells: &mut PageBuilder,
     ) -> Result<(), SqlError> {
         let mut rows = 0;
         let mut bytes = 0;
@@ -167,7 +167,7 @@ impl RawCursor {
         Ok(())
     }
 
-    fn read_row(&self, bytes: &mut usize, cells: &mut impl Cells) -> Result<(), SqlError> {
+    fn read_row(&self, bytes: &mut usize, cells: &mut PageBuilder) -> Result<(), SqlError> {
         for (i, column) in self.columns.iter().enumerate() {
             let i = i as c_int;
             // SAFETY: `i` is a valid column of the current row; pointers returned by

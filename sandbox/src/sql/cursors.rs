@@ -47,11 +47,11 @@ impl GuestSql {
     }
 
     /// Hands the next batch's cells to `cells`, row after row; returns the column names.
-    pub(crate) fn cursor_batch(
+    fn cursor_batch(
         &self,
         handle: &CursorHandle,
         max: u32,
-        cells: &mut impl Cells,
+        cells: &mut PageBuilder,
     ) -> Result<Vec<String>, SqlError> {
         self.with_conn(|conn| {
             let mut cursors = lock(&self.cursors);

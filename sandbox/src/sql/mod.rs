@@ -24,18 +24,17 @@ use rusqlite::{Connection, params_from_iter};
 pub(crate) use crate::contract::{CursorHandle, PreparedStatement};
 use crate::contract::{
     SqlError, Value,
-    sql::{Cell, Page, ParamSets},
+    sql::{Page, ParamSets},
 };
 use crate::database::Database;
 use crate::error::human_bytes;
 use crate::policy;
-pub(crate) use page::Cells;
 use page::PageBuilder;
 
 pub use bounds::*;
 use bounds::{PROGRESS_STEPS, check_params, check_sql};
 use values::{checked_text, from_sqlite, to_sql_error, to_sqlite};
-pub(crate) use values::{split_rows, value_ref, whole_sets};
+use values::{value_ref, whole_sets};
 
 /// Computes one guest-defined SQL function: `args -> value or message`.
 pub(crate) type FunctionCaller = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
@@ -315,11 +314,11 @@ impl GuestSql {
 
     /// Runs one query, handing its cells to `cells` row after row, within the proxy's bounds;
     /// returns the column names.
-    pub(crate) fn query_into(
+    fn query_into(
         &self,
         sql: &str,
         params: Vec<Value>,
-        cells: &mut impl Cells,
+        cells: &mut PageBuilder,
     ) -> Result<Vec<String>, SqlError> {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;

@@ -1,27 +1,13 @@
 //! Pages: cells row after row whose TEXT and BLOB bytes share one buffer, so a page crosses
 //! the boundary as three allocations instead of one per text cell. Results are built here as
-//! SQLite steps (as a page, or as a list of values for function arguments and contract 0.1's
-//! list forms), and the cells a guest sends as parameters are checked here before they are
+//! SQLite steps, and the cells a guest sends as parameters are checked here before they are
 //! bound.
 
 use rusqlite::types::ValueRef;
 
-use super::{SQLITE_TOOBIG, checked_text, from_sqlite};
+use super::{SQLITE_TOOBIG, checked_text};
+use crate::contract::SqlError;
 use crate::contract::sql::{Cell, Page, Span};
-use crate::contract::{SqlError, Value};
-
-/// Receives a result's cells, row after row.
-pub(crate) trait Cells {
-    /// Takes one cell of `column`. TEXT that is not valid UTF-8 is refused, naming the column.
-    fn push(&mut self, value: ValueRef<'_>, column: &str) -> Result<(), SqlError>;
-}
-
-impl Cells for Vec<Value> {
-    fn push(&mut self, value: ValueRef<'_>, column: &str) -> Result<(), SqlError> {
-        self.push(from_sqlite(value, column)?);
-        Ok(())
-    }
-}
 
 /// A page being filled.
 #[derive(Default)]
@@ -53,8 +39,9 @@ impl PageBuilder {
     }
 }
 
-impl Cells for PageBuilder {
-    fn push(&mut self, value: ValueRef<'_>, column: &str) -> Result<(), SqlError> {
+impl PageBuilder {
+    /// Takes one cell of `column`. TEXT that is not valid UTF-8 is refused, naming the column.
+    pub(crate) fn push(&mut self, value: ValueRef<'_>, column: &str) -> Result<(), SqlError> {
         let cell = match value {
             ValueRef::Null => Cell::Null,
             ValueRef::Integer(i) => Cell::Integer(i),
@@ -156,19 +143,14 @@ mod tests {
     }
 
     #[test]
-    fn invalid_text_is_refused_by_both_forms() {
+    fn invalid_text_is_refused_naming_its_column() {
         let mut page = PageBuilder::default();
-        let mut values: Vec<Value> = Vec::new();
-        for error in [
-            page.push(ValueRef::Text(b"\xff"), "email").unwrap_err(),
-            Cells::push(&mut values, ValueRef::Text(b"\xff"), "email").unwrap_err(),
-        ] {
-            assert!(
-                error.message.contains("column `email`"),
-                "{}",
-                error.message
-            );
-        }
-        assert!(page.bytes.is_empty() && page.cells.is_empty() && values.is_empty());
+        let error = page.push(ValueRef::Text(b"\xff"), "email").unwrap_err();
+        assert!(
+            error.message.contains("column `email`"),
+            "{}",
+            error.message
+        );
+        assert!(page.bytes.is_empty() && page.cells.is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! The contract's values to SQLite's and back, and flat parameter lists into rows.
+//! The contract's values to SQLite's and back.
 
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 
@@ -6,7 +6,7 @@ use super::bounds::*;
 use crate::contract::{SqlError, Value};
 
 /// How many sets of `width` a flat list of `len` holds; an error unless a whole number.
-pub(crate) fn whole_sets(
+pub(super) fn whole_sets(
     call: &str,
     what: &str,
     width: u32,
@@ -22,18 +22,8 @@ pub(crate) fn whole_sets(
     Ok(width)
 }
 
-/// Values row after row, `width` each, as one list per row (a result without columns has no
-/// rows).
-pub(crate) fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
-    let count = values.len().checked_div(width).unwrap_or(0);
-    let mut values = values.into_iter();
-    (0..count)
-        .map(|_| values.by_ref().take(width).collect())
-        .collect()
-}
-
 /// A guest value, borrowed for binding (SQLite copies what it keeps).
-pub(crate) fn value_ref(value: &Value) -> ValueRef<'_> {
+pub(super) fn value_ref(value: &Value) -> ValueRef<'_> {
     match value {
         Value::Null => ValueRef::Null,
         Value::Integer(i) => ValueRef::Integer(*i),

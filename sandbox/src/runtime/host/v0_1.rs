@@ -10,7 +10,7 @@ use wasmtime::component::{Instance, Linker, Resource, TypedFunc};
 use super::super::functions::{FunctionId, FunctionsExport, typed_export};
 use super::super::state::GuestState;
 use crate::contract::{self, SqlError, Value};
-use crate::sql::{CursorHandle, PreparedStatement, split_rows, value_ref, whole_sets};
+use crate::sql::{CursorHandle, PreparedStatement, SQLITE_MISUSE, SQLITE_RANGE};
 
 // Generated: documented in the 0.1 WIT. Only its imports are used; the exports of both
 // versions have the same shape, so the 0.2 bindings call `metadata`/`up`/`down` of either.
@@ -82,26 +82,99 @@ fn cell_v2(cell: sql::Cell) -> contract::sql::Cell {
     }
 }
 
+/// A 0.2 page's cells as 0.1 values, row after row.
+fn page_values(page: contract::sql::Page) -> (Vec<String>, Vec<Value>) {
+    use contract::sql::Cell as C;
+    let bytes = page.bytes;
+    // The host built the page: every span lies within its bytes, and TEXT is valid UTF-8.
+    let span = |s: contract::sql::Span| {
+        let start = s.offset as usize;
+        bytes.get(start..start + s.len as usize).unwrap_or_default()
+    };
+    let values = page
+        .cells
+        .into_iter()
+        .map(|cell| match cell {
+            C::Null => Value::Null,
+            C::Integer(i) => Value::Integer(i),
+            C::Real(r) => Value::Real(r),
+            C::Text(s) => Value::Text(String::from_utf8_lossy(span(s)).into_owned()),
+            C::Blob(s) => Value::Blob(span(s).to_vec()),
+        })
+        .collect();
+    (page.columns, values)
+}
+
+/// Values row after row, `width` each, as one list per row (a result without columns has no
+/// rows).
+fn split_rows(values: Vec<Value>, width: usize) -> Vec<Vec<Value>> {
+    let count = values.len().checked_div(width).unwrap_or(0);
+    let mut values = values.into_iter();
+    (0..count)
+        .map(|_| values.by_ref().take(width).collect())
+        .collect()
+}
+
+/// 0.1 parameter values, `width` per set, as 0.2's parameter sets.
+fn param_sets<'a>(width: u32, values: impl Iterator<Item = &'a Value>) -> contract::sql::ParamSets {
+    use contract::sql::{Cell as C, Span};
+    let mut bytes = Vec::new();
+    let mut span = |data: &[u8]| {
+        let offset = bytes.len() as u32;
+        bytes.extend_from_slice(data);
+        Span {
+            offset,
+            len: data.len() as u32,
+        }
+    };
+    let cells = values
+        .map(|value| match value {
+            Value::Null => C::Null,
+            Value::Integer(i) => C::Integer(*i),
+            Value::Real(r) => C::Real(*r),
+            Value::Text(t) => C::Text(span(t.as_bytes())),
+            Value::Blob(b) => C::Blob(span(b)),
+        })
+        .collect();
+    contract::sql::ParamSets {
+        width,
+        cells,
+        bytes,
+    }
+}
+
 impl GuestState {
     /// A query's rows as one flat list of values (0.1's list forms).
-    fn query_values(&self, sql: &str, params: Vec<Value>) -> Result<sql::FlatRows, SqlError> {
-        let mut values = Vec::new();
-        let columns = self.sql()?.query_into(sql, params, &mut values)?;
+    fn query_values(&mut self, sql: String, params: Vec<Value>) -> Result<sql::FlatRows, SqlError> {
+        let page = contract::sql::Host::query(self, sql, params)?;
+        let (columns, values) = page_values(page);
         Ok(sql::FlatRows { columns, values })
     }
 
     /// A cursor's next rows as one flat list of values, and its width.
     fn next_values(
-        &self,
-        rows: &Resource<CursorHandle>,
+        &mut self,
+        rows: Resource<CursorHandle>,
         max: u32,
     ) -> Result<(Vec<Value>, usize), SqlError> {
-        let mut values = Vec::new();
-        let width = self
-            .sql()?
-            .cursor_batch(self.cursor(rows)?, max, &mut values)?
-            .len();
-        Ok((values, width))
+        let page = contract::sql::HostRows::next(self, rows, max)?;
+        let (columns, values) = page_values(page);
+        Ok((values, columns.len()))
+    }
+
+    /// Runs 0.2's `execute-many`, its errors named as the 0.1 function `call`.
+    fn execute_sets(
+        &mut self,
+        call: &str,
+        sql: String,
+        sets: contract::sql::ParamSets,
+    ) -> Result<u64, SqlError> {
+        contract::sql::Host::execute_many(self, sql, sets).map_err(|mut error| {
+            if let Some(rest) = error.message.strip_prefix("execute-many") {
+                error.message = format!("{call}{rest}");
+            }
+            error
+        })
     }
 }
 
@@ -115,13 +188,13 @@ impl sql::Host for GuestState {
     }
 
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::QueryResult, SqlError> {
-        let sql::FlatRows { columns, values } = self.query_values(&sql, params)?;
+        let sql::FlatRows { columns, values } = self.query_values(sql, params)?;
         let rows = split_rows(values, columns.len());
         Ok(sql::QueryResult { columns, rows })
     }
 
     fn query_page(&mut self, sql: String, params: Vec<Value>) -> Result<sql::Page, SqlError> {
-        self.sql()?.query(&sql, params).map(page)
+        contract::sql::Host::query(self, sql, params).map(page)
     }
 
     fn last_insert_rowid(&mut self) -> i64 {
@@ -137,8 +210,29 @@ impl sql::Host for GuestState {
     }
 
     fn execute_many(&mut self, sql: String, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
-        self.sql()?
-            .execute_each(&sql, rows.iter().map(|set| set.iter().map(value_ref)))
+        // 0.2 takes sets of one width, at least 1; a statement has one parameter count, so
+        // sets of other widths could never all bind.
+        let width = rows.first().map_or(1, Vec::len);
+        if let Some((index, set)) = rows.iter().enumerate().find(|(_, set)| set.len() != width) {
+            return Err(SqlError {
+                code: SQLITE_RANGE,
+                message: format!(
+                    "execute-many: set {} has {} values where set 1 has {width}",
+                    index + 1,
+                    set.len()
+                ),
+            });
+        }
+        if width == 0 {
+            // A statement without parameters, run once per (empty) set.
+            let mut changed = 0;
+            for _ in &rows {
+                changed += contract::sql::Host::execute(self, sql.clone(), Vec::new())?;
+            }
+            return Ok(changed);
+        }
+        let sets = param_sets(width as u32, rows.iter().flatten());
+        self.execute_sets("execute-many", sql, sets)
     }
 
     fn execute_many_flat(
@@ -147,11 +241,17 @@ impl sql::Host for GuestState {
         width: u32,
         values: Vec<Value>,
     ) -> Result<u64, SqlError> {
-        let width = whole_sets("execute-many-flat", "values", width, values.len())?;
-        self.sql()?.execute_each(
-            &sql,
-            values.chunks(width).map(|set| set.iter().map(value_ref)),
-        )
+        if width == 0 || !values.len().is_multiple_of(width as usize) {
+            return Err(SqlError {
+                code: SQLITE_MISUSE,
+                message: format!(
+                    "execute-many-flat got {} values, not a whole number of sets of {width}",
+                    values.len()
+                ),
+            });
+        }
+        let sets = param_sets(width, values.iter());
+        self.execute_sets("execute-many-flat", sql, sets)
     }
 
     fn execute_many_page(
@@ -161,9 +261,13 @@ impl sql::Host for GuestState {
         cells: Vec<sql::Cell>,
         bytes: Vec<u8>,
     ) -> Result<u64, SqlError> {
-        let cells: Vec<_> = cells.into_iter().map(cell_v2).collect();
-        self.sql()?
-            .execute_cells("execute-many-page", &sql, width, &cells, &bytes)
+        let cells = cells.into_iter().map(cell_v2).collect();
+        let sets = contract::sql::ParamSets {
+            width,
+            cells,
+            bytes,
+        };
+        self.execute_sets("execute-many-page", sql, sets)
     }
 
     fn register_function(
@@ -186,7 +290,7 @@ impl sql::HostRows for GuestState {
         rows: Resource<CursorHandle>,
         max: u32,
     ) -> Result<Vec<Vec<Value>>, SqlError> {
-        let (values, width) = self.next_values(&rows, max)?;
+        let (values, width) = self.next_values(rows, max)?;
         Ok(split_rows(values, width))
     }
 
@@ -195,7 +299,7 @@ impl sql::HostRows for GuestState {
         rows: Resource<CursorHandle>,
         max: u32,
     ) -> Result<Vec<Value>, SqlError> {
-        self.next_values(&rows, max).map(|(values, _)| values)
+        self.next_values(rows, max).map(|(values, _)| values)
     }
 
     fn next_page(&mut self, rows: Resource<CursorHandle>, max: u32) -> Result<sql::Page, SqlError> {
@@ -225,8 +329,10 @@ impl sql::HostStatement for GuestState {
         statement: Resource<PreparedStatement>,
         params: Vec<Value>,
     ) -> Result<sql::QueryResult, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        sql::Host::query(self, sql, params)
+        let page = contract::sql::HostStatement::query(self, statement, params)?;
+        let (columns, values) = page_values(page);
+        let rows = split_rows(values, columns.len());
+        Ok(sql::QueryResult { columns, rows })
     }
 
     fn query_flat(
@@ -234,8 +340,9 @@ impl sql::HostStatement for GuestState {
         statement: Resource<PreparedStatement>,
         params: Vec<Value>,
     ) -> Result<sql::FlatRows, SqlError> {
-        let sql = self.statement_sql(&statement)?;
-        self.query_values(&sql, params)
+        let page = contract::sql::HostStatement::query(self, statement, params)?;
+        let (columns, values) = page_values(page);
+        Ok(sql::FlatRows { columns, values })
     }
 
     fn query_page(

@@ -174,6 +174,24 @@ fn write_forms() -> Result<(), String> {
         matches!(&zero, Err(e) if e.message.contains("not a whole number of sets of 0")),
         &format!("a flat batch of width 0 is refused: {zero:?}"),
     )?;
+    // A parameterless statement once per empty set; no sets at all change nothing.
+    let empty = sql::execute_many("INSERT INTO forms (form) VALUES (4)", &[vec![], vec![]]);
+    check(
+        matches!(empty, Ok(2)),
+        &format!("empty sets run a parameterless statement: {empty:?}"),
+    )?;
+    let none = sql::execute_many(insert, &[]);
+    check(matches!(none, Ok(0)), &format!("no sets: {none:?}"))?;
+    let ragged = sql::execute_many(insert, &[set(5, "a"), vec![Value::Null]]);
+    check(
+        matches!(&ragged, Err(e) if e.message.contains("set 2 has 1 values where set 1 has 3")),
+        &format!("sets of different widths are refused: {ragged:?}"),
+    )?;
+    let outside = sql::execute_many_page(insert, 3, &cells, b"");
+    check(
+        matches!(&outside, Err(e) if e.message.starts_with("execute-many-page: parameter 2 of set 1")),
+        &format!("a cell outside the bytes is refused by its form's name: {outside:?}"),
+    )?;
     sql::execute_batch("DROP TABLE temp.forms").map_err(fail)
 }
 
