@@ -23,8 +23,9 @@ pub struct CursorHandle {
     pub id: u32,
 }
 
-/// A guest's prepared statement. SQLite keeps the compiled form in the connection's statement
-/// cache (flushed when the call ends); the resource holds the text that finds it again.
+/// A guest's prepared statement. The host keeps its compiled forms (the connection's statement
+/// cache for `execute`, a compiled cursor for `query`; both gone when the call ends); the
+/// resource holds the text that finds them again.
 pub struct PreparedStatement {
     /// The statement's SQL text.
     pub sql: String,

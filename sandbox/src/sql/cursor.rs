@@ -128,6 +128,27 @@ impl RawCursor {
         Ok(())
     }
 
+    /// Readies the statement to run again from the start with `params` in place of the
+    /// last run's.
+    pub(crate) fn rebind(&mut self, conn: &Connection, params: Vec<Value>) -> Result<(), SqlError> {
+        self.reset();
+        // SAFETY: as in `open`; `self.stmt` is valid until `finalize`.
+        let db = unsafe { conn.handle() };
+        unsafe { ffi::sqlite3_clear_bindings(self.stmt) };
+        for (index, value) in params.into_iter().enumerate() {
+            self.bind(db, index as c_int + 1, value)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current run, so the statement holds no read open (its bindings stay).
+    pub(crate) fn reset(&mut self) {
+        // SAFETY: `self.stmt` is valid until `finalize`. The result repeats the last step's
+        // error, already reported.
+        unsafe { ffi::sqlite3_reset(self.stmt) };
+        self.done = false;
+    }
+
     /// Whether the statement has run to its end.
     pub(crate) fn is_done(&self) -> bool {
         self.done

@@ -9,6 +9,7 @@ mod cursors;
 pub(crate) mod heap;
 mod page;
 pub mod script;
+mod statements;
 mod values;
 
 use std::collections::HashMap;
@@ -98,6 +99,9 @@ pub(crate) struct GuestSql {
     next_cursor: AtomicU32,
     /// Live prepared-statement resources: how many, and the bytes of SQL they hold.
     statements: Mutex<(usize, usize)>,
+    /// The compiled form of each prepared statement's query, by SQL text, reused by every
+    /// `statement.query`. Locked only while the connection is.
+    statement_queries: Mutex<HashMap<String, cursor::RawCursor>>,
     /// The connection's length limit before the call, restored when it ends.
     length_limit: i32,
     /// Holds this call's share of SQLite's heap limit.
@@ -170,6 +174,7 @@ impl GuestSql {
             cursors: Mutex::new(HashMap::new()),
             next_cursor: AtomicU32::new(0),
             statements: Mutex::new((0, 0)),
+            statement_queries: Mutex::new(HashMap::new()),
             length_limit,
             _heap: heap::reserve(SQL_HEAP_BUDGET),
             last_error: Mutex::new(None),
@@ -323,64 +328,37 @@ impl GuestSql {
         check_sql(sql)?;
         check_params(params.iter().map(value_ref))?;
         self.with_conn(|conn| {
-            // One read engine: a query is a cursor drained at once, within the query bounds
-            // (one more row or byte than allowed is an error, not a silent cut).
             let mut cursor =
                 cursor::RawCursor::open(conn, sql, params, true).map_err(|e| self.explain(e))?;
-            cursor
-                .next_batch(conn, MAX_QUERY_ROWS + 1, MAX_QUERY_BYTES + 1, cells)
-                .map_err(|e| self.explain(e))?;
-            if !cursor.is_done() {
-                return Err(SqlError {
-                    code: SQLITE_TOOBIG,
-                    message: format!(
-                        "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows \
-                         or {} per query: read it in pages (ORDER BY a key, WHERE key > ?, \
-                         LIMIT n)",
-                        human_bytes(MAX_QUERY_BYTES as u64)
-                    ),
-                });
-            }
+            self.drain(conn, &mut cursor, cells)?;
             Ok(cursor.columns().to_vec())
         })
     }
 
-    /// Compiles `sql` once, so that errors and policy refusals come at prepare time. Counts
-    /// against the live-statement bounds until [`GuestSql::forget_statement`].
-    pub(crate) fn prepare(&self, sql: &str) -> Result<PreparedStatement, SqlError> {
-        check_sql(sql)?;
-        {
-            let (count, bytes) = *lock(&self.statements);
-            if count >= MAX_LIVE_STATEMENTS || bytes + sql.len() > MAX_LIVE_STATEMENT_BYTES {
-                return Err(SqlError {
-                    code: SQLITE_TOOBIG,
-                    message: format!(
-                        "too many live prepared statements: hsm-host keeps at most \
-                         {MAX_LIVE_STATEMENTS} holding {} of SQL per migration; drop the ones \
-                         you no longer need",
-                        human_bytes(MAX_LIVE_STATEMENT_BYTES as u64)
-                    ),
-                });
-            }
+    /// Reads every row of `cursor` into `cells`: one read engine, so a query is a cursor
+    /// drained at once, within the query bounds (one more row or byte than allowed is an
+    /// error, not a silent cut).
+    fn drain(
+        &self,
+        conn: &Connection,
+        cursor: &mut cursor::RawCursor,
+        cells: &mut PageBuilder,
+    ) -> Result<(), SqlError> {
+        cursor
+            .next_batch(conn, MAX_QUERY_ROWS + 1, MAX_QUERY_BYTES + 1, cells)
+            .map_err(|e| self.explain(e))?;
+        if !cursor.is_done() {
+            return Err(SqlError {
+                code: SQLITE_TOOBIG,
+                message: format!(
+                    "the result is larger than hsm-host's limit of {MAX_QUERY_ROWS} rows \
+                     or {} per query: read it in pages (ORDER BY a key, WHERE key > ?, \
+                     LIMIT n)",
+                    human_bytes(MAX_QUERY_BYTES as u64)
+                ),
+            });
         }
-        self.with_conn(|conn| {
-            conn.prepare_cached(sql)
-                .map(drop)
-                .map_err(|e| self.error(e))
-        })?;
-        let mut live = lock(&self.statements);
-        live.0 += 1;
-        live.1 += sql.len();
-        Ok(PreparedStatement {
-            sql: sql.to_owned(),
-        })
-    }
-
-    /// A prepared statement the guest dropped no longer counts against the bounds.
-    pub(crate) fn forget_statement(&self, statement: &PreparedStatement) {
-        let mut live = lock(&self.statements);
-        live.0 = live.0.saturating_sub(1);
-        live.1 = live.1.saturating_sub(statement.sql.len());
+        Ok(())
     }
 
     /// Makes `name(...)` callable from this call's SQL, computed by `caller`.
@@ -470,6 +448,7 @@ impl GuestSql {
             });
         }
         lock(&self.cursors).clear();
+        lock(&self.statement_queries).clear();
         for (name, arity) in lock(&self.functions).drain(..) {
             let _ = conn.remove_function(name.as_str(), arity);
         }

@@ -113,7 +113,7 @@ impl sql::HostStatement for GuestState {
         params: Vec<Value>,
     ) -> Result<sql::Page, SqlError> {
         let sql = self.statement_sql(&statement)?;
-        self.sql()?.query(&sql, params)
+        self.sql()?.statement_query(&sql, params)
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
