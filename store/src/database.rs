@@ -42,14 +42,6 @@ impl Database {
         Self::open_with(path, OpenFlags::default())
     }
 
-    /// Opens an existing database without write access (for `status`).
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        Self::open_with(path.as_ref(), flags)
-    }
-
     /// A private in-memory database: a scratch target for testing components in CI.
     pub fn open_in_memory() -> Result<Self> {
         let conn =
