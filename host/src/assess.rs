@@ -21,6 +21,10 @@ pub(crate) struct Assessment<'a> {
     /// Applied migrations whose own component is known only by its stored checksum (the file
     /// changed or is gone): `down` runs the component stored at apply time.
     pub(crate) from_store: Vec<(u64, &'a str)>,
+    /// Applied migrations whose file is their component but whose row does not record its
+    /// checksum: the Node tool's rows (none), and SQL packed in an earlier form. `repair`
+    /// records the file's checksum and bytes for them.
+    pub(crate) unrecorded: Vec<(&'a MigrationRow, &'a ComponentInfo)>,
 }
 
 /// An applied migration whose file changed since.
@@ -57,16 +61,19 @@ pub(crate) fn assess<'a>(rows: &'a [MigrationRow], files: &'a [ComponentInfo]) -
     let mut changed = Vec::new();
     let mut missing = Vec::new();
     let mut from_store = Vec::new();
+    let mut unrecorded = Vec::new();
     for row in &applied {
         let found = file(row.version);
         if found.is_none() {
             missing.push(row.version);
         }
         let Some(recorded) = row.checksum.as_deref() else {
+            unrecorded.extend(found.map(|f| (*row, f)));
             continue;
         };
         match found {
-            Some(f) if f.is_recorded_as(recorded) => {}
+            Some(f) if f.checksum == recorded => {}
+            Some(f) if f.is_recorded_as(recorded) => unrecorded.push((*row, f)),
             Some(f) => {
                 changed.push(Changed {
                     row,
@@ -84,6 +91,7 @@ pub(crate) fn assess<'a>(rows: &'a [MigrationRow], files: &'a [ComponentInfo]) -
         changed,
         missing,
         from_store,
+        unrecorded,
     }
 }
 
@@ -155,6 +163,9 @@ mod tests {
         assert_eq!(changed, [3]);
         assert_eq!(a.missing, [4]);
         assert_eq!(a.from_store, [(3, "b"), (4, "c")]);
+        // The Node tool's row is its file's, with no checksum to compare: repair records it.
+        let unrecorded: Vec<u64> = a.unrecorded.iter().map(|(row, _)| row.version).collect();
+        assert_eq!(unrecorded, [1]);
     }
 
     #[test]

@@ -5,21 +5,12 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::support::{Env, applied, table_exists};
+use crate::support::{Env, applied, sha256_file, table_exists};
 
 fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn sha256_hex(path: &Path) -> String {
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 const PRISMA_INIT: &str = "-- CreateTable\nCREATE TABLE \"User\" (\n    \"id\" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,\n    \"email\" TEXT NOT NULL\n);\n\n-- CreateTable\nCREATE TABLE \"Post\" (\n    \"id\" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,\n    \"title\" TEXT NOT NULL,\n    \"authorId\" INTEGER NOT NULL,\n    CONSTRAINT \"Post_authorId_fkey\" FOREIGN KEY (\"authorId\") REFERENCES \"User\" (\"id\") ON DELETE RESTRICT ON UPDATE CASCADE\n);\n\n-- CreateIndex\nCREATE UNIQUE INDEX \"User_email_key\" ON \"User\"(\"email\");\n";
@@ -84,8 +75,8 @@ fn a_database_prisma_migrated_is_adopted() {
     let m = &env.migrations;
     prisma_set(m);
     std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
-    let init_sum = sha256_hex(&m.join("20240101120000_init/migration.sql"));
-    let seed_sum = sha256_hex(&m.join("20240102120000_seed/migration.sql"));
+    let init_sum = sha256_file(&m.join("20240101120000_init/migration.sql"));
+    let seed_sum = sha256_file(&m.join("20240102120000_seed/migration.sql"));
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(PRISMA_INIT).unwrap();
@@ -265,7 +256,7 @@ fn a_database_drizzle_migrated_is_adopted() {
         ] {
             conn.execute(
                 "INSERT INTO __drizzle_migrations (hash, created_at) VALUES (?1, ?2)",
-                rusqlite::params![sha256_hex(&m.join(file)), when],
+                rusqlite::params![sha256_file(&m.join(file)), when],
             )
             .unwrap();
         }
@@ -291,7 +282,7 @@ fn prisma_sets_and_histories_are_read_as_prisma_reads_them() {
     prisma_set(m);
     std::fs::create_dir_all(env.db.parent().unwrap()).unwrap();
     let init = m.join("20240101120000_init/migration.sql");
-    let init_sum = sha256_hex(&init);
+    let init_sum = sha256_file(&init);
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
         conn.execute_batch(PRISMA_INIT).unwrap();

@@ -4,21 +4,12 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::support::{Env, applied};
+use crate::support::{Env, applied, sha256_file};
 
 fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn sha256sum(path: &Path) -> String {
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn recorded(env: &Env, version: i64) -> String {
@@ -45,9 +36,9 @@ fn a_sql_migration_is_recorded_by_its_file_whatever_the_layout() {
     env.hsm(&["up", "--layout", "refinery"]).assert_success();
     assert_eq!(
         recorded(&env, 1),
-        sha256sum(&m.join("V1__create_notes.sql"))
+        sha256_file(&m.join("V1__create_notes.sql"))
     );
-    assert_eq!(recorded(&env, 2), sha256sum(&m.join("V2__add_title.sql")));
+    assert_eq!(recorded(&env, 2), sha256_file(&m.join("V2__add_title.sql")));
     // Read as Flyway's now: nothing changed, nothing to do.
     let status = env.status();
     assert_eq!(
@@ -78,8 +69,8 @@ fn a_down_file_of_its_own_is_part_of_the_record() {
     let version = 20240101000000;
     let expected = format!(
         "{}+{}",
-        sha256sum(&folder.join("up.sql")),
-        sha256sum(&folder.join("down.sql"))
+        sha256_file(&folder.join("up.sql")),
+        sha256_file(&folder.join("down.sql"))
     );
     assert_eq!(recorded(&env, version), expected);
     // `status` shows both digests whole.
@@ -101,8 +92,8 @@ fn a_down_file_of_its_own_is_part_of_the_record() {
     env.hsm(&["repair"]).assert_success();
     let now = format!(
         "{}+{}",
-        sha256sum(&folder.join("up.sql")),
-        sha256sum(&folder.join("down.sql"))
+        sha256_file(&folder.join("up.sql")),
+        sha256_file(&folder.join("down.sql"))
     );
     assert_eq!(recorded(&env, version), now);
     assert_eq!(env.status()["changed_components"], serde_json::json!([]));
@@ -185,9 +176,9 @@ fn what_earlier_releases_recorded_is_still_accepted() {
     env.hsm(&["repair"]).assert_success();
     assert_eq!(
         recorded(&env, 1),
-        sha256sum(&m.join("V1__create_notes.sql"))
+        sha256_file(&m.join("V1__create_notes.sql"))
     );
-    assert_eq!(recorded(&env, 2), sha256sum(&m.join("V2__add_title.sql")));
+    assert_eq!(recorded(&env, 2), sha256_file(&m.join("V2__add_title.sql")));
 
     // A diesel folder with a down file, as that release recorded it.
     let env = Env::empty();

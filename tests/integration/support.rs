@@ -317,3 +317,12 @@ pub fn add_ballast(conn: &Connection) {
     )
     .unwrap();
 }
+
+/// The SHA-256 of a file, in lowercase hex (as `sha256sum` prints it).
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

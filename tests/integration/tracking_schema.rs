@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use crate::support::{Env, applied, assert_same_bytes, columns};
+use crate::support::{Env, applied, assert_same_bytes, columns, sha256_file};
 
 /// The guide's tracking schema, kept in the repository (`tests/fixtures/seed-schema.sql`) and
 /// compiled in, so the tests read nothing outside the checkout.
@@ -79,6 +79,20 @@ fn a_database_from_the_node_tool_is_adopted() {
         node_row, "2025-11-16T10:00:00.000Z",
         "the Node tool's row is left as it was"
     );
+    drop(conn);
+
+    // `repair` records the file's checksum for the row the Node tool left without one.
+    env.hsm(&["repair"]).assert_success();
+    let checksum: Option<String> = env
+        .open()
+        .query_row(
+            "SELECT checksum FROM migrations WHERE version = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let first = std::path::Path::new(hsm_test_artifacts::EXAMPLES[0]);
+    assert_eq!(checksum.as_deref(), Some(sha256_file(first).as_str()));
 }
 
 #[test]

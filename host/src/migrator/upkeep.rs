@@ -64,27 +64,28 @@ impl Migrator {
         db.tracking().ensure_tables(&conn)?;
         let now = time::now_iso();
         let rows = db.tracking().migrations(&conn)?;
+        let assessment = assess(&rows, &self.migrations);
         // Another migration at an applied version is not a changed file to accept.
-        super::refuse_reused(&assess(&rows, &self.migrations))?;
+        super::refuse_reused(&assessment)?;
+        let mut to_record: Vec<u64> = assessment
+            .changed
+            .iter()
+            .map(|changed| changed.row.version)
+            .chain(assessment.unrecorded.iter().map(|(row, _)| row.version))
+            .collect();
+        to_record.sort_unstable();
         let mut repaired = Vec::new();
-        for row in rows.iter().filter(|r| r.status == RowStatus::Applied) {
-            let Some(info) = self.file_component(row.version) else {
-                continue;
-            };
-            if row.checksum.as_deref() == Some(info.checksum.as_str()) {
-                continue;
-            }
-            let file = self.component(row.version)?;
+        for version in to_record {
+            let file = self.component(version)?;
             step::store_component(db.tracking(), &conn, file, &now)?;
             db.tracking()
-                .set_checksum(&conn, row.version, &file.checksum())?;
+                .set_checksum(&conn, version, &file.checksum())?;
             tracing::info!(
-                "migration {}: now accepting {} (sha256 {})",
-                row.version,
+                "migration {version}: now accepting {} (sha256 {})",
                 file.path().display(),
                 file.checksum()
             );
-            repaired.push(row.version);
+            repaired.push(version);
         }
         db.tracking().drop_unused_components(&conn)?;
         Ok(repaired)
