@@ -10,7 +10,6 @@ use crate::error::{Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
 use crate::tracking::{HistoryDirection, HistoryRow, HistoryStatus, MigrationRow};
-use hsm_store::tracking::TrackingWrites;
 
 /// How many history rows status shows.
 pub const HISTORY_ROWS: u32 = 10;
@@ -242,7 +241,7 @@ fn shown_history(row: HistoryRow) -> HistoryRow {
 
 /// The state of `db` (`None`: the file does not exist yet) against `components`, with this
 /// database's backups in `backup_dir`. When no other process holds the migration lock,
-/// attempts left `running` by a dead process are marked interrupted.
+/// attempts a dead process left (in the lock file, or `running`) are recorded as interrupted.
 ///
 /// # Errors
 /// [`crate::Error::Sqlite`] when the tracking tables cannot be read,
@@ -254,15 +253,22 @@ pub(crate) fn read_status(
 ) -> Result<Status> {
     let mut interrupted = Vec::new();
     if let Some(db) = db {
-        // The lock is probed only when an attempt looks unfinished: a plain status reads.
+        // The lock is probed only when an attempt looks unfinished (the lock file holds one,
+        // or a row says `running`): a plain status reads.
         let running = {
             let conn = db.connection();
-            db.tracking().exists(&conn)? && db.tracking().has_running(&conn)?
+            db.tracking().exists(&conn)?
+                && (db.path().and_then(crate::lock::left_attempt).is_some()
+                    || db.tracking().has_running(&conn)?)
         };
         if running {
-            let free = db.path().and_then(crate::lock::try_acquire);
+            let mut free = db.path().and_then(crate::lock::try_acquire);
             if free.is_some() || db.path().is_none() {
-                interrupted = db.tracking().recover_interrupted(&db.connection())?;
+                interrupted = crate::lock::recover_interrupted(
+                    db.tracking(),
+                    &db.connection(),
+                    free.as_mut(),
+                )?;
             }
         }
     }

@@ -2,16 +2,19 @@
 //!
 //! An advisory lock (`flock`) on `<database>.lock`, next to the database. The kernel releases
 //! it when its holder exits, however it exits, so a lock left by a dead process never blocks.
-//! The holder writes who it is into the file so that a waiter that gives up can name it.
+//! The holder writes who it is into the file's first line, so that a waiter that gives up can
+//! name it, and the migration it is running into the second ([`Attempt`]): a holder that dies
+//! mid-migration leaves that line for the next one to record.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::time;
+use crate::tracking::{Attempt, MAX_ATTEMPT_LINE, Tracking, TrackingWrites};
 
 /// How often a waiting process retries.
 const RETRY: Duration = Duration::from_millis(50);
@@ -19,7 +22,61 @@ const RETRY: Duration = Duration::from_millis(50);
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct MigrationLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
+    holder: String,
+    /// The attempt the file holds: the previous holder's unfinished one, then this holder's.
+    attempt: Option<Attempt>,
+}
+
+impl MigrationLock {
+    /// The attempt a previous holder left unfinished: its process died during that migration
+    /// (cleared by [`MigrationLock::end_attempt`] once recorded).
+    pub fn interrupted(&self) -> Option<&Attempt> {
+        self.attempt.as_ref()
+    }
+
+    /// Writes the attempt about to start into the lock file, where it stays if this process
+    /// dies before [`MigrationLock::end_attempt`]. Not synced: it must survive the process,
+    /// not the machine (a power cut loses the page cache and the uncommitted migration alike).
+    ///
+    /// # Errors
+    /// [`Error::Lock`] when the lock file cannot be written.
+    pub fn begin_attempt(&mut self, attempt: &Attempt) -> Result<()> {
+        self.attempt = Some(attempt.clone());
+        self.write()
+    }
+
+    /// Clears the attempt: its outcome is recorded in the database.
+    ///
+    /// # Errors
+    /// [`Error::Lock`] when the lock file cannot be written.
+    pub fn end_attempt(&mut self) -> Result<()> {
+        if self.attempt.take().is_some() {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<()> {
+        self.write_text().map_err(|source| Error::Lock {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn write_text(&mut self) -> std::io::Result<()> {
+        let mut text = format!("{}\n", self.holder);
+        if let Some(attempt) = &self.attempt {
+            text.push_str(&attempt.to_line());
+            text.push('\n');
+        }
+        // One write at offset 0, then the length: a reader takes the second line only, so an
+        // old text's tail beyond the new (until the length is set) is never taken for it.
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(text.as_bytes(), 0)?;
+        self.file.set_len(text.len() as u64)
+    }
 }
 
 /// The lock file of a database.
@@ -76,8 +133,47 @@ pub fn acquire(database: &Path, timeout: Duration) -> Result<MigrationLock> {
             Err(TryLockError::Error(source)) => return Err(io_error(source)),
         }
     }
-    write_holder(&mut file).map_err(io_error)?;
-    Ok(MigrationLock { _file: file })
+    let attempt = read_attempt(&mut file);
+    let mut lock = MigrationLock {
+        file,
+        path,
+        holder: holder_line(),
+        attempt,
+    };
+    lock.write()?;
+    Ok(lock)
+}
+
+/// Records the attempts a dead process left, in the database `conn`: the one `lock`'s file
+/// holds (unless its row was committed), and rows an older release left `running`; then
+/// clears the lock file's, its row written. Call it holding the lock (`lock` is `None` only
+/// for a private database, which no other process can be running on).
+///
+/// # Errors
+/// As [`TrackingWrites::recover_interrupted`]; [`Error::Lock`] when the lock file cannot be
+/// written.
+pub fn recover_interrupted(
+    tracking: &Tracking,
+    conn: &rusqlite::Connection,
+    mut lock: Option<&mut MigrationLock>,
+) -> Result<Vec<u64>> {
+    let left = lock.as_deref().and_then(MigrationLock::interrupted);
+    let interrupted = tracking.recover_interrupted(conn, left)?;
+    if let Some(lock) = lock.as_mut() {
+        lock.end_attempt()?;
+    }
+    Ok(interrupted)
+}
+
+/// The attempt the lock file of `database` holds, read without taking the lock (for `status`,
+/// which takes it only when there is something to record).
+pub fn left_attempt(database: &Path) -> Option<Attempt> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(lock_path(database))
+        .ok()?;
+    read_attempt(&mut file)
 }
 
 /// Takes the lock only if it is free right now (for `status`, which never waits).
@@ -85,20 +181,31 @@ pub fn try_acquire(database: &Path) -> Option<MigrationLock> {
     acquire(database, Duration::ZERO).ok()
 }
 
-fn write_holder(file: &mut File) -> std::io::Result<()> {
+fn holder_line() -> String {
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned();
-    let holder = format!(
+    format!(
         "pid {} on host {host}, since {}",
         std::process::id(),
         time::now_iso()
-    );
-    file.set_len(0)?;
-    file.rewind()?;
-    file.write_all(holder.as_bytes())?;
-    file.flush()
+    )
+}
+
+/// The attempt on the file's second line, if it holds one exactly as a holder writes it.
+fn read_attempt(file: &mut File) -> Option<Attempt> {
+    let mut bytes = Vec::new();
+    file.rewind().ok()?;
+    let limit = (MAX_HOLDER as usize + MAX_ATTEMPT_LINE + 2) as u64;
+    Read::by_ref(file)
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let mut lines = text.split('\n');
+    lines.next()?;
+    Attempt::from_line(lines.next()?)
 }
 
 /// Who holds the lock, as the holder wrote it: at most a line's worth (another user could
@@ -109,8 +216,9 @@ fn read_holder(file: &mut File) -> String {
         .rewind()
         .and_then(|()| Read::by_ref(file).take(MAX_HOLDER).read_to_end(&mut bytes));
     let holder = String::from_utf8_lossy(&bytes);
+    let holder = holder.lines().next().unwrap_or_default().trim();
     match read {
-        Ok(_) if !holder.trim().is_empty() => holder.trim().to_owned(),
+        Ok(_) if !holder.is_empty() => holder.to_owned(),
         _ => "another process".to_owned(),
     }
 }
@@ -121,6 +229,39 @@ const MAX_HOLDER: u64 = 512;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Direction;
+
+    #[test]
+    fn an_attempt_outlives_its_holder_until_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let attempt = Attempt {
+            version: 3,
+            direction: Direction::Up,
+            started_at: "2026-12-07T06:00:00.000Z".into(),
+            backup_path: None,
+        };
+        let mut first = acquire(&db, Duration::ZERO).unwrap();
+        assert_eq!(first.interrupted(), None);
+        first.begin_attempt(&attempt).unwrap();
+        assert_eq!(left_attempt(&db).as_ref(), Some(&attempt));
+        // A waiter names the holder by its first line, not the attempt.
+        let message = acquire(&db, Duration::ZERO).unwrap_err().to_string();
+        assert!(!message.contains("started_at"), "{message}");
+        drop(first); // the process dies mid-migration
+
+        let mut second = acquire(&db, Duration::ZERO).unwrap();
+        assert_eq!(second.interrupted(), Some(&attempt));
+        assert_eq!(
+            left_attempt(&db).as_ref(),
+            Some(&attempt),
+            "kept until recorded"
+        );
+        second.end_attempt().unwrap();
+        assert_eq!(left_attempt(&db), None);
+        drop(second);
+        assert_eq!(acquire(&db, Duration::ZERO).unwrap().interrupted(), None);
+    }
 
     #[test]
     fn second_holder_times_out_naming_the_first() {

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// Which way a migration runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Apply.

@@ -101,7 +101,7 @@ pub fn restore_keeping(
         path: database.to_owned(),
         reason,
     })?;
-    let _lock = lock::acquire(database, lock_timeout)?;
+    let mut lock = lock::acquire(database, lock_timeout)?;
 
     let previous = match (backups, database.exists()) {
         (Some(config), true) => {
@@ -109,6 +109,10 @@ pub fn restore_keeping(
                 path: database.to_owned(),
                 source: e.into(),
             })?;
+            // The database being replaced keeps the record of an attempt that died in it.
+            if lock.interrupted().is_some() && tracking.exists(&conn)? {
+                lock::recover_interrupted(tracking, &conn, Some(&mut lock))?;
+            }
             let path = backup::create_keeping(&conn, database, config, keep_also)?;
             drop(conn);
             Some(path)
@@ -140,6 +144,8 @@ pub fn restore_keeping(
             .and_then(|d| d.sync_all())
             .map_err(|e| restore_error(dir, e))?;
     }
+    // An attempt that died in the database replaced is not the restored one's.
+    lock.end_attempt()?;
     if was_wal {
         let conn = Connection::open(database).map_err(|e| Error::OpenDatabase {
             path: database.to_owned(),

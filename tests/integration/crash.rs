@@ -2,6 +2,7 @@
 //! instants, and a backup that cannot be written.
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,10 +114,12 @@ fn kill_9_at_random_instants_never_leaves_a_half_applied_migration() {
 
         let conn = env.open();
         let versions = assert_consistent(&conn);
-        let running: Vec<i64> = history(&conn)
+        // The attempt the killed process was running, as its lock file holds it, unless its
+        // row was committed before the kill.
+        let running: Vec<i64> = hsm_host::lock::left_attempt(&env.db)
+            .filter(|attempt| !attempt_recorded(&conn, &attempt.started_at))
+            .map(|attempt| attempt.version as i64)
             .into_iter()
-            .filter(|h| h.2 == "running")
-            .map(|h| h.0)
             .collect();
         drop(conn);
 
@@ -162,6 +165,164 @@ fn kill_9_at_random_instants_never_leaves_a_half_applied_migration() {
     // After all that, a normal run still completes.
     env.hsm(&["up"]).assert_success();
     assert_consistent(&env.open());
+}
+
+fn attempt_recorded(conn: &Connection, started_at: &str) -> bool {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM migration_history WHERE started_at = ?1",
+        [started_at],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Every column of every history row, in order.
+fn history_rows(conn: &Connection) -> Vec<HistoryRow> {
+    conn.prepare(
+        "SELECT id, version, direction, status, backup_path, error_message, started_at,
+                completed_at
+         FROM migration_history ORDER BY id",
+    )
+    .unwrap()
+    .query_map([], |r| {
+        Ok(HistoryRow {
+            id: r.get(0)?,
+            version: r.get(1)?,
+            direction: r.get(2)?,
+            status: r.get(3)?,
+            backup_path: r.get(4)?,
+            error_message: r.get(5)?,
+            started_at: r.get(6)?,
+            completed_at: r.get(7)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[derive(Debug, PartialEq)]
+struct HistoryRow {
+    id: i64,
+    version: i64,
+    direction: String,
+    status: String,
+    backup_path: Option<String>,
+    error_message: Option<String>,
+    started_at: String,
+    completed_at: Option<String>,
+}
+
+/// One commit per migration, and the tables still end as the seed protocol leaves them (a
+/// `running` row committed before the migration, closed after it, turned into an interrupted
+/// failure by the next run when the process died) wherever the process is killed: after the
+/// attempt is written, inside the transaction before COMMIT, after COMMIT, and after a failed
+/// migration's rollback.
+#[test]
+fn a_kill_at_each_point_of_a_step_leaves_the_rows_the_seed_protocol_leaves() {
+    const INTERRUPTED: &str = "interrupted: the process ended during the migration";
+    for (point, failing, applied_after, outcome) in [
+        ("attempt-written", false, false, Some(INTERRUPTED)),
+        ("before-commit", false, false, Some(INTERRUPTED)),
+        ("committed", false, true, None),
+        ("rolled-back", true, false, Some(INTERRUPTED)),
+    ] {
+        let env = Env::with_examples();
+        env.hsm(&["up", "6"]).assert_success();
+        if failing {
+            env.hsm(&["up"]).assert_success();
+            env.add(hsm_test_artifacts::GUEST_FAILS_UP);
+        }
+        let version = if failing { 8 } else { 7 };
+        let before = history_rows(&env.open());
+
+        let output = env
+            .hsm_command(&["up"])
+            .env("HSM_KILL_AT", point)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(output.status.signal(), Some(libc::SIGKILL), "{point}");
+        let left = hsm_host::lock::left_attempt(&env.db).expect("the attempt is in the lock file");
+        assert_eq!(left.version, version, "{point}");
+
+        // The next command records what the dead process left, once.
+        let status = env.status();
+        let reported = status["interrupted"].as_array().unwrap().len();
+        assert_eq!(
+            reported,
+            usize::from(outcome.is_some()),
+            "{point}: {status}"
+        );
+        assert!(
+            hsm_host::lock::left_attempt(&env.db).is_none(),
+            "{point}: cleared"
+        );
+        env.status();
+
+        let conn = env.open();
+        let rows = history_rows(&conn);
+        assert_eq!(
+            rows[..before.len()],
+            before[..],
+            "{point}: earlier rows untouched"
+        );
+        let [row] = &rows[before.len()..] else {
+            panic!("{point}: one row for the attempt: {rows:#?}");
+        };
+        assert_eq!(row.id, before.last().unwrap().id + 1, "{point}");
+        assert_eq!(row.version, version as i64, "{point}");
+        assert_eq!(row.direction, "up", "{point}");
+        assert_eq!(
+            row.status,
+            if outcome.is_some() {
+                "failed"
+            } else {
+                "success"
+            }
+        );
+        assert_eq!(row.error_message.as_deref(), outcome, "{point}");
+        assert_eq!(row.started_at, left.started_at, "{point}");
+        assert!(
+            row.completed_at.as_deref() >= Some(row.started_at.as_str()),
+            "{point}"
+        );
+        let backup = row.backup_path.as_deref().expect("the run's backup");
+        assert!(Path::new(backup).exists(), "{point}: {backup}");
+        assert_eq!(left.backup_path.as_deref(), Some(backup), "{point}");
+        let is_applied = applied(&conn).contains(&(version as i64));
+        assert_eq!(is_applied, applied_after, "{point}");
+        assert_consistent(&conn);
+        drop(conn);
+
+        // And a run afterwards goes on from there.
+        if !failing {
+            env.hsm(&["up"]).assert_success();
+            assert_eq!(applied(&env.open()), [1, 2, 3, 4, 5, 6, 7]);
+        }
+    }
+}
+
+/// A migration that fails is recorded with its error, in one row, and nothing is left in the
+/// lock file.
+#[test]
+fn a_failed_migration_has_one_failed_row_and_leaves_no_attempt() {
+    let env = Env::with_examples();
+    env.hsm(&["up"]).assert_success();
+    env.add(hsm_test_artifacts::GUEST_FAILS_UP);
+    env.hsm(&["up"]).assert_code(1);
+    let rows = history_rows(&env.open());
+    let last = rows.last().unwrap();
+    assert_eq!((last.version, last.status.as_str()), (8, "failed"));
+    assert!(
+        last.error_message
+            .as_deref()
+            .unwrap()
+            .contains("refusing on purpose"),
+        "{last:?}"
+    );
+    assert_eq!(rows.iter().filter(|r| r.version == 8).count(), 1);
+    assert!(hsm_host::lock::left_attempt(&env.db).is_none());
 }
 
 #[test]

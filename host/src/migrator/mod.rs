@@ -31,7 +31,7 @@ use crate::schema::{self, SchemaChange};
 use crate::status::Status;
 use crate::tracking::{RowStatus, Tracking};
 use crate::{source, text, time, traps};
-use hsm_store::tracking::TrackingWrites;
+use hsm_store::tracking::{Attempt, TrackingWrites};
 
 /// How a run protects the database. The default is the safe one: backups on, full
 /// `integrity_check`, wait up to a minute for the lock.
@@ -160,7 +160,7 @@ impl Migrator {
         direction: Direction,
         target: Option<u64>,
     ) -> Result<RunReport> {
-        let _lock = self.lock(db)?;
+        let mut lock = self.lock(db)?;
         let (plan, stored, interrupted) = {
             let conn = db.connection();
             if direction == Direction::Up {
@@ -168,7 +168,7 @@ impl Migrator {
             }
             self.preflight(db, &conn)?;
             db.tracking().ensure_tables(&conn)?;
-            let interrupted = db.tracking().recover_interrupted(&conn)?;
+            let interrupted = lock::recover_interrupted(db.tracking(), &conn, lock.as_mut())?;
             let (plan, stored) = self.plan(db, &conn, direction, target)?;
             (plan, stored, interrupted)
         };
@@ -186,13 +186,20 @@ impl Migrator {
         let run = self.each_component(components, |component| {
             // Details for the log file and -v; the terminal gets one report line per step.
             tracing::debug!("{direction} {}: starting", component.label());
-            let step = run_tracked(db, component, direction, backup.as_deref(), &mut schema)
-                .map_err(|error| {
-                    with_completed(
-                        error,
-                        steps.iter().map(|s: &StepReport| s.version).collect(),
-                    )
-                })?;
+            let step = run_tracked(
+                db,
+                &mut lock,
+                component,
+                direction,
+                backup.as_deref(),
+                &mut schema,
+            )
+            .map_err(|error| {
+                with_completed(
+                    error,
+                    steps.iter().map(|s: &StepReport| s.version).collect(),
+                )
+            })?;
             tracing::debug!(
                 "{direction} {}: done in {} ms, {} rows changed",
                 component.label(),

@@ -47,23 +47,30 @@ pub(super) fn store_component(
     tracking.store_component(conn, sha256, recorded_as, component.stored_form()?, now)
 }
 
-/// Runs one migration with its history row and in its own transaction.
+/// Runs one migration in its own transaction, with its history row: one commit per migration.
+/// The attempt is written into the lock file first (where a crash leaves it for the next run
+/// to record as interrupted); its `success` row is written inside the migration's transaction,
+/// a `failed` one after the rollback. The tables end as the seed protocol (a `running` row
+/// committed first, closed after) leaves them, with one commit instead of two.
 pub(super) fn run_tracked(
     db: &Database,
+    lock: &mut Option<MigrationLock>,
     component: &MigrationComponent,
     direction: Direction,
     backup: Option<&Path>,
     schema: &mut Option<KnownSchema>,
 ) -> Result<StepReport> {
-    let backup = backup.map(|p| p.display().to_string());
-    let backup = backup.as_deref();
-    let attempt = db.tracking().start_attempt(
-        &db.connection(),
-        component.version(),
+    let attempt = Attempt {
+        version: component.version(),
         direction,
-        backup,
-        &time::now_iso(),
-    )?;
+        started_at: time::now_iso(),
+        backup_path: backup.map(|p| p.display().to_string()),
+    };
+    let backup = attempt.backup_path.as_deref();
+    if let Some(lock) = lock {
+        lock.begin_attempt(&attempt)?;
+    }
+    kill_point("attempt-written");
     let result = run_in_transaction(db, component, direction, schema, |conn| {
         match direction {
             Direction::Up => record_applied(db.tracking(), conn, component, backup)?,
@@ -77,24 +84,50 @@ pub(super) fn run_tracked(
         // One stored component per applied version: the one this step replaced goes with it.
         db.tracking().drop_unused_components(conn)?;
         db.tracking()
-            .finish_attempt(conn, attempt, None, &time::now_iso())
+            .record_attempt(conn, &attempt, None, &time::now_iso())?;
+        kill_point("before-commit");
+        Ok(())
     });
-    if let Err(error) = &result {
-        // What a guest said is escaped and capped already; this bounds the whole row.
-        let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
-        if let Err(record_error) = db.tracking().finish_attempt(
-            &db.connection(),
-            attempt,
-            Some(&message),
-            &time::now_iso(),
-        ) {
-            tracing::error!(
-                "cannot record the failure in {}: {record_error}",
-                db.tracking().history_table()
+    match &result {
+        Ok(_) => kill_point("committed"),
+        Err(error) => {
+            kill_point("rolled-back");
+            // What a guest said is escaped and capped already; this bounds the whole row.
+            let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
+            let recorded = db.tracking().record_attempt(
+                &db.connection(),
+                &attempt,
+                Some(&message),
+                &time::now_iso(),
             );
+            if let Err(record_error) = recorded {
+                // Left in the lock file: the next run records it as interrupted.
+                tracing::error!(
+                    "cannot record the failure in {}: {record_error}",
+                    db.tracking().history_table()
+                );
+                return result;
+            }
         }
     }
+    if let Some(lock) = lock
+        && let Err(error) = lock.end_attempt()
+    {
+        // The next run finds the attempt's row and records nothing more.
+        tracing::warn!("cannot clear the attempt from the lock file: {error}");
+    }
     result
+}
+
+/// Tests stop the process here, as `kill -9` would, when `HSM_KILL_AT` names the point (debug
+/// builds only: a release binary has no such hook).
+fn kill_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("HSM_KILL_AT").is_some_and(|at| at == point) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+    let _ = point;
 }
 
 /// Runs a migration inside a new transaction (foreign keys are off: see [`ForeignKeysOff`]);

@@ -11,10 +11,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result, SqliteContext};
 
+mod attempt;
 mod components;
 mod words;
 mod writes;
 
+pub use attempt::{Attempt, MAX_ATTEMPT_LINE};
 pub use words::{HistoryDirection, HistoryStatus, RowStatus};
 
 pub use writes::{Applied, TrackingWrites};

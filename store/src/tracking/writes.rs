@@ -4,30 +4,20 @@
 
 use rusqlite::{Connection, params};
 
-use super::{HistoryStatus, INTERRUPTED, Tracking};
+use super::{Attempt, HistoryStatus, INTERRUPTED, Tracking};
 use crate::error::{Result, SqliteContext};
-use crate::plan::Direction;
 
 /// The tracking rows hsm-host writes. A trait of the store's, which hsm-host does not
 /// re-export: a program using hsm-host reads the tracking tables; only the migrator writes
 /// them, each write inside the transaction it holds.
 pub trait TrackingWrites {
-    /// Writes the `running` history row of an attempt (committed on its own, so that an attempt
-    /// that never finishes stays visible) and returns its id.
-    fn start_attempt(
+    /// Writes the history row of a finished attempt: `success`, or `failed` with the error.
+    /// A success is written inside the migration's own transaction (one commit per
+    /// migration); a failure after its rollback.
+    fn record_attempt(
         &self,
         conn: &Connection,
-        version: u64,
-        direction: Direction,
-        backup_path: Option<&str>,
-        now: &str,
-    ) -> Result<i64>;
-
-    /// Closes a history row as `success`, or `failed` with the error.
-    fn finish_attempt(
-        &self,
-        conn: &Connection,
-        id: i64,
+        attempt: &Attempt,
         error: Option<&str>,
         now: &str,
     ) -> Result<()>;
@@ -44,10 +34,11 @@ pub trait TrackingWrites {
         now: &str,
     ) -> Result<()>;
 
-    /// Marks attempts whose process died as failed, says so in the log, and returns their
-    /// versions. Only call it holding the migration lock (or on a private database): then no
-    /// live process is running them.
-    fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>>;
+    /// Records attempts whose process died as failed, says so in the log, and returns their
+    /// versions: `left`, the one the lock file held (unless its row was committed before the
+    /// process died), and rows an older tool or release left `running`. Only call it holding
+    /// the migration lock (or on a private database): then no live process is running them.
+    fn recover_interrupted(&self, conn: &Connection, left: Option<&Attempt>) -> Result<Vec<u64>>;
 
     /// Accepts a component file as it is now for an applied migration (`hsm-host repair`).
     fn set_checksum(&self, conn: &Connection, version: u64, checksum: &str) -> Result<()>;
@@ -57,30 +48,10 @@ pub trait TrackingWrites {
 }
 
 impl TrackingWrites for Tracking {
-    fn start_attempt(
+    fn record_attempt(
         &self,
         conn: &Connection,
-        version: u64,
-        direction: Direction,
-        backup_path: Option<&str>,
-        now: &str,
-    ) -> Result<i64> {
-        conn.execute(
-            &format!(
-                "INSERT INTO main.\"{}\" (version, direction, status, backup_path, started_at)
-                 VALUES (?1, ?2, 'running', ?3, ?4)",
-                self.history
-            ),
-            params![version, direction.as_str(), backup_path, now],
-        )
-        .context(format!("cannot record the start of migration {version}"))?;
-        Ok(conn.last_insert_rowid())
-    }
-
-    fn finish_attempt(
-        &self,
-        conn: &Connection,
-        id: i64,
+        attempt: &Attempt,
         error: Option<&str>,
         now: &str,
     ) -> Result<()> {
@@ -88,15 +59,27 @@ impl TrackingWrites for Tracking {
             Some(_) => HistoryStatus::Failed,
             None => HistoryStatus::Success,
         };
-        conn.execute(
-            &format!(
-                "UPDATE main.\"{}\" SET status = ?1, error_message = ?2, completed_at = ?3
-                 WHERE id = ?4",
-                self.history
-            ),
-            params![status.as_str(), error, now, id],
-        )
-        .context("cannot record the end of a migration attempt")?;
+        conn.prepare_cached(&format!(
+            "INSERT INTO main.\"{}\" (version, direction, status, backup_path, error_message,
+                                     started_at, completed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            self.history
+        ))
+        .and_then(|mut insert| {
+            insert.execute(params![
+                attempt.version,
+                attempt.direction.as_str(),
+                status.as_str(),
+                attempt.backup_path,
+                error,
+                attempt.started_at,
+                now
+            ])
+        })
+        .context(format!(
+            "cannot record the attempt at migration {}",
+            attempt.version
+        ))?;
         Ok(())
     }
 
@@ -149,8 +132,15 @@ impl TrackingWrites for Tracking {
         Ok(())
     }
 
-    fn recover_interrupted(&self, conn: &Connection) -> Result<Vec<u64>> {
-        let versions = self.mark_interrupted(conn, &crate::time::now_iso())?;
+    fn recover_interrupted(&self, conn: &Connection, left: Option<&Attempt>) -> Result<Vec<u64>> {
+        let now = crate::time::now_iso();
+        let mut versions = self.mark_interrupted(conn, &now)?;
+        if let Some(attempt) = left
+            && !self.has_attempt(conn, attempt)?
+        {
+            self.record_attempt(conn, attempt, Some(INTERRUPTED), &now)?;
+            versions.push(attempt.version);
+        }
         for version in &versions {
             tracing::warn!(
                 "migration {version} was interrupted: the process ended during the migration; \
@@ -202,6 +192,24 @@ pub struct Applied<'a> {
 
 impl Tracking {
     /// Marks every `running` history row `failed` as interrupted and returns their versions.
+    /// Whether `attempt` has its history row: it committed before its process died.
+    fn has_attempt(&self, conn: &Connection, attempt: &Attempt) -> Result<bool> {
+        conn.query_row(
+            &format!(
+                "SELECT count(*) > 0 FROM main.\"{}\"
+                 WHERE version = ?1 AND direction = ?2 AND started_at = ?3",
+                self.history
+            ),
+            params![
+                attempt.version,
+                attempt.direction.as_str(),
+                attempt.started_at
+            ],
+            |row| row.get(0),
+        )
+        .context("cannot look for an interrupted attempt's history row")
+    }
+
     fn mark_interrupted(&self, conn: &Connection, now: &str) -> Result<Vec<u64>> {
         let versions: Vec<u64> = conn
             .prepare(&format!(
