@@ -22,6 +22,7 @@ mod pop_sets;
 mod real_sets;
 mod sandbox;
 mod sandbox_limits;
+mod single_transaction;
 mod sql_functions;
 mod sql_identity;
 mod sql_sets;

@@ -143,6 +143,11 @@ pub struct Global {
     #[arg(long, global = true, help_heading = "Global options")]
     pub quick: bool,
 
+    /// Run all of an up or down in one transaction: it reaches its target or changes nothing
+    /// (default: each migration commits on its own)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub single_transaction: bool,
+
     /// Time one migration may run (`300`, `90s`, `5m`, `1h`)
     #[arg(long, global = true, help_heading = "Global options", env = "HSM_TIMEOUT", default_value = "5m",
           value_parser = parse_duration)]

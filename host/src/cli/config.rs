@@ -51,6 +51,7 @@ struct Settings {
     timeout: Option<String>,
     max_memory: Option<Size>,
     lock_timeout: Option<u64>,
+    single_transaction: Option<bool>,
     placeholders: Option<BTreeMap<String, String>>,
 }
 
@@ -212,6 +213,11 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
         .map_err(|e| anyhow::anyhow!("cache_max: {e}"))?;
     take!("cache_max", cache_max, cache_max);
     take!("lock_timeout", lock_timeout, s.lock_timeout);
+    take!(
+        "single_transaction",
+        single_transaction,
+        s.single_transaction
+    );
     // Placeholders add up: the command line's win over the file's of the same name.
     if let Some(values) = s.placeholders {
         for (name, value) in values {

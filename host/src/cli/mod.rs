@@ -385,6 +385,7 @@ fn project(global: &Global) -> Result<Project> {
             backups: (!global.no_backup).then_some(backups),
             quick_check: global.quick,
             lock_timeout: Duration::from_secs(global.lock_timeout),
+            single_transaction: global.single_transaction,
         }))
 }
 

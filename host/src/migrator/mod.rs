@@ -2,6 +2,7 @@
 //! and a backup, one host-owned transaction per migration.
 
 mod adoption;
+mod group;
 mod guard;
 mod loading;
 mod rehearsal;
@@ -43,6 +44,9 @@ pub struct Safety {
     pub quick_check: bool,
     /// How long to wait for another process's migration lock.
     pub lock_timeout: Duration,
+    /// Every migration of a run in one transaction (`--single-transaction`): the run reaches
+    /// its target or changes nothing. Otherwise each migration commits on its own.
+    pub single_transaction: bool,
 }
 
 impl Default for Safety {
@@ -51,6 +55,7 @@ impl Default for Safety {
             backups: Some(BackupConfig::default()),
             quick_check: false,
             lock_timeout: Duration::from_secs(60),
+            single_transaction: false,
         }
     }
 }
@@ -183,17 +188,18 @@ impl Migrator {
         // Each step's schema afterwards is the next one's before: read it once.
         let mut schema = None;
         let foreign_keys = ForeignKeysOff::start(db)?;
+        let mut group = match self.safety.single_transaction && !plan.steps.is_empty() {
+            true => Some(group::Group::begin(db)?),
+            false => None,
+        };
         let run = self.each_component(components, |component| {
             // Details for the log file and -v; the terminal gets one report line per step.
             tracing::debug!("{direction} {}: starting", component.label());
-            let step = run_tracked(
-                db,
-                &mut lock,
-                component,
-                direction,
-                backup.as_deref(),
-                &mut schema,
-            )
+            let backup = backup.as_deref();
+            let step = match &mut group {
+                Some(group) => group.run(db, &mut lock, component, direction, backup, &mut schema),
+                None => run_tracked(db, &mut lock, component, direction, backup, &mut schema),
+            }
             .map_err(|error| {
                 with_completed(
                     error,
@@ -209,6 +215,10 @@ impl Migrator {
             steps.push(step);
             Ok(())
         });
+        let run = match group {
+            Some(group) => group.finish(db, &mut lock, run, steps.len()),
+            None => run,
+        };
         drop(foreign_keys);
         run?;
         if !steps.is_empty() {

@@ -60,31 +60,9 @@ pub(super) fn run_tracked(
     backup: Option<&Path>,
     schema: &mut Option<KnownSchema>,
 ) -> Result<StepReport> {
-    let attempt = Attempt {
-        version: component.version(),
-        direction,
-        started_at: time::now_iso(),
-        backup_path: backup.map(|p| p.display().to_string()),
-    };
-    let backup = attempt.backup_path.as_deref();
-    if let Some(lock) = lock {
-        lock.begin_attempt(&attempt)?;
-    }
-    kill_point("attempt-written");
+    let attempt = begin_attempt(lock, component, direction, backup)?;
     let result = run_in_transaction(db, component, direction, schema, |conn| {
-        match direction {
-            Direction::Up => record_applied(db.tracking(), conn, component, backup)?,
-            Direction::Down => db.tracking().record_rolled_back(
-                conn,
-                component.version(),
-                backup,
-                &time::now_iso(),
-            )?,
-        }
-        // One stored component per applied version: the one this step replaced goes with it.
-        db.tracking().drop_unused_components(conn)?;
-        db.tracking()
-            .record_attempt(conn, &attempt, None, &time::now_iso())?;
+        record_step(db, conn, component, &attempt)?;
         kill_point("before-commit");
         Ok(())
     });
@@ -92,36 +70,88 @@ pub(super) fn run_tracked(
         Ok(_) => kill_point("committed"),
         Err(error) => {
             kill_point("rolled-back");
-            // What a guest said is escaped and capped already; this bounds the whole row.
-            let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
-            let recorded = db.tracking().record_attempt(
-                &db.connection(),
-                &attempt,
-                Some(&message),
-                &time::now_iso(),
-            );
-            if let Err(record_error) = recorded {
+            if !record_failure(db, &attempt, error) {
                 // Left in the lock file: the next run records it as interrupted.
-                tracing::error!(
-                    "cannot record the failure in {}: {record_error}",
-                    db.tracking().history_table()
-                );
                 return result;
             }
         }
     }
+    end_attempt(lock);
+    result
+}
+
+/// The attempt at `component`, written into the lock file before anything runs.
+pub(super) fn begin_attempt(
+    lock: &mut Option<MigrationLock>,
+    component: &MigrationComponent,
+    direction: Direction,
+    backup: Option<&Path>,
+) -> Result<Attempt> {
+    let attempt = Attempt {
+        version: component.version(),
+        direction,
+        started_at: time::now_iso(),
+        backup_path: backup.map(|p| p.display().to_string()),
+    };
+    if let Some(lock) = lock {
+        lock.begin_attempt(&attempt)?;
+    }
+    kill_point("attempt-written");
+    Ok(attempt)
+}
+
+/// The attempt's outcome is in the database: clears it from the lock file.
+pub(super) fn end_attempt(lock: &mut Option<MigrationLock>) {
     if let Some(lock) = lock
         && let Err(error) = lock.end_attempt()
     {
         // The next run finds the attempt's row and records nothing more.
         tracing::warn!("cannot clear the attempt from the lock file: {error}");
     }
-    result
+}
+
+/// A step's tracking rows, in the transaction it ran in: the migration applied or rolled back,
+/// its stored component, and the attempt's `success` row.
+pub(super) fn record_step(
+    db: &Database,
+    conn: &Connection,
+    component: &MigrationComponent,
+    attempt: &Attempt,
+) -> Result<()> {
+    let backup = attempt.backup_path.as_deref();
+    match attempt.direction {
+        Direction::Up => record_applied(db.tracking(), conn, component, backup)?,
+        Direction::Down => {
+            db.tracking()
+                .record_rolled_back(conn, component.version(), backup, &time::now_iso())?
+        }
+    }
+    // One stored component per applied version: the one this step replaced goes with it.
+    db.tracking().drop_unused_components(conn)?;
+    db.tracking()
+        .record_attempt(conn, attempt, None, &time::now_iso())
+}
+
+/// Writes the `failed` row of an attempt whose transaction was rolled back; says whether it
+/// could (if not, the lock file keeps the attempt for the next run).
+pub(super) fn record_failure(db: &Database, attempt: &Attempt, error: &Error) -> bool {
+    // What a guest said is escaped and capped already; this bounds the whole row.
+    let message = text::neutralize(&error.to_string(), 2 * text::MAX_MESSAGE);
+    let recorded =
+        db.tracking()
+            .record_attempt(&db.connection(), attempt, Some(&message), &time::now_iso());
+    if let Err(record_error) = &recorded {
+        tracing::error!(
+            "cannot record the failure in {}: {record_error}",
+            db.tracking().history_table()
+        );
+    }
+    recorded.is_ok()
 }
 
 /// Tests stop the process here, as `kill -9` would, when `HSM_KILL_AT` names the point (debug
 /// builds only: a release binary has no such hook).
-fn kill_point(point: &str) {
+pub(super) fn kill_point(point: &str) {
     #[cfg(debug_assertions)]
     if std::env::var_os("HSM_KILL_AT").is_some_and(|at| at == point) {
         let _ =
