@@ -237,27 +237,40 @@ impl Project {
         })
     }
 
-    /// Which migrations are applied, pending, changed or missing, and the backups. Needs each
-    /// component's metadata, not its code: the compile cache answers for files it has seen, so
-    /// nothing is compiled. Never creates the database; it writes only to mark attempts whose
-    /// process died.
+    /// Which migrations are applied, pending, changed or missing, and the backups. Never
+    /// compiles: the compile cache describes files it has seen, the database names a file it
+    /// applied (by its checksum), and a file neither knows is listed as not read yet. Never
+    /// creates the database; it writes only to record attempts whose process died.
     ///
     /// # Errors
-    /// As [`source::describe_dir`] and [`Migrator::status`].
+    /// As [`source::survey_dir`] and [`Migrator::status`].
     pub fn status(&self) -> Result<Status> {
         // Without its migrations directory, the database's own records are still worth showing
         // (each applied migration then reads as missing its file).
-        let components = if self.migrations.exists() {
-            source::describe_dir(&self.runtime()?, &self.migrations, self.sql.clone())?
+        let survey = if self.migrations.exists() {
+            source::survey_dir(&self.runtime()?, &self.migrations, self.sql.clone())?
         } else {
             tracing::warn!(
                 "the migrations directory {} does not exist: showing what the database records",
                 self.migrations.display()
             );
-            Vec::new()
+            source::Survey {
+                known: Vec::new(),
+                unread: Vec::new(),
+            }
         };
+        tracing::debug!(
+            "status: {} migrations described, {} component files not read yet",
+            survey.known.len(),
+            survey.unread.len()
+        );
         let db = self.open_existing()?;
-        let mut status = status::read_status(&components, db.as_ref(), Some(&self.backup_dir()))?;
+        let mut status = status::read_status(
+            &survey.known,
+            &survey.unread,
+            db.as_ref(),
+            Some(&self.backup_dir()),
+        )?;
         status.database.get_or_insert_with(|| self.database.clone());
         status.storage.compile_cache = self.cache_dir.as_deref().map(dir_size);
         Ok(status)

@@ -56,6 +56,9 @@ pub struct Status {
     pub history: Vec<HistoryRow>,
     /// The space the database, its stored components and its backups take.
     pub storage: Storage,
+    /// Component files not read yet: new to this machine's compile cache and not one the
+    /// database applied (`status` never compiles; `up` reads them).
+    pub unread_components: Vec<PathBuf>,
 }
 
 /// Disk space, in bytes.
@@ -83,6 +86,7 @@ impl Status {
             }
         };
         say(self.pending.len(), "pending");
+        say(self.unread_components.len(), "not read yet");
         say(self.changed_components.len(), "changed since applied");
         say(
             self.missing_components.len(),
@@ -174,6 +178,7 @@ impl Status {
             backups: Vec::new(),
             history,
             storage: Storage::default(),
+            unread_components: Vec::new(),
         })
     }
 }
@@ -247,7 +252,8 @@ fn shown_history(row: HistoryRow) -> HistoryRow {
 /// [`crate::Error::Sqlite`] when the tracking tables cannot be read,
 /// [`crate::Error::IncompatibleTracking`] when they are not ours.
 pub(crate) fn read_status(
-    components: &[ComponentInfo],
+    known: &[ComponentInfo],
+    unread: &[crate::source::Unread],
     db: Option<&Database>,
     backup_dir: Option<&std::path::Path>,
 ) -> Result<Status> {
@@ -279,7 +285,9 @@ pub(crate) fn read_status(
         (Some((path, tracking)), Some(dir)) => crate::backup::list(path, dir, tracking)?,
         _ => Vec::new(),
     };
-    let mut status = Status::read(components, db)?;
+    let (components, unread) = name_unread(known, unread, db)?;
+    let mut status = Status::read(&components, db)?;
+    status.unread_components = unread;
     status.storage = Storage {
         database: db
             .and_then(Database::path)
@@ -300,4 +308,47 @@ pub(crate) fn read_status(
     status.backups = backups;
     status.interrupted = interrupted;
     Ok(status)
+}
+
+/// The survey's components, with each unread file an applied migration's checksum names
+/// described from its row; the files still unknown.
+fn name_unread<'a>(
+    known: &'a [ComponentInfo],
+    files: &[crate::source::Unread],
+    db: Option<&Database>,
+) -> Result<(std::borrow::Cow<'a, [ComponentInfo]>, Vec<PathBuf>)> {
+    if files.is_empty() {
+        return Ok((std::borrow::Cow::Borrowed(known), Vec::new()));
+    }
+    let mut components = known.to_vec();
+    let rows = match db {
+        Some(db) if db.tracking().exists(&db.connection())? => {
+            db.tracking().migrations(&db.connection())?
+        }
+        _ => Vec::new(),
+    };
+    let mut unread = Vec::new();
+    for file in files {
+        let row = rows.iter().find(|row| {
+            row.status == crate::tracking::RowStatus::Applied
+                && row.checksum.as_deref() == Some(file.sha256.as_str())
+        });
+        match row {
+            Some(row) => components.push(ComponentInfo {
+                path: file.path.clone(),
+                checksum: file.sha256.clone(),
+                metadata: crate::runtime::Metadata {
+                    version: row.version,
+                    name: row.name.clone(),
+                    description: row.description.clone().unwrap_or_default(),
+                    // Not shown for an applied migration; `down` loads the component.
+                    reversible: true,
+                },
+                sql: None,
+            }),
+            None => unread.push(file.path.clone()),
+        }
+    }
+    components.sort_by_key(ComponentInfo::version);
+    Ok((std::borrow::Cow::Owned(components), unread))
 }

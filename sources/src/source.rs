@@ -174,6 +174,85 @@ pub fn describe_dir(
         .collect())
 }
 
+/// A component file the compile cache has not seen: its metadata is unread (reading it means
+/// compiling it), its sha256 known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// The file.
+    pub path: PathBuf,
+    /// The sha256 of its bytes, lowercase hex: an applied migration's checksum names it.
+    pub sha256: String,
+}
+
+/// What is known of a directory without compiling anything (for `status`): the components the
+/// compile cache knows and the SQL migrations (described from their files, not packed), and
+/// the component files nothing is known of yet.
+pub struct Survey {
+    /// Described migrations, sorted by version.
+    pub known: Vec<ComponentInfo>,
+    /// Component files whose metadata is unread, by name.
+    pub unread: Vec<Unread>,
+}
+
+/// [`Survey`] of `dir`: a `stat` and a small read per known file, a hash per other one (the
+/// cache may know its content under another name or age), and the SQL files read; nothing compiled, packed or run (a first `status` of a directory of
+/// Python or JavaScript components would otherwise compile each).
+///
+/// # Errors
+/// Those of [`component_files`] and [`crate::pack::read_dir`]; [`Error::ReadMigrations`]
+/// for a file that cannot be read; [`Error::DuplicateVersion`] among the described ones.
+pub fn survey_dir(
+    runtime: &Runtime,
+    dir: &Path,
+    options: impl Into<crate::pack::SqlOptions>,
+) -> Result<Survey> {
+    let files = component_files(dir)?;
+    let mut known = Vec::new();
+    let mut new = Vec::new();
+    for path in files {
+        match runtime.describe_cached(&path) {
+            Some(info) => known.push(info),
+            None => new.push(path),
+        }
+    }
+    let unread = parallel_map(&new, |path| {
+        // A link was checked to stay inside the directory by `component_files`.
+        let bytes = crate::files::open_regular(path, true)
+            .and_then(|(file, meta)| {
+                crate::files::read_capped(file, &meta, crate::files::MAX_COMPONENT_FILE)
+            })
+            .map_err(|reason| Error::ReadMigrations {
+                path: path.clone(),
+                source: std::io::Error::other(reason),
+            })?;
+        let sha256 = crate::runtime::sha256_hex(&bytes);
+        Ok(match runtime.describe_by_content(path, &sha256) {
+            Some(info) => Ok(info),
+            None => Err(Unread {
+                path: path.clone(),
+                sha256,
+            }),
+        })
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
+    let (described, unread): (Vec<_>, Vec<_>) = unread.into_iter().partition(|r| r.is_ok());
+    known.extend(described.into_iter().filter_map(|r| r.ok()));
+    let unread: Vec<Unread> = unread.into_iter().filter_map(|r| r.err()).collect();
+    for migration in crate::pack::read_dir(dir, options)? {
+        known.push(migration.info());
+    }
+    known.sort_by(|a, b| (a.version(), &a.path).cmp(&(b.version(), &b.path)));
+    if let Some(pair) = known.windows(2).find(|w| w[0].version() == w[1].version()) {
+        return Err(Error::DuplicateVersion {
+            version: pair[0].version(),
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
+    Ok(Survey { known, unread })
+}
+
 /// `f` over `items` on rayon's pool (one thread per core, shared with wasmtime's parallel
 /// compilation), results in the order of `items`.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {

@@ -133,22 +133,32 @@ fn status_reads_metadata_from_the_cache_without_loading_any_component() {
     assert_eq!(parsed["pending"].as_array().unwrap().len(), 4);
     assert_eq!(parsed["pending"][0]["name"], "add_sessions_table");
 
-    // A file replaced under the same name is read again, not described from memory (it is also
-    // too new to be trusted by identity).
-    std::fs::copy(
-        hsm_test_artifacts::GUEST_V2_CHANGED,
-        env.migrations.join("v002_add_email_column.wasm"),
-    )
-    .unwrap();
+    // A file replaced under the same name is not described from memory (it is also too new to
+    // be trusted by identity), and not compiled either: it is listed as not read yet, and its
+    // applied version as without its file, until a run reads it.
+    let replaced = env.migrations.join("v002_add_email_column.wasm");
+    std::fs::copy(hsm_test_artifacts::GUEST_V2_CHANGED, &replaced).unwrap();
     let changed = env.hsm(&["status", "-v", "--json", "--cache-dir", cache_arg]);
     changed.assert_success();
-    assert_eq!(
-        count(&changed, ": compiling") + count(&changed, "loaded from the compile cache"),
-        1,
-        "{}",
-        changed.stderr
-    );
+    assert_eq!(count(&changed, ": compiling"), 0, "{}", changed.stderr);
+    assert_eq!(count(&changed, "loaded from the compile cache"), 0);
     let parsed: serde_json::Value = serde_json::from_str(&changed.stdout).unwrap();
+    assert_eq!(
+        parsed["unread_components"],
+        serde_json::json!([replaced.to_str().unwrap()])
+    );
+    assert_eq!(parsed["missing_components"], serde_json::json!([2]));
+    // `up` reads it, and refuses it as changed; `status` then knows it.
+    env.hsm(&["up", "--cache-dir", cache_arg])
+        .assert_code(1)
+        .assert_stderr_contains("now has sha256");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.hsm(&["up", "--dry-run", "--cache-dir", cache_arg]);
+    let parsed: serde_json::Value = serde_json::from_str(
+        &env.hsm(&["status", "--json", "--cache-dir", cache_arg])
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(parsed["changed_components"], serde_json::json!([2]));
 }
 

@@ -207,12 +207,51 @@ fn dry_run_on_a_missing_database_creates_no_file() {
 #[test]
 fn status_of_a_missing_database_lists_everything_pending_and_creates_nothing() {
     let env = Env::with_examples();
-    let status = env.status();
+    // Never compiled with this cache: `status` compiles nothing, so their versions are unknown.
+    let cache = env.dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let run = env.hsm(&[args, &["--json", "--cache-dir", cache]].concat());
+        run.assert_success();
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let status = json(&["status"]);
+    assert_eq!(status["exists"], false);
+    assert_eq!(status["pending"].as_array().unwrap().len(), 0);
+    assert_eq!(status["unread_components"].as_array().unwrap().len(), 7);
+    env.hsm(&["status", "--cache-dir", cache])
+        .assert_success()
+        .assert_stdout_contains("Not read yet (7)")
+        .assert_stdout_contains("v001_initial_schema.wasm");
+    env.hsm(&["status", "--check", "--cache-dir", cache])
+        .assert_code(1)
+        .assert_stderr_contains("7 not read yet");
+
+    // Once a run has read them, they are pending by version.
+    env.hsm(&["up", "--dry-run", "--cache-dir", cache])
+        .assert_success();
+    let status = json(&["status"]);
     assert_eq!(status["exists"], false);
     assert_eq!(status["current_version"], 0);
     assert_eq!(status["pending"].as_array().unwrap().len(), 7);
     assert_eq!(status["pending"][2]["reversible"], false);
+    assert_eq!(status["unread_components"], serde_json::json!([]));
     assert!(!env.db.exists());
+}
+
+/// A database migrated elsewhere (a new machine, an emptied cache): `status` knows each
+/// applied file by the checksum the database recorded, without compiling it.
+#[test]
+fn status_knows_applied_files_by_their_checksum_on_a_new_machine() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "5", "--no-cache"]).assert_success();
+    let cache = env.dir.path().join("cache");
+    let run = env.hsm(&["status", "--json", "--cache-dir", cache.to_str().unwrap()]);
+    run.assert_success();
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["current_version"], 5);
+    assert_eq!(status["missing_components"], serde_json::json!([]));
+    assert_eq!(status["unread_components"].as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -113,7 +113,12 @@ fn files_that_are_not_migration_components_are_refused_by_name() {
     for (name, bytes, reason) in cases {
         let env = Env::with_examples();
         std::fs::write(env.migrations.join(name), bytes).unwrap();
+        // `status` compiles nothing: it lists the file as not read yet; `up` reads and refuses it.
         env.hsm(&["status"])
+            .assert_success()
+            .assert_stdout_contains("Not read yet (1)")
+            .assert_stdout_contains(name);
+        env.hsm(&["up"])
             .assert_code(1)
             .assert_stderr_contains(name)
             .assert_stderr_contains(reason);

@@ -46,6 +46,8 @@ fn check(name: &str, stdout: &str) {
 #[test]
 fn every_commands_json_keeps_its_shape() {
     let env = Env::with_examples();
+    // The compile cache describes a file (for `status`) once it has been settled a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let json = |args: &[&str]| {
         let run = env.hsm(&[args, &["--json"]].concat());
         (run.code, run.stdout)

@@ -16,7 +16,7 @@ impl Migrator {
         let backup_dir = db
             .and_then(Database::path)
             .map(|path| self.backup_dir(path));
-        crate::status::read_status(&self.migrations, db, backup_dir.as_deref())
+        crate::status::read_status(&self.migrations, &[], db, backup_dir.as_deref())
     }
 
     /// Drops stored components no applied migration uses and compacts the database file

@@ -94,7 +94,12 @@ fn collect(root: &Path, entries: &mut BTreeMap<PathBuf, Entry>) {
         entry.used = entry.used.max(meta.modified().ok());
     };
     each_file(root, is_compiled_component, &mut add);
-    for (folder, digits) in [("files", 32), ("stored", 64), ("packed", 64)] {
+    for (folder, digits) in [
+        ("files", 32),
+        ("described", 64),
+        ("stored", 64),
+        ("packed", 64),
+    ] {
         each_file(
             &root.join(folder),
             |name| is_digest(name, digits, ""),

@@ -188,6 +188,7 @@ impl Runtime {
                 component.metadata(),
             );
         }
+
         // A run loads every component before its first step: holding all their bytes until
         // each is stored would cost as much memory as the directory's size.
         component.bytes = Bytes::InFile;
@@ -198,6 +199,12 @@ impl Runtime {
     /// exact file before: no read of the component, no hash, no code loaded.
     pub fn describe_cached(&self, path: &Path) -> Option<ComponentInfo> {
         self.cache.as_ref()?.describe(path)
+    }
+
+    /// The metadata of the component in `path`, whose bytes hash to `sha256`, if the compile
+    /// cache has loaded that component before (under any name): no code loaded.
+    pub fn describe_by_content(&self, path: &Path, sha256: &str) -> Option<ComponentInfo> {
+        self.cache.as_ref()?.describe_content(path, sha256)
     }
 
     /// Whether `info`'s file is one the compile cache knows, unchanged since, with its compiled
@@ -278,6 +285,7 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             let component = loaded.pre.instance_pre().component();
             cache.put(engine, &loaded.checksum, component, &loaded.metadata);
+            cache.remember_content(&loaded.checksum, &loaded.metadata);
             wasm.functions.save();
             // Made now, when compiling costs far more, rather than at each apply.
             cache.keep_stored_form(&loaded.checksum, &crate::tracking::stored_form(bytes));
@@ -301,6 +309,7 @@ impl Runtime {
             return Ok(None);
         };
         tracing::debug!("{}: loaded from the compile cache", origin.display());
+        cache.remember_content(checksum, &metadata);
         self.finish_load(
             origin.to_owned(),
             checksum.to_owned(),
@@ -444,9 +453,18 @@ fn validate_metadata(metadata: &Metadata) -> std::result::Result<(), String> {
 /// A component's name and description as hsm-host shows and stores them: control characters
 /// escaped, each capped (see [`text`]).
 pub(crate) fn neutralize_metadata(metadata: Metadata) -> Metadata {
-    Metadata {
-        name: text::neutralize(&metadata.name, text::MAX_NAME),
-        description: text::neutralize(&metadata.description, text::MAX_DESCRIPTION),
-        ..metadata
+    metadata.shown()
+}
+
+impl Metadata {
+    /// The metadata as hsm-host shows and stores it: the name and description with control
+    /// characters escaped, each capped (as every loaded component's is).
+    #[must_use]
+    pub fn shown(self) -> Metadata {
+        Metadata {
+            name: text::neutralize(&self.name, text::MAX_NAME),
+            description: text::neutralize(&self.description, text::MAX_DESCRIPTION),
+            ..self
+        }
     }
 }

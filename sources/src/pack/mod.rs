@@ -137,6 +137,23 @@ impl SqlMigration {
         hex::encode(hasher.finalize())
     }
 
+    /// What its component would say of itself, without packing it: the metadata the packed
+    /// component returns, as loading it would show it.
+    pub fn info(self) -> crate::runtime::ComponentInfo {
+        let metadata = crate::runtime::Metadata {
+            version: self.version,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            reversible: self.down.is_some(),
+        };
+        crate::runtime::ComponentInfo {
+            path: self.source.clone(),
+            checksum: self.identity(),
+            metadata: metadata.shown(),
+            sql: Some(std::sync::Arc::new(self)),
+        }
+    }
+
     /// `20240313170000_create_users.wasm`.
     pub fn file_name(&self) -> String {
         format!("{}_{}.wasm", self.version, self.name)

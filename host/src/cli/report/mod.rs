@@ -103,6 +103,18 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         };
         writeln!(out, "  {:>4}  {:<32}{notes}", pending.version, pending.name)?;
     }
+    if !status.unread_components.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Not read yet ({}): new to this machine; `hsm-host up` (or `up --dry-run`) reads \
+             their versions:",
+            status.unread_components.len()
+        )?;
+        for file in &status.unread_components {
+            writeln!(out, "        {}", file.display())?;
+        }
+    }
 
     writeln!(out)?;
     writeln!(out, "Recent history:")?;

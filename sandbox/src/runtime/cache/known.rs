@@ -1,5 +1,6 @@
 //! What the cache remembers besides compiled code: the sha256 and metadata of component files
-//! it has seen (so `status` reads none of them), components' stored forms, and packed SQL
+//! it has seen, by file identity and by content (so `status` reads none of them, or hashes a
+//! file only), components' stored forms, and packed SQL
 //! migrations.
 
 use std::path::Path;
@@ -46,6 +47,43 @@ impl ComponentCache {
         if let Err(e) = written {
             tracing::debug!("cannot remember {}: {e}", path.display());
         }
+    }
+
+    /// Remembers the metadata of the component whose bytes hash to `checksum`: a file copied,
+    /// renamed or too new to be trusted by its identity is still described once hashed
+    /// (`status` hashes what it does not know; it never compiles).
+    pub(crate) fn remember_content(&self, checksum: &str, metadata: &Metadata) {
+        let entry = self.described_entry(checksum);
+        if entry.is_file() {
+            return;
+        }
+        let metadata = serde_json::to_vec(metadata).expect("metadata serializes");
+        let written = write_private(&entry, &metadata);
+        self.written();
+        if let Err(e) = written {
+            tracing::debug!("cannot remember component {checksum}: {e}");
+        }
+    }
+
+    /// Where the metadata of the component with this sha256 is remembered.
+    fn described_entry(&self, checksum: &str) -> PathBuf {
+        self.dir.join("described").join(checksum)
+    }
+
+    /// The metadata of the component whose bytes hash to `checksum`, if one was loaded before:
+    /// one small read.
+    pub(crate) fn describe_content(&self, path: &Path, checksum: &str) -> Option<ComponentInfo> {
+        if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let metadata: Metadata =
+            serde_json::from_slice(&fs::read(self.described_entry(checksum)).ok()?).ok()?;
+        Some(ComponentInfo {
+            path: path.to_owned(),
+            checksum: checksum.to_owned(),
+            metadata: crate::runtime::neutralize_metadata(metadata),
+            sql: None,
+        })
     }
 
     /// The checksum and metadata of `path` if this exact file was loaded before: one `stat`
