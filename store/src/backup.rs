@@ -1,5 +1,6 @@
-//! Backups: consistent copies taken with SQLite's online backup API (correct while another
-//! process writes in WAL mode), named as the Node tool named them, pruned by count.
+//! Backups: consistent copies of the database file made in the kernel inside a read
+//! transaction (correct while another process writes; SQLite's online backup API where the file
+//! cannot be copied), named as the Node tool named them, pruned by count.
 //!
 //! A backup is written to a hidden `.partial` file, synced, then renamed into place, so a
 //! backup file that exists is always complete.
@@ -150,12 +151,13 @@ pub fn create_keeping(
     }
     let path = dir.join(&name);
     let partial = dir.join(format!(".{name}.partial"));
-    let written = write_copy(conn, &partial).and_then(|()| {
+    let written = write_copy(conn, database, &partial).and_then(|_| {
         fs::rename(&partial, &path).map_err(|e| format!("cannot move it into place: {e}"))?;
         sync_dir(&dir).map_err(|e| format!("cannot sync the directory: {e}"))
     });
     if let Err(reason) = written {
         let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(sibling(&partial, "-wal"));
         return Err(Error::Backup { path, reason });
     }
     tracing::info!("backup taken: {}", path.display());
@@ -207,25 +209,57 @@ fn check_space(conn: &Connection, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies the database into `partial` (mode 0600) and syncs it to disk.
-fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), String> {
+/// Copies the database into `partial` (mode 0600) and syncs it to disk: in the kernel when the
+/// database is a file this process can read (see [`copy_files`]), else with SQLite's online
+/// backup API.
+fn write_copy(
+    conn: &Connection,
+    database: &Path,
+    partial: &Path,
+) -> std::result::Result<Copied, String> {
     let _ = fs::remove_file(partial);
+    let _ = fs::remove_file(sibling(partial, "-wal"));
     // Create the file ourselves so it is private from its first byte.
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let mut target = Connection::open_with_flags(
+    if let Err(reason) = copy_files(conn, database, file, partial) {
+        tracing::debug!("copying the file in the kernel failed ({reason}): using SQLite's backup");
+        let _ = fs::remove_file(sibling(partial, "-wal"));
+        fs::File::create(partial)
+            .map_err(|e| format!("cannot empty {}: {e}", partial.display()))?;
+        let mut target = open_copy(partial)?;
+        copy_pages(conn, &mut target)?;
+        return finish_copy(target, partial).map(|()| Copied::BySqlite);
+    }
+    finish_copy(open_copy(partial)?, partial).map(|()| Copied::InKernel)
+}
+
+/// How a backup was copied.
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    /// The file (and its WAL) in the kernel.
+    InKernel,
+    /// Page by page, by SQLite's online backup API.
+    BySqlite,
+}
+
+fn open_copy(partial: &Path) -> std::result::Result<Connection, String> {
+    Connection::open_with_flags(
         partial,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("cannot open {}: {e}", partial.display()))?;
-    copy_pages(conn, &mut target)?;
+    .map_err(|e| format!("cannot open {}: {e}", partial.display()))
+}
+
+/// Makes the copy one self-contained file and syncs it.
+fn finish_copy(target: Connection, partial: &Path) -> std::result::Result<(), String> {
     // A backup is one self-contained file: the copy of a WAL database is turned into
-    // rollback-journal mode, so no -wal or -shm ever appears beside it (restore puts the
-    // database back in the mode it had).
+    // rollback-journal mode (its WAL, copied beside it, is checkpointed into it first), so no
+    // -wal or -shm ever stays beside it (restore puts the database back in the mode it had).
     let mode: String = target
         .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
         .map_err(|e| format!("cannot make the copy self-contained: {e}"))?;
@@ -235,9 +269,99 @@ fn write_copy(conn: &Connection, partial: &Path) -> std::result::Result<(), Stri
     target
         .close()
         .map_err(|(_, e)| format!("cannot close the copy: {e}"))?;
+    if sibling(partial, "-wal").exists() {
+        return Err("the copy's WAL was not checkpointed".into());
+    }
     fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync the copy: {e}"))
+}
+
+/// Bytes copied between progress reports.
+const COPY_CHUNK: u64 = 64 << 20;
+
+/// Copies the database file, and in WAL mode its WAL, into `partial` (and `partial-wal`) in
+/// the kernel (`copy_file_range`), inside one read transaction. That transaction keeps the
+/// copy consistent: in rollback-journal mode its shared lock keeps every writer from changing
+/// the file; in WAL mode the file changes only by checkpoints of frames it can see, which stay
+/// in the WAL (no writer may restart the WAL under a reader), so replaying the copied WAL over
+/// the copied file, as SQLite does when the copy is opened, gives that snapshot or a later
+/// commit, never a mix (a frame half-copied fails its checksum and ends the replay).
+fn copy_files(
+    conn: &Connection,
+    database: &Path,
+    mut file: fs::File,
+    partial: &Path,
+) -> std::result::Result<(), String> {
+    let own_transaction = conn.is_autocommit();
+    if own_transaction {
+        conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(|e| format!("cannot start a read transaction: {e}"))?;
+    }
+    let copied = (|| {
+        let mode: String = conn
+            .query_row("PRAGMA main.journal_mode", [], |row| row.get(0))
+            .map_err(|e| format!("cannot read the journal mode: {e}"))?;
+        let source = conn
+            .path()
+            .map(Path::new)
+            .filter(|p| !p.as_os_str().is_empty());
+        if source.is_none_or(|p| p != database) {
+            return Err("the connection is not on the database file".into());
+        }
+        copy_file(database, &mut file, true)?;
+        let wal = sibling(database, "-wal");
+        if mode.eq_ignore_ascii_case("wal") && wal.exists() {
+            let mut target = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(sibling(partial, "-wal"))
+                .map_err(|e| format!("cannot create the copy's WAL: {e}"))?;
+            copy_file(&wal, &mut target, false)?;
+        }
+        Ok(())
+    })();
+    if own_transaction {
+        let _ = conn.execute_batch("COMMIT");
+    }
+    copied
+}
+
+/// Copies the file `source` into `target` in the kernel, in chunks (a progress bar for a large
+/// database when `report`).
+fn copy_file(
+    source: &Path,
+    target: &mut fs::File,
+    report: bool,
+) -> std::result::Result<(), String> {
+    let mut source =
+        fs::File::open(source).map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+    let size = source.metadata().map_err(|e| e.to_string())?.len();
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20) as usize;
+    let progress = (report && size >= PROGRESS_FROM_BYTES)
+        .then(|| crate::progress::HostProgress::new("taking a backup (MiB)".into(), mib(size)));
+    let mut done = 0;
+    loop {
+        // std copies a file into a file with copy_file_range (sendfile, or read and write, where
+        // the kernel cannot).
+        let mut chunk = std::io::Read::take(&mut source, COPY_CHUNK);
+        let copied = std::io::copy(&mut chunk, target).map_err(|e| format!("copy failed: {e}"))?;
+        done += copied;
+        if let Some(progress) = &progress {
+            progress.set(mib(done) as u64);
+        }
+        if copied == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// `path` with `suffix` added to its file name (`x.db` → `x.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Pages copied per backup step: 16 MiB of 4 KiB pages between progress reports.
@@ -477,22 +601,30 @@ fn remove_own_file(path: &Path, me: u32) {
 mod tests {
     use super::*;
 
-    /// A copy taken in steps (so it reports progress) is still one snapshot: a writer that
-    /// keeps committing during the copy never shows up half-way in it.
+    /// A copy of a database another process keeps writing is one consistent state, in each
+    /// journal mode and by each way of copying (the kernel's, and SQLite's backup API in steps,
+    /// so it reports progress): a writer's commit never shows up half-way in it.
     #[test]
-    fn a_stepped_copy_of_a_busy_wal_database_is_one_snapshot() {
+    fn a_copy_of_a_busy_database_is_one_snapshot() {
+        for (journal, kernel) in [("WAL", true), ("DELETE", true), ("WAL", false)] {
+            copy_of_a_busy_database_is_one_snapshot(journal, kernel);
+        }
+    }
+
+    fn copy_of_a_busy_database_is_one_snapshot(journal: &str, kernel: bool) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("busy.db");
         let conn = Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
         // Several steps' worth of pages; `pair` holds rows that are only ever written two by two,
         // with opposite amounts, so every snapshot sums to zero and has an even count.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = {journal};
              CREATE TABLE ballast (b BLOB);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6000)
              INSERT INTO ballast SELECT randomblob(4000) FROM n;
-             CREATE TABLE pair (amount INTEGER);",
-        )
+             CREATE TABLE pair (amount INTEGER);"
+        ))
         .unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
@@ -514,7 +646,20 @@ mod tests {
         };
         let partial = dir.path().join("copy.db");
         std::thread::sleep(Duration::from_millis(20));
-        write_copy(&conn, &partial).unwrap();
+        // Another path than the connection's makes the kernel copy refuse, so SQLite's is used.
+        let named = if kernel {
+            db.clone()
+        } else {
+            dir.path().join("elsewhere.db")
+        };
+        let copied = write_copy(&conn, &named, &partial).unwrap();
+        let expected = if kernel {
+            Copied::InKernel
+        } else {
+            Copied::BySqlite
+        };
+        assert_eq!(copied, expected, "{journal}");
+        assert!(!sibling(&partial, "-wal").exists(), "{journal}: one file");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let commits = writer.join().unwrap();
         assert!(commits > 0);
@@ -526,7 +671,11 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((count % 2, sum), (0, 0), "{count} rows summing to {sum}");
+        assert_eq!(
+            (count % 2, sum),
+            (0, 0),
+            "{journal} {kernel}: {count} rows, sum {sum}"
+        );
         let check: String = copy
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();

@@ -16,12 +16,14 @@ use rusqlite::{Connection, params};
 mod data;
 mod measure;
 mod native;
+mod peers;
 mod runs;
 mod setup;
 
 use data::*;
 use measure::*;
 use native::*;
+use peers::*;
 use runs::*;
 use setup::*;
 
@@ -64,12 +66,14 @@ fn main() {
         bench.scale.runs
     );
     println!("|---|---|---|---|---|");
-    let sections: [(&str, Section); 10] = [
+    let sections: [(&str, Section); 12] = [
         ("compile", compile),
         ("up", up),
+        ("group", group),
         ("sql", sql),
         ("rss", rss),
         ("status", status),
+        ("cold-status", cold_status),
         ("data", data),
         ("function", function),
         ("backup", backup),
