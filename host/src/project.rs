@@ -272,7 +272,10 @@ impl Project {
             Some(&self.backup_dir()),
         )?;
         status.database.get_or_insert_with(|| self.database.clone());
-        status.storage.compile_cache = self.cache_dir.as_deref().map(dir_size);
+        status.storage.compile_cache = self
+            .cache_dir
+            .as_deref()
+            .map(crate::runtime::cache_trim::usage);
         Ok(status)
     }
 
@@ -577,18 +580,4 @@ fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
     }
     found.truncate(10);
     found
-}
-
-/// The bytes of the files below `dir` (links not followed; 0 when it cannot be read).
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }

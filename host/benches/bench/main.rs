@@ -50,6 +50,16 @@ fn main() {
     let scale = scale();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().to_owned();
+    // HSM_BENCH_KEEP=1 keeps the inputs (the 100 components, their compile cache) for a
+    // profiler: `perf record hsm-host up --migrations <dir>/ddl --cache-dir <dir>/cache …`.
+    let _work = match std::env::var_os("HSM_BENCH_KEEP") {
+        Some(_) => {
+            eprintln!("bench inputs kept in {}", dir.display());
+            let _ = work.keep();
+            None
+        }
+        None => Some(work),
+    };
     let migrations = ddl_components(&dir, scale.migrations);
     let cache = dir.join("cache");
     migrator(&migrations, &cache, Safety::default());

@@ -171,7 +171,9 @@ fn run(args: &Args) -> Result<()> {
     let global = &args.global;
     // Refused before anything is opened, whatever the command.
     let project = project(global)?;
-    let mut out = sink::SafeOut::new(std::io::stdout().lock());
+    // One write for the whole report rather than one per line (flushed below, or when
+    // dropped on an error, before the error is printed).
+    let mut out = sink::SafeOut::new(std::io::BufWriter::new(std::io::stdout().lock()));
     match &args.command {
         Command::Status { check } => {
             let status = with_loading_context(global, project.status())?;

@@ -119,15 +119,27 @@ pub(super) fn record_step(
     attempt: &Attempt,
 ) -> Result<()> {
     let backup = attempt.backup_path.as_deref();
-    match attempt.direction {
-        Direction::Up => record_applied(db.tracking(), conn, component, backup)?,
-        Direction::Down => {
-            db.tracking()
-                .record_rolled_back(conn, component.version(), backup, &time::now_iso())?
+    // One stored component per applied version: the one this step replaced goes with it. A
+    // first apply replaces none (and up-100 would otherwise look through them 100 times).
+    let replaces = match attempt.direction {
+        Direction::Up => {
+            let before = db.tracking().recorded_checksum(conn, component.version())?;
+            record_applied(db.tracking(), conn, component, backup)?;
+            before.is_some_and(|before| before != component.checksum())
         }
+        Direction::Down => {
+            db.tracking().record_rolled_back(
+                conn,
+                component.version(),
+                backup,
+                &time::now_iso(),
+            )?;
+            true
+        }
+    };
+    if replaces {
+        db.tracking().drop_unused_components(conn)?;
     }
-    // One stored component per applied version: the one this step replaced goes with it.
-    db.tracking().drop_unused_components(conn)?;
     db.tracking()
         .record_attempt(conn, attempt, None, &time::now_iso())
 }

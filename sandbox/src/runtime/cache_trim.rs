@@ -38,6 +38,22 @@ struct Entry {
     used: Option<SystemTime>,
 }
 
+/// Where the last trim wrote the bytes the cache's own files take.
+const USAGE_FILE: &str = "usage";
+
+/// The bytes the cache in `dir` takes: as its last trim counted them (every process that
+/// writes to it trims it when it ends), else counted now.
+pub fn usage(dir: &Path) -> u64 {
+    let recorded = fs::read_to_string(dir.join(USAGE_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    recorded.unwrap_or_else(|| {
+        let mut entries: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+        collect(dir, &mut entries);
+        entries.values().map(|entry| entry.bytes).sum()
+    })
+}
+
 /// Removes the least recently used entries of the cache in `dir` until it holds at most
 /// `max_bytes` (the newest stays whatever its size). Only the cache's own regular files are
 /// counted or removed (see `collect`), no link is followed, and a file that cannot be removed is
@@ -66,6 +82,11 @@ pub(crate) fn trim(dir: &Path, max_bytes: u64) -> Trimmed {
             trimmed.entries_removed += 1;
         }
     }
+    // What `status` shows as the cache's size, without walking the cache itself.
+    let _ = super::cache::write_private(
+        &dir.join(USAGE_FILE),
+        trimmed.bytes_after.to_string().as_bytes(),
+    );
     if trimmed.entries_removed > 0 {
         tracing::debug!(
             "compile cache {} trimmed from {} to {} bytes ({} entries removed)",

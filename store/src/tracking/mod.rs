@@ -406,6 +406,21 @@ impl Tracking {
         .context("cannot read the current version")
     }
 
+    /// The checksum the `migrations` row of `version` records, if it has a row and one.
+    pub fn recorded_checksum(&self, conn: &Connection, version: u64) -> Result<Option<String>> {
+        conn.prepare_cached(&format!(
+            "SELECT checksum FROM main.\"{}\" WHERE version = ?1",
+            self.migrations
+        ))
+        .and_then(|mut select| {
+            select
+                .query_row([version], |row| row.get::<_, Option<String>>(0))
+                .optional()
+        })
+        .map(Option::flatten)
+        .context(format!("cannot read the record of migration {version}"))
+    }
+
     /// Whether a history row says an attempt is still `running` (live, or its process died).
     pub fn has_running(&self, conn: &Connection) -> Result<bool> {
         conn.query_row(
