@@ -15,7 +15,7 @@ use crate::migrator::{AdoptReport, DryRunReport, Migrator, RunReport, Safety};
 use crate::pack::Layout;
 use crate::restore::{self, RestoreReport};
 use crate::roundtrip::{self, TestReport};
-use crate::runtime::{Limits, Runtime, cache};
+use crate::runtime::{Compiler, Limits, Runtime, cache};
 use crate::status::{self, Status};
 use crate::tracking::Tracking;
 use crate::{Database, source};
@@ -44,6 +44,7 @@ pub struct Project {
     limits: Limits,
     cache_dir: Option<PathBuf>,
     cache_max: u64,
+    compiler: Compiler,
     safety: Safety,
 }
 
@@ -60,6 +61,7 @@ impl Project {
             limits: Limits::default(),
             cache_dir: cache::default_dir(),
             cache_max: crate::runtime::cache_trim::DEFAULT_MAX_BYTES,
+            compiler: Compiler::default(),
             safety: Safety::default(),
         }
     }
@@ -103,6 +105,12 @@ impl Project {
         self
     }
 
+    /// Which compiler makes components' machine code (`--compiler`).
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
+    }
+
     /// Backups, checks and the lock timeout of runs that write.
     pub fn with_safety(mut self, safety: Safety) -> Self {
         self.safety = safety;
@@ -138,7 +146,7 @@ impl Project {
     /// # Errors
     /// As [`Runtime::with_limits`].
     pub fn runtime(&self) -> Result<Runtime> {
-        let runtime = Runtime::with_limits(self.limits)?;
+        let runtime = Runtime::with_limits(self.limits)?.with_compiler(self.compiler);
         Ok(match &self.cache_dir {
             Some(dir) => runtime.with_cache(dir, self.cache_max),
             None => runtime,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::backup::BackupInfo;
 use crate::database::Database;
-use crate::error::{Result, SqliteContext};
+use crate::error::{Error, Result, SqliteContext};
 use crate::runtime::ComponentInfo;
 use crate::text;
 use crate::tracking::{HistoryDirection, HistoryRow, HistoryStatus, MigrationRow};
@@ -350,5 +350,17 @@ fn name_unread<'a>(
         }
     }
     components.sort_by_key(ComponentInfo::version);
+    // Two files an applied row describes (a copy of an applied component beside it, or one
+    // beside a file the cache knows): `up` refuses them, so status does too.
+    if let Some(pair) = components
+        .windows(2)
+        .find(|pair| pair[0].version() == pair[1].version())
+    {
+        return Err(Error::DuplicateVersion {
+            version: pair[0].version(),
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
     Ok((std::borrow::Cow::Owned(components), unread))
 }

@@ -574,7 +574,39 @@ fn prune_older(
             remove_own_file(&entry.path(), me);
         }
     }
+    remove_stale_partials(database, dir, me);
     Ok(())
+}
+
+/// How long a backup's hidden `.partial` file (and its sidecars) must have gone unwritten to
+/// be taken for a copy whose process was killed: a copy in progress writes it continuously.
+const STALE_PARTIAL: Duration = Duration::from_secs(60 * 60);
+
+/// Removes what copies of `database` killed mid-way left in `dir`: `.<backup name>.partial`
+/// and its `-wal`/`-journal`/`-shm`, this user's regular files, untouched for an hour. Nothing
+/// else is touched (other databases' partials, younger ones, other users' files).
+fn remove_stale_partials(database: &Path, dir: &Path, me: u32) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let backup = name.strip_prefix('.').and_then(|rest| {
+            ["", "-wal", "-journal", "-shm"]
+                .iter()
+                .find_map(|suffix| rest.strip_suffix(&format!(".partial{suffix}")))
+        });
+        let ours = backup.is_some_and(|backup| parse_backup_time(database, backup).is_some());
+        let stale = fs::symlink_metadata(entry.path())
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= STALE_PARTIAL));
+        if ours && stale {
+            tracing::info!(
+                "removing what a killed backup left: {}",
+                entry.path().display()
+            );
+            remove_own_file(&entry.path(), me);
+        }
+    }
 }
 
 /// The name a backup taken a minute from now would have: no backup of ours is named later (a
@@ -711,6 +743,54 @@ mod tests {
             ".monitor.db.backup-2024-01-01T12-00-00-000Z.partial",
         ] {
             assert_eq!(parse_backup_time(db, other), None, "{other}");
+        }
+    }
+
+    /// What a backup killed mid-copy leaves (its hidden partial file and the copy's WAL or
+    /// journal) goes at the next prune once it is an hour old; a copy in progress, another
+    /// database's partial and other files stay.
+    #[test]
+    fn a_killed_backups_partial_files_are_removed_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("monitor.db");
+        let backups = dir.path().join("backups");
+        fs::create_dir(&backups).unwrap();
+        let stamp = "2024-01-01T12-00-00-000Z";
+        let write = |name: &str, age: Duration| {
+            let path = backups.join(name);
+            fs::write(&path, b"partial copy").unwrap();
+            let file = fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - age)
+                .unwrap();
+            path
+        };
+        let two_hours = Duration::from_secs(2 * 60 * 60);
+        let stale = [
+            write(&format!(".monitor.db.backup-{stamp}.partial"), two_hours),
+            write(
+                &format!(".monitor.db.backup-{stamp}.partial-wal"),
+                two_hours,
+            ),
+            write(
+                &format!(".monitor.db.backup-{stamp}.partial-journal"),
+                two_hours,
+            ),
+        ];
+        let kept = [
+            write(
+                ".monitor.db.backup-2024-01-02T12-00-00-000Z.partial",
+                Duration::ZERO,
+            ),
+            write(&format!(".other.db.backup-{stamp}.partial"), two_hours),
+            write(".monitor.db.partial", two_hours),
+            write("notes.partial", two_hours),
+        ];
+        prune(&db, &backups, 10, None, &[]).unwrap();
+        for path in stale {
+            assert!(!path.exists(), "{} stayed", path.display());
+        }
+        for path in kept {
+            assert!(path.exists(), "{} was removed", path.display());
         }
     }
 }

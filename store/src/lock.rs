@@ -105,8 +105,12 @@ pub fn acquire(database: &Path, timeout: Duration) -> Result<MigrationLock> {
         // A link planted in its place would have the holder's name written wherever it
         // points (the lock file is truncated and rewritten).
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        // Only this user may open it: anyone who can open a file can flock it, and so hold
+        // every run of this database off.
+        .mode(0o600)
         .open(&path)
         .map_err(io_error)?;
+    check_own_file(&file).map_err(io_error)?;
     let started = Instant::now();
     let mut announced = false;
     loop {
@@ -115,8 +119,8 @@ pub fn acquire(database: &Path, timeout: Duration) -> Result<MigrationLock> {
             Err(TryLockError::WouldBlock) => {
                 if started.elapsed() >= timeout {
                     return Err(Error::Locked {
+                        holder: with_gone_note(read_holder(&mut file), &path),
                         path: path.clone(),
-                        holder: read_holder(&mut file),
                         waited: timeout,
                     });
                 }
@@ -181,11 +185,77 @@ pub fn try_acquire(database: &Path) -> Option<MigrationLock> {
     acquire(database, Duration::ZERO).ok()
 }
 
-fn holder_line() -> String {
-    let host = rustix::system::uname()
+/// Refuses a lock file that is not this user's own regular file with one name: another
+/// user's file, a FIFO or device, or a hard link to some other file (whose contents taking
+/// the lock would overwrite). One of ours that others may open (made by an older release, or
+/// under a loose umask) is made private.
+fn check_own_file(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = file.metadata()?;
+    let refuse = |why: String| Err(std::io::Error::other(why));
+    if !meta.file_type().is_file() {
+        return refuse(
+            "it is not a regular file; remove it (hsm-host creates its own lock file)".to_owned(),
+        );
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return refuse(format!(
+            "it belongs to uid {}, not to the user running hsm-host (uid {me}): run hsm-host \
+             as that user, or remove the file if nothing is running",
+            meta.uid()
+        ));
+    }
+    if meta.nlink() != 1 {
+        return refuse(format!(
+            "it has {} names (a hard link to another file?); remove it (hsm-host creates its \
+             own lock file)",
+            meta.nlink()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// `holder`, with a note when it names a process of this host that has ended: the lock is
+/// then held by some other process that has the file open (it was readable by others before
+/// this release made it private).
+fn with_gone_note(holder: String, path: &Path) -> String {
+    let named = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on host "))
+        .and_then(|(pid, rest)| {
+            let pid = i32::try_from(pid.parse::<u32>().ok()?).ok()?;
+            Some((pid, rest.split(',').next()?))
+        });
+    let Some((pid, host)) = named else {
+        return holder;
+    };
+    let gone = host == this_host()
+        && rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+            rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+        });
+    match gone {
+        true => format!(
+            "{holder} (that process has ended: another process has the lock file open; \
+             `fuser -v {}` names it)",
+            path.display()
+        ),
+        false => holder,
+    }
+}
+
+fn this_host() -> String {
+    rustix::system::uname()
         .nodename()
         .to_string_lossy()
-        .into_owned();
+        .into_owned()
+}
+
+fn holder_line() -> String {
+    let host = this_host();
     format!(
         "pid {} on host {host}, since {}",
         std::process::id(),
@@ -280,5 +350,60 @@ mod tests {
             try_acquire(&db).is_some(),
             "dropping the guard releases the lock"
         );
+    }
+
+    #[test]
+    fn the_lock_file_is_private_and_only_this_users_own_regular_file_is_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        drop(acquire(&db, Duration::ZERO).unwrap());
+        assert_eq!(mode(&lock_path(&db)), 0o600);
+        // One an older release left readable by all is made private.
+        std::fs::set_permissions(lock_path(&db), std::fs::Permissions::from_mode(0o666)).unwrap();
+        drop(acquire(&db, Duration::ZERO).unwrap());
+        assert_eq!(mode(&lock_path(&db)), 0o600);
+
+        // A hard link to another file: nothing is written to it.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        std::fs::remove_file(lock_path(&db)).unwrap();
+        std::fs::hard_link(&victim, lock_path(&db)).unwrap();
+        let error = acquire(&db, Duration::ZERO).unwrap_err().to_string();
+        assert!(error.contains("has 2 names"), "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+
+        // A FIFO: refused at once, not waited on.
+        std::fs::remove_file(lock_path(&db)).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            lock_path(&db),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = acquire(&db, Duration::ZERO).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn a_holder_that_has_ended_is_named_as_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.lock");
+        // A pid no process has (above the kernel's pid_max).
+        let holder = format!("pid 2147483000 on host {}, since then", this_host());
+        let noted = with_gone_note(holder.clone(), &path);
+        assert!(noted.contains("that process has ended"), "{noted}");
+        assert!(noted.contains("fuser -v"), "{noted}");
+        let alive = format!(
+            "pid {} on host {}, since then",
+            std::process::id(),
+            this_host()
+        );
+        assert_eq!(with_gone_note(alive.clone(), &path), alive);
+        let elsewhere = "pid 2147483000 on host another-machine, since then".to_owned();
+        assert_eq!(with_gone_note(elsewhere.clone(), &path), elsewhere);
     }
 }

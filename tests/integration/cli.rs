@@ -252,6 +252,41 @@ fn status_knows_applied_files_by_their_checksum_on_a_new_machine() {
     assert_eq!(status["current_version"], 5);
     assert_eq!(status["missing_components"], serde_json::json!([]));
     assert_eq!(status["unread_components"].as_array().unwrap().len(), 2);
+
+    // A copy of an applied file beside it: `up` would refuse the two, and so does status.
+    env.add_as(hsm_test_artifacts::V002_ADD_EMAIL_COLUMN, "v002_copy.wasm");
+    let fresh = env.dir.path().join("fresh-cache");
+    let fresh = fresh.to_str().unwrap();
+    for args in [
+        &["status"][..],
+        &["status", "--check"],
+        &["up", "--dry-run"],
+    ] {
+        env.hsm(&[args, &["--cache-dir", fresh]].concat())
+            .assert_code(1)
+            .assert_stderr_contains("v002_copy.wasm")
+            .assert_stderr_contains("version 2");
+    }
+}
+
+/// A file changed since it was applied, on a machine whose cache never read it: the applied
+/// row says no file was read for it and points at the list of files not read yet.
+#[test]
+fn status_points_from_an_applied_migration_without_a_file_to_the_files_not_read() {
+    let env = Env::with_examples();
+    env.hsm(&["up", "2", "--no-cache"]).assert_success();
+    // v002's file replaced by another component's bytes (a rebuild, a wrong copy).
+    env.add_as(
+        hsm_test_artifacts::V003_NORMALIZE_EMAIL_ADDRESSES,
+        "v002_add_email_column.wasm",
+    );
+    let cache = env.dir.path().join("cache");
+    env.hsm(&["status", "--cache-dir", cache.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("[no file read for it: changed or missing, see Not read yet]")
+        .assert_stdout_contains(
+            "Not read yet (6): files neither the compile cache nor an applied migration knows",
+        );
 }
 
 #[test]

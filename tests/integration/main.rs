@@ -7,6 +7,7 @@ mod authoring;
 mod backups;
 mod cache;
 mod cli;
+mod compilers;
 mod config;
 mod crash;
 mod failures;

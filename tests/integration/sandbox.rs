@@ -17,8 +17,12 @@ pub(crate) struct Arena {
 }
 
 pub(crate) fn arena(limits: Limits) -> Arena {
+    arena_in(Runtime::with_limits(limits).unwrap())
+}
+
+/// [`arena`], its components loaded by `runtime`.
+pub(crate) fn arena_in(runtime: Runtime) -> Arena {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::with_limits(limits).unwrap();
     let components = hsm_test_artifacts::EXAMPLES
         .iter()
         .chain([&hsm_test_artifacts::GUEST_ATTACK])
@@ -57,7 +61,12 @@ pub(crate) fn attack_with(limits: Limits, attack: &str) -> String {
 
 /// [`attack_with`], with how long the attacked `up` took.
 pub(crate) fn timed_attack(limits: Limits, attack: &str) -> (String, Duration) {
-    let arena = arena(limits);
+    timed_attack_in(Runtime::with_limits(limits).unwrap(), attack)
+}
+
+/// [`timed_attack`], the components loaded by `runtime`.
+pub(crate) fn timed_attack_in(runtime: Runtime, attack: &str) -> (String, Duration) {
+    let arena = arena_in(runtime);
     set_attack(&arena, attack);
     let before = dump(&arena.db.connection(), &["migration_history"]);
 

@@ -10,8 +10,18 @@ pub(crate) fn guest_against_native(
     guest: &str,
     native: fn(&Path) -> Duration,
 ) -> [(Vec<Duration>, Vec<Duration>); 2] {
+    guest_against_native_with(bench, guest, native, Compiler::Auto)
+}
+
+/// [`guest_against_native`], the guest compiled by `compiler`.
+pub(crate) fn guest_against_native_with(
+    bench: &Bench,
+    guest: &str,
+    native: fn(&Path) -> Duration,
+    compiler: Compiler,
+) -> [(Vec<Duration>, Vec<Duration>); 2] {
     let name = Path::new(guest).file_stem().unwrap();
-    let migration = single_migration(&bench.dir.join(name), guest, &bench.cache);
+    let migration = single_migration_with(&bench.dir.join(name), guest, &bench.cache, compiler);
     MODES.map(|(wal, _)| on_fresh_copies(&items(bench, wal), bench.scale.runs, &migration, native))
 }
 
@@ -164,27 +174,38 @@ pub(crate) fn twins() -> [(&'static str, Option<&'static str>); 3] {
     ]
 }
 
-/// Each language's twin: component size, cold compile, and cached load (find, map, link).
+/// The compilers a language's twin is measured with: Cranelift, and Winch (what `auto` picks
+/// for an interpreter).
+const COMPILERS: [(Compiler, &str); 2] = [
+    (Compiler::Cranelift, "Cranelift"),
+    (Compiler::Winch, "Winch"),
+];
+
+/// Each language's twin: component size, cold compile, and cached load (find, map, link),
+/// with each compiler.
 pub(crate) fn languages(bench: &Bench, report: &mut Report) {
-    for (language, component) in twins() {
+    for ((language, component), (compiler, compiler_name)) in twins()
+        .into_iter()
+        .flat_map(|twin| COMPILERS.map(|c| (twin, c)))
+    {
         let Some(component) = component else {
             println!("| {language}: not built (run scripts/guest-tools.sh) | | | | |");
             continue;
         };
         let size = std::fs::metadata(component).unwrap().len();
-        let dir = bench.dir.join(format!("lang-{language}"));
+        let dir = bench.dir.join(format!("lang-{language}-{compiler_name}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(component, dir.join("migration.wasm")).unwrap();
         let (mut cold, mut warm) = (Vec::new(), Vec::new());
         for run in 0..bench.scale.runs.min(3) {
             let cache = dir.join(format!("cache-{run}"));
-            cold.push(time(|| migrator(&dir, &cache, Safety::default())).0);
+            cold.push(time(|| migrator_with(&dir, &cache, Safety::default(), compiler)).0);
             // The cache trusts an artifact by its file's identity once it has settled (1 s).
             std::thread::sleep(Duration::from_millis(1100));
             for _ in 0..3 {
                 warm.push(
                     time(|| {
-                        let m = migrator(&dir, &cache, Safety::default());
+                        let m = migrator_with(&dir, &cache, Safety::default(), compiler);
                         m.component(1).unwrap();
                     })
                     .0,
@@ -192,7 +213,7 @@ pub(crate) fn languages(bench: &Bench, report: &mut Report) {
             }
         }
         report.absolute(
-            &format!("{language}: component size, cold compile, cached load"),
+            &format!("{language} ({compiler_name}): component size, cold compile, cached load"),
             format!(
                 "{:.1} MiB, {:.0} ms, {:.1} ms",
                 size as f64 / f64::from(1 << 20),
@@ -206,15 +227,18 @@ pub(crate) fn languages(bench: &Bench, report: &mut Report) {
 
 /// Each language's twin run against the native loop.
 pub(crate) fn languages_data(bench: &Bench, report: &mut Report) {
-    for (language, component) in twins() {
+    for ((language, component), (compiler, compiler_name)) in twins()
+        .into_iter()
+        .flat_map(|twin| COMPILERS.map(|c| (twin, c)))
+    {
         let Some(component) = component else {
             continue;
         };
-        let runs = guest_against_native(bench, component, native_transform);
+        let runs = guest_against_native_with(bench, component, native_transform, compiler);
         compare_in_modes(
             report,
             &format!(
-                "{language}: data, {} rows read, transformed, written back",
+                "{language} ({compiler_name}): data, {} rows read, transformed, written back",
                 bench.scale.rows
             ),
             &runs,

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hsm_host::backup::BackupConfig;
+use hsm_host::runtime::Compiler;
 use hsm_host::{Database, Migrator, Runtime, Safety};
 use rusqlite::{Connection, params};
 

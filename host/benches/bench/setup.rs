@@ -21,7 +21,20 @@ pub(crate) fn ddl_components(dir: &Path, count: u64) -> PathBuf {
 }
 
 pub(crate) fn migrator(migrations: &Path, cache: &Path, safety: Safety) -> Migrator {
-    let runtime = Runtime::new().unwrap().with_cache_dir(cache);
+    migrator_with(migrations, cache, safety, Compiler::Auto)
+}
+
+/// [`migrator`], its components compiled by `compiler`.
+pub(crate) fn migrator_with(
+    migrations: &Path,
+    cache: &Path,
+    safety: Safety,
+    compiler: Compiler,
+) -> Migrator {
+    let runtime = Runtime::new()
+        .unwrap()
+        .with_cache_dir(cache)
+        .with_compiler(compiler);
     Migrator::load_dir_with(runtime, migrations)
         .unwrap()
         .with_safety(safety)
@@ -40,8 +53,13 @@ pub(crate) fn items_db(path: &Path, rows: i64, wal: bool) {
 }
 
 /// A migrator over one component, without backups and with the quick check: the data
-/// benchmarks time the migration step alone.
-pub(crate) fn single_migration(dir: &Path, component: &str, cache: &Path) -> Migrator {
+/// benchmarks time the migration step alone. Compiled by `compiler`.
+pub(crate) fn single_migration_with(
+    dir: &Path,
+    component: &str,
+    cache: &Path,
+    compiler: Compiler,
+) -> Migrator {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(component, dir.join("migration.wasm")).unwrap();
     let safety = Safety {
@@ -49,7 +67,7 @@ pub(crate) fn single_migration(dir: &Path, component: &str, cache: &Path) -> Mig
         quick_check: true,
         ..Safety::default()
     };
-    migrator(dir, cache, safety)
+    migrator_with(dir, cache, safety, compiler)
 }
 
 /// Times of the migration step (the `up` of `migrator`'s one component) and of `native`, run

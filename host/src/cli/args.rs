@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use hsm_host::runtime::Compiler;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -171,6 +172,13 @@ pub struct Global {
     #[arg(long, global = true, help_heading = "Global options", env = "HSM_CACHE_MAX", default_value = "512MiB",
           value_parser = parse_size)]
     pub cache_max: usize,
+
+    /// Compiler of components not in the cache: auto (Winch, quick to compile, for components of
+    /// 4 MiB and more such as Python and JavaScript interpreters; Cranelift for the rest),
+    /// cranelift (fastest code) or winch
+    #[arg(long, global = true, help_heading = "Global options", env = "HSM_COMPILER", default_value = "auto",
+          value_parser = parse_compiler)]
+    pub compiler: Compiler,
 
     /// Compile every component, without reading or writing the compile cache
     #[arg(long, global = true, help_heading = "Global options")]
@@ -381,6 +389,11 @@ pub(super) fn parse_age(text: &str) -> Result<Duration, String> {
 }
 
 /// `300` (seconds), `300s`, `5m`, `1h`, `500ms`: a time limit, above zero.
+/// `--compiler`: one of [`Compiler::NAMES`].
+fn parse_compiler(text: &str) -> Result<Compiler, String> {
+    text.parse()
+}
+
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humane_duration(text).map_err(|reason| {
         format!("`{text}` is not a duration like 300, 90s, 5m or 1h ({reason})")

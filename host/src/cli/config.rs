@@ -46,6 +46,7 @@ struct Settings {
     log_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     cache_max: Option<Size>,
+    compiler: Option<String>,
     tracking_prefix: Option<String>,
     layout: Option<String>,
     timeout: Option<String>,
@@ -212,6 +213,12 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
         .transpose()
         .map_err(|e| anyhow::anyhow!("cache_max: {e}"))?;
     take!("cache_max", cache_max, cache_max);
+    let compiler = s
+        .compiler
+        .map(|c| c.parse())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("compiler: {e}"))?;
+    take!("compiler", compiler, compiler);
     take!("lock_timeout", lock_timeout, s.lock_timeout);
     take!(
         "single_transaction",

@@ -349,7 +349,6 @@ fn run(args: &Args) -> Result<()> {
     out.flush().context("cannot write to stdout")
 }
 
-/// The database, migrations and settings the command line names.
 /// How the migrations directory's SQL files are read (`--layout`, `--placeholder`).
 fn sql_options(global: &Global) -> hsm_host::pack::SqlOptions {
     hsm_host::pack::SqlOptions {
@@ -358,6 +357,7 @@ fn sql_options(global: &Global) -> hsm_host::pack::SqlOptions {
     }
 }
 
+/// The database, migrations and settings the command line names.
 fn project(global: &Global) -> Result<Project> {
     let tracking =
         Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()))?;
@@ -383,6 +383,7 @@ fn project(global: &Global) -> Result<Project> {
         })
         .with_cache_dir(cache_dir)
         .with_cache_max(global.cache_max as u64)
+        .with_compiler(global.compiler)
         .with_safety(Safety {
             backups: (!global.no_backup).then_some(backups),
             quick_check: global.quick,

@@ -321,7 +321,7 @@ mod across_processes {
             let runtime = Runtime::new().unwrap().with_cache_dir(dir);
             let bytes = std::fs::read(component).unwrap();
             runtime.load(PathBuf::from(component), &bytes).unwrap();
-            runtime.wasm().unwrap().functions.counts()
+            runtime.wasm().unwrap().functions.as_ref().unwrap().counts()
         };
         let (alone, project) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (_, compiled_alone) = load(alone.path(), hsm_test_artifacts::V002_ADD_EMAIL_COLUMN);

@@ -57,7 +57,8 @@ impl Runtime {
     /// # Errors
     /// As [`Runtime::inspect_file`].
     pub fn inspect_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Inspection> {
-        let wasm = self.wasm()?;
+        // The engine that would compile it: a refused large component compiles quickly again.
+        let wasm = self.engine(self.compiler.compile_tier(bytes.len() as u64))?;
         let names = |component: &Component| -> (Vec<String>, Vec<String>) {
             let ty = component.component_type();
             let list = |it: &mut dyn Iterator<Item = &str>| -> Vec<String> {

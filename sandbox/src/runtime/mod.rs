@@ -6,6 +6,7 @@ pub use hsm_store::digest::sha256_hex;
 pub mod cache_trim;
 mod clock;
 mod component;
+mod engines;
 mod functions;
 mod host;
 mod imports;
@@ -16,22 +17,24 @@ mod output;
 pub use hsm_store::progress;
 mod provided;
 mod state;
+mod tier_up;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::component::Component;
 
-use crate::contract::{Migration, MigrationPre};
+use crate::contract::MigrationPre;
 use component::{Bytes, call};
 pub use component::{
     ComponentInfo, Failure, Metadata, MigrationComponent, SqlOrigin, drop_elsewhere,
 };
+pub use engines::{Compiler, QUICK_COMPILE_FROM};
+use engines::{Tier, Wasm};
 pub use inspect::Inspection;
-use limits::{EpochTicker, MemoryBudget};
+use limits::MemoryBudget;
 pub use limits::{Limits, Watch, describe_duration};
 pub use progress::{ProgressSink, set_progress_sink};
 pub use provided::FILE_NAME as SQL_FUNCTIONS_FILE;
@@ -46,62 +49,17 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Compiles and runs migration components. Create one and load every component with it.
 pub struct Runtime {
-    /// Started on first use: `status` answered from the cache never needs an engine.
-    wasm: OnceLock<std::result::Result<Wasm, String>>,
+    /// Cranelift's and Winch's, each started on first use: `status` answered from the cache
+    /// never needs an engine.
+    engines: [OnceLock<std::result::Result<Wasm, String>>; 2],
+    /// Which of them compiles a component.
+    compiler: Compiler,
     limits: Limits,
     cache: Option<Arc<cache::ComponentCache>>,
     /// The SQL functions of the migrations directory, given to every migration loaded.
     sql_functions: std::sync::Mutex<Option<Arc<provided::ProvidedFunctions>>>,
-}
-
-/// The engine and the host functions guests may import.
-struct Wasm {
-    engine: Engine,
-    linker: Linker<GuestState>,
-    /// Drives the time limit of every call; stops when the runtime and every component it
-    /// loaded are gone.
-    ticker: Arc<EpochTicker>,
-    /// Cranelift's functions, reused by later compiles (on disk too, with a cache directory).
-    functions: Arc<incremental::FunctionCache>,
-}
-
-impl Wasm {
-    fn start(cache: Option<&cache::ComponentCache>) -> std::result::Result<Self, String> {
-        let error = |e: wasmtime::Error| format!("{e:#}");
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Neither is needed to trap or report: address maps only add wasm offsets to
-        // backtraces (which hsm-host does not show), unwind info serves native unwinders.
-        // Without them a compile does ~12% less work.
-        config.generate_address_map(false);
-        config.native_unwind_info(false);
-        // Each component is instantiated once or twice per run: a copy-on-write memory image
-        // (a memfd made, written and mapped per component) costs more than copying its few
-        // kilobytes of data segments into a fresh memory.
-        config.memory_init_cow(false);
-        // Functions shared between components (std, bindings, SDK) are compiled once.
-        let functions = Arc::new(incremental::FunctionCache::default());
-        config
-            .enable_incremental_compilation(Arc::clone(&functions) as _)
-            .map_err(error)?;
-        let engine = Engine::new(&config).map_err(error)?;
-        if let Some(cache) = cache {
-            functions.keep_in(cache.functions_dir(&engine));
-        }
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(error)?;
-        clock::add_to_linker(&mut linker).map_err(error)?;
-        Migration::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
-            .map_err(error)?;
-        host::v0_1::add_to_linker(&mut linker).map_err(error)?;
-        Ok(Self {
-            ticker: Arc::new(EpochTicker::start(engine.clone())),
-            engine,
-            linker,
-            functions,
-        })
-    }
+    /// Cranelift compiling, in the background, components loaded with Winch's code.
+    tier_ups: tier_up::TierUps,
 }
 
 impl Runtime {
@@ -120,19 +78,33 @@ impl Runtime {
     /// As [`Runtime::new`].
     pub fn with_limits(limits: Limits) -> Result<Self> {
         Ok(Self {
-            wasm: OnceLock::new(),
+            engines: [OnceLock::new(), OnceLock::new()],
+            compiler: Compiler::Auto,
             limits,
             cache: None,
             sql_functions: std::sync::Mutex::new(None),
+            tier_ups: Default::default(),
         })
     }
 
-    /// The engine and linker, started on first use.
+    /// Cranelift's engine and linker, started on first use.
     fn wasm(&self) -> Result<&Wasm> {
-        self.wasm
-            .get_or_init(|| Wasm::start(self.cache.as_deref()))
+        self.engine(Tier::Optimized)
+    }
+
+    /// The engine and linker of `tier`, started on first use.
+    fn engine(&self, tier: Tier) -> Result<&Wasm> {
+        self.engines[tier.index()]
+            .get_or_init(|| Wasm::start(tier, self.cache.as_deref()))
             .as_ref()
-            .map_err(|e| Error::Runtime(e.clone()))
+            .map_err(|e| Error::Runtime(format!("cannot start {}: {e}", tier.name())))
+    }
+
+    /// Compiles components with `compiler` (see [`Compiler`]).
+    #[must_use]
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
     }
 
     /// Keeps compiled components in `dir` and loads unchanged ones from there, compiling
@@ -162,7 +134,9 @@ impl Runtime {
         // A file the cache knows, unchanged since, whose code it holds: its bytes are not
         // needed (they are read again, and checked, only to be stored).
         if let Some(known) = self.describe_cached(path)
-            && let Some(component) = self.load_compiled(path, &known.checksum, || Bytes::InFile)?
+            && let Ok(meta) = std::fs::metadata(path)
+            && let Some(component) =
+                self.load_compiled(path, &known.checksum, meta.len(), || Bytes::InFile)?
         {
             return Ok(component);
         }
@@ -211,12 +185,17 @@ impl Runtime {
     /// code in the cache: it was loaded and checked before, and loads in a fraction of a
     /// millisecond.
     pub fn is_compiled(&self, info: &ComponentInfo) -> bool {
-        let (Some(cache), Ok(wasm)) = (&self.cache, self.wasm()) else {
+        let (Some(cache), Ok(meta)) = (&self.cache, std::fs::metadata(&info.path)) else {
             return false;
         };
         self.describe_cached(&info.path)
             .is_some_and(|known| known.checksum == info.checksum)
-            && cache.has(&wasm.engine, &info.checksum)
+            && self
+                .compiler
+                .cached_tiers(meta.len())
+                .iter()
+                .filter_map(|&tier| self.engine(tier).ok())
+                .any(|wasm| cache.has(&wasm.engine, &info.checksum))
     }
 
     /// Bytes made by `make` from inputs whose sha256 is `key`, from the compile cache when it
@@ -258,59 +237,98 @@ impl Runtime {
     ) -> Result<MigrationComponent> {
         let checksum = checksum.unwrap_or_else(|| sha256_hex(bytes));
         let held = || Bytes::Held(bytes.into());
-        if let Some(component) = self.load_compiled(&origin, &checksum, held)? {
+        let size = bytes.len() as u64;
+        if let Some(component) = self.load_compiled(&origin, &checksum, size, held)? {
             return Ok(component);
         }
         let invalid = |reason: String| Error::InvalidComponent {
             path: origin.clone(),
             reason,
         };
-        let wasm = self.wasm()?;
-        let engine = &wasm.engine;
-        tracing::debug!("{}: compiling", origin.display());
         check_component_header(bytes).map_err(|reason| invalid(reason.to_owned()))?;
-        let started = Instant::now();
-        let component = Component::new(engine, bytes)
+        let (wasm, component) = self
+            .compile(&origin, bytes, self.compiler.compile_tier(size))
             .map_err(|e| invalid(format!("not a valid WebAssembly component: {e:#}")))?;
-        let (reused, compiled) = wasm.functions.counts();
-        tracing::debug!(
-            "{}: compiled in {} ms (functions so far in this process: {reused} reused, \
-             {compiled} compiled)",
-            origin.display(),
-            started.elapsed().as_millis()
-        );
-        let pre = self.prepare(&component).map_err(invalid)?;
-        let metadata = self.read_metadata(&pre, &origin).map_err(invalid)?;
-        let loaded = self.finish_load(origin, checksum, component, metadata, held())?;
+        let engine = &wasm.engine;
+        let pre = wasm.prepare(&component).map_err(invalid)?;
+        let metadata = self.read_metadata(wasm, &pre, &origin).map_err(invalid)?;
+        let loaded = self.finish_load(wasm, origin, checksum, component, metadata, held())?;
         if let Some(cache) = &self.cache {
             let component = loaded.pre.instance_pre().component();
             cache.put(engine, &loaded.checksum, component, &loaded.metadata);
             cache.remember_content(&loaded.checksum, &loaded.metadata);
-            wasm.functions.save();
+            if let Some(functions) = &wasm.functions {
+                functions.save();
+            }
             // Made now, when compiling costs far more, rather than at each apply.
             cache.keep_stored_form(&loaded.checksum, &crate::tracking::stored_form(bytes));
         }
         Ok(loaded)
     }
 
-    /// The component with this checksum from the compile cache, if it holds it: nothing is
-    /// read but its entry (the artifact is mapped). Its bytes are `bytes()`.
+    /// Compiles `bytes` with `tier`'s engine; a component Winch cannot compile (a feature it
+    /// does not support) is compiled with Cranelift instead.
+    fn compile(
+        &self,
+        origin: &Path,
+        bytes: &[u8],
+        tier: Tier,
+    ) -> std::result::Result<(&Wasm, Component), wasmtime::Error> {
+        let started = Instant::now();
+        tracing::debug!("{}: compiling with {}", origin.display(), tier.name());
+        let compiled = self
+            .engine(tier)
+            .map_err(wasmtime::Error::msg)
+            .and_then(|wasm| Ok((wasm, Component::new(&wasm.engine, bytes)?)));
+        let (wasm, component) = match (compiled, tier) {
+            (Err(e), Tier::Quick) => {
+                tracing::debug!(
+                    "{}: Winch could not compile it ({e:#}); compiling with Cranelift",
+                    origin.display()
+                );
+                return self.compile(origin, bytes, Tier::Optimized);
+            }
+            (compiled, _) => compiled?,
+        };
+        let functions = match wasm.functions.as_ref().map(|f| f.counts()) {
+            Some((reused, compiled)) => {
+                format!(" (functions so far in this process: {reused} reused, {compiled} compiled)")
+            }
+            None => String::new(),
+        };
+        tracing::debug!(
+            "{}: compiled with {} in {} ms{functions}",
+            origin.display(),
+            tier.name(),
+            started.elapsed().as_millis()
+        );
+        Ok((wasm, component))
+    }
+
+    /// The component with this checksum from the compile cache, if it holds it (compiled by
+    /// an engine `--compiler` accepts for its `size`): nothing is read but its entry (the
+    /// artifact is mapped). Its bytes are `bytes()`.
     fn load_compiled(
         &self,
         origin: &Path,
         checksum: &str,
+        size: u64,
         bytes: impl FnOnce() -> Bytes,
     ) -> Result<Option<MigrationComponent>> {
         let Some(cache) = &self.cache else {
             return Ok(None);
         };
-        let engine = &self.wasm()?.engine;
-        let Some((component, metadata)) = cache.get(engine, checksum) else {
+        let found = self.compiler.cached_tiers(size).iter().find_map(|&tier| {
+            let wasm = self.engine(tier).ok()?;
+            cache.get(&wasm.engine, checksum).map(|found| (wasm, found))
+        });
+        let Some((wasm, (component, metadata))) = found else {
             return Ok(None);
         };
         tracing::debug!("{}: loaded from the compile cache", origin.display());
         cache.remember_content(checksum, &metadata);
         self.finish_load(
+            wasm,
             origin.to_owned(),
             checksum.to_owned(),
             component,
@@ -323,6 +341,7 @@ impl Runtime {
     /// Links a compiled component and checks what it imports.
     fn finish_load(
         &self,
+        wasm: &Wasm,
         origin: PathBuf,
         checksum: String,
         component: Component,
@@ -333,9 +352,8 @@ impl Runtime {
             path: origin.clone(),
             reason,
         };
-        let wasm = self.wasm()?;
         let engine = &wasm.engine;
-        let pre = self.prepare(&component).map_err(invalid)?;
+        let pre = wasm.prepare(&component).map_err(invalid)?;
         imports::check(&component, engine).map_err(|import| {
             invalid(format!(
                 "migration {} imports {import}, which hsm-host does not provide: migrations \
@@ -344,6 +362,10 @@ impl Runtime {
                 metadata.version
             ))
         })?;
+        // Winch's code for this run; Cranelift's, made meanwhile, for the next ones.
+        if wasm.tier == Tier::Quick && self.compiler == Compiler::Auto {
+            self.tier_up_later(&origin, &checksum, &metadata, &bytes);
+        }
         Ok(MigrationComponent {
             path: origin,
             down_path: None,
@@ -361,25 +383,10 @@ impl Runtime {
         })
     }
 
-    /// Links the component against the host and checks it exports our world.
-    fn prepare(
-        &self,
-        component: &Component,
-    ) -> std::result::Result<MigrationPre<GuestState>, String> {
-        let wasm = self.wasm().map_err(|e| e.to_string())?;
-        let instance_pre = wasm.linker.instantiate_pre(component).map_err(|e| {
-            format!(
-                "imports something hsm-host does not provide (is it built for the \
-                 hsm:migration world?): {e:#}"
-            )
-        })?;
-        MigrationPre::new(instance_pre)
-            .map_err(|e| format!("does not export the hsm:migration/migration world: {e:#}"))
-    }
-
     /// Calls `metadata()` in a sandbox without SQL, and validates what it says.
     fn read_metadata(
         &self,
+        wasm: &Wasm,
         pre: &MigrationPre<GuestState>,
         origin: &Path,
     ) -> std::result::Result<Metadata, String> {
@@ -391,8 +398,7 @@ impl Runtime {
             MemoryBudget::new(self.limits.max_memory),
             Arc::new(text::Budget::new(text::LOG_BUDGET)),
         );
-        let engine = &self.wasm().map_err(|e| e.to_string())?.engine;
-        let (result, outcome) = call(engine, pre, state, timeout, |m, s| {
+        let (result, outcome) = call(&wasm.engine, pre, state, timeout, |m, s| {
             m.call_metadata(s).map(Metadata::from)
         });
         let metadata = result.map_err(|e| {

@@ -35,26 +35,35 @@ impl Attempt {
         serde_json::to_string(self).expect("an attempt always serializes")
     }
 
-    /// The attempt a lock file's line holds; `None` for anything else. The lock file lies in
-    /// the database's directory, which someone else may write to: a line is taken only when
-    /// it is exactly what a holder writes (a timestamp that looks like one, a bounded path),
-    /// and even then it adds only a `failed` history row.
+    /// The attempt a lock file's line holds; `None` for anything else. The lock file is the
+    /// user's own (private, checked when the lock is taken), but lies in the database's
+    /// directory: a line is taken only when it is exactly what a holder writes (a version of
+    /// at least 1, a time as [`crate::time::now_iso`] writes it, a bounded path without
+    /// control characters), and even then it adds only a `failed` history row.
     pub fn from_line(line: &str) -> Option<Attempt> {
         if line.len() > MAX_ATTEMPT_LINE {
             return None;
         }
         let attempt: Attempt = serde_json::from_str(line).ok()?;
-        let stamp_like = attempt.started_at.len() <= 40
-            && attempt
-                .started_at
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b"-:.TZ+".contains(&b));
         let path_ok = attempt
             .backup_path
             .as_ref()
-            .is_none_or(|p| p.len() <= MAX_PATH);
-        (stamp_like && path_ok && i64::try_from(attempt.version).is_ok()).then_some(attempt)
+            .is_none_or(|p| p.len() <= MAX_PATH && !p.chars().any(char::is_control));
+        let version_ok = attempt.version >= 1 && i64::try_from(attempt.version).is_ok();
+        (written_stamp(&attempt.started_at) && path_ok && version_ok).then_some(attempt)
     }
+}
+
+/// Whether `stamp` is a time as [`crate::time::now_iso`] writes it (`2026-12-07T06:00:00.123Z`,
+/// nothing more or less) and not more than a day ahead of this machine's clock (a clock set
+/// back since may put a real attempt a little ahead).
+fn written_stamp(stamp: &str) -> bool {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(stamp) else {
+        return false;
+    };
+    let at = at.with_timezone(&chrono::Utc);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) == stamp
+        && at <= chrono::Utc::now() + chrono::Duration::days(1)
 }
 
 #[cfg(test)]
@@ -95,6 +104,17 @@ mod tests {
                 "1".repeat(41)
             ),
             "x".repeat(MAX_ATTEMPT_LINE + 1),
+            // Shaped like a time but not one, or not as a holder writes it.
+            attempt().to_line().replace("2026-12-07", "2026-13-45"),
+            attempt().to_line().replace(".123Z", "Z"),
+            attempt().to_line().replace(".123Z", ".123+00:00"),
+            attempt().to_line().replace("2026-12-07", "2999-12-07"),
+            attempt()
+                .to_line()
+                .replace("\"version\":7", "\"version\":0"),
+            attempt()
+                .to_line()
+                .replace("with space", "with\\u001b[2Jescape"),
         ];
         for line in forged {
             assert_eq!(Attempt::from_line(&line), None, "{line}");

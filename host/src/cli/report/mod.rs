@@ -73,7 +73,12 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
     writeln!(out, "Applied ({}):", status.applied.len())?;
     for row in &status.applied {
         let missing = if status.missing_components.contains(&row.version) {
-            "  [component file missing]"
+            // A file not read yet may be this migration's, changed: say where to look.
+            if status.unread_components.is_empty() {
+                "  [component file missing]"
+            } else {
+                "  [no file read for it: changed or missing, see Not read yet]"
+            }
         } else if status.changed_components.contains(&row.version) {
             "  [component file CHANGED since it was applied]"
         } else {
@@ -107,8 +112,8 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         writeln!(out)?;
         writeln!(
             out,
-            "Not read yet ({}): new to this machine; `hsm-host up` (or `up --dry-run`) reads \
-             their versions:",
+            "Not read yet ({}): files neither the compile cache nor an applied migration \
+             knows (new, changed, or not components); `hsm-host up --dry-run` reads them:",
             status.unread_components.len()
         )?;
         for file in &status.unread_components {

@@ -33,12 +33,18 @@ impl ComponentCache {
         self.dir.join("functions").join(self.engine_hash(engine))
     }
 
-    fn engine_hash(&self, engine: &Engine) -> &str {
-        self.engine_hash.get_or_init(|| {
-            let mut hasher = ShaHasher(Sha256::new());
-            engine.precompile_compatibility_hash().hash(&mut hasher);
-            hex::encode(&hasher.0.finalize()[..8])
-        })
+    /// A digest of `engine`'s compatibility hash (Cranelift's and Winch's differ), computed
+    /// once per engine.
+    fn engine_hash(&self, engine: &Engine) -> String {
+        let mut known = self.engine_hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, hash)) = known.iter().find(|(e, _)| Engine::same(e, engine)) {
+            return hash.clone();
+        }
+        let mut hasher = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let hash = hex::encode(&hasher.0.finalize()[..8]);
+        known.push((engine.clone(), hash.clone()));
+        hash
     }
 
     fn paths(&self, engine: &Engine, component_sha256: &str) -> (PathBuf, PathBuf) {

@@ -20,7 +20,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The default cache directory: the platform's user cache directory (on Linux
@@ -57,8 +56,8 @@ pub(crate) fn file_identity(meta: &fs::Metadata) -> String {
 /// A cache directory this engine reads and writes.
 pub(crate) struct ComponentCache {
     dir: PathBuf,
-    /// A digest of the engine's compatibility hash, computed on first use.
-    engine_hash: OnceLock<String>,
+    /// Each engine's compatibility-hash digest, computed on first use.
+    engine_hashes: std::sync::Mutex<Vec<(wasmtime::Engine, String)>>,
     /// The most the whole directory may hold (see [`super::cache_trim`]).
     max_bytes: u64,
     /// Whether this process wrote anything: then the directory is trimmed when it is done.
@@ -103,7 +102,7 @@ impl ComponentCache {
         };
         Some(Self {
             dir,
-            engine_hash: OnceLock::new(),
+            engine_hashes: Default::default(),
             max_bytes,
             wrote: Default::default(),
         })
