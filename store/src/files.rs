@@ -210,6 +210,24 @@ fn owned_by_me(meta: &Metadata) -> bool {
     meta.uid() == rustix::process::geteuid().as_raw()
 }
 
+/// The database file `path` names, as its lock, backups and restore must see it: a link
+/// followed to the file it points at (a `current/app.db` link to `shared/app.db` must not get
+/// a lock of its own) and a relative path made absolute. A file not made yet is its directory's
+/// real path joined with its name.
+pub fn real_file(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(parent), Some(name)) => parent.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

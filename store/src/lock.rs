@@ -79,8 +79,10 @@ impl MigrationLock {
     }
 }
 
-/// The lock file of a database.
+/// The lock file of a database: beside the file itself, whatever link or relative path named
+/// it (two names of one database share one lock).
 pub fn lock_path(database: &Path) -> PathBuf {
+    let database = crate::files::real_file(database);
     let mut name = database.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
     database.with_file_name(name)
@@ -405,5 +407,28 @@ mod tests {
         assert_eq!(with_gone_note(alive.clone(), &path), alive);
         let elsewhere = "pid 2147483000 on host another-machine, since then".to_owned();
         assert_eq!(with_gone_note(elsewhere.clone(), &path), elsewhere);
+    }
+
+    /// A link to the database and the database itself are one database: one lock file, beside
+    /// the file (a `current/app.db` link to `shared/app.db` must not let two runs in at once).
+    #[test]
+    fn a_link_to_the_database_shares_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        let current = dir.path().join("current");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::create_dir_all(&current).unwrap();
+        let real = shared.join("app.db");
+        std::fs::write(&real, b"").unwrap();
+        let link = current.join("app.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(lock_path(&link), lock_path(&real));
+        let held = acquire(&real, Duration::ZERO).unwrap();
+        assert!(matches!(
+            acquire(&link, Duration::ZERO),
+            Err(Error::Locked { .. })
+        ));
+        drop(held);
+        assert!(!current.join("app.db.lock").exists());
     }
 }

@@ -85,6 +85,8 @@ pub fn restore_keeping(
     tracking: &Tracking,
     keep_also: &[std::path::PathBuf],
 ) -> Result<RestoreReport> {
+    // The file itself is replaced, not a link that names it.
+    let database = &crate::files::real_file(database);
     check_restorable(source)?;
     if database.exists() && same_file(database, source) {
         return Err(Error::RestoreRefused {

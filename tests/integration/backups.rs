@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{Env, applied, assert_same_bytes};
 
+/// Every file in a backup directory but the note of whose backups it holds.
 fn backups_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
+    files.retain(|path| !path.to_string_lossy().ends_with(".backups-of"));
     files.sort();
     files
 }
@@ -155,6 +157,95 @@ fn restore_round_trip_backs_up_the_current_database_first() {
     env.hsm(&["restore"])
         .assert_success()
         .assert_stdout_contains("Restore one with: hsm-host restore");
+}
+
+/// A database named through a link (a release's `current/app.db` pointing at `shared/app.db`):
+/// its backups sit beside the file, and `restore` replaces the file, leaving the link a link.
+#[test]
+fn a_database_named_through_a_link_is_backed_up_and_restored_as_the_file() {
+    let env = Env::with_examples();
+    let shared = env.dir.path().join("shared");
+    let current = env.dir.path().join("current");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&current).unwrap();
+    let real = shared.join("app.db");
+    let link = current.join("app.db");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let hsm = |args: &[&str]| {
+        let mut cmd = env.command();
+        cmd.args(args)
+            .arg("--database")
+            .arg(&link)
+            .arg("--migrations")
+            .arg(&env.migrations);
+        crate::support::Run::from(cmd.output().unwrap())
+    };
+    hsm(&["up", "3"]).assert_success();
+    hsm(&["up"]).assert_success();
+    assert!(shared.join("backups").is_dir(), "backups beside the file");
+    assert!(!current.join("backups").exists());
+    assert!(!current.join("app.db.lock").exists());
+    let backups: Vec<_> = std::fs::read_dir(shared.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let at_three = backups.iter().max().unwrap().to_str().unwrap().to_owned();
+
+    hsm(&["restore", &at_three, "--yes"]).assert_success();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    assert_eq!(
+        applied(&rusqlite::Connection::open(&real).unwrap()),
+        [1, 2, 3]
+    );
+}
+
+/// Two databases of one file name (`prod/app.db`, `staging/app.db`) pointed at one backup
+/// directory: the second is refused there before anything changes, and never lists, prunes or
+/// recommends the first one's backups.
+#[test]
+fn a_backup_directory_serves_one_database_of_a_name() {
+    let env = Env::with_examples();
+    let bk = env.dir.path().join("bk");
+    let bk = bk.to_str().unwrap();
+    let run = |db: &str, args: &[&str]| {
+        let mut cmd = env.command();
+        cmd.args(args)
+            .args(["--database", db, "--backup-dir", bk, "--migrations"])
+            .arg(&env.migrations);
+        crate::support::Run::from(cmd.output().unwrap())
+    };
+    let prod = env.dir.path().join("prod/app.db");
+    let staging = env.dir.path().join("staging/app.db");
+    let (prod, staging) = (prod.to_str().unwrap(), staging.to_str().unwrap());
+    run(prod, &["up", "2"]).assert_success();
+    let prods: Vec<_> = std::fs::read_dir(bk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("app.db.backup-"))
+        .collect();
+    assert_eq!(prods.len(), 1);
+
+    run(staging, &["up", "2", "--keep-backups", "1"])
+        .assert_code(1)
+        .assert_stderr_contains("holds the backups of")
+        .assert_stderr_contains("give this one its own --backup-dir");
+    assert!(
+        !Path::new(staging).exists()
+            || applied(&rusqlite::Connection::open(staging).unwrap()).is_empty()
+    );
+    let listed = run(staging, &["restore"]);
+    listed.assert_success();
+    assert!(!listed.stdout.contains(&prods[0]), "{}", listed.stdout);
+    assert!(
+        Path::new(bk).join(&prods[0]).exists(),
+        "prod's backup was pruned"
+    );
 }
 
 #[test]

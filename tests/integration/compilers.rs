@@ -138,35 +138,35 @@ fn auto_compiles_an_interpreter_with_winch_and_its_migration_applies() {
     assert_eq!(applied(&env.open()).len(), 8);
 }
 
-/// Winch's code serves the first load; Cranelift compiles the component meanwhile, in the
-/// background, and the next load takes Cranelift's code from the cache.
+/// `auto` loads an interpreter with Winch's code and keeps it; once `--compiler cranelift` has
+/// left Cranelift's code in the cache (for a long data migration, say), `auto` prefers it.
 #[test]
-fn an_interpreter_loaded_with_winch_gets_cranelifts_code_for_the_next_load() {
+fn auto_prefers_cranelifts_code_for_an_interpreter_once_the_cache_holds_it() {
     let cache = tempfile::tempdir().unwrap();
     let path = Path::new(lang_guest(PY_V008_ADD_DISPLAY_NAMES));
     let size = std::fs::metadata(path).unwrap().len();
-    let runtime = || Runtime::new().unwrap().with_cache_dir(cache.path());
+    let runtime = |compiler| {
+        Runtime::new()
+            .unwrap()
+            .with_cache_dir(cache.path())
+            .with_compiler(compiler)
+    };
 
-    let first = runtime();
-    let loaded = first.load_file(path).unwrap();
-    let checksum = loaded.info().checksum;
-    first.wait_for_tier_ups();
+    let auto = runtime(Compiler::Auto);
+    let checksum = auto.load_file(path).unwrap().info().checksum;
+    assert_eq!(auto.cached_compiler(&checksum, size), Some(Compiler::Winch));
+    assert_eq!(artifacts(cache.path()).len(), 1);
+
+    let cranelift = runtime(Compiler::Cranelift);
+    assert_eq!(cranelift.cached_compiler(&checksum, size), None);
+    assert_eq!(cranelift.load_file(path).unwrap().metadata().version, 8);
+    assert_eq!(artifacts(cache.path()).len(), 2, "Winch's and Cranelift's");
+
+    let auto = runtime(Compiler::Auto);
     assert_eq!(
-        first.cached_compiler(&checksum, size),
+        auto.cached_compiler(&checksum, size),
         Some(Compiler::Cranelift)
     );
-    assert_eq!(artifacts(cache.path()).len(), 2, "Winch's and Cranelift's");
-    drop((loaded, first));
-
-    let next = runtime();
-    assert_eq!(next.load_file(path).unwrap().metadata().version, 8);
-    next.wait_for_tier_ups();
-    // Nothing was compiled again: still the same two artifacts.
-    assert_eq!(artifacts(cache.path()).len(), 2);
-    // Forced to Winch, its own code is used; forced to Cranelift, Cranelift's.
-    let winch = runtime().with_compiler(Compiler::Winch);
-    assert_eq!(
-        winch.cached_compiler(&checksum, size),
-        Some(Compiler::Winch)
-    );
+    assert_eq!(auto.load_file(path).unwrap().metadata().version, 8);
+    assert_eq!(artifacts(cache.path()).len(), 2, "nothing compiled again");
 }

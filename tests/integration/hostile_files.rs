@@ -339,3 +339,25 @@ fn entries_planted_in_the_backup_directory_are_neither_read_nor_recommended() {
     listing.assert_success();
     assert!(!listing.stdout.contains("2099"), "{}", listing.stdout);
 }
+
+/// Under a group-writable umask (Debian's default for users, 002), the first run on a new
+/// database path makes its directory writable by its owner only, and goes on.
+#[test]
+fn a_group_writable_umask_does_not_make_the_first_run_refuse_its_own_directory() {
+    let env = Env::with_examples();
+    let db = env.dir.path().join("fresh").join("x.db");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .env("XDG_CACHE_HOME", crate::support::test_cache_home())
+        .arg("-c")
+        .arg("umask 002; exec \"$0\" up 3 --database \"$1\" --migrations \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_hsm-host"))
+        .arg(&db)
+        .arg(&env.migrations);
+    Run::from(cmd.output().unwrap()).assert_success();
+    let mode = std::fs::metadata(db.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+}

@@ -80,6 +80,10 @@ fn an_all_or_nothing_run_takes_one_backup() {
     env.hsm(&["up", "--single-transaction"]).assert_success();
     let backups = std::fs::read_dir(env.db.parent().unwrap().join("backups"))
         .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains(".backup-")
+        })
         .count();
     assert_eq!(backups, 1, "one backup for the run");
 }

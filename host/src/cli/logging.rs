@@ -90,7 +90,13 @@ fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let refuse = |why: String| std::io::Error::other(why);
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        // Often the database's directory: made writable by its owner only, whatever the umask
+        // (as `Database::open` makes it; the database refuses a directory others may write).
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
         let meta = std::fs::symlink_metadata(dir)?;
         if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
             return Err(refuse(format!(

@@ -106,7 +106,6 @@ impl Tier {
 
 /// An engine and the host functions guests may import.
 pub(crate) struct Wasm {
-    pub(crate) tier: Tier,
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<GuestState>,
     /// Drives the time limit of every call; stops when the runtime and every component it
@@ -160,7 +159,6 @@ impl Wasm {
             .map_err(error)?;
         host::v0_1::add_to_linker(&mut linker).map_err(error)?;
         Ok(Self {
-            tier,
             ticker: Arc::new(EpochTicker::start(engine.clone())),
             engine,
             linker,

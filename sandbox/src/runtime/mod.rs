@@ -17,7 +17,6 @@ mod output;
 pub use hsm_store::progress;
 mod provided;
 mod state;
-mod tier_up;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -58,8 +57,6 @@ pub struct Runtime {
     cache: Option<Arc<cache::ComponentCache>>,
     /// The SQL functions of the migrations directory, given to every migration loaded.
     sql_functions: std::sync::Mutex<Option<Arc<provided::ProvidedFunctions>>>,
-    /// Cranelift compiling, in the background, components loaded with Winch's code.
-    tier_ups: tier_up::TierUps,
 }
 
 impl Runtime {
@@ -83,7 +80,6 @@ impl Runtime {
             limits,
             cache: None,
             sql_functions: std::sync::Mutex::new(None),
-            tier_ups: Default::default(),
         })
     }
 
@@ -196,6 +192,19 @@ impl Runtime {
                 .iter()
                 .filter_map(|&tier| self.engine(tier).ok())
                 .any(|wasm| cache.has(&wasm.engine, &info.checksum))
+    }
+
+    /// Which compiler made the code the cache holds for the component of `checksum`, of
+    /// `size` bytes, as this runtime would load it: `None` when it holds none.
+    pub fn cached_compiler(&self, checksum: &str, size: u64) -> Option<Compiler> {
+        let cache = self.cache.as_ref()?;
+        self.compiler.cached_tiers(size).iter().find_map(|&tier| {
+            let wasm = self.engine(tier).ok()?;
+            cache.has(&wasm.engine, checksum).then_some(match tier {
+                Tier::Optimized => Compiler::Cranelift,
+                Tier::Quick => Compiler::Winch,
+            })
+        })
     }
 
     /// Bytes made by `make` from inputs whose sha256 is `key`, from the compile cache when it
@@ -362,10 +371,6 @@ impl Runtime {
                 metadata.version
             ))
         })?;
-        // Winch's code for this run; Cranelift's, made meanwhile, for the next ones.
-        if wasm.tier == Tier::Quick && self.compiler == Compiler::Auto {
-            self.tier_up_later(&origin, &checksum, &metadata, &bytes);
-        }
         Ok(MigrationComponent {
             path: origin,
             down_path: None,

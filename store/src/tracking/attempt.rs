@@ -50,7 +50,10 @@ impl Attempt {
             .as_ref()
             .is_none_or(|p| p.len() <= MAX_PATH && !p.chars().any(char::is_control));
         let version_ok = attempt.version >= 1 && i64::try_from(attempt.version).is_ok();
-        (written_stamp(&attempt.started_at) && path_ok && version_ok).then_some(attempt)
+        // Byte for byte as a holder writes it: no spaces, carriage returns or reordered fields.
+        let canonical = attempt.to_line() == line;
+        (canonical && written_stamp(&attempt.started_at) && path_ok && version_ok)
+            .then_some(attempt)
     }
 }
 
@@ -115,6 +118,8 @@ mod tests {
             attempt()
                 .to_line()
                 .replace("with space", "with\\u001b[2Jescape"),
+            format!("  {}  \r", attempt().to_line()),
+            attempt().to_line().replace(",", ", "),
         ];
         for line in forged {
             assert_eq!(Attempt::from_line(&line), None, "{line}");
