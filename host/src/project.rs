@@ -267,7 +267,8 @@ impl Project {
                 unread: Vec::new(),
             }
         };
-        tracing::debug!(
+        // Trace, not debug: a status that logs nothing opens no log file.
+        tracing::trace!(
             "status: {} migrations described, {} component files not read yet",
             survey.known.len(),
             survey.unread.len()

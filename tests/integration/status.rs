@@ -140,3 +140,15 @@ fn status_without_the_migrations_directory_shows_the_records() {
         run.stderr
     );
 }
+
+/// `status` logs nothing, so it opens no log file (and starts no writer thread); a run that
+/// changes something logs it.
+#[test]
+fn status_opens_no_log_file_and_up_writes_one() {
+    let env = Env::with_examples();
+    env.hsm(&["status"]).assert_success();
+    assert!(!env.log_file().exists(), "status wrote a log file");
+    env.hsm(&["up", "1"]).assert_success();
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(log.contains("migration 1"), "{log}");
+}

@@ -164,22 +164,22 @@ fn colour_is_chosen_and_usage_mistakes_exit_2() {
         .assert_stderr_contains("choose the directory with --migrations");
 }
 
-/// On a terminal the levels are coloured, unless NO_COLOR is set (to anything but empty) or
+/// On a terminal the levels are coloured (`status -vv` logs a TRACE line), unless NO_COLOR is set (to anything but empty) or
 /// `--color never` is given; `--color always` wins over NO_COLOR.
 #[test]
 fn no_color_turns_colour_off_even_on_a_terminal() {
     let env = Env::empty();
     std::fs::write(env.migrations.join("001_a.up.sql"), "CREATE TABLE a (x);").unwrap();
-    let coloured = on_a_terminal(&env, &["status", "-v"]);
+    let coloured = on_a_terminal(&env, &["status", "-vv"]);
     assert!(coloured.contains("\u{1b}["), "{coloured:?}");
-    let plain = on_a_terminal_with(&env, &["status", "-v"], &[("NO_COLOR", "1")]);
-    assert!(plain.contains("DEBUG"), "{plain:?}");
+    let plain = on_a_terminal_with(&env, &["status", "-vv"], &[("NO_COLOR", "1")]);
+    assert!(plain.contains("TRACE"), "{plain:?}");
     assert!(!plain.contains('\u{1b}'), "{plain:?}");
-    let never = on_a_terminal(&env, &["status", "-v", "--color", "never"]);
+    let never = on_a_terminal(&env, &["status", "-vv", "--color", "never"]);
     assert!(!never.contains('\u{1b}'), "{never:?}");
     let always = on_a_terminal_with(
         &env,
-        &["status", "-v", "--color", "always"],
+        &["status", "-vv", "--color", "always"],
         &[("NO_COLOR", "1")],
     );
     assert!(always.contains("\u{1b}["), "{always:?}");

@@ -1,9 +1,10 @@
 //! Logging: human lines on stderr, and everything at debug level appended to the log file.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::writer::{MakeWriter, OptionalWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
@@ -30,12 +31,56 @@ pub fn flush() {
 /// Installs the subscriber. The returned value flushes the log file when dropped; without a
 /// usable log file, logging goes on to stderr only (with a warning).
 pub fn init(verbose: u8, log_file: &Path, color: bool) -> Flush {
-    let guard = install(verbose, log_file, color);
-    *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = guard;
+    install(verbose, log_file, color);
     Flush
 }
 
-fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
+/// The log file's writer, made when the first line is logged: a command that logs nothing
+/// (`status`, `--version`) opens no file and starts no writer thread (whose start and join were
+/// a measurable part of `status`).
+struct LazyLogFile {
+    path: PathBuf,
+    writer: OnceLock<Option<NonBlocking>>,
+}
+
+impl LazyLogFile {
+    fn open(&self) -> Option<NonBlocking> {
+        match open_log_file(&self.path) {
+            Ok(file) => {
+                // A migration logs a few lines per step: a small queue (the default
+                // preallocates 128k lines), and a full one waits instead of dropping lines of
+                // the audit trail.
+                let (writer, guard) = NonBlockingBuilder::default()
+                    .buffered_lines_limit(1024)
+                    .lossy(false)
+                    .finish(file);
+                *GUARD.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
+                Some(writer)
+            }
+            Err(error) => {
+                // Not through `tracing`: this runs inside it.
+                eprintln!(
+                    " WARN not writing the log file {}: {error} (choose another with --log-file)",
+                    self.path.display()
+                );
+                None
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for LazyLogFile {
+    type Writer = OptionalWriter<NonBlocking>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match self.writer.get_or_init(|| self.open()) {
+            Some(writer) => OptionalWriter::some(writer.clone()),
+            None => OptionalWriter::none(),
+        }
+    }
+}
+
+fn install(verbose: u8, log_file: &Path, color: bool) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -52,35 +97,18 @@ fn install(verbose: u8, log_file: &Path, color: bool) -> Option<WorkerGuard> {
         .without_time()
         .with_filter(stderr_filter);
 
-    let (file, guard, file_error) = match open_log_file(log_file) {
-        Ok(writer) => {
-            // A migration logs a few lines per step: a small queue (the default preallocates
-            // 128k lines, a measurable part of `status`), and a full one waits instead of
-            // dropping lines of the audit trail.
-            let (writer, guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(1024)
-                .lossy(false)
-                .finish(writer);
-            let layer = fmt::layer()
-                .fmt_fields(super::sink::fields())
-                .with_writer(writer)
-                .with_ansi(false)
-                .with_filter(EnvFilter::new(directives("debug")));
-            (Some(layer), Some(guard), None)
-        }
-        Err(error) => (None, None, Some(error)),
-    };
+    let file = fmt::layer()
+        .fmt_fields(super::sink::fields())
+        .with_writer(LazyLogFile {
+            path: log_file.to_owned(),
+            writer: OnceLock::new(),
+        })
+        .with_ansi(false)
+        .with_filter(EnvFilter::new(directives("debug")));
     tracing_subscriber::registry()
         .with(stderr)
         .with(file)
         .init();
-    if let Some(error) = file_error {
-        tracing::warn!(
-            "not writing the log file {}: {error} (choose another with --log-file)",
-            log_file.display()
-        );
-    }
-    guard
 }
 
 /// Opens the log file for appending: never through a symbolic link (another user's link would
