@@ -166,8 +166,12 @@ pub fn create_keeping(
                 path: partial.clone(),
                 reason: format!("cannot create it: {e}"),
             })?;
+            // A backup of this name finished meanwhile: its partial is gone, so look again.
             if let Some(file) = reserved {
-                break (name, file);
+                if !dir.join(&name).exists() {
+                    break (name, file);
+                }
+                let _ = fs::remove_file(&partial);
             }
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -210,7 +214,11 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)?;
     }
-    DirBuilder::new().mode(0o700).create(dir)
+    // Another process making it at the same moment is fine (checked by `trusted_dir` next).
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
 }
 
 fn check_space(conn: &Connection, dir: &Path) -> Result<()> {

@@ -19,7 +19,8 @@ pub(super) fn other_owner(database: &Path, dir: &Path) -> Option<String> {
     let owner = String::from_utf8_lossy(&owner)
         .trim_end_matches('\n')
         .to_owned();
-    (owner != database.to_string_lossy()).then_some(owner)
+    // Empty: another backup of this database is writing it at this moment.
+    (!owner.is_empty() && owner != database.to_string_lossy()).then_some(owner)
 }
 
 /// Refuses `dir` when it holds the backups of another database of the same file name; marks
