@@ -41,6 +41,7 @@ pub use hsm_store::restore;
 pub mod roundtrip;
 pub use hsm_sandbox::runtime;
 pub mod scaffold;
+pub mod server;
 use hsm_sandbox::{policy, traps};
 pub use hsm_sources::source;
 use hsm_store::schema;

@@ -56,6 +56,9 @@ pub struct Status {
     pub history: Vec<HistoryRow>,
     /// The space the database, its stored components and its backups take.
     pub storage: Storage,
+    /// Whether the database is a server's (no file, no backups of hsm-host's own).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub server: bool,
     /// Component files not read yet: new to this machine's compile cache and not one the
     /// database applied (`status` never compiles; `up` reads them).
     pub unread_components: Vec<PathBuf>,
@@ -145,6 +148,18 @@ impl Status {
             }
             None => (Vec::new(), Vec::new()),
         };
+        let mut status = Self::from_rows(components, rows, history);
+        status.database = db.and_then(|db| db.path().map(ToOwned::to_owned));
+        status.exists = db.is_some();
+        Ok(status)
+    }
+
+    /// The state a database's tracking rows and `history` give against `components`.
+    pub(crate) fn from_rows(
+        components: &[ComponentInfo],
+        rows: Vec<MigrationRow>,
+        history: Vec<HistoryRow>,
+    ) -> Self {
         let assessment = crate::assess::assess(&rows, components);
         let applied: Vec<MigrationRow> = assessment
             .applied
@@ -166,9 +181,9 @@ impl Status {
             .collect();
         let missing_components = assessment.missing.clone();
         let changed_components = assessment.changed.iter().map(|c| c.row.version).collect();
-        Ok(Self {
-            database: db.and_then(|db| db.path().map(ToOwned::to_owned)),
-            exists: db.is_some(),
+        Self {
+            database: None,
+            exists: true,
             current_version: applied.last().map_or(0, |row| row.version),
             applied,
             pending,
@@ -178,8 +193,9 @@ impl Status {
             backups: Vec::new(),
             history,
             storage: Storage::default(),
+            server: false,
             unread_components: Vec::new(),
-        })
+        }
     }
 }
 

@@ -274,6 +274,16 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] PlanError),
 
+    /// A database server (the backend `hsm-host` chose for a URL) refused or failed; `usage`
+    /// when the command line asked for what cannot be.
+    #[error("{message}")]
+    Server {
+        /// What went wrong, for the operator.
+        message: String,
+        /// Whether it is the operator's request (exit code 2).
+        usage: bool,
+    },
+
     /// A migration returned an error or trapped; its transaction was rolled back. Steps of the
     /// same run before it stay done (each had its own transaction).
     #[error(
@@ -328,6 +338,7 @@ impl Error {
             Error::Runtime(_) => "runtime",
             Error::Plan(_) => "plan",
             Error::MigrationFailed { .. } => "migration_failed",
+            Error::Server { .. } => "server",
         }
     }
 
@@ -341,6 +352,7 @@ impl Error {
             // A migrations directory that is not there: the wrong --migrations.
             || matches!(self, Error::ReadMigrations { source, .. }
                 if source.kind() == std::io::ErrorKind::NotFound)
+            || matches!(self, Error::Server { usage: true, .. })
     }
 
     /// A SQLite failure, with what the host was doing.

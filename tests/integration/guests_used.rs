@@ -11,6 +11,7 @@ fn every_test_guest_is_used_by_a_test_or_a_bench() {
     let mut dirs: Vec<_> = [
         "tests/integration",
         "tests/peak_memory",
+        "tests/postgres",
         "host",
         "sandbox",
         "sources",

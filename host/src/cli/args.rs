@@ -49,7 +49,8 @@ pub struct Global {
     #[arg(skip)]
     pub from_config: Vec<&'static str>,
 
-    /// The SQLite database to migrate (parent directories are created)
+    /// The SQLite database to migrate (parent directories are created), or a PostgreSQL server's
+    /// URL (postgresql://user:password@host/database; see docs/postgresql.md)
     #[arg(
         long,
         global = true,
@@ -224,6 +225,15 @@ impl Global {
     /// The log file: `--log-file`, else `migration.log` next to the database (never in the
     /// working directory).
     pub fn log_path(&self) -> PathBuf {
+        if self.log_file.is_none() && self.server_url().is_some() {
+            // A URL has no directory: the log goes beside the migrations directory.
+            return self
+                .migrations
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join("migration.log");
+        }
         self.log_file.clone().unwrap_or_else(|| {
             self.database
                 .parent()
@@ -231,6 +241,15 @@ impl Global {
                 .unwrap_or(std::path::Path::new("."))
                 .join("migration.log")
         })
+    }
+}
+
+impl Global {
+    /// The database server's URL, when `--database` names one rather than a SQLite file.
+    pub fn server_url(&self) -> Option<&str> {
+        self.database
+            .to_str()
+            .filter(|url| hsm_host::server::is_server_url(url))
     }
 }
 
@@ -361,6 +380,31 @@ pub enum Command {
     },
     /// Print the manual page (roff: `hsm-host man | man -l -`)
     Man {},
+    /// PostgreSQL: make the roles and the tracking schema once (init, with a superuser's
+    /// --database URL), or check that migrations run as a role that is a boundary (doctor)
+    Pg {
+        #[command(subcommand)]
+        action: PgAction,
+    },
+}
+
+/// `hsm-host pg …`.
+#[derive(Debug, Subcommand)]
+pub enum PgAction {
+    /// Make the migrator and owner roles, the tracking schema (hsm, or --tracking-prefix) and
+    /// the functions that alone record migrations; run once with a superuser's --database URL
+    Init {
+        /// The role that owns the application's tables; migrations act as it [default: the
+        /// database's owner]
+        #[arg(long, value_name = "ROLE")]
+        app_role: Option<String>,
+        /// The role hsm-host will connect as for up, down and status [default: the URL's]
+        #[arg(long, value_name = "ROLE")]
+        host_role: Option<String>,
+    },
+    /// Refuse a migrator role that is a superuser, may create roles, read or write the
+    /// server's files or run programs, and list what it could still reach. Exits 1 if refused
+    Doctor {},
 }
 
 /// `up`'s positional argument: a version, or the guide's spelling `up dry-run`.

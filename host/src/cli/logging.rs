@@ -156,6 +156,7 @@ fn directives(level: &str) -> String {
         "hsm_store",
         "hsm_sandbox",
         "hsm_sources",
+        "hsm_postgres",
         "guest",
     ];
     let mut directives = vec!["warn".to_owned()];

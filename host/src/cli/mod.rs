@@ -8,6 +8,7 @@ mod bar;
 mod config;
 mod logging;
 mod report;
+mod server;
 mod sink;
 
 use std::io::{IsTerminal, Write};
@@ -169,6 +170,15 @@ struct UsageError(String);
 
 fn run(args: &Args) -> Result<()> {
     let global = &args.global;
+    if let Some(url) = global.server_url() {
+        return server::run(args, url);
+    }
+    if let Command::Pg { .. } = &args.command {
+        return Err(UsageError(
+            "hsm-host pg takes a PostgreSQL server's --database URL (postgresql://…)".into(),
+        )
+        .into());
+    }
     // Refused before anything is opened, whatever the command.
     let project = project(global)?;
     // One write for the whole report rather than one per line (flushed below, or when
@@ -345,6 +355,7 @@ fn run(args: &Args) -> Result<()> {
             report::repaired(&repaired, global.json, &mut out)
         }
         Command::Gc {} => report::collected(&project.gc()?, global.json, &mut out),
+        Command::Pg { .. } => unreachable!("answered above"),
     }?;
     out.flush().context("cannot write to stdout")
 }

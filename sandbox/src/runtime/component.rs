@@ -17,6 +17,7 @@ use crate::database::Database;
 use crate::error::{Error, Result, human_bytes};
 use crate::plan::Direction;
 use crate::policy::SchemaTouch;
+use crate::sql::{GuestSql, ServerSql, Session};
 use crate::text;
 
 /// What a migration says about itself (its `metadata()` export), as hsm-host keeps it: checked
@@ -265,8 +266,42 @@ impl MigrationComponent {
         db: &Database,
         deadline: Instant,
     ) -> Result<SchemaTouch, Failure> {
+        let session = Session::Local(GuestSql::open(db, self.label(), deadline));
+        self.run_in(direction, session, deadline)
+    }
+
+    /// Calls `up` or `down` in a fresh sandbox whose SQL runs on `server`, a database server's
+    /// session the backend opened for this step inside the host's transaction (see
+    /// [`ServerSql`]). As [`MigrationComponent::run`]; a directory's `sql-functions.wasm` and
+    /// the guest's own SQL functions are refused, since a server cannot call back.
+    pub fn run_on_server(
+        &self,
+        direction: Direction,
+        server: Box<dyn ServerSql>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        if self.sql_functions.is_some() {
+            return Err(Failure {
+                message: format!(
+                    "{}: its directory's {} provides SQL functions, which run only on SQLite                      (a database server cannot call back into hsm-host)",
+                    self.label(),
+                    provided::FILE_NAME
+                ),
+                sqlite_code: None,
+            });
+        }
+        self.run_in(direction, Session::server(server), deadline)
+            .map(drop)
+    }
+
+    fn run_in(
+        &self,
+        direction: Direction,
+        session: Session,
+        deadline: Instant,
+    ) -> Result<SchemaTouch, Failure> {
         let mut sqlite_code = None;
-        self.run_unescaped(direction, db, deadline, &mut sqlite_code)
+        self.run_unescaped(direction, session, deadline, &mut sqlite_code)
             .map_err(|message| Failure {
                 message: text::neutralize(&message, text::MAX_MESSAGE),
                 sqlite_code,
@@ -276,7 +311,7 @@ impl MigrationComponent {
     fn run_unescaped(
         &self,
         direction: Direction,
-        db: &Database,
+        session: Session,
         deadline: Instant,
         sqlite_code: &mut Option<i32>,
     ) -> Result<SchemaTouch, String> {
@@ -285,7 +320,7 @@ impl MigrationComponent {
         let log_budget = Arc::new(text::Budget::new(text::LOG_BUDGET));
         let state = GuestState::new(
             self.label(),
-            Some(db),
+            Some(session),
             deadline,
             Arc::clone(&memory),
             Arc::clone(&log_budget),
@@ -300,7 +335,10 @@ impl MigrationComponent {
             find_export: super::host::functions_export,
         };
         let mut state = state.with_functions(Arc::new(factory.clone()));
-        if let (Some(provided), Some(sql)) = (&self.sql_functions, &state.sql) {
+        if let (Some(provided), Some(sql)) = (
+            &self.sql_functions,
+            state.sql.as_ref().and_then(Session::local),
+        ) {
             let step = provided.register(sql, factory)?;
             state.provided = Some(Box::new(step));
         }
@@ -441,7 +479,7 @@ pub(super) fn call<R>(
         .and_then(|functions| functions.failure())
         .or_else(|| state.provided.as_ref().and_then(|p| p.failure()));
     // Its functions leave the connection before their instance goes.
-    let sql = state.sql.take().map(crate::sql::GuestSql::close);
+    let sql = state.sql.take().map(Session::close);
     state.function_caller = None;
     state.provided = None;
     let stderr = output::log_guest_output(state);

@@ -10,8 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limits::{GuestLimiter, MemoryBudget};
 use super::progress::Progress;
 use crate::contract::SqlError;
-use crate::database::Database;
-use crate::sql::{CursorHandle, FunctionCaller, GuestSql, PreparedStatement, SQLITE_MISUSE};
+use crate::sql::{CursorHandle, FunctionCaller, PreparedStatement, SQLITE_MISUSE, Session};
 use crate::text;
 
 /// Starts the instance that computes a guest call's SQL functions, when the guest registers its
@@ -62,7 +61,7 @@ pub(crate) struct GuestState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
     /// `None` while reading metadata: a guest may not run SQL then.
-    pub(crate) sql: Option<GuestSql>,
+    pub(crate) sql: Option<Session>,
     pub(crate) limiter: GuestLimiter,
     deadline: Instant,
     /// Starts the function instance when the guest registers its first SQL function.
@@ -87,7 +86,7 @@ impl GuestState {
     /// Output is captured for the host's log instead of reaching the terminal.
     pub(crate) fn new(
         label: String,
-        db: Option<&Database>,
+        sql: Option<Session>,
         deadline: Instant,
         memory: Arc<MemoryBudget>,
         log_budget: Arc<text::Budget>,
@@ -106,7 +105,7 @@ impl GuestState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            sql: db.map(|db| GuestSql::open(db, label.clone(), deadline)),
+            sql,
             limiter: GuestLimiter::new(memory),
             deadline,
             functions: None,
@@ -155,7 +154,7 @@ impl GuestState {
         })
     }
 
-    pub(super) fn sql(&self) -> Result<&GuestSql, SqlError> {
+    pub(super) fn sql(&self) -> Result<&Session, SqlError> {
         self.sql.as_ref().ok_or_else(|| SqlError {
             code: SQLITE_MISUSE,
             message: "SQL is not available here: metadata() must not run SQL".into(),

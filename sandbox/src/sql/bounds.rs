@@ -51,6 +51,15 @@ pub const SQL_HEAP_BUDGET: usize = 64 << 20;
 pub(super) const PROGRESS_STEPS: i32 = 10_000;
 
 pub(super) fn check_sql(sql: &str) -> Result<(), SqlError> {
+    check_sql_size(sql)?;
+    policy::check_statement_text(sql).map_err(|reason| SqlError {
+        code: SQLITE_AUTH,
+        message: format!("refused by hsm-host's policy: {reason}"),
+    })
+}
+
+/// The size bound every backend shares.
+pub(super) fn check_sql_size(sql: &str) -> Result<(), SqlError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(SqlError {
             code: SQLITE_TOOBIG,
@@ -61,10 +70,7 @@ pub(super) fn check_sql(sql: &str) -> Result<(), SqlError> {
             ),
         });
     }
-    policy::check_statement_text(sql).map_err(|reason| SqlError {
-        code: SQLITE_AUTH,
-        message: format!("refused by hsm-host's policy: {reason}"),
-    })
+    Ok(())
 }
 
 pub(super) fn check_params<'a>(

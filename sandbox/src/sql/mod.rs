@@ -9,6 +9,8 @@ mod cursors;
 pub(crate) mod heap;
 mod page;
 pub mod script;
+mod server;
+mod session;
 mod statements;
 mod values;
 
@@ -33,7 +35,9 @@ use crate::policy;
 use page::PageBuilder;
 
 pub use bounds::*;
-use bounds::{PROGRESS_STEPS, check_params, check_sql};
+use bounds::{PROGRESS_STEPS, check_params, check_sql, check_sql_size};
+pub use server::ServerSql;
+pub(crate) use session::Session;
 use values::{checked_text, from_sqlite, to_sql_error, to_sqlite};
 use values::{value_ref, whole_sets};
 

@@ -46,7 +46,8 @@ pub enum HistoryStatus {
 macro_rules! column_words {
     ($type:ident { $($variant:ident => $word:literal),* $(,)? }) => {
         impl $type {
-            pub(super) fn from_column(text: String) -> Self {
+            /// The word as a column holds it (another tool's kept as it is).
+            pub fn from_column(text: String) -> Self {
                 match text.as_str() {
                     $($word => $type::$variant,)*
                     _ => $type::Other(text),

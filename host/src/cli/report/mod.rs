@@ -46,7 +46,14 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         )?;
     }
     writeln!(out, "Current version: {}", status.current_version)?;
-    if status.exists {
+    if status.server {
+        writeln!(
+            out,
+            "                 (a server: each migration's transaction stands in for a backup; \
+             see docs/postgresql.md)"
+        )?;
+    }
+    if status.exists && !status.server {
         let space = &status.storage;
         let bytes = hsm_host::error::human_bytes;
         let mut line = format!(
@@ -139,6 +146,9 @@ pub fn status(status: &Status, as_json: bool, out: &mut impl Write) -> Result<()
         )?;
     }
     writeln!(out)?;
+    if status.server {
+        return Ok(());
+    }
     write_backups(&status.backups, out)
 }
 

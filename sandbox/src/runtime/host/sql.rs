@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 
 use super::super::state::GuestState;
 use crate::contract::{SqlError, Value, sql};
-use crate::sql::{CursorHandle, GuestSql, PreparedStatement, SQLITE_MISUSE};
+use crate::sql::{CursorHandle, PreparedStatement, SQLITE_MISUSE, Session};
 
 impl crate::contract::hsm::migration::types::Host for GuestState {}
 
@@ -36,7 +36,7 @@ impl sql::Host for GuestState {
     }
 
     fn last_insert_rowid(&mut self) -> i64 {
-        self.sql().map_or(0, GuestSql::last_insert_rowid)
+        self.sql().map_or(0, Session::last_insert_rowid)
     }
 
     /// Starts the function instance on the first registration, then registers `name`.

@@ -1,0 +1,161 @@
+//! The commands on a database server (`--database postgresql://…`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use hsm_host::server::{Checkup, InitReport, ServerProject};
+
+use super::args::{Args, Command, PgAction, UpTarget};
+use super::{Reported, UsageError, report, sink, sql_options, with_loading_context};
+
+/// Runs `args.command` on the server `url`.
+pub(super) fn run(args: &Args, url: &str) -> Result<()> {
+    let global = &args.global;
+    let schema = match global.tracking_prefix.as_str() {
+        "" => "hsm".to_owned(),
+        prefix => prefix.trim_end_matches('_').to_owned(),
+    };
+    let cache_dir = match global.no_cache {
+        true => None,
+        false => global
+            .cache_dir
+            .clone()
+            .or_else(hsm_host::runtime::cache::default_dir),
+    };
+    let project = ServerProject::new(url, &global.migrations)?
+        .with_sql(sql_options(global))
+        .with_schema(&schema)
+        .with_limits(hsm_host::Limits {
+            timeout: global.timeout,
+            max_memory: global.max_memory,
+        })
+        .with_cache(cache_dir, global.cache_max as u64)
+        .with_compiler(global.compiler)
+        .with_lock_wait(Duration::from_secs(global.lock_timeout));
+    let mut out = sink::SafeOut::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    match &args.command {
+        Command::Status { check } => {
+            let status = with_loading_context(global, project.status())?;
+            report::status(&status, global.json, &mut out)?;
+            let attention = status.needs_attention();
+            if *check && !attention.is_empty() {
+                return Err(Reported(format!(
+                    "the database needs attention: {}",
+                    attention.join(", ")
+                ))
+                .into());
+            }
+        }
+        Command::Up { target, dry_run } => {
+            let (target, dry_run) = match target {
+                Some(UpTarget::DryRun) => (None, true),
+                Some(UpTarget::Version(version)) => (Some(*version), *dry_run),
+                None => (None, *dry_run),
+            };
+            if dry_run {
+                return Err(not_yet("up --dry-run"));
+            }
+            let run = with_loading_context(global, project.up(target))?;
+            report::run(&run, global.json, &mut out)?;
+        }
+        Command::Down { dry_run: true, .. } => return Err(not_yet("down --dry-run")),
+        Command::Down { target, .. } => {
+            let run = with_loading_context(global, project.down(*target))?;
+            report::run(&run, global.json, &mut out)?;
+        }
+        Command::Pg {
+            action:
+                PgAction::Init {
+                    app_role,
+                    host_role,
+                },
+        } => {
+            let made = project.init(app_role.clone(), host_role.clone())?;
+            initialized(&made, global.json, &mut out)?;
+        }
+        Command::Pg {
+            action: PgAction::Doctor {},
+        } => {
+            let checkup = project.doctor()?;
+            examined(&checkup, global.json, &mut out)?;
+            if !checkup.refusals.is_empty() {
+                out.flush()?;
+                return Err(Reported(format!(
+                    "the migrator role is no boundary: {}",
+                    checkup.refusals.join("; ")
+                ))
+                .into());
+            }
+        }
+        other => return Err(not_yet(command_name(other))),
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn not_yet(what: &str) -> anyhow::Error {
+    UsageError(format!(
+        "{what} is not available for a PostgreSQL database yet (status, up, down, pg init and \
+         pg doctor are; see docs/postgresql.md)"
+    ))
+    .into()
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Redo {} => "redo",
+        Command::Backup {} => "backup (use pg_dump; see docs/postgresql.md)",
+        Command::Restore { .. } => "restore (use pg_restore; see docs/postgresql.md)",
+        Command::Export { .. } => "export",
+        Command::Repair {} => "repair",
+        Command::Gc {} => "gc",
+        Command::Adopt { .. } => "adopt",
+        Command::Baseline { .. } => "baseline",
+        Command::Test { .. } => "test",
+        _ => "this command",
+    }
+}
+
+fn initialized(made: &InitReport, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        serde_json::to_writer_pretty(&mut *out, made)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Made the tracking schema {} in {} (owned by {}).",
+        made.schema, made.database, made.owner_role
+    )?;
+    writeln!(
+        out,
+        "Migrations run as {}, acting as {} (the owner of the application's tables).",
+        made.migrator_role, made.app_role
+    )?;
+    writeln!(
+        out,
+        "Run up, down and status connected as {}: hsm-host --database postgresql://{}@HOST/{} up",
+        made.host_role, made.host_role, made.database
+    )?;
+    Ok(())
+}
+
+fn examined(checkup: &Checkup, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        serde_json::to_writer_pretty(&mut *out, checkup)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "Migrations act as: {}", checkup.acts_as.join(", "))?;
+    for refusal in &checkup.refusals {
+        writeln!(out, "Refused: {refusal}")?;
+    }
+    for reach in &checkup.reachable {
+        writeln!(out, "Reachable: {reach}")?;
+    }
+    if checkup.refusals.is_empty() {
+        writeln!(out, "The migrator role is a boundary.")?;
+    }
+    Ok(())
+}

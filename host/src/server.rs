@@ -1,0 +1,332 @@
+//! Migrating a database server (`--database postgresql://…`): the same components, plans and
+//! reports as on SQLite, with the backend (`hsm-postgres`) owning the sessions, the tracking
+//! rows and the lock. There is no file to back up: each migration's transaction is what stands
+//! in for the backup (a failure leaves nothing), and PostgreSQL enforces every constraint as
+//! it goes, so there is no after-the-fact check to run either.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hsm_postgres::{Recorded, Server, Target};
+
+use crate::error::{Error, Result};
+use crate::migrator::{Migrator, RunReport, StepReport};
+use crate::pack::SqlOptions;
+use crate::plan::{Available, Direction, plan_down, plan_up};
+use crate::runtime::{Compiler, Limits, MigrationComponent, Runtime};
+use crate::status::Status;
+use crate::tracking::RowStatus;
+
+pub use hsm_postgres::doctor::Checkup;
+pub use hsm_postgres::schema::{InitOptions, InitReport};
+pub use hsm_postgres::{is_server_url, redact};
+
+/// How many times a step that could not get a lock in time runs again.
+const LOCK_RETRIES: u32 = 4;
+
+/// A database server and the migrations directory for it.
+pub struct ServerProject {
+    target: Target,
+    migrations: PathBuf,
+    sql: SqlOptions,
+    schema: String,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    cache_max: u64,
+    compiler: Compiler,
+    lock_wait: Duration,
+}
+
+/// A backend error in the library's terms.
+fn server_error(error: hsm_postgres::Error) -> Error {
+    Error::Server {
+        usage: error.is_usage(),
+        message: error.to_string(),
+    }
+}
+
+impl ServerProject {
+    /// The server `url` names, and the migrations in `migrations`.
+    ///
+    /// # Errors
+    /// [`Error::Server`] when the URL cannot be read.
+    pub fn new(url: &str, migrations: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self {
+            target: Target::parse(url).map_err(server_error)?,
+            migrations: migrations.into(),
+            sql: SqlOptions::default(),
+            schema: "hsm".into(),
+            limits: Limits::default(),
+            cache_dir: None,
+            cache_max: 0,
+            compiler: Compiler::default(),
+            lock_wait: Duration::from_secs(10),
+        })
+    }
+
+    /// Reads the directory's SQL files with these options.
+    pub fn with_sql(mut self, sql: SqlOptions) -> Self {
+        self.sql = sql;
+        self
+    }
+
+    /// Keeps the tracking tables in `schema` (default `hsm`).
+    pub fn with_schema(mut self, schema: &str) -> Self {
+        self.schema = schema.to_owned();
+        self
+    }
+
+    /// Each migration's limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The compile cache, and its cap.
+    pub fn with_cache(mut self, dir: Option<PathBuf>, max_bytes: u64) -> Self {
+        self.cache_dir = dir;
+        self.cache_max = max_bytes;
+        self
+    }
+
+    /// Which compiler loads components.
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
+    }
+
+    /// How long `up` and `down` wait for another process's lock.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The URL, without its password.
+    pub fn target(&self) -> String {
+        self.target.to_string()
+    }
+
+    fn runtime(&self) -> Result<Runtime> {
+        let runtime = Runtime::with_limits(self.limits)?.with_compiler(self.compiler);
+        Ok(match &self.cache_dir {
+            Some(dir) => runtime.with_cache(dir, self.cache_max),
+            None => runtime,
+        })
+    }
+
+    fn migrator(&self) -> Result<Migrator> {
+        Migrator::load_dir_in(self.runtime()?, &self.migrations, self.sql.clone())
+    }
+
+    fn open(&self) -> Result<Server> {
+        Server::open(&self.target, &self.schema).map_err(server_error)
+    }
+
+    /// Makes the roles, the tracking schema and its functions (`hsm-host pg init`), connected
+    /// with a superuser's URL.
+    ///
+    /// # Errors
+    /// [`Error::Server`].
+    pub fn init(&self, app_role: Option<String>, host_role: Option<String>) -> Result<InitReport> {
+        let mut client = self.target.connect().map_err(server_error)?;
+        hsm_postgres::schema::init(
+            &mut client,
+            &InitOptions {
+                schema: self.schema.clone(),
+                app_role,
+                host_role,
+            },
+        )
+        .map_err(server_error)
+    }
+
+    /// Checks the migrator role is a boundary (`hsm-host pg doctor`).
+    ///
+    /// # Errors
+    /// [`Error::Server`].
+    pub fn doctor(&self) -> Result<Checkup> {
+        hsm_postgres::doctor::check(&mut self.open()?).map_err(server_error)
+    }
+
+    /// Which migrations are applied, pending, changed or missing; attempts a dead process
+    /// left `running` are recorded as interrupted when no other process holds the lock.
+    ///
+    /// # Errors
+    /// As [`crate::source::survey_dir`]; [`Error::Server`].
+    pub fn status(&self) -> Result<Status> {
+        let survey =
+            crate::source::survey_dir(&self.runtime()?, &self.migrations, self.sql.clone())?;
+        let mut server = self.open()?;
+        let interrupted = match server.lock(Duration::ZERO) {
+            Ok(()) => server.recover_interrupted().map_err(server_error)?,
+            Err(_) => Vec::new(),
+        };
+        let rows = server.migrations().map_err(server_error)?;
+        let history = server
+            .history(i64::from(crate::status::HISTORY_ROWS))
+            .map_err(server_error)?;
+        let mut status = Status::from_rows(&survey.known, rows, history);
+        status.database = Some(PathBuf::from(self.target()));
+        status.server = true;
+        status.unread_components = survey.unread.into_iter().map(|u| u.path).collect();
+        status.interrupted = interrupted;
+        Ok(status)
+    }
+
+    /// Applies pending migrations up to `target` (all when `None`), each in its own
+    /// transaction on its own session.
+    ///
+    /// # Errors
+    /// [`Error::Plan`], [`Error::ComponentChanged`] before anything runs; [`Error::Server`];
+    /// [`Error::MigrationFailed`].
+    pub fn up(&self, target: Option<u64>) -> Result<RunReport> {
+        self.run(Direction::Up, target)
+    }
+
+    /// Rolls back to `target` (the newest one when `None`).
+    ///
+    /// # Errors
+    /// As [`ServerProject::up`].
+    pub fn down(&self, target: Option<u64>) -> Result<RunReport> {
+        self.run(Direction::Down, target)
+    }
+
+    fn run(&self, direction: Direction, target: Option<u64>) -> Result<RunReport> {
+        let migrator = self.migrator()?;
+        if migrator.migrations().is_empty() {
+            return Err(Error::NoMigrations {
+                path: self.migrations.clone(),
+                seen: crate::pack::layout::unread_sql_files(&self.migrations),
+                found: Vec::new(),
+            });
+        }
+        let mut server = self.open()?;
+        server.lock(self.lock_wait).map_err(server_error)?;
+        let interrupted = server.recover_interrupted().map_err(server_error)?;
+        let rows = server.migrations().map_err(server_error)?;
+        let assessment = crate::assess::assess(&rows, migrator.migrations());
+        if let Some(changed) = assessment.changed.first() {
+            return Err(Error::ComponentChanged {
+                version: changed.row.version,
+                name: changed.row.name.clone(),
+                file: changed.file.path.clone(),
+                recorded: changed.recorded.to_owned(),
+                found: changed.file.checksum.clone(),
+            });
+        }
+        let applied: BTreeSet<u64> = rows
+            .iter()
+            .filter(|row| row.status == RowStatus::Applied)
+            .map(|row| row.version)
+            .collect();
+        let available: Vec<Available> = migrator
+            .migrations()
+            .iter()
+            .map(|c| Available {
+                version: c.version(),
+                name: c.metadata.name.clone(),
+                reversible: c.metadata.reversible,
+            })
+            .collect();
+        let plan = match direction {
+            Direction::Up => plan_up(&available, &applied, target)?,
+            Direction::Down => plan_down(&available, &applied, target)?,
+        };
+        let mut steps = Vec::new();
+        for &version in &plan.steps {
+            let component = migrator.component(version)?;
+            let started = Instant::now();
+            self.run_step(&mut server, component, direction)
+                .map_err(|failure| {
+                    crate::migrator::with_completed(
+                        failure,
+                        steps.iter().map(|s: &StepReport| s.version).collect(),
+                    )
+                })?;
+            steps.push(StepReport {
+                version,
+                name: component.metadata().name.clone(),
+                direction,
+                schema: Default::default(),
+                rows_changed: 0,
+                rows_dropped: 0,
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
+            tracing::info!(
+                "{} {}",
+                match direction {
+                    Direction::Up => "applied",
+                    Direction::Down => "rolled back",
+                },
+                component.label()
+            );
+        }
+        Ok(RunReport {
+            direction,
+            from: plan.from,
+            to: plan.to,
+            steps,
+            backup: None,
+            interrupted,
+        })
+    }
+
+    /// Runs one step; a step that failed because a lock was not free in time runs again, up
+    /// to [`LOCK_RETRIES`] times with a growing pause, as long as its deadline allows.
+    fn run_step(
+        &self,
+        server: &mut Server,
+        component: &MigrationComponent,
+        direction: Direction,
+    ) -> Result<()> {
+        let label = component.label();
+        let deadline = Instant::now() + self.limits.timeout;
+        let mut pause = Duration::from_millis(250);
+        for attempt in 0..=LOCK_RETRIES {
+            let step = server
+                .open_step(component.version(), direction, &label, deadline)
+                .map_err(server_error)?;
+            let outcome = component.run_on_server(direction, step.guest(), deadline);
+            let failure = match outcome {
+                Ok(()) => {
+                    let recorded = Recorded {
+                        name: &component.metadata().name,
+                        description: &component.metadata().description,
+                        checksum: &component.checksum(),
+                    };
+                    match server.finish_step(step, &recorded) {
+                        Ok(()) => return Ok(()),
+                        Err(message) => hsm_sandbox::runtime::Failure {
+                            message,
+                            sqlite_code: None,
+                        },
+                    }
+                }
+                Err(failure) => {
+                    server.fail_step(step, &failure.message);
+                    failure
+                }
+            };
+            let lock_busy = failure.sqlite_code == Some(hsm_postgres::LOCK_NOT_AVAILABLE);
+            if lock_busy && attempt < LOCK_RETRIES && Instant::now() + pause < deadline {
+                tracing::warn!(
+                    "{label}: a lock it needs is held by another session; trying again in {} ms",
+                    pause.as_millis()
+                );
+                std::thread::sleep(pause);
+                pause *= 2;
+                continue;
+            }
+            return Err(Error::MigrationFailed {
+                version: component.version(),
+                name: component.metadata().name.clone(),
+                direction,
+                cause: failure.message,
+                completed: Vec::new(),
+                sqlite_code: failure.sqlite_code,
+            });
+        }
+        unreachable!("the last attempt returns")
+    }
+}

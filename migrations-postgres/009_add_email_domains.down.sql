@@ -1,0 +1,1 @@
+ALTER TABLE users DROP COLUMN free_mail, DROP COLUMN email_domain;

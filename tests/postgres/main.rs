@@ -1,0 +1,9 @@
+//! PostgreSQL tests: a real server (`pg_virtualenv` starts a throw-away cluster; scripts/test.sh
+//! runs this target inside it), a database and roles per test, real guest components and SQL
+//! files, and the real `hsm-host` binary.
+
+mod examples;
+mod hostile;
+mod races;
+mod runs;
+mod support;
