@@ -27,9 +27,8 @@ pub(crate) struct Shared {
     pub(crate) client: Mutex<Client>,
     /// The transaction the host opened (`pg_current_xact_id()` as text).
     pub(crate) xid: String,
-    pub(crate) deadline: Instant,
-    /// Names the migration in log lines.
-    pub(crate) label: String,
+    /// The running step's deadline and name (a dry run runs several on one session).
+    step: Mutex<(Instant, String)>,
     /// Why the host's transaction is gone, once it is.
     pub(crate) ended: Mutex<Option<String>>,
     last_error: Mutex<Option<SqlError>>,
@@ -47,13 +46,25 @@ impl Shared {
         Self {
             client: Mutex::new(client),
             xid,
-            deadline,
-            label,
+            step: Mutex::new((deadline, label)),
             ended: Mutex::new(None),
             last_error: Mutex::new(None),
             cursors: Mutex::new(HashMap::new()),
             next_cursor: AtomicU32::new(0),
         }
+    }
+}
+
+impl Shared {
+    pub(crate) fn deadline(&self) -> Instant {
+        lock(&self.step).0
+    }
+
+    /// Starts the next step of a dry run on the same session and transaction.
+    pub(crate) fn next_step(&self, deadline: Instant, label: String) {
+        *lock(&self.step) = (deadline, label);
+        *lock(&self.last_error) = None;
+        lock(&self.cursors).clear();
     }
 }
 
@@ -83,7 +94,7 @@ impl GuestSession {
         let shared = &self.0;
         let mut client = lock(&shared.client);
         self.refuse_if_ended()?;
-        if Instant::now() >= shared.deadline {
+        if Instant::now() >= shared.deadline() {
             return Err(self.out_of_time());
         }
         let result = f(&mut client).map_err(|failed| match failed {
@@ -120,7 +131,7 @@ impl GuestSession {
 
     fn explain(&self, error: &postgres::Error) -> SqlError {
         let mut sql_error = to_sql_error(error);
-        if Instant::now() >= self.0.deadline
+        if Instant::now() >= self.0.deadline()
             && error.code() == Some(&postgres::error::SqlState::QUERY_CANCELED)
         {
             sql_error = self.out_of_time();
@@ -247,7 +258,7 @@ impl ServerSql for GuestSession {
         if run.len() < all.len() {
             tracing::info!(
                 "{}: its script's BEGIN … COMMIT runs inside hsm-host's transaction",
-                self.0.label
+                lock(&self.0.step).1
             );
         }
         for statement in run {

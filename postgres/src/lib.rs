@@ -12,14 +12,18 @@ pub mod doctor;
 mod errors;
 mod guest;
 mod numeric;
+mod rehearsal;
 pub mod schema;
 mod server;
 pub mod split;
+mod step;
 mod values;
 
 pub use connect::{Target, is_server_url, redact};
 pub use errors::{LOCK_NOT_AVAILABLE, mapped_code};
-pub use server::{Recorded, Server, Step};
+pub use rehearsal::Rehearsal;
+pub use server::Server;
+pub use step::{Recorded, Step};
 
 /// What went wrong on the way to (or on) the server.
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,9 @@
 //! The host's side of a PostgreSQL database: its own session (the URL's role), the tracking
-//! rows it reads and the attempts it records, the advisory lock, and each migration step's
-//! session as the migrator role.
+//! rows it reads, interrupted attempts, and the advisory lock. Each migration step's session
+//! is `step.rs`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hsm_store::plan::Direction;
 use hsm_store::tracking::{
     HistoryDirection, HistoryRow, HistoryStatus, INTERRUPTED, MigrationRow, RowStatus,
 };
@@ -13,32 +11,20 @@ use postgres::Client;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::connect::{Target, random_secret};
-use crate::guest::{GuestSession, Shared, lock};
+use crate::connect::Target;
 use crate::schema::{Names, ident};
 
 /// An open PostgreSQL database the host migrates.
 pub struct Server {
-    target: Target,
-    client: Client,
-    names: Names,
-    migrator_password: String,
-    app_role: String,
+    pub(crate) target: Target,
+    pub(crate) client: Client,
+    pub(crate) names: Names,
+    pub(crate) migrator_password: String,
+    pub(crate) app_role: String,
     locked: bool,
     /// `server_version_num`: settings newer servers have are asked for only there.
-    version: i32,
+    pub(crate) version: i32,
 }
-
-/// Every role's and database's session defaults, as one text: a migration's `ALTER ROLE …
-/// SET` or `ALTER DATABASE … SET` would reach the sessions of the migrations after it.
-const SESSION_DEFAULTS: &str = "SELECT coalesce(pg_catalog.string_agg(s.setdatabase::pg_catalog.text \
-    OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.setrole::pg_catalog.text \
-    OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) \
-    pg_catalog.array_to_string(s.setconfig, ','), ';' ORDER BY s.setdatabase, s.setrole), '') \
-    FROM pg_catalog.pg_db_role_setting s";
-
-/// The server's wait for one lock, in milliseconds, before the step fails and runs again.
-const LOCK_TIMEOUT_MS: u128 = 2_000;
 
 /// How often a waiting `up` asks for the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(200);
@@ -112,7 +98,7 @@ impl Server {
         &mut self.client
     }
 
-    fn schema(&self) -> String {
+    pub(crate) fn schema(&self) -> String {
         ident(&self.names.schema)
     }
 
@@ -241,283 +227,51 @@ impl Server {
         }
         Ok(versions)
     }
+}
 
-    /// Opens migration `version`'s step: its `running` history row and its secret on the
-    /// host's session (committed), then a session of its own as the migrator role, with the
-    /// transaction open, the application's role set and the step begun with the secret.
-    pub fn open_step(
+impl Server {
+    /// Records migrations as applied without running them (`baseline`), each with an
+    /// `adopted` history row, in one transaction on the host's session. Versions already
+    /// recorded are the caller's to leave out.
+    pub fn record_adopted(
         &mut self,
-        version: u64,
-        direction: Direction,
-        label: &str,
-        deadline: Instant,
-    ) -> Result<Step, Error> {
+        migrations: &[(u64, crate::Recorded<'_>)],
+    ) -> Result<(), Error> {
         let s = self.schema();
         let now = hsm_store::time::now_iso();
-        let history_id: i64 = self
+        let mut tx = self
             .client
-            .query_one(
+            .transaction()
+            .map_err(|e| Error::query("begin", e))?;
+        for (version, recorded) in migrations {
+            let version = *version as i64;
+            tx.execute(
                 &format!(
-                    "INSERT INTO {s}.migration_history (version, direction, status, started_at)
-                     VALUES ($1, $2, 'running', $3) RETURNING id"
-                ),
-                &[&(version as i64), &direction.as_str(), &now],
-            )
-            .map_err(|e| Error::query("record the attempt", e))?
-            .get(0);
-        let secret = random_secret();
-        let key_hash = Sha256::digest(secret.as_bytes()).to_vec();
-        self.client
-            .execute(
-                &format!(
-                    "INSERT INTO {s}.step_keys (key_hash, version, direction, history_id)
-                     VALUES ($1, $2, $3, $4)"
+                    "INSERT INTO {s}.migrations (version, name, description, applied_at, status,
+                                                 checksum)
+                     VALUES ($1, $2, $3, $4, 'applied', $5)"
                 ),
                 &[
-                    &key_hash,
-                    &(version as i64),
-                    &direction.as_str(),
-                    &history_id,
-                ],
-            )
-            .map_err(|e| Error::query("register the step", e))?;
-        let step = Step {
-            shared: None,
-            secret,
-            key_hash,
-            history_id,
-            watchdog: None,
-            defaults: String::new(),
-        };
-        // A session that could not open leaves the attempt recorded failed, not running.
-        let keys = step.clone_keys();
-        self.start_step(step, label, deadline).inspect_err(|error| {
-            self.fail_step(keys, &error.to_string());
-        })
-    }
-
-    fn start_step(
-        &mut self,
-        mut step: Step,
-        label: &str,
-        deadline: Instant,
-    ) -> Result<Step, Error> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let ms = remaining.as_millis().max(1);
-        // The deadline is the host's (a cancel request at it); these are the server's second
-        // line. A short lock_timeout keeps a waiting ALTER from queueing the application's
-        // queries behind it: the step runs again (see the host's retries).
-        let mut options = format!(
-            "-c statement_timeout={ms} -c lock_timeout={} \
-             -c idle_in_transaction_session_timeout={ms} -c search_path=\"$user\",public",
-            ms.min(LOCK_TIMEOUT_MS)
-        );
-        if self.version >= 140_000 {
-            // A host killed mid-statement: the server notices within a second and rolls back.
-            options.push_str(" -c client_connection_check_interval=1000");
-        }
-        step.defaults = self
-            .client
-            .query_one(SESSION_DEFAULTS, &[])
-            .map_err(|e| Error::query("read the session defaults", e))?
-            .get(0);
-        let mut client =
-            self.target
-                .connect_as(&self.names.migrator, &self.migrator_password, &options)?;
-        let s = self.schema();
-        client
-            .batch_execute(&format!("BEGIN; SET LOCAL ROLE {}", ident(&self.app_role)))
-            .map_err(|e| Error::query("open the migration's transaction", e))?;
-        client
-            .execute(&format!("SELECT {s}.begin_step($1)"), &[&step.secret])
-            .map_err(|e| Error::query("begin the step", e))?;
-        let xid: String = client
-            .query_one(
-                "SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text",
-                &[],
-            )
-            .map_err(|e| Error::query("read the transaction id", e))?
-            .get(0);
-        step.watchdog = Some(Watchdog::arm(client.cancel_token(), deadline));
-        step.shared = Some(Arc::new(Shared::new(
-            client,
-            xid,
-            deadline,
-            label.to_owned(),
-        )));
-        Ok(step)
-    }
-
-    /// Ends a step whose guest returned ok: checks the transaction is still the host's,
-    /// gives what the migration made to the application's role, records it through the
-    /// gated function, and commits. On any failure the step is rolled back and recorded
-    /// failed.
-    pub fn finish_step(&mut self, step: Step, recorded: &Recorded<'_>) -> Result<(), String> {
-        let result = self.commit_step(&step, recorded);
-        match result {
-            Ok(()) => {
-                self.forget_key(&step);
-                Ok(())
-            }
-            Err(message) => {
-                self.fail_step(step, &message);
-                Err(message)
-            }
-        }
-    }
-
-    fn commit_step(&mut self, step: &Step, recorded: &Recorded<'_>) -> Result<(), String> {
-        let shared = step.shared.as_ref().expect("started");
-        if let Some(reason) = lock(&shared.ended).clone() {
-            return Err(format!(
-                "it ended hsm-host's transaction: {reason}; hsm-host stopped it there"
-            ));
-        }
-        let s = self.schema();
-        let mut client = lock(&shared.client);
-        let now = hsm_store::time::now_iso();
-        let describe = |e: postgres::Error| crate::errors::to_sql_error(&e).message;
-        // The guest's settings end here: a statement_timeout of 1 ms or a search_path of its
-        // own must not steer the host's statements below.
-        client
-            .batch_execute("RESET ALL; RESET ROLE")
-            .map_err(describe)?;
-        let defaults: String = client
-            .query_one(SESSION_DEFAULTS, &[])
-            .map_err(describe)?
-            .get(0);
-        if defaults != step.defaults {
-            return Err(
-                "it changed the session defaults of a role or of the database (ALTER ROLE/\
-                 DATABASE … SET), which would reach the sessions of the migrations after it; \
-                 the operator sets those, not a migration"
-                    .into(),
-            );
-        }
-        client
-            .batch_execute(&format!(
-                "REASSIGN OWNED BY {} TO {}",
-                ident(&self.names.migrator),
-                ident(&self.app_role)
-            ))
-            .map_err(describe)?;
-        client
-            .execute(
-                &format!("SELECT {s}.finish_step($1, $2, $3, $4, $5)"),
-                &[
-                    &step.secret,
+                    &version,
                     &recorded.name,
                     &recorded.description,
-                    &recorded.checksum,
                     &now,
+                    &recorded.checksum,
                 ],
             )
-            .map_err(describe)?;
-        client.batch_execute("COMMIT").map_err(describe)
-    }
-
-    /// Rolls a step back (its session closes) and records the attempt failed with `message`.
-    pub fn fail_step(&mut self, step: Step, message: &str) {
-        if let Some(shared) = &step.shared {
-            let _ = lock(&shared.client).batch_execute("ROLLBACK");
+            .and_then(|_| {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {s}.migration_history (version, direction, status,
+                                                            started_at, completed_at)
+                         VALUES ($1, 'up', 'adopted', $2, $2)"
+                    ),
+                    &[&version, &now],
+                )
+            })
+            .map_err(|e| Error::query("record the baseline", e))?;
         }
-        let now = hsm_store::time::now_iso();
-        if let Err(e) = self.client.execute(
-            &format!(
-                "UPDATE {}.migration_history SET status = 'failed', error_message = $1,
-                        completed_at = $2 WHERE id = $3",
-                self.schema()
-            ),
-            &[&message, &now, &step.history_id],
-        ) {
-            tracing::error!(
-                "cannot record the failed attempt: {}",
-                crate::errors::describe(&e)
-            );
-        }
-        self.forget_key(&step);
-    }
-
-    fn forget_key(&mut self, step: &Step) {
-        let _ = self.client.execute(
-            &format!(
-                "DELETE FROM {}.step_keys WHERE key_hash = $1",
-                self.schema()
-            ),
-            &[&step.key_hash],
-        );
-    }
-}
-
-/// What the `migrations` row of a step says.
-pub struct Recorded<'a> {
-    /// The migration's name.
-    pub name: &'a str,
-    /// Its description.
-    pub description: &'a str,
-    /// The sha256 of its component.
-    pub checksum: &'a str,
-}
-
-/// One migration step's session, open.
-pub struct Step {
-    shared: Option<Arc<Shared>>,
-    secret: String,
-    key_hash: Vec<u8>,
-    history_id: i64,
-    watchdog: Option<Watchdog>,
-    /// The session defaults before the step (see [`SESSION_DEFAULTS`]).
-    defaults: String,
-}
-
-impl Step {
-    /// The step's keys without its session (to record its failure).
-    fn clone_keys(&self) -> Step {
-        Step {
-            shared: None,
-            secret: self.secret.clone(),
-            key_hash: self.key_hash.clone(),
-            history_id: self.history_id,
-            watchdog: None,
-            defaults: String::new(),
-        }
-    }
-
-    /// The guest's handle on the session, for [`hsm_sandbox::runtime::MigrationComponent::run_on_server`].
-    pub fn guest(&self) -> Box<dyn hsm_sandbox::sql::ServerSql> {
-        Box::new(GuestSession(Arc::clone(
-            self.shared.as_ref().expect("started"),
-        )))
-    }
-}
-
-impl Drop for Step {
-    fn drop(&mut self) {
-        self.watchdog.take();
-    }
-}
-
-/// Cancels the step's running statement at its deadline (the server's `statement_timeout`
-/// is the second line).
-struct Watchdog {
-    stop: std::sync::mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    fn arm(token: postgres::CancelToken, deadline: Instant) -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-                let _ = token.cancel_query(postgres::NoTls);
-            }
-        });
-        Self { stop }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.stop.send(());
+        tx.commit()
+            .map_err(|e| Error::query("commit the baseline", e))
     }
 }

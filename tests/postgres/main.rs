@@ -5,5 +5,6 @@
 mod examples;
 mod hostile;
 mod races;
+mod rehearsal;
 mod runs;
 mod support;

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
+use hsm_host::Direction;
 use hsm_host::server::{Checkup, InitReport, ServerProject};
 
 use super::args::{Args, Command, PgAction, UpTarget};
@@ -54,12 +55,25 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
                 None => (None, *dry_run),
             };
             if dry_run {
-                return Err(not_yet("up --dry-run"));
+                let report = with_loading_context(global, project.dry_run(Direction::Up, target))?;
+                report::dry_run(&report, global.json, &mut out)?;
+                out.flush()?;
+                return Ok(());
             }
             let run = with_loading_context(global, project.up(target))?;
             report::run(&run, global.json, &mut out)?;
         }
-        Command::Down { dry_run: true, .. } => return Err(not_yet("down --dry-run")),
+        Command::Down {
+            target,
+            dry_run: true,
+        } => {
+            let report = with_loading_context(global, project.dry_run(Direction::Down, *target))?;
+            report::dry_run(&report, global.json, &mut out)?;
+        }
+        Command::Baseline { version, dry_run } => {
+            let report = with_loading_context(global, project.baseline(*version, *dry_run))?;
+            report::adopted(&report, global.json, &mut out)?;
+        }
         Command::Down { target, .. } => {
             let run = with_loading_context(global, project.down(*target))?;
             report::run(&run, global.json, &mut out)?;
@@ -96,8 +110,8 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
 
 fn not_yet(what: &str) -> anyhow::Error {
     UsageError(format!(
-        "{what} is not available for a PostgreSQL database yet (status, up, down, pg init and \
-         pg doctor are; see docs/postgresql.md)"
+        "{what} is not available for a PostgreSQL database yet (status, up, down, their dry \
+         runs, baseline, pg init and pg doctor are; see docs/postgresql.md)"
     ))
     .into()
 }
@@ -111,7 +125,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Repair {} => "repair",
         Command::Gc {} => "gc",
         Command::Adopt { .. } => "adopt",
-        Command::Baseline { .. } => "baseline",
         Command::Test { .. } => "test",
         _ => "this command",
     }

@@ -4,19 +4,21 @@
 //! in for the backup (a failure leaves nothing), and PostgreSQL enforces every constraint as
 //! it goes, so there is no after-the-fact check to run either.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hsm_postgres::{Recorded, Server, Target};
+use hsm_postgres::{Server, Target};
+
+mod baseline;
+mod rehearsal;
+mod run;
 
 use crate::error::{Error, Result};
-use crate::migrator::{Migrator, RunReport, StepReport};
+use crate::migrator::{Migrator, RunReport};
 use crate::pack::SqlOptions;
-use crate::plan::{Available, Direction, plan_down, plan_up};
-use crate::runtime::{Compiler, Limits, MigrationComponent, Runtime};
+use crate::plan::Direction;
+use crate::runtime::{Compiler, Limits, Runtime};
 use crate::status::Status;
-use crate::tracking::RowStatus;
 
 pub use hsm_postgres::doctor::Checkup;
 pub use hsm_postgres::schema::{InitOptions, InitReport};
@@ -190,143 +192,5 @@ impl ServerProject {
     /// As [`ServerProject::up`].
     pub fn down(&self, target: Option<u64>) -> Result<RunReport> {
         self.run(Direction::Down, target)
-    }
-
-    fn run(&self, direction: Direction, target: Option<u64>) -> Result<RunReport> {
-        let migrator = self.migrator()?;
-        if migrator.migrations().is_empty() {
-            return Err(Error::NoMigrations {
-                path: self.migrations.clone(),
-                seen: crate::pack::layout::unread_sql_files(&self.migrations),
-                found: Vec::new(),
-            });
-        }
-        let mut server = self.open()?;
-        server.lock(self.lock_wait).map_err(server_error)?;
-        let interrupted = server.recover_interrupted().map_err(server_error)?;
-        let rows = server.migrations().map_err(server_error)?;
-        let assessment = crate::assess::assess(&rows, migrator.migrations());
-        if let Some(changed) = assessment.changed.first() {
-            return Err(Error::ComponentChanged {
-                version: changed.row.version,
-                name: changed.row.name.clone(),
-                file: changed.file.path.clone(),
-                recorded: changed.recorded.to_owned(),
-                found: changed.file.checksum.clone(),
-            });
-        }
-        let applied: BTreeSet<u64> = rows
-            .iter()
-            .filter(|row| row.status == RowStatus::Applied)
-            .map(|row| row.version)
-            .collect();
-        let available: Vec<Available> = migrator
-            .migrations()
-            .iter()
-            .map(|c| Available {
-                version: c.version(),
-                name: c.metadata.name.clone(),
-                reversible: c.metadata.reversible,
-            })
-            .collect();
-        let plan = match direction {
-            Direction::Up => plan_up(&available, &applied, target)?,
-            Direction::Down => plan_down(&available, &applied, target)?,
-        };
-        let mut steps = Vec::new();
-        for &version in &plan.steps {
-            let component = migrator.component(version)?;
-            let started = Instant::now();
-            self.run_step(&mut server, component, direction)
-                .map_err(|failure| {
-                    crate::migrator::with_completed(
-                        failure,
-                        steps.iter().map(|s: &StepReport| s.version).collect(),
-                    )
-                })?;
-            steps.push(StepReport {
-                version,
-                name: component.metadata().name.clone(),
-                direction,
-                schema: Default::default(),
-                rows_changed: 0,
-                rows_dropped: 0,
-                duration_ms: started.elapsed().as_millis() as u64,
-            });
-            tracing::info!(
-                "{} {}",
-                match direction {
-                    Direction::Up => "applied",
-                    Direction::Down => "rolled back",
-                },
-                component.label()
-            );
-        }
-        Ok(RunReport {
-            direction,
-            from: plan.from,
-            to: plan.to,
-            steps,
-            backup: None,
-            interrupted,
-        })
-    }
-
-    /// Runs one step; a step that failed because a lock was not free in time runs again, up
-    /// to [`LOCK_RETRIES`] times with a growing pause, as long as its deadline allows.
-    fn run_step(
-        &self,
-        server: &mut Server,
-        component: &MigrationComponent,
-        direction: Direction,
-    ) -> Result<()> {
-        let label = component.label();
-        let deadline = Instant::now() + self.limits.timeout;
-        let mut pause = Duration::from_millis(250);
-        for attempt in 0..=LOCK_RETRIES {
-            let step = server
-                .open_step(component.version(), direction, &label, deadline)
-                .map_err(server_error)?;
-            let outcome = component.run_on_server(direction, step.guest(), deadline);
-            let failure = match outcome {
-                Ok(()) => {
-                    let recorded = Recorded {
-                        name: &component.metadata().name,
-                        description: &component.metadata().description,
-                        checksum: &component.checksum(),
-                    };
-                    match server.finish_step(step, &recorded) {
-                        Ok(()) => return Ok(()),
-                        Err(message) => hsm_sandbox::runtime::Failure {
-                            message,
-                            sqlite_code: None,
-                        },
-                    }
-                }
-                Err(failure) => {
-                    server.fail_step(step, &failure.message);
-                    failure
-                }
-            };
-            let lock_busy = failure.sqlite_code == Some(hsm_postgres::LOCK_NOT_AVAILABLE);
-            if lock_busy && attempt < LOCK_RETRIES && Instant::now() + pause < deadline {
-                tracing::warn!(
-                    "{label}: a lock it needs is held by another session; trying again in {} ms",
-                    pause.as_millis()
-                );
-                std::thread::sleep(pause);
-                pause *= 2;
-                continue;
-            }
-            return Err(Error::MigrationFailed {
-                version: component.version(),
-                name: component.metadata().name.clone(),
-                direction,
-                cause: failure.message,
-                completed: Vec::new(),
-                sqlite_code: failure.sqlite_code,
-            });
-        }
-        unreachable!("the last attempt returns")
     }
 }

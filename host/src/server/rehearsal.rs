@@ -1,0 +1,92 @@
+//! Dry runs on a server: the plan's steps on one session, in one transaction rolled back at
+//! the end (see `hsm_postgres::Rehearsal`).
+
+use std::time::Instant;
+
+use hsm_postgres::Recorded;
+
+use super::{ServerProject, server_error};
+use crate::error::{Error, Result};
+use crate::migrator::{DryRunReport, StepReport};
+use crate::plan::Direction;
+
+impl ServerProject {
+    /// What `up` (or `down`) to `target` would do, run and rolled back; nothing of it stays.
+    ///
+    /// # Errors
+    /// As [`ServerProject::up`]; a step that fails is [`Error::MigrationFailed`].
+    pub fn dry_run(&self, direction: Direction, target: Option<u64>) -> Result<DryRunReport> {
+        let (migrator, mut server, plan, _) = self.planned(direction, target)?;
+        let mut steps = Vec::new();
+        if plan.steps.is_empty() {
+            return Ok(DryRunReport {
+                direction,
+                from: plan.from,
+                to: plan.to,
+                steps,
+            });
+        }
+        let whole = self.limits.timeout * u32::try_from(plan.steps.len()).unwrap_or(u32::MAX);
+        let mut rehearsal = server
+            .open_rehearsal(Instant::now() + whole)
+            .map_err(server_error)?;
+        for &version in &plan.steps {
+            let outcome = (|| {
+                let component = migrator.component(version)?;
+                let started = Instant::now();
+                let deadline = started + self.limits.timeout;
+                let guest = server
+                    .rehearse_step(
+                        &mut rehearsal,
+                        version,
+                        direction,
+                        &component.label(),
+                        deadline,
+                    )
+                    .map_err(server_error)?;
+                let failed = |message: String, code: Option<i32>| Error::MigrationFailed {
+                    version,
+                    name: component.metadata().name.clone(),
+                    direction,
+                    cause: message,
+                    completed: Vec::new(),
+                    sqlite_code: code,
+                };
+                component
+                    .run_on_server(direction, guest, deadline)
+                    .map_err(|f| failed(f.message, f.sqlite_code))?;
+                let recorded = Recorded {
+                    name: &component.metadata().name,
+                    description: &component.metadata().description,
+                    checksum: &component.checksum(),
+                };
+                server
+                    .end_rehearsed_step(&mut rehearsal, &recorded)
+                    .map_err(|message| failed(message, None))?;
+                Ok(StepReport {
+                    version,
+                    name: component.metadata().name.clone(),
+                    direction,
+                    schema: Default::default(),
+                    rows_changed: 0,
+                    rows_dropped: 0,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                })
+            })();
+            match outcome {
+                Ok(step) => steps.push(step),
+                Err(error) => {
+                    server.close_rehearsal(rehearsal);
+                    return Err(error);
+                }
+            }
+        }
+        server.close_rehearsal(rehearsal);
+        Ok(DryRunReport {
+            direction,
+            from: plan.from,
+            to: plan.to,
+            steps,
+        })
+    }
+}
