@@ -36,8 +36,15 @@ impl Target {
     /// come from the `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD` and `PGDATABASE` variables, as
     /// libpq's tools take them.
     pub fn parse(url: &str) -> Result<Self, Error> {
+        // The URL's text is never shown: a password with an unescaped `/`, `?` or `@`, or
+        // spelled `%70assword=`, would survive any rewriting of it. What is shown is made from
+        // what was parsed.
         let mut config = Config::from_str(url).map_err(|e| {
-            Error::Usage(format!("cannot read the database URL {}: {e}", redact(url)))
+            let scheme = url.split("://").next().unwrap_or("postgresql");
+            Error::Usage(format!(
+                "cannot read the database URL ({scheme}://…): {}",
+                hsm_store::text::neutralize(&e.to_string(), 200)
+            ))
         })?;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if config.get_hosts().is_empty() {
@@ -62,8 +69,12 @@ impl Target {
         }
         config.application_name("hsm-host");
         config.connect_timeout(Duration::from_secs(10));
+        // The host's own session resolves every unqualified name in pg_catalog alone: a
+        // function a migration planted in `public` (a better match for an untyped parameter,
+        // or first in a search_path it set on the database) never runs as the host.
+        config.options("-c search_path=pg_catalog");
         Ok(Self {
-            shown: redact(url),
+            shown: shown(&config),
             config,
         })
     }
@@ -102,35 +113,35 @@ impl Target {
     }
 }
 
-/// `url` without its password.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            let hidden = if user_info.contains(':') { ":***" } else { "" };
-            let tail = hide_password_parameter(tail);
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{}", hide_password_parameter(tail)),
-    }
-}
-
-fn hide_password_parameter(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
+/// `postgresql://user@host:port/database`, from what was parsed (never the password).
+fn shown(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
         })
-        .collect();
-    format!("{path}?{}", query.join("&"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config
+        .get_ports()
+        .first()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let password = if config.get_password().is_some() {
+        ":***"
+    } else {
+        ""
+    };
+    hsm_store::text::neutralize(
+        &format!(
+            "postgresql://{}{password}@{host}{port}/{}",
+            config.get_user().unwrap_or_default(),
+            config.get_dbname().unwrap_or_default()
+        ),
+        200,
+    )
 }
 
 /// 32 random bytes as hex, from the kernel.
@@ -148,16 +159,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_never_show() {
+    fn passwords_never_show_however_the_url_spells_them() {
+        for url in [
+            "postgresql://app:s3cret@db.example:5432/app",
+            "postgresql://postgres:s3cret/x@localhost:5432/appdb",
+            "postgresql://postgres:s3cret?x@localhost:5432/appdb",
+            "postgres://db/app?user=x&password=s3cret",
+            "postgres://db/app?user=x&passwor%64=s3cret",
+            "postgres://db/app?%70assword=s3cret&port=5432",
+        ] {
+            match Target::parse(url) {
+                Ok(target) => assert!(!target.to_string().contains("s3cret"), "{target}"),
+                Err(error) => assert!(!error.to_string().contains("s3cret"), "{error}"),
+            }
+        }
+        let shown = Target::parse("postgresql://app:s3cret@db.example:5433/app").unwrap();
         assert_eq!(
-            redact("postgresql://app:s3cret@db.example:5432/app"),
-            "postgresql://app:***@db.example:5432/app"
+            shown.to_string(),
+            "postgresql://app:***@db.example:5433/app"
         );
-        assert_eq!(
-            redact("postgres://db/app?user=x&password=s3cret"),
-            "postgres://db/app?user=x&password=***"
-        );
-        assert_eq!(redact("postgresql://app@db/app"), "postgresql://app@db/app");
         assert!(is_server_url("postgres://x"));
         assert!(!is_server_url("./data/app.db"));
     }

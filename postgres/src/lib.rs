@@ -19,7 +19,7 @@ pub mod split;
 mod step;
 mod values;
 
-pub use connect::{Target, is_server_url, redact};
+pub use connect::{Target, is_server_url};
 pub use errors::{LOCK_NOT_AVAILABLE, mapped_code};
 pub use rehearsal::Rehearsal;
 pub use server::Server;

@@ -65,7 +65,7 @@ impl Server {
         rehearsal
             .keys
             .push(self.register_key(&secret, version, direction, None)?);
-        let defaults = self.session_defaults()?;
+        let defaults = self.guarded_state()?;
         let ms = deadline
             .saturating_duration_since(Instant::now())
             .as_millis()
@@ -86,7 +86,16 @@ impl Server {
                     &[&secret],
                 )
                 .map_err(|e| Error::query("begin the step", e))?;
-            rehearsal.watchdog = Some(Watchdog::arm(client.cancel_token(), deadline));
+            let backend: i32 = client
+                .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+                .map_err(|e| Error::query("read the session's backend", e))?
+                .get(0);
+            rehearsal.watchdog = Some(Watchdog::arm(
+                client.cancel_token(),
+                deadline,
+                self.target.clone(),
+                backend,
+            ));
         }
         rehearsal.shared.next_step(deadline, label.to_owned());
         rehearsal.current = Some((secret, defaults));
@@ -102,7 +111,15 @@ impl Server {
     ) -> Result<(), String> {
         rehearsal.watchdog = None;
         let (secret, defaults) = rehearsal.current.take().expect("a step was begun");
-        self.record(&rehearsal.shared, &secret, &defaults, recorded)
+        self.record(&rehearsal.shared, &secret, &defaults, recorded, false)
+    }
+
+    /// Checks the dry run's deferred constraints (a deferred foreign key, say) as its COMMIT
+    /// would: what the run would fail with at its last step's commit.
+    pub fn check_rehearsal(&mut self, rehearsal: &Rehearsal) -> Result<(), String> {
+        lock(&rehearsal.shared.client)
+            .batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+            .map_err(|e| crate::errors::to_sql_error(&e).message)
     }
 
     /// Rolls the dry run back and forgets its secrets.

@@ -192,15 +192,20 @@ pub fn init(client: &mut Client, options: &InitOptions) -> Result<InitReport, Er
          GRANT CONNECT ON DATABASE {db} TO {migrator};
          GRANT USAGE, CREATE ON SCHEMA public TO {app_q};
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
+         GRANT {migrator} TO {host_q};
          SET LOCAL ROLE {owner};
          {objects}
          RESET ROLE;
+         {guarded}
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
          GRANT USAGE ON SCHEMA {schema} TO {migrator}, {app_q};
          REVOKE ALL ON FUNCTION {schema}.begin_step(text), {schema}.finish_step(text, text, text, text, text), {schema}.check_step() FROM PUBLIC;
-         GRANT EXECUTE ON FUNCTION {schema}.begin_step(text), {schema}.finish_step(text, text, text, text, text) TO {migrator}, {app_q};",
+         GRANT EXECUTE ON FUNCTION {schema}.begin_step(text), {schema}.finish_step(text, text, text, text, text) TO {migrator}, {app_q};
+         REVOKE ALL ON FUNCTION {schema}.guarded_state() FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION {schema}.guarded_state() TO {migrator}, {app_q}, {owner};",
         db = ident(&database),
         objects = objects(&names.schema),
+        guarded = guarded_state(&names, &app),
     );
     tx.batch_execute(&script)
         .map_err(|e| Error::query("make the hsm schema", e))?;
@@ -234,6 +239,42 @@ pub fn init(client: &mut Client, options: &InitOptions) -> Result<InitReport, Er
 fn exec(tx: &mut postgres::Transaction<'_>, sql: &str) -> Result<(), Error> {
     tx.batch_execute(sql)
         .map_err(|e| Error::query("make the roles", e))
+}
+
+/// `guarded_state()`: a digest of what a migration must not change because it would reach the
+/// sessions and runs after it: every role's and database's session defaults, the migrator's,
+/// owner's and application role's login row (password, expiry, connection limit), the
+/// database's connection settings, and the deferrable triggers (with their functions' code)
+/// and deferrable exclusion constraints, whose code would run at COMMIT, after the host's
+/// checks. It reads `pg_authid`, so the superuser running `init` owns it (SECURITY DEFINER,
+/// no arguments, a fixed search_path); it returns only a digest.
+fn guarded_state(names: &Names, app: &str) -> String {
+    let s = ident(&names.schema);
+    let roles = [names.migrator.as_str(), names.owner.as_str(), app]
+        .map(literal)
+        .join(", ");
+    format!(
+        r#"CREATE OR REPLACE FUNCTION {s}.guarded_state() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+SELECT encode(sha256(convert_to(concat_ws('|',
+  (SELECT string_agg(d.setdatabase::text || '/' || d.setrole::text || '=' ||
+                     array_to_string(d.setconfig, ','), ';' ORDER BY d.setdatabase, d.setrole)
+     FROM pg_db_role_setting d),
+  (SELECT string_agg(a.rolname || ':' || coalesce(a.rolpassword, '') || ':' ||
+                     coalesce(a.rolvaliduntil::text, '') || ':' || a.rolconnlimit::text || ':' ||
+                     a.rolcanlogin::text, ';' ORDER BY a.rolname)
+     FROM pg_authid a WHERE a.rolname IN ({roles})),
+  (SELECT b.datconnlimit::text || ':' || b.datallowconn::text
+     FROM pg_database b WHERE b.datname = current_database()),
+  (SELECT string_agg(t.oid::text || ':' || t.tgfoid::text || ':' || md5(p.prosrc), ';'
+                     ORDER BY t.oid)
+     FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+    WHERE t.tgdeferrable AND NOT t.tgisinternal),
+  (SELECT string_agg(c.oid::text, ';' ORDER BY c.oid)
+     FROM pg_constraint c WHERE c.condeferrable AND c.contype = 'x')
+), 'UTF8')), 'hex')
+$f$;"#
+    )
 }
 
 /// The tables and functions of the tracking schema (run as its owner).

@@ -218,6 +218,26 @@ impl Server {
         let _ = self
             .client
             .execute(&format!("DELETE FROM {}.step_keys", self.schema()), &[]);
+        // Under the lock no run of ours has a migrator session: one still there belongs to a
+        // process that died while its migration kept the server busy. It is ended (its
+        // transaction rolls back), or it would hold its locks and its half-done work.
+        let ended: i64 = self
+            .client
+            .query_one(
+                "SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))
+                   FROM pg_catalog.pg_stat_activity a
+                  WHERE a.usename OPERATOR(pg_catalog.=) $1::pg_catalog.name
+                    AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+                &[&self.names.migrator],
+            )
+            .map_err(|e| Error::query("end a dead run's migrator sessions", e))?
+            .get(0);
+        if ended > 0 {
+            tracing::warn!(
+                "{ended} migrator session(s) of an earlier run were still running (their process \
+                 had died); hsm-host ended them and PostgreSQL rolled their work back"
+            );
+        }
         let versions: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
         for version in &versions {
             tracing::warn!(

@@ -28,7 +28,10 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
             b'\'' => i = skip_quoted(bytes, i, b'\'', escapes_backslash(bytes, i)),
             b'"' => i = skip_quoted(bytes, i, b'"', false),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = script[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+                // PostgreSQL's lexer ends a `--` comment at a line feed or a carriage return.
+                i = script[i..]
+                    .find(['\n', '\r'])
+                    .map_or(bytes.len(), |n| i + n + 1);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'$' => i = skip_dollar_quoted(script, i),
@@ -154,7 +157,7 @@ fn first_word_offset(sql: &str) -> usize {
     loop {
         rest = rest.trim_start();
         if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, next)| next);
+            rest = after.split_once(['\n', '\r']).map_or("", |(_, next)| next);
         } else if rest.starts_with("/*") {
             rest = &rest[skip_block_comment(rest.as_bytes(), 0)..];
         } else {
@@ -174,7 +177,7 @@ pub fn words(mut sql: &str, n: usize) -> Vec<String> {
     while out.len() < n {
         sql = sql.trim_start();
         if let Some(rest) = sql.strip_prefix("--") {
-            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+            sql = rest.split_once(['\n', '\r']).map_or("", |(_, after)| after);
         } else if sql.starts_with("/*") {
             sql = &sql[skip_block_comment(sql.as_bytes(), 0)..];
         } else {
@@ -273,6 +276,7 @@ mod tests {
             "COMMIT",
             "  /* x */ commit",
             "-- c\nEnd",
+            "-- x\rROLLBACK --\nWORK",
             "ROLLBACK",
             "abort",
             "BEGIN",

@@ -14,14 +14,6 @@ use crate::guest::{GuestSession, Shared, lock};
 use crate::schema::ident;
 use crate::server::Server;
 
-/// Every role's and database's session defaults, as one text: a migration's `ALTER ROLE …
-/// SET` or `ALTER DATABASE … SET` would reach the sessions of the migrations after it.
-const SESSION_DEFAULTS: &str = "SELECT coalesce(pg_catalog.string_agg(s.setdatabase::pg_catalog.text \
-    OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) s.setrole::pg_catalog.text \
-    OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) \
-    pg_catalog.array_to_string(s.setconfig, ','), ';' ORDER BY s.setdatabase, s.setrole), '') \
-    FROM pg_catalog.pg_db_role_setting s";
-
 /// The server's wait for one lock, in milliseconds, before the step fails and runs again.
 const LOCK_TIMEOUT_MS: u128 = 2_000;
 
@@ -73,7 +65,7 @@ impl Server {
         deadline: Instant,
     ) -> Result<Step, Error> {
         let options = self.session_options(deadline);
-        step.defaults = self.session_defaults()?;
+        step.defaults = self.guarded_state()?;
         let mut client =
             self.target
                 .connect_as(&self.names.migrator, &self.migrator_password, &options)?;
@@ -91,7 +83,16 @@ impl Server {
             )
             .map_err(|e| Error::query("read the transaction id", e))?
             .get(0);
-        step.watchdog = Some(Watchdog::arm(client.cancel_token(), deadline));
+        let backend: i32 = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .map_err(|e| Error::query("read the session's backend", e))?
+            .get(0);
+        step.watchdog = Some(Watchdog::arm(
+            client.cancel_token(),
+            deadline,
+            self.target.clone(),
+            backend,
+        ));
         step.shared = Some(Arc::new(Shared::new(
             client,
             xid,
@@ -121,7 +122,7 @@ impl Server {
 
     fn commit_step(&mut self, step: &Step, recorded: &Recorded<'_>) -> Result<(), String> {
         let shared = step.shared.as_ref().expect("started");
-        self.record(shared, &step.secret, &step.defaults, recorded)?;
+        self.record(shared, &step.secret, &step.defaults, recorded, true)?;
         lock(&shared.client)
             .batch_execute("COMMIT")
             .map_err(|e| crate::errors::to_sql_error(&e).message)
@@ -134,8 +135,9 @@ impl Server {
         &self,
         shared: &Shared,
         secret: &str,
-        defaults_before: &str,
+        state_before: &str,
         recorded: &Recorded<'_>,
+        fire_deferred: bool,
     ) -> Result<(), String> {
         if let Some(reason) = lock(&shared.ended).clone() {
             return Err(format!(
@@ -151,25 +153,6 @@ impl Server {
         client
             .batch_execute("RESET ALL; RESET ROLE")
             .map_err(describe)?;
-        let defaults: String = client
-            .query_one(SESSION_DEFAULTS, &[])
-            .map_err(describe)?
-            .get(0);
-        if defaults != defaults_before {
-            return Err(
-                "it changed the session defaults of a role or of the database (ALTER ROLE/\
-                 DATABASE … SET), which would reach the sessions of the migrations after it; \
-                 the operator sets those, not a migration"
-                    .into(),
-            );
-        }
-        client
-            .batch_execute(&format!(
-                "REASSIGN OWNED BY {} TO {}",
-                ident(&self.names.migrator),
-                ident(&self.app_role)
-            ))
-            .map_err(describe)?;
         client
             .execute(
                 &format!("SELECT {s}.finish_step($1, $2, $3, $4, $5)"),
@@ -182,15 +165,46 @@ impl Server {
                 ],
             )
             .map_err(describe)?;
+        // Deferred triggers run now, before the checks below, not at COMMIT after them (a
+        // trigger made or changed by this migration is refused by the state check). A dry
+        // run's next step must start with the constraints' own modes: it fires them once, at
+        // its end (see `Rehearsal`).
+        if fire_deferred {
+            client
+                .batch_execute("SET CONSTRAINTS ALL IMMEDIATE; RESET ALL; RESET ROLE")
+                .map_err(describe)?;
+        }
+        let state: String = client
+            .query_one(&format!("SELECT {s}.guarded_state()"), &[])
+            .map_err(describe)?
+            .get(0);
+        if state != state_before {
+            return Err(
+                "it changed what would reach the migrations and runs after it: a role's or the \
+                 database's session defaults (ALTER ROLE/DATABASE … SET), the migrator's \
+                 password or login, the database's connection limits, or a deferrable trigger \
+                 or exclusion constraint (their code runs at COMMIT, after hsm-host's checks: \
+                 make them NOT DEFERRABLE); those are the operator's to change"
+                    .into(),
+            );
+        }
+        client
+            .batch_execute(&format!(
+                "REASSIGN OWNED BY {} TO {}",
+                ident(&self.names.migrator),
+                ident(&self.app_role)
+            ))
+            .map_err(describe)?;
         Ok(())
     }
 
-    /// The session defaults now, on the host's session.
-    pub(crate) fn session_defaults(&mut self) -> Result<String, Error> {
+    /// The digest of what a migration must not change (see `schema::guarded_state`), on
+    /// the host's session.
+    pub(crate) fn guarded_state(&mut self) -> Result<String, Error> {
         Ok(self
             .client
-            .query_one(SESSION_DEFAULTS, &[])
-            .map_err(|e| Error::query("read the session defaults", e))?
+            .query_one(&format!("SELECT {}.guarded_state()", self.schema()), &[])
+            .map_err(|e| Error::query("read the guarded state", e))?
             .get(0))
     }
 
@@ -230,7 +244,7 @@ impl Server {
         // queries behind it: the step runs again (see the host's retries).
         let mut options = format!(
             "-c statement_timeout={ms} -c lock_timeout={} \
-             -c idle_in_transaction_session_timeout={ms} -c search_path=\"$user\",public",
+             -c idle_in_transaction_session_timeout={ms} -c search_path=public",
             ms.min(LOCK_TIMEOUT_MS)
         );
         if self.version >= 140_000 {
@@ -334,13 +348,40 @@ pub(crate) struct Watchdog {
     stop: std::sync::mpsc::Sender<()>,
 }
 
+/// How long a cancelled statement has to return before its session is ended.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Watchdog {
-    pub(crate) fn arm(token: postgres::CancelToken, deadline: Instant) -> Self {
+    /// Cancels the session's statement at `deadline`; if the session is still busy
+    /// [`CANCEL_GRACE`] later (a migration that catches the cancel, and turned the server's
+    /// own timeouts off), ends its backend from a session of the host's.
+    pub(crate) fn arm(
+        token: postgres::CancelToken,
+        deadline: Instant,
+        host: crate::connect::Target,
+        backend: i32,
+    ) -> Self {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
-                let _ = token.cancel_query(postgres::NoTls);
+            let timed_out = |wait| {
+                matches!(
+                    stopped.recv_timeout(wait),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                )
+            };
+            if !timed_out(deadline.saturating_duration_since(Instant::now())) {
+                return;
+            }
+            let _ = token.cancel_query(postgres::NoTls);
+            if !timed_out(CANCEL_GRACE) {
+                return;
+            }
+            tracing::warn!(
+                "the migration kept its session busy past its deadline and the cancel; \
+                 hsm-host ends that session (backend {backend})"
+            );
+            if let Ok(mut client) = host.connect() {
+                let _ = client.execute("SELECT pg_catalog.pg_terminate_backend($1)", &[&backend]);
             }
         });
         Self { stop }

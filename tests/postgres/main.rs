@@ -6,5 +6,6 @@ mod examples;
 mod hostile;
 mod races;
 mod rehearsal;
+mod review;
 mod runs;
 mod support;

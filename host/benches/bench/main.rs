@@ -17,6 +17,7 @@ use rusqlite::{Connection, params};
 mod data;
 mod measure;
 mod native;
+mod on_postgres;
 mod peers;
 mod runs;
 mod setup;
@@ -24,6 +25,7 @@ mod setup;
 use data::*;
 use measure::*;
 use native::*;
+use on_postgres::postgres;
 use peers::*;
 use runs::*;
 use setup::*;
@@ -77,7 +79,7 @@ fn main() {
         bench.scale.runs
     );
     println!("|---|---|---|---|---|");
-    let sections: [(&str, Section); 12] = [
+    let sections: [(&str, Section); 13] = [
         ("compile", compile),
         ("up", up),
         ("group", group),
@@ -90,6 +92,7 @@ fn main() {
         ("backup", backup),
         ("languages", languages),
         ("languages-data", languages_data),
+        ("postgres", postgres),
     ];
     for (name, section) in sections {
         if selected(name) {

@@ -21,8 +21,8 @@ use crate::runtime::{Compiler, Limits, Runtime};
 use crate::status::Status;
 
 pub use hsm_postgres::doctor::Checkup;
+pub use hsm_postgres::is_server_url;
 pub use hsm_postgres::schema::{InitOptions, InitReport};
-pub use hsm_postgres::{is_server_url, redact};
 
 /// How many times a step that could not get a lock in time runs again.
 const LOCK_RETRIES: u32 = 4;

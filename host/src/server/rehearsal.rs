@@ -81,7 +81,18 @@ impl ServerProject {
                 }
             }
         }
+        let checked = server.check_rehearsal(&rehearsal);
         server.close_rehearsal(rehearsal);
+        if let (Err(cause), Some(last)) = (checked, steps.last()) {
+            return Err(Error::MigrationFailed {
+                version: last.version,
+                name: last.name.clone(),
+                direction,
+                cause: format!("its deferred constraints fail at COMMIT: {cause}"),
+                completed: Vec::new(),
+                sqlite_code: None,
+            });
+        }
         Ok(DryRunReport {
             direction,
             from: plan.from,
