@@ -12,6 +12,7 @@ pub mod doctor;
 mod errors;
 mod guest;
 mod numeric;
+mod outside;
 mod rehearsal;
 pub mod schema;
 mod server;
@@ -21,6 +22,7 @@ mod values;
 
 pub use connect::{Target, is_server_url};
 pub use errors::{LOCK_NOT_AVAILABLE, mapped_code};
+pub use outside::outside_statement;
 pub use rehearsal::Rehearsal;
 pub use server::Server;
 pub use step::{Recorded, Step};

@@ -28,19 +28,7 @@ impl Server {
         label: &str,
         deadline: Instant,
     ) -> Result<Step, Error> {
-        let s = self.schema();
-        let now = hsm_store::time::now_iso();
-        let history_id: i64 = self
-            .client
-            .query_one(
-                &format!(
-                    "INSERT INTO {s}.migration_history (version, direction, status, started_at)
-                     VALUES ($1, $2, 'running', $3) RETURNING id"
-                ),
-                &[&(version as i64), &direction.as_str(), &now],
-            )
-            .map_err(|e| Error::query("record the attempt", e))?
-            .get(0);
+        let history_id = self.record_running(version, direction)?;
         let secret = random_secret();
         let key_hash = self.register_key(&secret, version, direction, Some(history_id))?;
         let step = Step {
@@ -259,6 +247,33 @@ impl Server {
         if let Some(shared) = &step.shared {
             let _ = lock(&shared.client).batch_execute("ROLLBACK");
         }
+        self.record_failed(step.history_id, message);
+        self.forget_key(&step);
+    }
+
+    /// Writes an attempt's `running` history row on the host's session (committed); its id.
+    pub(crate) fn record_running(
+        &mut self,
+        version: u64,
+        direction: Direction,
+    ) -> Result<i64, Error> {
+        let now = hsm_store::time::now_iso();
+        Ok(self
+            .client
+            .query_one(
+                &format!(
+                    "INSERT INTO {}.migration_history (version, direction, status, started_at)
+                     VALUES ($1, $2, 'running', $3) RETURNING id",
+                    self.schema()
+                ),
+                &[&(version as i64), &direction.as_str(), &now],
+            )
+            .map_err(|e| Error::query("record the attempt", e))?
+            .get(0))
+    }
+
+    /// Marks attempt `history_id` failed with `message`.
+    pub(crate) fn record_failed(&mut self, history_id: i64, message: &str) {
         let now = hsm_store::time::now_iso();
         if let Err(e) = self.client.execute(
             &format!(
@@ -266,14 +281,70 @@ impl Server {
                         completed_at = $2 WHERE id = $3",
                 self.schema()
             ),
-            &[&message, &now, &step.history_id],
+            &[&message, &now, &history_id],
         ) {
             tracing::error!(
                 "cannot record the failed attempt: {}",
                 crate::errors::describe(&e)
             );
         }
-        self.forget_key(&step);
+    }
+
+    /// Records a migration that ran outside a transaction, on the host's session: its
+    /// `migrations` row and its attempt's success, in one transaction.
+    pub(crate) fn record_outside(
+        &mut self,
+        version: u64,
+        direction: Direction,
+        history_id: i64,
+        recorded: &Recorded<'_>,
+    ) -> Result<(), Error> {
+        let s = self.schema();
+        let now = hsm_store::time::now_iso();
+        let version = version as i64;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|e| Error::query("begin", e))?;
+        let row = match direction {
+            Direction::Up => tx.execute(
+                &format!(
+                    "INSERT INTO {s}.migrations (version, name, description, applied_at,
+                                                 status, checksum)
+                     VALUES ($1, $2, $3, $4, 'applied', $5)
+                     ON CONFLICT (version) DO UPDATE SET
+                       name = excluded.name, description = excluded.description,
+                       applied_at = excluded.applied_at, rolled_back_at = NULL,
+                       backup_path = NULL, status = 'applied', error_message = NULL,
+                       checksum = excluded.checksum"
+                ),
+                &[
+                    &version,
+                    &recorded.name,
+                    &recorded.description,
+                    &now,
+                    &recorded.checksum,
+                ],
+            ),
+            Direction::Down => tx.execute(
+                &format!(
+                    "UPDATE {s}.migrations SET status = 'rolled_back', rolled_back_at = $2
+                      WHERE version = $1"
+                ),
+                &[&version, &now],
+            ),
+        };
+        row.and_then(|_| {
+            tx.execute(
+                &format!(
+                    "UPDATE {s}.migration_history SET status = 'success', completed_at = $1
+                      WHERE id = $2"
+                ),
+                &[&now, &history_id],
+            )
+        })
+        .map_err(|e| Error::query("record the migration", e))?;
+        tx.commit().map_err(|e| Error::query("commit", e))
     }
 
     fn forget_key(&mut self, step: &Step) {

@@ -86,3 +86,93 @@ fn a_process_killed_mid_migration_leaves_nothing_and_the_next_run_says_interrupt
     env.hsm(&["up"]).success();
     assert_eq!(env.applied(), vec![1]);
 }
+
+#[test]
+fn create_index_concurrently_runs_outside_the_transaction_while_a_racer_waits_for_the_lock() {
+    let env = PgEnv::new();
+    env.write(
+        "001_base.up.sql",
+        "CREATE TABLE base (x int); INSERT INTO base SELECT generate_series(1, 1000);",
+    );
+    env.hsm(&["up"]).success();
+    env.write(
+        "002_index.up.sql",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY base_x ON base (x);",
+    );
+    env.write(
+        "002_index.down.sql",
+        "-- no-transaction\nDROP INDEX CONCURRENTLY base_x;",
+    );
+    // An application transaction that CREATE INDEX CONCURRENTLY must wait out.
+    let holder = {
+        let mut client = env.client();
+        std::thread::spawn(move || {
+            let mut tx = client.transaction().unwrap();
+            tx.query("SELECT count(*) FROM base", &[]).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            tx.commit().unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let first = env.hsm_command(&["up"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A second run polls the advisory lock (a blocking pg_advisory_lock would deadlock with
+    // the index build, which waits for every transaction, the waiting one's too).
+    let racer = env.hsm_command(&["up"]).spawn().unwrap();
+    for child in [first, racer] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    holder.join().unwrap();
+    assert_eq!(env.applied(), vec![1, 2]);
+    let valid: bool = env
+        .client()
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'base_x'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    env.hsm(&["down"]).success();
+    assert_eq!(env.applied(), vec![1]);
+}
+
+#[test]
+fn an_invalid_index_a_failed_build_left_is_reported_and_dropped_on_the_retry() {
+    let env = PgEnv::new();
+    env.write(
+        "001_base.up.sql",
+        "CREATE TABLE emails (a text); INSERT INTO emails VALUES ('x'), ('x');",
+    );
+    env.hsm(&["up"]).success();
+    env.write(
+        "002_unique.up.sql",
+        "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY emails_a ON emails (a);",
+    );
+    let failed = env.hsm(&["up"]).fails_with(1);
+    assert!(failed.stderr().contains("INVALID"), "{}", failed.stderr());
+    assert_eq!(env.applied(), vec![1]);
+    env.client()
+        .batch_execute("DELETE FROM emails WHERE ctid = (SELECT min(ctid) FROM emails)")
+        .unwrap();
+    let retried = env.hsm(&["up"]).success();
+    assert!(
+        retried.stderr().contains("left INVALID is dropped"),
+        "{}",
+        retried.stderr()
+    );
+    assert_eq!(env.applied(), vec![1, 2]);
+    // Anything beside the one statement is refused before it runs.
+    env.write(
+        "003_mixed.up.sql",
+        "-- no-transaction\nCREATE TABLE planted (x int);\nCREATE INDEX CONCURRENTLY p ON emails (a);",
+    );
+    let mixed = env.hsm(&["up"]).fails_with(1);
+    assert!(mixed.stderr().contains("exactly one"), "{}", mixed.stderr());
+    assert!(!env.has_table("planted"));
+}

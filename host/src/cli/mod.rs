@@ -365,6 +365,8 @@ fn sql_options(global: &Global) -> hsm_host::pack::SqlOptions {
     hsm_host::pack::SqlOptions {
         layout: global.layout,
         placeholders: global.placeholders.iter().cloned().collect(),
+        // Refused on SQLite; the server's project allows it (see `ServerProject::with_sql`).
+        no_transaction: false,
     }
 }
 

@@ -57,7 +57,11 @@ impl ServerProject {
         Ok(Self {
             target: Target::parse(url).map_err(server_error)?,
             migrations: migrations.into(),
-            sql: SqlOptions::default(),
+            // PostgreSQL runs a migration that asks for it outside a transaction.
+            sql: SqlOptions {
+                no_transaction: true,
+                ..SqlOptions::default()
+            },
             schema: "hsm".into(),
             limits: Limits::default(),
             cache_dir: None,
@@ -69,7 +73,10 @@ impl ServerProject {
 
     /// Reads the directory's SQL files with these options.
     pub fn with_sql(mut self, sql: SqlOptions) -> Self {
-        self.sql = sql;
+        self.sql = SqlOptions {
+            no_transaction: true,
+            ..sql
+        };
         self
     }
 

@@ -34,6 +34,31 @@ impl ServerProject {
             let outcome = (|| {
                 let component = migrator.component(version)?;
                 let started = Instant::now();
+                if let Some(statement) = super::run::outside_transaction(component, direction) {
+                    // It cannot run inside the dry run's transaction: checked, not run.
+                    statement.map_err(|cause| Error::MigrationFailed {
+                        version,
+                        name: component.metadata().name.clone(),
+                        direction,
+                        cause,
+                        completed: Vec::new(),
+                        sqlite_code: None,
+                    })?;
+                    tracing::info!(
+                        "{}: runs outside a transaction, so the dry run checks it and does not \
+                         run it",
+                        component.label()
+                    );
+                    return Ok(StepReport {
+                        version,
+                        name: component.metadata().name.clone(),
+                        direction,
+                        schema: Default::default(),
+                        rows_changed: 0,
+                        rows_dropped: 0,
+                        duration_ms: 0,
+                    });
+                }
                 let deadline = started + self.limits.timeout;
                 let guest = server
                     .rehearse_step(

@@ -115,6 +115,31 @@ impl ServerProject {
     ) -> Result<()> {
         let label = component.label();
         let deadline = Instant::now() + self.limits.timeout;
+        let failed = |cause: String, sqlite_code| Error::MigrationFailed {
+            version: component.version(),
+            name: component.metadata().name.clone(),
+            direction,
+            cause,
+            completed: Vec::new(),
+            sqlite_code,
+        };
+        if let Some(statement) = outside_transaction(component, direction) {
+            let statement = statement.map_err(|cause| failed(cause, None))?;
+            let recorded = Recorded {
+                name: &component.metadata().name,
+                description: &component.metadata().description,
+                checksum: &component.checksum(),
+            };
+            return server
+                .run_outside_transaction(
+                    component.version(),
+                    direction,
+                    &statement,
+                    deadline,
+                    &recorded,
+                )
+                .map_err(|cause| failed(cause, None));
+        }
         let mut pause = Duration::from_millis(250);
         for attempt in 0..=LOCK_RETRIES {
             let step = server
@@ -161,5 +186,24 @@ impl ServerProject {
             });
         }
         unreachable!("the last attempt returns")
+    }
+}
+
+/// The statement a SQL migration runs outside a transaction in `direction`, when it asks to:
+/// its up must then be one concurrent index statement (else the error says why); its down runs
+/// outside a transaction only when it is one too, else in a transaction as usual.
+pub(super) fn outside_transaction(
+    component: &MigrationComponent,
+    direction: Direction,
+) -> Option<std::result::Result<String, String>> {
+    let info = component.info();
+    let origin: Option<&dyn std::any::Any> = info.sql.as_deref().map(|sql| sql as _);
+    let sql = origin?.downcast_ref::<crate::pack::SqlMigration>()?;
+    sql.no_transaction.as_ref()?;
+    match direction {
+        Direction::Up => Some(hsm_postgres::outside_statement(&sql.up)),
+        Direction::Down => hsm_postgres::outside_statement(sql.down.as_deref()?)
+            .ok()
+            .map(Ok),
     }
 }

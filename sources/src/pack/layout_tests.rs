@@ -265,10 +265,23 @@ fn no_transaction_markers_are_refused_by_name() {
         if !file.contains("metadata") {
             std::fs::remove_dir_all(dir.path().join("2024-01-01-000000_a")).unwrap();
         }
-        let error = read(dir.path(), None).unwrap_err();
+        // Refused when read for SQLite (the default)…
+        let error = crate::pack::read_dir(dir.path(), None).unwrap_err();
         assert!(
-            error.reason.contains("asks to run outside a transaction"),
+            error
+                .to_string()
+                .contains("asks to run outside a transaction"),
             "{file}: {error:?}"
+        );
+        // …and read, marked, for a database server.
+        let options = crate::pack::SqlOptions {
+            no_transaction: true,
+            ..Default::default()
+        };
+        let set = crate::pack::read_dir(dir.path(), options).unwrap();
+        assert!(
+            set.iter().any(|m| m.no_transaction.is_some()),
+            "{file}: not marked"
         );
     }
     // The marker's words inside a statement are not a marker.
@@ -278,7 +291,7 @@ fn no_transaction_markers_are_refused_by_name() {
         "1_a.sql",
         "CREATE TABLE a (x DEFAULT '-- no-transaction');",
     );
-    assert!(read(dir.path(), None).is_ok());
+    assert!(read(dir.path(), None).unwrap()[0].no_transaction.is_none());
 }
 
 #[test]

@@ -50,6 +50,11 @@ pub struct SqlMigration {
     pub up_sha256: String,
     /// sha256 of the down file's bytes, when the down is a file of its own.
     pub down_sha256: Option<String>,
+    /// The file that asks to run outside a transaction (its tool's no-transaction marker, or
+    /// a first line `-- no-transaction`), if one does. Refused unless
+    /// [`SqlOptions::no_transaction`] allows it: a database server runs such a migration on
+    /// its own; SQLite never needs to.
+    pub no_transaction: Option<PathBuf>,
 }
 
 impl crate::runtime::SqlOrigin for SqlMigration {
@@ -168,6 +173,9 @@ pub struct SqlOptions {
     pub layout: Option<Layout>,
     /// `--placeholder name=value`, for a Flyway set's `${name}`.
     pub placeholders: std::collections::BTreeMap<String, String>,
+    /// Whether migrations that ask to run outside a transaction are read (PostgreSQL runs
+    /// them so) rather than refused (SQLite).
+    pub no_transaction: bool,
 }
 
 impl From<Option<Layout>> for SqlOptions {
@@ -194,6 +202,14 @@ pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMig
         reason: e.reason,
     };
     let mut set = layout::read(dir, options.layout).map_err(to_error)?;
+    if !options.no_transaction
+        && let Some(migration) = set.iter().find(|m| m.no_transaction.is_some())
+    {
+        return Err(Error::SqlSet {
+            path: migration.no_transaction.clone().unwrap_or_default(),
+            reason: reading::no_transaction_refusal(migration.layout),
+        });
+    }
     if !options.placeholders.is_empty()
         && !set.iter().any(|m| m.layout == Layout::Tool(Tool::Flyway))
     {

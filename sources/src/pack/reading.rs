@@ -75,11 +75,13 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
     };
     let SqlFile { text, sha256 } = read_sql(&up_path)?;
     let down_file = parts.down.as_deref().map(read_sql).transpose()?;
-    refuse_no_transaction(&up_path, layout, &text)?;
+    let mut no_transaction = asks_no_transaction(&up_path, layout, &text).then(|| up_path.clone());
     if let (Some(path), Some(file)) = (parts.down.as_deref(), &down_file)
         && layout != Layout::Tool(Tool::Diesel)
+        && no_transaction.is_none()
+        && asks_no_transaction(path, layout, &file.text)
     {
-        refuse_no_transaction(path, layout, &file.text)?;
+        no_transaction = Some(path.to_owned());
     }
     let mut down_sha256 = None;
     let (up, down) = match layout {
@@ -138,17 +140,17 @@ pub(super) fn load(version: u64, parts: Parts) -> Result<SqlMigration, SetError>
         layout,
         up_sha256: sha256,
         down_sha256,
+        no_transaction,
     })
 }
 
 /// The tools' ways of asking to run a migration outside a transaction: sqlx's first line
-/// `-- no-transaction`, dbmate's `transaction:false` on its marker, goose's
-/// `-- +goose NO TRANSACTION`, diesel's `run_in_transaction = false` in `metadata.toml`.
-/// hsm-host runs every migration inside its own transaction (its tracking rows and checks are
-/// in it), so such a migration is refused by name rather than run otherwise than asked.
-fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), SetError> {
-    let asks = match layout {
-        Layout::Tool(Tool::Sqlx) | Layout::Tool(Tool::GolangMigrate) => {
+/// `-- no-transaction` (read in golang-migrate's and the `<version>_<name>.up.sql` layouts
+/// too), dbmate's `transaction:false` on its marker, goose's `-- +goose NO TRANSACTION`,
+/// diesel's `run_in_transaction = false` in `metadata.toml`.
+fn asks_no_transaction(path: &Path, layout: Layout, text: &str) -> bool {
+    match layout {
+        Layout::Tool(Tool::Sqlx) | Layout::Tool(Tool::GolangMigrate) | Layout::Pattern(_) => {
             text.starts_with("-- no-transaction")
         }
         Layout::Tool(Tool::Dbmate) => text.lines().any(|line| {
@@ -171,20 +173,19 @@ fn refuse_no_transaction(path: &Path, layout: Layout, text: &str) -> Result<(), 
                 })
             }),
         _ => false,
-    };
-    if asks {
-        return Err(error(
-            path,
-            format!(
-                "asks to run outside a transaction ({}'s no-transaction marker); hsm-host runs \
-                 every migration in a transaction of its own, with its tracking rows and checks, \
-                 and SQLite's DDL is transactional: remove the marker if the migration does not \
-                 need it",
-                layout.as_str()
-            ),
-        ));
     }
-    Ok(())
+}
+
+/// Why a migration that asks to run outside a transaction is refused on SQLite: hsm-host runs
+/// every migration there in a transaction of its own, with its tracking rows and checks.
+pub(super) fn no_transaction_refusal(layout: Layout) -> String {
+    format!(
+        "asks to run outside a transaction ({}'s no-transaction marker); hsm-host runs every \
+         migration in a transaction of its own, with its tracking rows and checks, and \
+         SQLite's DDL is transactional: remove the marker if the migration does not need it \
+         (on PostgreSQL such a migration runs on its own: docs/postgresql.md)",
+        layout.as_str()
+    )
 }
 
 /// The up section (after `up`, before `down`) and the down section, if any.
