@@ -116,8 +116,24 @@ impl Server {
 
     /// Checks the dry run's deferred constraints (a deferred foreign key, say) as its COMMIT
     /// would: what the run would fail with at its last step's commit.
-    pub fn check_rehearsal(&mut self, rehearsal: &Rehearsal) -> Result<(), String> {
-        lock(&rehearsal.shared.client)
+    pub fn check_rehearsal(
+        &mut self,
+        rehearsal: &mut Rehearsal,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let mut client = lock(&rehearsal.shared.client);
+        // The triggers that fire here are bounded like a step.
+        let backend: i32 = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .map_err(|e| crate::errors::to_sql_error(&e).message)?
+            .get(0);
+        rehearsal.watchdog = Some(Watchdog::arm(
+            client.cancel_token(),
+            deadline,
+            self.target.clone(),
+            backend,
+        ));
+        client
             .batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
             .map_err(|e| crate::errors::to_sql_error(&e).message)
     }

@@ -244,7 +244,7 @@ fn exec(tx: &mut postgres::Transaction<'_>, sql: &str) -> Result<(), Error> {
 /// `guarded_state()`: a digest of what a migration must not change because it would reach the
 /// sessions and runs after it: every role's and database's session defaults, the migrator's,
 /// owner's and application role's login row (password, expiry, connection limit), the
-/// database's connection settings, and the deferrable triggers (with their functions' code)
+/// database's connection settings and privileges (who may connect), and the deferrable triggers (with their functions' code)
 /// and deferrable exclusion constraints, whose code would run at COMMIT, after the host's
 /// checks. It reads `pg_authid`, so the superuser running `init` owns it (SECURITY DEFINER,
 /// no arguments, a fixed search_path); it returns only a digest.
@@ -264,7 +264,8 @@ SELECT encode(sha256(convert_to(concat_ws('|',
                      coalesce(a.rolvaliduntil::text, '') || ':' || a.rolconnlimit::text || ':' ||
                      a.rolcanlogin::text, ';' ORDER BY a.rolname)
      FROM pg_authid a WHERE a.rolname IN ({roles})),
-  (SELECT b.datconnlimit::text || ':' || b.datallowconn::text
+  (SELECT b.datconnlimit::text || ':' || b.datallowconn::text || ':' ||
+          b.datistemplate::text || ':' || coalesce(b.datacl::text, '')
      FROM pg_database b WHERE b.datname = current_database()),
   (SELECT string_agg(t.oid::text || ':' || t.tgfoid::text || ':' || md5(p.prosrc), ';'
                      ORDER BY t.oid)

@@ -152,7 +152,7 @@ fn skip_dollar_quoted(script: &str, at: usize) -> usize {
 }
 
 /// Where the first word of `sql` starts, after whitespace and comments.
-fn first_word_offset(sql: &str) -> usize {
+pub(crate) fn first_word_offset(sql: &str) -> usize {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();

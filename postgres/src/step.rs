@@ -138,8 +138,10 @@ impl Server {
         let describe = |e: postgres::Error| crate::errors::to_sql_error(&e).message;
         // The guest's settings end here: a statement_timeout of 1 ms or a search_path of its
         // own must not steer the host's statements below.
+        // Every cursor closes unread: a WITH HOLD cursor's query would otherwise run to its
+        // end at COMMIT, after the checks below.
         client
-            .batch_execute("RESET ALL; RESET ROLE")
+            .batch_execute("CLOSE ALL; RESET ALL; RESET ROLE")
             .map_err(describe)?;
         client
             .execute(
@@ -159,7 +161,7 @@ impl Server {
         // its end (see `Rehearsal`).
         if fire_deferred {
             client
-                .batch_execute("SET CONSTRAINTS ALL IMMEDIATE; RESET ALL; RESET ROLE")
+                .batch_execute("SET CONSTRAINTS ALL IMMEDIATE; CLOSE ALL; RESET ALL; RESET ROLE")
                 .map_err(describe)?;
         }
         let state: String = client

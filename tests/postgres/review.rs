@@ -250,3 +250,100 @@ fn passwords_in_any_spelling_of_the_url_stay_out_of_output_and_the_log() {
         assert!(!text.contains("SEKRIT"), "{url}:\n{text}");
     }
 }
+
+#[test]
+fn a_with_hold_cursor_is_closed_unread_before_the_checks() {
+    let env = PgEnv::new();
+    env.write(
+        "001_cursor.up.sql",
+        &format!(
+            "CREATE FUNCTION public.evil() RETURNS int LANGUAGE plpgsql VOLATILE AS $$ BEGIN
+               EXECUTE 'ALTER DATABASE {db} SET work_mem = ''77MB''';
+               EXECUTE format('ALTER ROLE %I PASSWORD %L', session_user, 'known');
+               RETURN 1; END $$;
+             DECLARE c CURSOR WITH HOLD FOR SELECT public.evil();",
+            db = env.database
+        ),
+    );
+    env.hsm(&["up"]).success();
+    let settings: i64 = env
+        .client()
+        .query_one("SELECT count(*) FROM pg_db_role_setting", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(settings, 0, "the cursor's query ran at COMMIT");
+    env.write("002_next.up.sql", "CREATE TABLE next (x int);");
+    env.hsm(&["up"]).success();
+}
+
+#[test]
+fn revoking_connect_on_the_database_is_refused() {
+    let env = PgEnv::new();
+    refused(
+        &env,
+        &format!(
+            "REVOKE CONNECT ON DATABASE {db} FROM PUBLIC, {app}, hsm_migrator_{db};",
+            db = env.database,
+            app = env.app_role
+        ),
+        "what would reach",
+    );
+    env.write("003_after.up.sql", "CREATE TABLE after (x int);");
+    env.hsm(&["up"]).success();
+}
+
+#[test]
+fn outside_a_transaction_only_plain_index_forms_run_and_the_invalid_drop_takes_its_own_index() {
+    let env = PgEnv::new();
+    env.write(
+        "001_base.up.sql",
+        "CREATE TABLE t (x int); CREATE UNIQUE INDEX keep_me ON t (x);
+         CREATE TABLE d (x int); INSERT INTO d VALUES (1), (1);
+         CREATE FUNCTION vol() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';
+         CREATE FUNCTION imm(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';",
+    );
+    env.hsm(&["up"]).success();
+    for planted in [
+        "CREATE INDEX CONCURRENTLY ti ON t ((public.imm(x)));",
+        "CREATE INDEX CONCURRENTLY ti ON t (x) WHERE public.imm(x) > 0;",
+        "CREATE TABLE index AS SELECT 1 concurrently, vol();",
+        "CREATE /* index concurrently */ TABLE y (x int);",
+    ] {
+        env.write("002_x.up.sql", &format!("-- no-transaction\n{planted}"));
+        let run = env.hsm(&["up"]).fails_with(1);
+        assert!(
+            run.stderr().contains("plain columns"),
+            "{planted}:\n{}",
+            run.stderr()
+        );
+        assert_eq!(env.applied(), vec![1]);
+    }
+    env.write(
+        "002_x.up.sql",
+        "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY \"keep_me/**/\" ON d (x);",
+    );
+    env.hsm(&["up"]).fails_with(1);
+    env.client()
+        .batch_execute("DELETE FROM d WHERE ctid = (SELECT min(ctid) FROM d)")
+        .unwrap();
+    env.hsm(&["up"]).success();
+    let indexes: Vec<(String, String, bool)> = env
+        .client()
+        .query(
+            "SELECT c.relname::text, t.relname::text, i.indisvalid FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+              WHERE c.relname LIKE 'keep_me%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            ("keep_me".to_owned(), "t".to_owned(), true),
+            ("keep_me/**/".to_owned(), "d".to_owned(), true)
+        ]
+    );
+}

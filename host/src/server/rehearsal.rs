@@ -106,7 +106,7 @@ impl ServerProject {
                 }
             }
         }
-        let checked = server.check_rehearsal(&rehearsal);
+        let checked = server.check_rehearsal(&mut rehearsal, Instant::now() + self.limits.timeout);
         server.close_rehearsal(rehearsal);
         if let (Err(cause), Some(last)) = (checked, steps.last()) {
             return Err(Error::MigrationFailed {

@@ -195,7 +195,7 @@ impl ServerProject {
 pub(super) fn outside_transaction(
     component: &MigrationComponent,
     direction: Direction,
-) -> Option<std::result::Result<String, String>> {
+) -> Option<std::result::Result<hsm_postgres::Outside, String>> {
     let info = component.info();
     let origin: Option<&dyn std::any::Any> = info.sql.as_deref().map(|sql| sql as _);
     let sql = origin?.downcast_ref::<crate::pack::SqlMigration>()?;
