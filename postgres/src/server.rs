@@ -295,3 +295,44 @@ impl Server {
             .map_err(|e| Error::query("commit the baseline", e))
     }
 }
+
+impl Server {
+    /// The columns of `table` in the `public` schema, where the other tools keep their
+    /// history (none when there is no such table).
+    pub fn public_columns(&mut self, table: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .client
+            .query(
+                "SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+                    AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                  ORDER BY a.attnum",
+                &[&format!("public.{}", ident(table))],
+            )
+            .map_err(|e| Error::query("read another tool's history table", e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    /// Each row of `sql` (read only, on the host's session) as text: numbers in decimal,
+    /// booleans as 1 or 0, NULL as `None`.
+    pub fn texts(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let rows = self
+            .client
+            .query(sql, &[])
+            .map_err(|e| Error::query("read another tool's history", e))?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        let read: crate::values::Read = row
+                            .try_get(i)
+                            .map_err(|e| Error::query("read another tool's history", e))?;
+                        Ok(read.into_text())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}

@@ -256,6 +256,19 @@ impl<'a> FromSql<'a> for Read {
     }
 }
 
+impl Read {
+    /// The value as text (a blob as its bytes, read as UTF-8 where they are).
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Read::Null => None,
+            Read::Integer(i) => Some(i.to_string()),
+            Read::Real(r) => Some(r.to_string()),
+            Read::Text(t) => Some(t),
+            Read::Blob(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        }
+    }
+}
+
 /// A page being filled (cells row after row, text and blob bytes in one buffer).
 #[derive(Default)]
 pub(crate) struct PageBuilder {

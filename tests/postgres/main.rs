@@ -2,6 +2,7 @@
 //! runs this target inside it), a database and roles per test, real guest components and SQL
 //! files, and the real `hsm-host` binary.
 
+mod adopt;
 mod examples;
 mod hostile;
 mod races;

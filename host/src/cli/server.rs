@@ -70,6 +70,10 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
             let report = with_loading_context(global, project.dry_run(Direction::Down, *target))?;
             report::dry_run(&report, global.json, &mut out)?;
         }
+        Command::Adopt { dry_run } => {
+            let report = with_loading_context(global, project.adopt(*dry_run))?;
+            report::adopted(&report, global.json, &mut out)?;
+        }
         Command::Baseline { version, dry_run } => {
             let report = with_loading_context(global, project.baseline(*version, *dry_run))?;
             report::adopted(&report, global.json, &mut out)?;
@@ -111,7 +115,7 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
 fn not_yet(what: &str) -> anyhow::Error {
     UsageError(format!(
         "{what} is not available for a PostgreSQL database yet (status, up, down, their dry \
-         runs, baseline, pg init and pg doctor are; see docs/postgresql.md)"
+         runs, adopt, baseline, pg init and pg doctor are; see docs/postgresql.md)"
     ))
     .into()
 }
@@ -124,7 +128,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Export { .. } => "export",
         Command::Repair {} => "repair",
         Command::Gc {} => "gc",
-        Command::Adopt { .. } => "adopt",
         Command::Test { .. } => "test",
         _ => "this command",
     }

@@ -34,32 +34,7 @@ impl Migrator {
                     .into(),
             )
         })?;
-        // The tool's versions as the set numbers them: the same, but for a set that starts at
-        // version 0 (numbered from 1), read from the SQL files' names.
-        let renumbered: BTreeMap<u64, u64> = match foreign.tool {
-            // Drizzle records each migration by its journal's `when`.
-            crate::tool::Tool::Drizzle => drizzle_versions(&self.migrations)?,
-            _ => self
-                .migrations
-                .iter()
-                .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
-                .filter_map(|info| {
-                    let name = info.path.file_name()?.to_str()?;
-                    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-                    let tool: u64 = digits.parse().ok()?;
-                    (tool != info.version()).then_some((tool, info.version()))
-                })
-                .collect(),
-        };
-        let foreign = foreign.renumbered(|v| renumbered.get(&v).copied().unwrap_or(v));
-        let set: BTreeSet<u64> = self.migrations.iter().map(ComponentInfo::version).collect();
-        let sql_file = |version: u64| {
-            self.file_component(version)
-                .map(|info| info.path.clone())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
-        };
-        let applied = crate::adopt::applied_versions(&foreign, &set, sql_file)
-            .map_err(|problems| Error::Adopt(integrity::summarize(&problems)))?;
+        let applied = adopted_versions(&self.migrations, foreign.clone())?;
         self.record_without_running(db, &applied, Some(foreign.tool.as_str()), dry_run)
     }
 
@@ -139,6 +114,41 @@ impl Migrator {
             }
         }
     }
+}
+
+/// The versions of `migrations` another tool's history says are applied: its versions as the
+/// set numbers them (the same, but for a set that starts at version 0, numbered from 1, read
+/// from the SQL files' names; Drizzle's by its journal), matched against the set (a version the
+/// set lacks, a checksum that differs or a dirty golang-migrate stop it).
+pub(crate) fn adopted_versions(
+    migrations: &[ComponentInfo],
+    foreign: crate::adopt::Foreign,
+) -> Result<BTreeSet<u64>> {
+    let renumbered: BTreeMap<u64, u64> = match foreign.tool {
+        // Drizzle records each migration by its journal's `when`.
+        crate::tool::Tool::Drizzle => drizzle_versions(migrations)?,
+        _ => migrations
+            .iter()
+            .filter(|info| info.path.extension().is_some_and(|ext| ext == "sql"))
+            .filter_map(|info| {
+                let name = info.path.file_name()?.to_str()?;
+                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+                let tool: u64 = digits.parse().ok()?;
+                (tool != info.version()).then_some((tool, info.version()))
+            })
+            .collect(),
+    };
+    let foreign = foreign.renumbered(|v| renumbered.get(&v).copied().unwrap_or(v));
+    let set: BTreeSet<u64> = migrations.iter().map(ComponentInfo::version).collect();
+    let sql_file = |version: u64| {
+        migrations
+            .iter()
+            .find(|info| info.version() == version)
+            .map(|info| info.path.clone())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+    };
+    crate::adopt::applied_versions(&foreign, &set, sql_file)
+        .map_err(|problems| Error::Adopt(integrity::summarize(&problems)))
 }
 
 /// `up` must not start from nothing on a database another tool migrated: with no hsm-host

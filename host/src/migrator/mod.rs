@@ -1,7 +1,7 @@
 //! [`Migrator`]: plans a run and executes it under the migration lock, after integrity checks
 //! and a backup, one host-owned transaction per migration.
 
-mod adoption;
+pub(crate) mod adoption;
 mod group;
 mod guard;
 mod loading;

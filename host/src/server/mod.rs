@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hsm_postgres::{Server, Target};
 
+mod adopt;
 mod baseline;
 mod rehearsal;
 mod run;

@@ -33,6 +33,9 @@ impl ServerProject {
         server.lock(self.lock_wait).map_err(server_error)?;
         let interrupted = server.recover_interrupted().map_err(server_error)?;
         let rows = server.migrations().map_err(server_error)?;
+        if direction == Direction::Up {
+            super::adopt::refuse_unadopted(&mut server, rows.len())?;
+        }
         let assessment = crate::assess::assess(&rows, migrator.migrations());
         if let Some(changed) = assessment.changed.first() {
             return Err(Error::ComponentChanged {

@@ -2,7 +2,7 @@
 //! applied matched against the migration set, so `hsm-host adopt` can record them as applied
 //! without running them again. `baseline VERSION` covers a database with no history at all.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::error::{Result, SqliteContext};
 
@@ -83,9 +83,68 @@ pub enum History {
     },
 }
 
+/// What adoption reads of a database: the tools' tables' columns, and query results as text.
+/// SQLite's connection is one; a database server's backend brings its own.
+pub trait HistorySource {
+    /// The column names of the tool's table `table` where the tools keep it (SQLite's
+    /// `main`, PostgreSQL's `public`); none when there is no such table.
+    fn columns(&mut self, table: &str) -> Result<Vec<String>>;
+    /// `table`, qualified, as the queries below name it.
+    fn table(&self, table: &str) -> String;
+    /// `column` (a blob) as lowercase hex, in this database's SQL.
+    fn hex(&self, column: &str) -> String;
+    /// Each row's cells as text: numbers in decimal, booleans as 1 or 0, NULL as `None`.
+    fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+}
+
+/// SQLite's connection as a [`HistorySource`].
+struct Sqlite<'a>(&'a Connection);
+
+impl HistorySource for Sqlite<'_> {
+    fn columns(&mut self, table: &str) -> Result<Vec<String>> {
+        crate::tracking::column_names(self.0, table)
+    }
+
+    fn table(&self, table: &str) -> String {
+        format!("main.{table}")
+    }
+
+    fn hex(&self, column: &str) -> String {
+        format!("lower(hex({column}))")
+    }
+
+    fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let text = |value: rusqlite::types::ValueRef<'_>| match value {
+            rusqlite::types::ValueRef::Null => None,
+            rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
+            rusqlite::types::ValueRef::Real(r) => Some(r.to_string()),
+            other => {
+                Some(String::from_utf8_lossy(other.as_bytes().unwrap_or_default()).into_owned())
+            }
+        };
+        self.0
+            .prepare(sql)
+            .and_then(|mut stmt| {
+                let width = stmt.column_count();
+                stmt.query_map([], |row| {
+                    (0..width)
+                        .map(|i| row.get_ref(i).map(text))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })?
+                .collect()
+            })
+            .context("cannot read the other tool's history")
+    }
+}
+
 /// The other tool's history in `conn`, if one is there. A table of a known name without the
 /// tool's columns is an application's own and is not read.
 pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
+    find_in(&mut Sqlite(conn))
+}
+
+/// The other tool's history in `source`, if one is there (see [`find`]).
+pub fn find_in(source: &mut dyn HistorySource) -> Result<Option<Foreign>> {
     for tool in [
         Tool::Diesel,
         Tool::Sqlx,
@@ -98,12 +157,13 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
         Tool::Drizzle,
         Tool::Pop,
     ] {
-        let columns = crate::tracking::column_names(conn, tool.table())?;
+        let columns = source.columns(tool.table())?;
         let has = |names: &[&str]| names.iter().all(|n| columns.iter().any(|c| c == n));
+        let t = source.table(tool.table());
         let history = match tool {
             // Numbered as the set's folders are (diesel's string order kept).
             Tool::Diesel if has(&["version", "run_on"]) => numbered(
-                strings(conn, "SELECT version FROM main.__diesel_schema_migrations")?
+                strings(source, &format!("SELECT version FROM {t}"))?
                     .into_iter()
                     .map(|version| {
                         (
@@ -114,61 +174,53 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                     }),
             ),
             Tool::Sqlx if has(&["version", "success", "checksum"]) => {
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT version, checksum FROM main._sqlx_migrations WHERE success = 1",
-                    )
-                    .context("cannot read _sqlx_migrations")?;
-                let rows = stmt
-                    .query_map([], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
-                    })
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                    .context("cannot read _sqlx_migrations")?;
+                let sql = format!(
+                    "SELECT version, {} FROM {t} WHERE success",
+                    source.hex("checksum")
+                );
+                let rows = pairs(source, &sql)?;
                 numbered(rows.into_iter().map(|(v, sum)| {
                     (
-                        u64::try_from(v).ok(),
-                        v.to_string(),
-                        sum.map(Recorded::Sqlx),
+                        v.parse().ok(),
+                        v,
+                        sum.and_then(|sum| hex::decode(sum).ok())
+                            .map(Recorded::Sqlx),
                     )
                 }))
             }
             Tool::GolangMigrate if has(&["version", "dirty"]) => {
-                let row: Option<(i64, bool)> = conn
-                    .query_row(
-                        "SELECT version, dirty FROM main.schema_migrations",
-                        [],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()
-                    .context("cannot read schema_migrations")?;
-                match row {
+                let rows = pairs(source, &format!("SELECT version, dirty FROM {t}"))?;
+                match rows.into_iter().next() {
                     Some((version, dirty)) => History::Current {
-                        version: u64::try_from(version).unwrap_or(0),
-                        dirty,
+                        version: version.parse().unwrap_or(0),
+                        dirty: dirty.is_some_and(|d| d != "0"),
                     },
                     None => numbered(std::iter::empty()),
                 }
             }
             Tool::Dbmate if columns == ["version"] => {
-                digits(strings(conn, "SELECT version FROM main.schema_migrations")?)
+                digits(strings(source, &format!("SELECT version FROM {t}"))?)
             }
             Tool::Goose if has(&["version_id", "is_applied"]) => {
                 // One row per up or down: a version's newest row says where it stands.
                 let applied = strings(
-                    conn,
-                    "SELECT version_id FROM main.goose_db_version AS g
-                     WHERE version_id > 0 AND is_applied
-                       AND id = (SELECT max(id) FROM main.goose_db_version
-                                 WHERE version_id = g.version_id)",
+                    source,
+                    &format!(
+                        "SELECT version_id FROM {t} AS g
+                         WHERE version_id > 0 AND is_applied
+                           AND id = (SELECT max(id) FROM {t}
+                                     WHERE version_id = g.version_id)"
+                    ),
                 )?;
                 digits(applied)
             }
             Tool::Flyway if has(&["version", "success", "type", "checksum"]) => {
-                let rows = with_checksums(
-                    conn,
-                    "SELECT version, checksum FROM main.flyway_schema_history
-                     WHERE success AND version IS NOT NULL AND type = 'SQL'",
+                let rows = pairs(
+                    source,
+                    &format!(
+                        "SELECT version, checksum FROM {t}
+                         WHERE success AND version IS NOT NULL AND type = 'SQL'"
+                    ),
                 )?;
                 numbered(rows.into_iter().map(|(version, sum)| {
                     (
@@ -179,10 +231,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                 }))
             }
             Tool::Refinery if has(&["version", "checksum"]) => {
-                let rows = with_checksums(
-                    conn,
-                    "SELECT version, checksum FROM main.refinery_schema_history",
-                )?;
+                let rows = pairs(source, &format!("SELECT version, checksum FROM {t}"))?;
                 numbered(rows.into_iter().map(|(version, sum)| {
                     (
                         version.parse().ok().filter(|v| *v > 0),
@@ -201,10 +250,12 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                     "rolled_back_at",
                 ]) =>
             {
-                let rows = with_checksums(
-                    conn,
-                    "SELECT migration_name, checksum FROM main._prisma_migrations
-                     WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
+                let rows = pairs(
+                    source,
+                    &format!(
+                        "SELECT migration_name, checksum FROM {t}
+                         WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL"
+                    ),
                 )?;
                 let mut history = numbered(rows.into_iter().map(|(name, sum)| {
                     let digits = name.split('_').next().unwrap_or_default();
@@ -219,13 +270,15 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
                 // (P3009) until `prisma migrate resolve` says how it ended.
                 if let History::Versions { unfinished, .. } = &mut history {
                     *unfinished = strings(
-                        conn,
-                        "SELECT migration_name FROM main._prisma_migrations AS p
-                         WHERE finished_at IS NULL AND rolled_back_at IS NULL
-                           AND NOT EXISTS (SELECT 1 FROM main._prisma_migrations AS q
-                                           WHERE q.migration_name = p.migration_name
-                                             AND q.finished_at IS NOT NULL
-                                             AND q.rolled_back_at IS NULL)",
+                        source,
+                        &format!(
+                            "SELECT migration_name FROM {t} AS p
+                             WHERE finished_at IS NULL AND rolled_back_at IS NULL
+                               AND NOT EXISTS (SELECT 1 FROM {t} AS q
+                                               WHERE q.migration_name = p.migration_name
+                                                 AND q.finished_at IS NOT NULL
+                                                 AND q.rolled_back_at IS NULL)"
+                        ),
                     )?
                     .iter()
                     .map(|name| crate::text::neutralize(name, 128))
@@ -236,10 +289,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
             // Versions are the journal's `when` of each migration (its `created_at`): the set
             // renumbers them from its journal (see `Migrator::adopt`).
             Tool::Drizzle if has(&["hash", "created_at"]) => {
-                let rows = with_checksums(
-                    conn,
-                    "SELECT created_at, hash FROM main.__drizzle_migrations",
-                )?;
+                let rows = pairs(source, &format!("SELECT created_at, hash FROM {t}"))?;
                 numbered(
                     rows.into_iter()
                         .map(|(when, sum)| (when.parse().ok(), when, sum.map(Recorded::Sha256))),
@@ -247,7 +297,7 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
             }
             // Numbered as the set's files are (a 20-digit version without its leading `20`).
             Tool::Pop if has(&["version"]) => numbered(
-                strings(conn, "SELECT version FROM main.schema_migration")?
+                strings(source, &format!("SELECT version FROM {t}"))?
                     .into_iter()
                     .map(|version| {
                         (
@@ -265,20 +315,12 @@ pub fn find(conn: &Connection) -> Result<Option<Foreign>> {
 }
 
 /// A column of text or numbers, as text.
-fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>> {
-    conn.prepare(sql)
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| {
-                Ok(match row.get_ref(0)? {
-                    rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                    other => {
-                        String::from_utf8_lossy(other.as_bytes().unwrap_or_default()).into_owned()
-                    }
-                })
-            })?
-            .collect()
-        })
-        .context("cannot read the other tool's history")
+fn strings(source: &mut dyn HistorySource, sql: &str) -> Result<Vec<String>> {
+    Ok(source
+        .rows(sql)?
+        .into_iter()
+        .map(|row| row.into_iter().next().flatten().unwrap_or_default())
+        .collect())
 }
 
 /// A history of versions: those hsm-host could number, and the others by their text.
@@ -308,23 +350,18 @@ fn digits(versions: Vec<String>) -> History {
 }
 
 /// (version, checksum) pairs, both as text.
-fn with_checksums(conn: &Connection, sql: &str) -> Result<Vec<(String, Option<String>)>> {
-    let text = |value: rusqlite::types::ValueRef<'_>| match value {
-        rusqlite::types::ValueRef::Null => None,
-        rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
-        other => Some(String::from_utf8_lossy(other.as_bytes().unwrap_or_default()).into_owned()),
-    };
-    conn.prepare(sql)
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| {
-                Ok((
-                    text(row.get_ref(0)?).unwrap_or_default(),
-                    text(row.get_ref(1)?),
-                ))
-            })?
-            .collect()
+fn pairs(source: &mut dyn HistorySource, sql: &str) -> Result<Vec<(String, Option<String>)>> {
+    Ok(source
+        .rows(sql)?
+        .into_iter()
+        .map(|row| {
+            let mut cells = row.into_iter();
+            (
+                cells.next().flatten().unwrap_or_default(),
+                cells.next().flatten(),
+            )
         })
-        .context("cannot read the other tool's history")
+        .collect())
 }
 
 #[cfg(test)]
