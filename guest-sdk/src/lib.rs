@@ -72,6 +72,68 @@ pub mod __private {
 
     use crate::{Db, Result};
 
+    /// The dialects hsm-host knows; a name outside them fails the build.
+    const DIALECTS: &[&str] = &["sqlite", "postgresql"];
+
+    const fn known(name: &str) -> bool {
+        let mut i = 0;
+        while i < DIALECTS.len() {
+            let (a, b) = (DIALECTS[i].as_bytes(), name.as_bytes());
+            if a.len() == b.len() {
+                let mut j = 0;
+                while j < a.len() && a[j] == b[j] {
+                    j += 1;
+                }
+                if j == a.len() {
+                    return true;
+                }
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// The length of `migration!`'s `dialects` section: the names, comma-separated.
+    pub const fn dialects_len(names: &[&str]) -> usize {
+        assert!(
+            !names.is_empty(),
+            "dialects: name at least one (\"sqlite\", \"postgresql\")"
+        );
+        let mut len = names.len() - 1;
+        let mut i = 0;
+        while i < names.len() {
+            assert!(
+                known(names[i]),
+                "dialects: the known ones are \"sqlite\" and \"postgresql\""
+            );
+            len += names[i].len();
+            i += 1;
+        }
+        len
+    }
+
+    /// The bytes of `migration!`'s `dialects` section.
+    pub const fn dialects_bytes<const N: usize>(names: &[&str]) -> [u8; N] {
+        let mut out = [0u8; N];
+        let mut at = 0;
+        let mut i = 0;
+        while i < names.len() {
+            if i > 0 {
+                out[at] = b',';
+                at += 1;
+            }
+            let name = names[i].as_bytes();
+            let mut j = 0;
+            while j < name.len() {
+                out[at] = name[j];
+                at += 1;
+                j += 1;
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// Runs one step and turns its error into the message the host reports.
     pub fn run_step(step: fn(&Db) -> Result<()>) -> core::result::Result<(), String> {
         step(&Db::new()).map_err(|error| error.to_string())
@@ -116,6 +178,11 @@ pub mod __private {
 ///     functions: [normalize_email],
 /// }
 /// ```
+///
+/// `dialects: ["sqlite", "postgresql"]` (last) says which databases the migration's SQL is
+/// written for; without it, it is SQLite's alone, and hsm-host refuses to run it on
+/// PostgreSQL. Placeholders are `?1` on SQLite and `$1` on PostgreSQL, so SQL written for both
+/// keeps to what both accept (or a migration ships one component per database).
 #[macro_export]
 macro_rules! migration {
     (
@@ -125,9 +192,19 @@ macro_rules! migration {
         up: $up:expr
         $(, down: $down:expr)?
         $(, functions: [$($function:ident),* $(,)?])?
+        $(, dialects: [$($dialect:literal),* $(,)?])?
         $(,)?
     ) => {
         struct __HsmMigration;
+
+        // The databases it is written for, in a custom section the host reads before running
+        // it: without one, a component is SQLite's alone.
+        $(
+            #[unsafe(link_section = "hsm:dialects")]
+            #[used]
+            static __HSM_DIALECTS: [u8; $crate::__private::dialects_len(&[$($dialect),*])] =
+                $crate::__private::dialects_bytes(&[$($dialect),*]);
+        )?
 
         impl $crate::bindings::Guest for __HsmMigration {
             fn metadata() -> $crate::bindings::hsm::migration::types::Metadata {

@@ -160,3 +160,26 @@ fn init_refuses_a_superuser_application_role_and_doctor_refuses_a_widened_migrat
     let run = bare.hsm(&["up"]).fails_with(2);
     assert!(run.stderr().contains("pg init"), "{}", run.stderr());
 }
+
+#[test]
+fn a_component_written_for_sqlite_alone_is_refused_before_anything_runs() {
+    let env = PgEnv::new();
+    env.write("002_setup.up.sql", "CREATE TABLE setup (x int);");
+    // The first example migration: built without `dialects`, so SQLite's.
+    env.add(hsm_test_artifacts::EXAMPLES[0]);
+    let run = env.hsm(&["up"]).fails_with(1);
+    assert!(
+        run.stderr().contains("written for SQLite"),
+        "{}",
+        run.stderr()
+    );
+    assert!(env.applied().is_empty(), "the SQL migration after it ran");
+    assert!(env.history().is_empty());
+    assert!(!env.has_table("setup"));
+    let dry = env.hsm(&["up", "--dry-run"]).fails_with(1);
+    assert!(
+        dry.stderr().contains("written for SQLite"),
+        "{}",
+        dry.stderr()
+    );
+}

@@ -64,6 +64,22 @@ impl ServerProject {
             Direction::Up => plan_up(&available, &applied, target)?,
             Direction::Down => plan_down(&available, &applied, target)?,
         };
+        // A component written for SQLite alone is refused before anything runs.
+        for &version in &plan.steps {
+            let component = migrator.component(version)?;
+            if !component.runs_on("postgresql")? {
+                return Err(Error::InvalidComponent {
+                    path: component.path().to_owned(),
+                    reason: format!(
+                        "{} is written for SQLite: it does not say it runs on PostgreSQL. \
+                         Its author adds `dialects: [\"sqlite\", \"postgresql\"]` to its \
+                         `migration!` (once its SQL runs on both), or ships a SQL file for \
+                         PostgreSQL; nothing was run",
+                        component.label()
+                    ),
+                });
+            }
+        }
         Ok((migrator, server, plan, interrupted))
     }
 

@@ -124,4 +124,5 @@ hsm_guest::migration! {
     description: "Test guest: the sql interface on PostgreSQL",
     up: up,
     down: down,
+    dialects: ["postgresql"],
 }
