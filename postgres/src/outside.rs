@@ -277,16 +277,7 @@ impl Server {
                     .map_err(describe)?;
             }
         }
-        let backend: i32 = client
-            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .map_err(describe)?
-            .get(0);
-        let _watchdog = Watchdog::arm(
-            client.cancel_token(),
-            deadline,
-            self.target.clone(),
-            backend,
-        );
+        let _watchdog = Watchdog::on(&mut client, deadline, &self.target).map_err(describe)?;
         client.execute(statement.text.as_str(), &[]).map_err(|e| {
             let mut message = describe(e);
             if statement.index.is_some() {

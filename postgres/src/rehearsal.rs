@@ -86,16 +86,10 @@ impl Server {
                     &[&secret],
                 )
                 .map_err(|e| Error::query("begin the step", e))?;
-            let backend: i32 = client
-                .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-                .map_err(|e| Error::query("read the session's backend", e))?
-                .get(0);
-            rehearsal.watchdog = Some(Watchdog::arm(
-                client.cancel_token(),
-                deadline,
-                self.target.clone(),
-                backend,
-            ));
+            rehearsal.watchdog = Some(
+                Watchdog::on(&mut client, deadline, &self.target)
+                    .map_err(|e| Error::query("read the session's backend", e))?,
+            );
         }
         rehearsal.shared.next_step(deadline, label.to_owned());
         rehearsal.current = Some((secret, defaults));
@@ -123,16 +117,10 @@ impl Server {
     ) -> Result<(), String> {
         let mut client = lock(&rehearsal.shared.client);
         // The triggers that fire here are bounded like a step.
-        let backend: i32 = client
-            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .map_err(|e| crate::errors::to_sql_error(&e).message)?
-            .get(0);
-        rehearsal.watchdog = Some(Watchdog::arm(
-            client.cancel_token(),
-            deadline,
-            self.target.clone(),
-            backend,
-        ));
+        rehearsal.watchdog = Some(
+            Watchdog::on(&mut client, deadline, &self.target)
+                .map_err(|e| crate::errors::to_sql_error(&e).message)?,
+        );
         client
             .batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
             .map_err(|e| crate::errors::to_sql_error(&e).message)

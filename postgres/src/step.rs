@@ -71,16 +71,10 @@ impl Server {
             )
             .map_err(|e| Error::query("read the transaction id", e))?
             .get(0);
-        let backend: i32 = client
-            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .map_err(|e| Error::query("read the session's backend", e))?
-            .get(0);
-        step.watchdog = Some(Watchdog::arm(
-            client.cancel_token(),
-            deadline,
-            self.target.clone(),
-            backend,
-        ));
+        step.watchdog = Some(
+            Watchdog::on(&mut client, deadline, &self.target)
+                .map_err(|e| Error::query("read the session's backend", e))?,
+        );
         step.shared = Some(Arc::new(Shared::new(
             client,
             xid,
@@ -428,7 +422,24 @@ impl Watchdog {
     /// Cancels the session's statement at `deadline`; if the session is still busy
     /// [`CANCEL_GRACE`] later (a migration that catches the cancel, and turned the server's
     /// own timeouts off), ends its backend from a session of the host's.
-    pub(crate) fn arm(
+    /// [`Watchdog::arm`] on `client`'s session (its backend read first).
+    pub(crate) fn on(
+        client: &mut postgres::Client,
+        deadline: Instant,
+        host: &crate::connect::Target,
+    ) -> Result<Self, postgres::Error> {
+        let backend: i32 = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])?
+            .get(0);
+        Ok(Self::arm(
+            client.cancel_token(),
+            deadline,
+            host.clone(),
+            backend,
+        ))
+    }
+
+    fn arm(
         token: postgres::CancelToken,
         deadline: Instant,
         host: crate::connect::Target,

@@ -7,20 +7,7 @@ use crate::support::PgEnv;
 /// tracking rows and the application's tables are as they were.
 fn refused(hostile: &str, needle: &str) -> PgEnv {
     let env = PgEnv::new();
-    env.write("001_base.up.sql", "CREATE TABLE base (x int);");
-    env.hsm(&["up"]).success();
-    env.write("002_hostile.up.sql", hostile);
-    let run = env.hsm(&["up"]).fails_with(1);
-    assert!(
-        run.stderr().contains(needle),
-        "expected {needle:?} in:\n{}",
-        run.stderr()
-    );
-    assert_eq!(env.applied(), vec![1], "the hostile migration was recorded");
-    assert!(
-        !env.has_table("planted"),
-        "the hostile migration's table stayed"
-    );
+    env.refuses(hostile, needle);
     let rows: i64 = env
         .client()
         .query_one("SELECT count(*) FROM hsm.migrations", &[])

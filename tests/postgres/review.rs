@@ -7,19 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::PgEnv;
 
-/// A database at version 1; `hostile` as migration 2 fails naming `needle`, nothing stays.
 fn refused(env: &PgEnv, hostile: &str, needle: &str) {
-    env.write("001_base.up.sql", "CREATE TABLE base (x int);");
-    env.hsm(&["up"]).success();
-    env.write("002_hostile.up.sql", hostile);
-    let run = env.hsm(&["up"]).fails_with(1);
-    assert!(
-        run.stderr().contains(needle),
-        "expected {needle:?} in:\n{}",
-        run.stderr()
-    );
-    assert_eq!(env.applied(), vec![1]);
-    std::fs::remove_file(env.migrations.join("002_hostile.up.sql")).unwrap();
+    env.refuses(hostile, needle);
 }
 
 fn is_superuser(env: &PgEnv, role: &str) -> bool {

@@ -165,6 +165,33 @@ impl PgEnv {
     }
 }
 
+impl PgEnv {
+    /// Brings the database to version 1, then runs `hostile` as migration 2: `up` fails
+    /// naming `needle`, migration 2 is not recorded, its table `planted` is not there, and
+    /// its file is removed again (the next case can follow on the same database).
+    pub fn refuses(&self, hostile: &str, needle: &str) {
+        self.write("001_base.up.sql", "CREATE TABLE base (x int);");
+        self.hsm(&["up"]).success();
+        self.write("002_hostile.up.sql", hostile);
+        let run = self.hsm(&["up"]).fails_with(1);
+        assert!(
+            run.stderr().contains(needle),
+            "expected {needle:?} in:\n{}",
+            run.stderr()
+        );
+        assert_eq!(
+            self.applied(),
+            vec![1],
+            "the hostile migration was recorded"
+        );
+        assert!(
+            !self.has_table("planted"),
+            "the hostile migration's table stayed"
+        );
+        std::fs::remove_file(self.migrations.join("002_hostile.up.sql")).unwrap();
+    }
+}
+
 impl Drop for PgEnv {
     fn drop(&mut self) {
         let mut admin = connect("postgres");

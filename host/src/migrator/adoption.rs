@@ -162,6 +162,15 @@ pub(super) fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
     let Some(foreign) = crate::adopt::find(conn)? else {
         return Ok(());
     };
+    match unadopted(&foreign) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Why `up` must not start from nothing on a database whose history `foreign` is, if it has
+/// applied anything: nothing was changed, and `adopt` is the way forward.
+pub(crate) fn unadopted(foreign: &crate::adopt::Foreign) -> Option<Error> {
     let versions = match &foreign.history {
         crate::adopt::History::Versions {
             applied,
@@ -170,16 +179,16 @@ pub(super) fn refuse_unadopted(db: &Database, conn: &Connection) -> Result<()> {
         } => applied.len() + unnumbered.len(),
         crate::adopt::History::Current { version, .. } => usize::from(*version > 0),
     };
-    if versions == 0 {
-        return Ok(());
-    }
-    Err(Error::Adopt(format!(
-        "this database was migrated by {tool} ({table} has its history) and hsm-host has no \
-         history of it yet: `up` would run every migration again. See what would be taken \
-         over with `hsm-host adopt --dry-run`, then run `hsm-host adopt`; nothing was changed",
-        tool = foreign.tool.as_str(),
-        table = foreign.tool.table(),
-    )))
+    (versions > 0).then(|| {
+        Error::Adopt(format!(
+            "this database was migrated by {tool} ({table} has its history) and hsm-host has \
+             no history of it yet: `up` would run every migration again. See what would be \
+             taken over with `hsm-host adopt --dry-run`, then run `hsm-host adopt`; nothing \
+             was changed",
+            tool = foreign.tool.as_str(),
+            table = foreign.tool.table(),
+        ))
+    })
 }
 
 /// Drizzle's version of each of the set's Drizzle migrations (its journal's `when`, which

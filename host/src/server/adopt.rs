@@ -3,9 +3,7 @@
 //! session and matched against the set as on SQLite; the versions it applied are recorded as
 //! applied without running them.
 
-use std::collections::BTreeSet;
-
-use hsm_postgres::{Recorded, Server};
+use hsm_postgres::Server;
 
 use super::{ServerProject, server_error};
 use crate::adopt::HistorySource;
@@ -53,43 +51,14 @@ impl ServerProject {
             .ok_or_else(|| Error::Adopt(NO_HISTORY.into()))?;
         let tool = foreign.tool.as_str();
         let applied = crate::migrator::adoption::adopted_versions(migrator.migrations(), foreign)?;
-        let ours: BTreeSet<u64> = server
-            .migrations()
-            .map_err(server_error)?
-            .iter()
-            .map(|row| row.version)
-            .collect();
-        let (already, recorded): (Vec<u64>, Vec<u64>) =
-            applied.iter().partition(|v| ours.contains(v));
-        let report = AdoptReport {
-            tool: Some(tool),
-            recorded,
-            already,
+        let versions: Vec<u64> = applied.into_iter().collect();
+        super::baseline::record_without_running(
+            &mut server,
+            &migrator,
+            &versions,
+            Some(tool),
             dry_run,
-        };
-        if dry_run || report.recorded.is_empty() {
-            return Ok(report);
-        }
-        let infos: Vec<_> = report
-            .recorded
-            .iter()
-            .filter_map(|v| migrator.migrations().iter().find(|c| c.version() == *v))
-            .collect();
-        let entries: Vec<(u64, Recorded<'_>)> = infos
-            .iter()
-            .map(|info| {
-                (
-                    info.version(),
-                    Recorded {
-                        name: &info.metadata.name,
-                        description: &info.metadata.description,
-                        checksum: &info.checksum,
-                    },
-                )
-            })
-            .collect();
-        server.record_adopted(&entries).map_err(server_error)?;
-        Ok(report)
+        )
     }
 }
 
@@ -102,22 +71,8 @@ pub(super) fn refuse_unadopted(server: &mut Server, ours: usize) -> Result<()> {
     let Some(foreign) = crate::adopt::find_in(&mut Public(server))? else {
         return Ok(());
     };
-    let versions = match &foreign.history {
-        crate::adopt::History::Versions {
-            applied,
-            unnumbered,
-            ..
-        } => applied.len() + unnumbered.len(),
-        crate::adopt::History::Current { version, .. } => usize::from(*version > 0),
-    };
-    if versions == 0 {
-        return Ok(());
+    match crate::migrator::adoption::unadopted(&foreign) {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
-    Err(Error::Adopt(format!(
-        "this database was migrated by {tool} ({table} has its history) and hsm-host has no \
-         history of it yet: `up` would run every migration again. See what would be taken over \
-         with `hsm-host adopt --dry-run`, then run `hsm-host adopt`; nothing was changed",
-        tool = foreign.tool.as_str(),
-        table = foreign.tool.table(),
-    )))
 }

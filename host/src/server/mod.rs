@@ -49,6 +49,42 @@ fn server_error(error: hsm_postgres::Error) -> Error {
     }
 }
 
+/// Migration `component`'s failure during `direction`, with `cause` (and the SQLite code a
+/// guest's error maps to).
+fn step_failed(
+    component: &crate::runtime::MigrationComponent,
+    direction: Direction,
+    cause: String,
+    sqlite_code: Option<i32>,
+) -> Error {
+    Error::MigrationFailed {
+        version: component.version(),
+        name: component.metadata().name.clone(),
+        direction,
+        cause,
+        completed: Vec::new(),
+        sqlite_code,
+    }
+}
+
+/// What one step on a server did: no schema snapshots or row counts there (the server keeps
+/// them), its time.
+fn step_report(
+    component: &crate::runtime::MigrationComponent,
+    direction: Direction,
+    took: std::time::Duration,
+) -> crate::migrator::StepReport {
+    crate::migrator::StepReport {
+        version: component.version(),
+        name: component.metadata().name.clone(),
+        direction,
+        schema: Default::default(),
+        rows_changed: 0,
+        rows_dropped: 0,
+        duration_ms: took.as_millis() as u64,
+    }
+}
+
 impl ServerProject {
     /// The server `url` names, and the migrations in `migrations`.
     ///

@@ -1,13 +1,13 @@
 //! Dry runs on a server: the plan's steps on one session, in one transaction rolled back at
 //! the end (see `hsm_postgres::Rehearsal`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hsm_postgres::Recorded;
 
-use super::{ServerProject, server_error};
+use super::{ServerProject, server_error, step_failed, step_report};
 use crate::error::{Error, Result};
-use crate::migrator::{DryRunReport, StepReport};
+use crate::migrator::DryRunReport;
 use crate::plan::Direction;
 
 impl ServerProject {
@@ -36,28 +36,13 @@ impl ServerProject {
                 let started = Instant::now();
                 if let Some(statement) = super::run::outside_transaction(component, direction) {
                     // It cannot run inside the dry run's transaction: checked, not run.
-                    statement.map_err(|cause| Error::MigrationFailed {
-                        version,
-                        name: component.metadata().name.clone(),
-                        direction,
-                        cause,
-                        completed: Vec::new(),
-                        sqlite_code: None,
-                    })?;
+                    statement.map_err(|cause| step_failed(component, direction, cause, None))?;
                     tracing::info!(
                         "{}: runs outside a transaction, so the dry run checks it and does not \
                          run it",
                         component.label()
                     );
-                    return Ok(StepReport {
-                        version,
-                        name: component.metadata().name.clone(),
-                        direction,
-                        schema: Default::default(),
-                        rows_changed: 0,
-                        rows_dropped: 0,
-                        duration_ms: 0,
-                    });
+                    return Ok(step_report(component, direction, Duration::ZERO));
                 }
                 let deadline = started + self.limits.timeout;
                 let guest = server
@@ -69,13 +54,8 @@ impl ServerProject {
                         deadline,
                     )
                     .map_err(server_error)?;
-                let failed = |message: String, code: Option<i32>| Error::MigrationFailed {
-                    version,
-                    name: component.metadata().name.clone(),
-                    direction,
-                    cause: message,
-                    completed: Vec::new(),
-                    sqlite_code: code,
+                let failed = |message: String, code: Option<i32>| {
+                    step_failed(component, direction, message, code)
                 };
                 component
                     .run_on_server(direction, guest, deadline)
@@ -88,15 +68,7 @@ impl ServerProject {
                 server
                     .end_rehearsed_step(&mut rehearsal, &recorded)
                     .map_err(|message| failed(message, None))?;
-                Ok(StepReport {
-                    version,
-                    name: component.metadata().name.clone(),
-                    direction,
-                    schema: Default::default(),
-                    rows_changed: 0,
-                    rows_dropped: 0,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                })
+                Ok(step_report(component, direction, started.elapsed()))
             })();
             match outcome {
                 Ok(step) => steps.push(step),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hsm_postgres::{Recorded, Server};
 
-use super::{LOCK_RETRIES, ServerProject, server_error};
+use super::{LOCK_RETRIES, ServerProject, server_error, step_failed, step_report};
 use crate::error::{Error, Result};
 use crate::migrator::{Migrator, RunReport, StepReport};
 use crate::plan::{Available, Direction, Plan, plan_down, plan_up};
@@ -96,15 +96,7 @@ impl ServerProject {
                         steps.iter().map(|s: &StepReport| s.version).collect(),
                     )
                 })?;
-            steps.push(StepReport {
-                version,
-                name: component.metadata().name.clone(),
-                direction,
-                schema: Default::default(),
-                rows_changed: 0,
-                rows_dropped: 0,
-                duration_ms: started.elapsed().as_millis() as u64,
-            });
+            steps.push(step_report(component, direction, started.elapsed()));
             tracing::info!(
                 "{} {}",
                 match direction {
@@ -134,14 +126,7 @@ impl ServerProject {
     ) -> Result<()> {
         let label = component.label();
         let deadline = Instant::now() + self.limits.timeout;
-        let failed = |cause: String, sqlite_code| Error::MigrationFailed {
-            version: component.version(),
-            name: component.metadata().name.clone(),
-            direction,
-            cause,
-            completed: Vec::new(),
-            sqlite_code,
-        };
+        let failed = |cause: String, code| step_failed(component, direction, cause, code);
         if let Some(statement) = outside_transaction(component, direction) {
             let statement = statement.map_err(|cause| failed(cause, None))?;
             let recorded = Recorded {
@@ -195,14 +180,7 @@ impl ServerProject {
                 pause *= 2;
                 continue;
             }
-            return Err(Error::MigrationFailed {
-                version: component.version(),
-                name: component.metadata().name.clone(),
-                direction,
-                cause: failure.message,
-                completed: Vec::new(),
-                sqlite_code: failure.sqlite_code,
-            });
+            return Err(failed(failure.message, failure.sqlite_code));
         }
         unreachable!("the last attempt returns")
     }
