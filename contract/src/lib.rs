@@ -1,4 +1,4 @@
-//! The contract, `wit/migration.wit` (`hsm:migration@0.2.0`), as Rust types: the generated
+//! The contract, `wit/migration.wit` (`hsm:migration@0.2.1`), as Rust types: the generated
 //! bindings and the host's resource types behind them (0.1's live with its adapter, the
 //! sandbox's `runtime/host/v0_1.rs`). It uses nothing of hsm-host; the sandbox's SQL proxy and
 //! runtime build on it.

@@ -1,4 +1,4 @@
-// Write hsm-host migrations in JavaScript (contract hsm:migration@0.2.0, built with
+// Write hsm-host migrations in JavaScript (contract hsm:migration@0.2.1, built with
 // componentize-js).
 //
 // A migration is one ES module: it writes `up` (and `down` when it can be undone) against a
@@ -22,21 +22,27 @@
 // `up`/`down` fails the migration with its message and the host rolls everything back. The
 // host owns the transaction: never run BEGIN/COMMIT.
 
-import * as sql from 'hsm:migration/sql@0.2.0';
-import * as hostLog from 'hsm:migration/log@0.2.0';
+import * as sql from 'hsm:migration/sql@0.2.1';
+import * as hostLog from 'hsm:migration/log@0.2.1';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** A statement failed: SQLite's extended result `code` (`code & 255` is the primary code,
  * e.g. 19 SQLITE_CONSTRAINT, 23 SQLITE_AUTH when the host's policy refused it) and message. */
+/**
+ * A statement failed: SQLite's extended result `code` and message. On PostgreSQL `sqlstate` is
+ * the server's SQLSTATE ('23505') and `code` the SQLite code mapped from it; `sqlstate` is
+ * undefined on SQLite and for the host's own refusals.
+ */
 export class SqlError extends Error {
-  constructor(code, message, sqlText) {
+  constructor(code, message, sqlText, sqlstate) {
     super(`${message} (SQLite code ${code}) in \`${sqlText}\``);
     this.name = 'SqlError';
     this.code = code;
     this.sqliteMessage = message;
     this.sql = sqlText;
+    this.sqlstate = sqlstate;
   }
 }
 
@@ -46,7 +52,7 @@ function call(sqlText, operation) {
   } catch (error) {
     const payload = error && error.payload;
     if (payload && typeof payload.code === 'number') {
-      throw new SqlError(payload.code, payload.message, sqlText);
+      throw new SqlError(payload.code, payload.message, sqlText, sql.lastSqlstate());
     }
     throw error;
   }
@@ -225,6 +231,11 @@ export class Db {
   /** The rowid of the most recent successful INSERT. */
   lastInsertRowid() {
     return integer(sql.lastInsertRowid());
+  }
+
+  /** The database engine the migration runs on: 'sqlite' or 'postgresql'. */
+  dialect() {
+    return sql.runningOn();
   }
 }
 

@@ -1,4 +1,4 @@
-"""Write hsm-host migrations in Python (contract hsm:migration@0.2.0, built with componentize-py).
+"""Write hsm-host migrations in Python (contract hsm:migration@0.2.1, built with componentize-py).
 
 A migration is one Python module: it writes `up` (and `down` when it can be undone) against a
 `Db`, and declares itself with `migration(...)`, whose two classes componentize-py exports:
@@ -38,13 +38,16 @@ __all__ = ["Db", "Row", "SqlError", "Statement", "migration", "log", "progress"]
 
 class SqlError(Exception):
     """A statement failed: SQLite's extended result `code` (`code & 255` is the primary code,
-    e.g. 19 SQLITE_CONSTRAINT, 23 SQLITE_AUTH when the host's policy refused it) and message."""
+    e.g. 19 SQLITE_CONSTRAINT, 23 SQLITE_AUTH when the host's policy refused it) and message.
+    On PostgreSQL, `sqlstate` is the server's SQLSTATE (`"23505"`) and `code` the SQLite code
+    mapped from it; `sqlstate` is None on SQLite and for the host's own refusals."""
 
-    def __init__(self, code: int, message: str, sql: str):
+    def __init__(self, code: int, message: str, sql: str, sqlstate: Optional[str] = None):
         super().__init__(f"{message} (SQLite code {code}) in `{sql}`")
         self.code = code
         self.message = message
         self.sql = sql
+        self.sqlstate = sqlstate
 
 
 def _value(value: Any) -> "_types.Value":
@@ -133,7 +136,7 @@ def _call(sql: str, operation: Callable[[], Any]) -> Any:
     try:
         return operation()
     except Err as error:
-        raise SqlError(error.value.code, error.value.message, sql) from None
+        raise SqlError(error.value.code, error.value.message, sql, _sql.last_sqlstate()) from None
 
 
 class Statement:
@@ -209,6 +212,10 @@ class Db:
     def last_insert_rowid(self) -> int:
         """The rowid of the most recent successful INSERT."""
         return _sql.last_insert_rowid()
+
+    def dialect(self) -> str:
+        """The database engine the migration runs on: `"sqlite"` or `"postgresql"`."""
+        return "postgresql" if _sql.running_on() == _sql.Dialect.POSTGRESQL else "sqlite"
 
 
 def log(message: str, level: str = "info") -> None:

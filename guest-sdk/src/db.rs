@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use crate::bindings::hsm::migration::{log as host_log, sql as host};
-use crate::{Error, FromSql, Params, Result, Value};
+use crate::{Dialect, Error, FromSql, Params, Result, Value};
 
 /// The database being migrated, inside the transaction the host opened for this migration.
 ///
@@ -181,6 +181,33 @@ impl Db {
     /// The rowid of the most recent successful INSERT.
     pub fn last_insert_rowid(&self) -> i64 {
         host::last_insert_rowid()
+    }
+
+    /// The database engine the migration runs on: one component can carry SQL for each
+    /// dialect it declares in [`migration!`](crate::migration)'s `dialects`.
+    ///
+    /// ```ignore
+    /// let serial = match db.dialect() {
+    ///     Dialect::Sqlite => "INTEGER PRIMARY KEY",
+    ///     Dialect::Postgresql => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    /// };
+    /// ```
+    pub fn dialect(&self) -> Dialect {
+        host::running_on()
+    }
+
+    /// The SQLSTATE of the error the previous call returned, when a database server gave one
+    /// (`"23505"`: a unique violation); `None` on SQLite, after a success, and when the host
+    /// refused the statement. [`Error::sqlite_code`] holds the SQLite code mapped from it.
+    ///
+    /// ```ignore
+    /// match db.execute("INSERT INTO tags (name) VALUES (?1)", ("new",)) {
+    ///     Err(_) if db.last_sqlstate().as_deref() == Some("23505") => {} // already there
+    ///     other => other.map(drop)?,
+    /// }
+    /// ```
+    pub fn last_sqlstate(&self) -> Option<String> {
+        host::last_sqlstate()
     }
 
     /// Reports progress of a long data migration (see [`crate::log::progress`]).

@@ -48,6 +48,7 @@ mod error;
 pub mod log;
 mod value;
 
+pub use bindings::hsm::migration::sql::Dialect;
 pub use db::{ColumnIndex, Db, Row, RowStream, Statement};
 pub use error::{Error, Result};
 pub use value::{FromSql, Params, ToSql, Value};

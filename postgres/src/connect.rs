@@ -1,5 +1,6 @@
 //! URLs, connections and secrets.
 
+use std::os::unix::ffi::OsStrExt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -82,6 +83,35 @@ impl Target {
     /// The database's name.
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or_default()
+    }
+
+    /// libpq's variables for the same role, server and database, for the client tools
+    /// (`pg_dump`): the password travels in the environment, never on a command line.
+    pub(crate) fn libpq_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            env.push((
+                "PGHOST",
+                match host {
+                    postgres::config::Host::Tcp(name) => name.into(),
+                    postgres::config::Host::Unix(path) => path.clone().into_os_string(),
+                },
+            ));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string().into()));
+        }
+        if let Some(user) = self.config.get_user() {
+            env.push(("PGUSER", user.into()));
+        }
+        if let Some(password) = self.config.get_password() {
+            env.push((
+                "PGPASSWORD",
+                std::ffi::OsStr::from_bytes(password).to_owned(),
+            ));
+        }
+        env.push(("PGDATABASE", self.database().into()));
+        env
     }
 
     /// Connects as the URL's role.

@@ -14,13 +14,17 @@ use hsm_sandbox::sql::{
     MAX_BATCH_ROWS, MAX_QUERY_BYTES, MAX_QUERY_ROWS, SQLITE_ABORT, SQLITE_AUTH, SQLITE_INTERRUPT,
     SQLITE_MISUSE, SQLITE_TOOBIG, ServerSql,
 };
-use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
+use postgres::{Client, SimpleQueryMessage};
 
-use crate::errors::to_sql_error;
+use crate::errors::{describe, to_sql_error};
 use crate::split;
 use crate::values::{PageBuilder, Param, Read};
+
+/// The savepoint around each guest statement (a guest cannot name it: SAVEPOINT, RELEASE and
+/// ROLLBACK are refused).
+const STATEMENT_SAVEPOINT: &str = "hsm_guest_statement";
 
 /// What the host and the guest's calls share of one step's session.
 pub(crate) struct Shared {
@@ -32,6 +36,8 @@ pub(crate) struct Shared {
     /// Why the host's transaction is gone, once it is.
     pub(crate) ended: Mutex<Option<String>>,
     last_error: Mutex<Option<SqlError>>,
+    /// The SQLSTATE of the server's last error, until the sandbox takes it.
+    sqlstate: Mutex<Option<String>>,
     cursors: Mutex<HashMap<u32, Cursor>>,
     next_cursor: AtomicU32,
 }
@@ -49,6 +55,7 @@ impl Shared {
             step: Mutex::new((deadline, label)),
             ended: Mutex::new(None),
             last_error: Mutex::new(None),
+            sqlstate: Mutex::new(None),
             cursors: Mutex::new(HashMap::new()),
             next_cursor: AtomicU32::new(0),
         }
@@ -85,8 +92,10 @@ fn misuse(message: impl Into<String>) -> SqlError {
 }
 
 impl GuestSession {
-    /// Runs `f` on the client unless the transaction is gone or the deadline passed; checks
-    /// afterwards that the transaction is still the host's.
+    /// Runs `f` on the client unless the transaction is gone or the deadline passed, inside a
+    /// savepoint: a failed statement is undone alone and the transaction goes on, as on SQLite
+    /// (PostgreSQL would otherwise refuse everything after it). Checks afterwards that the
+    /// transaction is still the host's.
     fn with_client<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, Failed>,
@@ -97,29 +106,47 @@ impl GuestSession {
         if Instant::now() >= shared.deadline() {
             return Err(self.out_of_time());
         }
+        if let Err(e) = client.batch_execute(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}")) {
+            self.end(format!(
+                "hsm-host could not open a savepoint: {}",
+                describe(&e)
+            ));
+        }
+        self.refuse_if_ended()?;
         let result = f(&mut client).map_err(|failed| match failed {
             Failed::Server(e) => self.explain(&e),
             Failed::Host(e) => e,
         });
-        if result.is_ok() {
-            let current = client
-                .query_one(
-                    "SELECT pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text",
-                    &[],
-                )
-                .ok()
-                .and_then(|row| row.get::<_, Option<String>>(0));
-            if current.as_deref() != Some(shared.xid.as_str()) {
-                lock(&shared.ended).get_or_insert_with(|| {
-                    "the session is no longer in the transaction hsm-host opened".into()
-                });
-            }
+        let close = match result {
+            Ok(_) => format!("RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}"),
+            Err(_) => format!(
+                "ROLLBACK TO SAVEPOINT {STATEMENT_SAVEPOINT}; RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}"
+            ),
+        };
+        let current = client
+            .simple_query(&format!(
+                "{close}; SELECT pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text"
+            ))
+            .ok()
+            .and_then(|messages| {
+                messages.into_iter().find_map(|message| match message {
+                    SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                    _ => None,
+                })
+            });
+        if current.as_deref() != Some(shared.xid.as_str()) {
+            self.end("the session is no longer in the transaction hsm-host opened".into());
         }
         self.refuse_if_ended()?;
         if let Err(error) = &result {
             *lock(&shared.last_error) = Some(error.clone());
         }
         result
+    }
+
+    /// Marks the host's transaction gone (the first reason stays).
+    fn end(&self, why: String) {
+        lock(&self.0.ended).get_or_insert(why);
     }
 
     fn out_of_time(&self) -> SqlError {
@@ -130,6 +157,7 @@ impl GuestSession {
     }
 
     fn explain(&self, error: &postgres::Error) -> SqlError {
+        *lock(&self.0.sqlstate) = error.code().map(|state| state.code().to_owned());
         let mut sql_error = to_sql_error(error);
         if Instant::now() >= self.0.deadline()
             && error.code() == Some(&postgres::error::SqlState::QUERY_CANCELED)
@@ -378,6 +406,10 @@ impl ServerSql for GuestSession {
     fn close(&self) -> Option<String> {
         lock(&self.0.cursors).clear();
         lock(&self.0.ended).clone()
+    }
+
+    fn take_sqlstate(&self) -> Option<String> {
+        lock(&self.0.sqlstate).take()
     }
 
     fn last_error(&self) -> Option<SqlError> {

@@ -7,8 +7,10 @@
 //! with no rights on the tracking tables (see [`schema`]); the tracking rows are written by
 //! functions that refuse without a per-step secret only the host knows.
 
+pub mod checks;
 mod connect;
 pub mod doctor;
+mod dump;
 mod errors;
 mod guest;
 mod numeric;
@@ -21,6 +23,7 @@ mod step;
 mod values;
 
 pub use connect::{Target, is_server_url};
+pub use dump::{DumpPlan, Dumped, dump};
 pub use errors::{LOCK_NOT_AVAILABLE, mapped_code};
 pub use outside::{Outside, outside_statement};
 pub use rehearsal::Rehearsal;

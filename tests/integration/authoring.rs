@@ -13,7 +13,7 @@ fn inspect_says_what_a_component_is_and_whether_it_would_be_accepted() {
         .assert_stdout_contains("version      3")
         .assert_stdout_contains("name         normalize_email_addresses")
         .assert_stdout_contains("reversible   no")
-        .assert_stdout_contains("contract     hsm:migration@0.2.0 (world migration-with-functions)")
+        .assert_stdout_contains("contract     hsm:migration@0.2.1 (world migration-with-functions)")
         .assert_stdout_contains("contract     hsm:migration@0.1.0 (world migration)")
         .assert_stdout_contains("accepted     yes");
     let sha = hsm_host::runtime::sha256_hex(&std::fs::read(&good).unwrap());

@@ -141,6 +141,7 @@ fn python_failures_roll_back_with_a_clear_message_and_the_sandbox_holds() {
     );
     assert_attack(guest, "trap", &[failed, "trapped"]);
     assert_attack(guest, "streams", &[failed, "RuntimeError: 40 streams read"]);
+    assert_attack(guest, "dialect", &[failed, "dialect sqlite, sqlstate None"]);
     assert_attack(guest, "filesystem", &[failed, "blocked:", "/etc/passwd"]);
     assert_attack(guest, "network", &[failed, "blocked:"]);
     assert_attack(
@@ -177,6 +178,11 @@ fn javascript_failures_roll_back_with_a_clear_message_and_the_sandbox_holds() {
         &[failed, "no such table: no_such_table (SQLite code 1)"],
     );
     assert_attack(guest, "streams", &[failed, "Error: 40 streams read"]);
+    assert_attack(
+        guest,
+        "dialect",
+        &[failed, "dialect sqlite, sqlstate undefined"],
+    );
     // Built without HTTP (`-d http fetch-event`): fetch is there, and traps when called.
     assert_attack(guest, "network", &[failed, "trapped"]);
     assert_attack(

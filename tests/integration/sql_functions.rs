@@ -184,6 +184,15 @@ fn pack_takes_the_sets_functions_along() {
     .assert_stdout_contains("copied")
     .assert_stdout_contains("1 SQL migrations packed.");
     assert!(out.join("sql-functions.wasm").is_file());
+    // A packed component imports contract 0.2.0: it links against this 0.2.1 host (semver).
+    let packed = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.file_name().unwrap() != "sql-functions.wasm")
+        .unwrap();
+    env.hsm(&["inspect", packed.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("contract     hsm:migration@0.2.0 (world migration)");
     let mut cmd = env.command();
     cmd.args(["up", "--database"])
         .arg(&env.db)

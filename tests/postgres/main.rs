@@ -3,6 +3,8 @@
 //! files, and the real `hsm-host` binary.
 
 mod adopt;
+mod backups;
+mod checks;
 mod examples;
 mod hostile;
 mod races;

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 /// The server's connection variables, which `pg_virtualenv` exports. Missing, the tests fail:
 /// they never pass without a server.
-fn server_var(name: &str) -> String {
+pub fn server_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: the PostgreSQL tests run against a real server; run them with \

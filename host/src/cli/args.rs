@@ -141,6 +141,12 @@ pub struct Global {
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_backup: bool,
 
+    /// On PostgreSQL, dump the database with pg_dump (custom format, into --backup-dir)
+    /// before an up or down that runs a migration; needs a pg_dump as new as the server.
+    /// (A SQLite database is always backed up, by copying it.)
+    #[arg(long, global = true, help_heading = "Global options", value_enum)]
+    pub backup: Option<BackupMethod>,
+
     /// Use PRAGMA quick_check instead of the full integrity_check (faster on large databases)
     #[arg(long, global = true, help_heading = "Global options")]
     pub quick: bool,
@@ -198,6 +204,14 @@ pub struct Global {
 }
 
 /// When stderr gets colour.
+/// How a database server is backed up before migrating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupMethod {
+    /// PostgreSQL's pg_dump.
+    #[value(name = "pg_dump")]
+    PgDump,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Color {
     /// On a terminal, unless `NO_COLOR` is set (no-color.org).
@@ -220,6 +234,18 @@ impl Global {
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
         }
+    }
+
+    /// Where a server's dumps go: `--backup-dir`, else `backups/` beside the migrations
+    /// directory (a URL has no directory of its own).
+    pub fn server_backup_dir(&self) -> PathBuf {
+        self.backup_dir.clone().unwrap_or_else(|| {
+            self.migrations
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join("backups")
+        })
     }
 
     /// The log file: `--log-file`, else `migration.log` next to the database (never in the

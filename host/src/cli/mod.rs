@@ -173,6 +173,14 @@ fn run(args: &Args) -> Result<()> {
     if let Some(url) = global.server_url() {
         return server::run(args, url);
     }
+    if global.backup.is_some() {
+        return Err(UsageError(
+            "--backup pg_dump is for a PostgreSQL --database URL; a SQLite database is backed \
+             up by copying it, before every run (unless --no-backup)"
+                .into(),
+        )
+        .into());
+    }
     if let Command::Pg { .. } = &args.command {
         return Err(UsageError(
             "hsm-host pg takes a PostgreSQL server's --database URL (postgresql://…)".into(),

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hsm_host::Direction;
-use hsm_host::server::{Checkup, InitReport, ServerProject};
+use hsm_host::server::{Checkup, DumpPlan, Dumped, InitReport, ServerProject};
 
-use super::args::{Args, Command, PgAction, UpTarget};
+use super::args::{Args, BackupMethod, Command, PgAction, UpTarget};
 use super::{Reported, UsageError, report, sink, sql_options, with_loading_context};
 
 /// Runs `args.command` on the server `url`.
@@ -24,6 +24,10 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
             .clone()
             .or_else(hsm_host::runtime::cache::default_dir),
     };
+    let dump_plan = DumpPlan {
+        dir: global.server_backup_dir(),
+        keep: global.keep_backups,
+    };
     let project = ServerProject::new(url, &global.migrations)?
         .with_sql(sql_options(global))
         .with_schema(&schema)
@@ -33,7 +37,11 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
         })
         .with_cache(cache_dir, global.cache_max as u64)
         .with_compiler(global.compiler)
-        .with_lock_wait(Duration::from_secs(global.lock_timeout));
+        .with_lock_wait(Duration::from_secs(global.lock_timeout))
+        .with_dump(match (global.backup, global.no_backup) {
+            (Some(BackupMethod::PgDump), false) => Some(dump_plan.clone()),
+            _ => None,
+        });
     let mut out = sink::SafeOut::new(std::io::BufWriter::new(std::io::stdout().lock()));
     match &args.command {
         Command::Status { check } => {
@@ -82,6 +90,10 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
             let run = with_loading_context(global, project.down(*target))?;
             report::run(&run, global.json, &mut out)?;
         }
+        Command::Backup {} => {
+            let dumped = project.backup(&dump_plan)?;
+            dumped_to(&dumped, global.json, &mut out)?;
+        }
         Command::Pg {
             action:
                 PgAction::Init {
@@ -115,7 +127,7 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
 fn not_yet(what: &str) -> anyhow::Error {
     UsageError(format!(
         "{what} is not available for a PostgreSQL database yet (status, up, down, their dry \
-         runs, adopt, baseline, pg init and pg doctor are; see docs/postgresql.md)"
+         runs, adopt, baseline, backup, pg init and pg doctor are; see docs/postgresql.md)"
     ))
     .into()
 }
@@ -123,14 +135,39 @@ fn not_yet(what: &str) -> anyhow::Error {
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Redo {} => "redo",
-        Command::Backup {} => "backup (use pg_dump; see docs/postgresql.md)",
-        Command::Restore { .. } => "restore (use pg_restore; see docs/postgresql.md)",
+        Command::Restore { .. } => {
+            "restore (a dump hsm-host took is restored with pg_restore --clean --if-exists \
+             --single-transaction --dbname URL FILE; see docs/postgresql.md)"
+        }
         Command::Export { .. } => "export",
         Command::Repair {} => "repair",
         Command::Gc {} => "gc",
         Command::Test { .. } => "test",
         _ => "this command",
     }
+}
+
+fn dumped_to(dumped: &Dumped, as_json: bool, out: &mut impl Write) -> Result<()> {
+    if as_json {
+        let removed: Vec<_> = dumped
+            .removed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &serde_json::json!({ "backup": dumped.path, "removed": removed }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "Backup taken: {}", dumped.path.display())?;
+    writeln!(
+        out,
+        "Restore it with: pg_restore --clean --if-exists --single-transaction --dbname URL {}",
+        dumped.path.display()
+    )?;
+    Ok(())
 }
 
 fn initialized(made: &InitReport, as_json: bool, out: &mut impl Write) -> Result<()> {

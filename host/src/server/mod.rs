@@ -22,8 +22,8 @@ use crate::runtime::{Compiler, Limits, Runtime};
 use crate::status::Status;
 
 pub use hsm_postgres::doctor::Checkup;
-pub use hsm_postgres::is_server_url;
 pub use hsm_postgres::schema::{InitOptions, InitReport};
+pub use hsm_postgres::{DumpPlan, Dumped, is_server_url};
 
 /// How many times a step that could not get a lock in time runs again.
 const LOCK_RETRIES: u32 = 4;
@@ -39,6 +39,7 @@ pub struct ServerProject {
     cache_max: u64,
     compiler: Compiler,
     lock_wait: Duration,
+    dump: Option<DumpPlan>,
 }
 
 /// A backend error in the library's terms.
@@ -105,6 +106,7 @@ impl ServerProject {
             cache_max: 0,
             compiler: Compiler::default(),
             lock_wait: Duration::from_secs(10),
+            dump: None,
         })
     }
 
@@ -146,6 +148,19 @@ impl ServerProject {
     pub fn with_lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
         self
+    }
+
+    /// Dumps the database with `pg_dump` before an `up` or `down` that runs a step
+    /// (`--backup pg_dump`).
+    pub fn with_dump(mut self, plan: Option<DumpPlan>) -> Self {
+        self.dump = plan;
+        self
+    }
+
+    /// Dumps the database now (`hsm-host backup`), into `plan`'s directory.
+    pub fn backup(&self, plan: &DumpPlan) -> Result<Dumped> {
+        let server = self.open()?;
+        hsm_postgres::dump(&server, plan).map_err(server_error)
     }
 
     /// The URL, without its password.

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use hsm_postgres::checks::Amcheck;
 use hsm_postgres::{Recorded, Server};
 
 use super::{LOCK_RETRIES, ServerProject, server_error, step_failed, step_report};
@@ -85,6 +86,14 @@ impl ServerProject {
 
     pub(super) fn run(&self, direction: Direction, target: Option<u64>) -> Result<RunReport> {
         let (migrator, mut server, plan, interrupted) = self.planned(direction, target)?;
+        let backup = match (&self.dump, plan.steps.is_empty()) {
+            (Some(dump), false) => {
+                let dumped = hsm_postgres::dump(&server, dump).map_err(server_error)?;
+                tracing::info!("backup: {}", dumped.path.display());
+                Some(dumped.path)
+            }
+            _ => None,
+        };
         let mut steps = Vec::new();
         for &version in &plan.steps {
             let component = migrator.component(version)?;
@@ -106,12 +115,15 @@ impl ServerProject {
                 component.label()
             );
         }
+        if !steps.is_empty() {
+            check_indexes(&mut server, steps.len())?;
+        }
         Ok(RunReport {
             direction,
             from: plan.from,
             to: plan.to,
             steps,
-            backup: None,
+            backup,
             interrupted,
         })
     }
@@ -203,4 +215,33 @@ pub(super) fn outside_transaction(
             .ok()
             .map(Ok),
     }
+}
+
+/// amcheck's verdict on the indexes after a run that ran `ran` steps (they are committed: a
+/// corrupt index is reported for the operator to REINDEX, not undone).
+fn check_indexes(server: &mut Server, ran: usize) -> Result<()> {
+    match hsm_postgres::checks::amcheck(server).map_err(server_error)? {
+        Amcheck::NotInstalled => {
+            tracing::debug!("amcheck is not installed: the indexes were not verified")
+        }
+        Amcheck::Skipped(why) => tracing::warn!("{why}"),
+        Amcheck::Checked { indexes, corrupt } if corrupt.is_empty() => {
+            tracing::info!("amcheck: {indexes} B-tree indexes verified")
+        }
+        Amcheck::Checked { corrupt, .. } => {
+            let found: Vec<String> = corrupt
+                .iter()
+                .map(|(index, why)| format!("{index} ({why})"))
+                .collect();
+            return Err(Error::Server {
+                usage: false,
+                message: format!(
+                    "{ran} migration(s) were applied, but amcheck found corrupt indexes \
+                     afterwards: {}. REINDEX them (or restore the backup taken before the run)",
+                    found.join("; ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }

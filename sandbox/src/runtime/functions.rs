@@ -17,7 +17,8 @@ use crate::sql::FunctionCaller;
 use crate::text::{self, Budget};
 
 /// The export a component offers its functions under (contract 0.2; 0.1's is found by the
-/// adapter, `super::host::v0_1`).
+/// adapter, `super::host::v0_1`). Export lookups are semver-compatible: a component built
+/// against 0.2.1 exports `functions@0.2.1`, found by this name.
 const FUNCTIONS_EXPORT: &str = "hsm:migration/functions@0.2.0";
 
 type NamesFunc = TypedFunc<(), (Vec<String>,)>;

@@ -62,6 +62,8 @@ pub(crate) struct GuestState {
     pub(super) table: ResourceTable,
     /// `None` while reading metadata: a guest may not run SQL then.
     pub(crate) sql: Option<Session>,
+    /// The SQLSTATE of the error the guest's previous SQL call returned (`sql.last-sqlstate`).
+    pub(super) last_sqlstate: Option<String>,
     pub(crate) limiter: GuestLimiter,
     deadline: Instant,
     /// Starts the function instance when the guest registers its first SQL function.
@@ -106,6 +108,7 @@ impl GuestState {
             wasi,
             table: ResourceTable::new(),
             sql,
+            last_sqlstate: None,
             limiter: GuestLimiter::new(memory),
             deadline,
             functions: None,

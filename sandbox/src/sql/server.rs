@@ -32,4 +32,9 @@ pub trait ServerSql: Send + Sync {
     fn close(&self) -> Option<String>;
     /// The last error the server gave the guest.
     fn last_error(&self) -> Option<SqlError>;
+    /// The SQLSTATE of the last error the server gave since this was last asked (the sandbox
+    /// asks after every call, so it is the call's own).
+    fn take_sqlstate(&self) -> Option<String> {
+        None
+    }
 }

@@ -36,6 +36,14 @@ impl Session {
         })
     }
 
+    /// The SQLSTATE of the error the server gave the last call (SQLite has none).
+    pub(crate) fn take_sqlstate(&self) -> Option<String> {
+        match self {
+            Session::Local(_) => None,
+            Session::Server(server) => server.server.take_sqlstate(),
+        }
+    }
+
     /// SQLite's proxy, when the call runs on SQLite.
     pub(crate) fn local(&self) -> Option<&GuestSql> {
         match self {

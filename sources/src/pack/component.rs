@@ -29,9 +29,11 @@ pub(super) struct Packing {
 }
 
 /// How SQL migrations are packed: for contract 0.2, which hsm-host runs without an adapter.
+/// Built against 0.2.0 as released (`wit/0.2.0`), not the newest 0.2.z: a packed component
+/// needs nothing 0.2.z added, and its bytes (the checksum a database recorded) stay the same.
 pub(super) const CURRENT: Packing = Packing {
     format: "hsm-host pack 2",
-    contract: include_str!("../../../wit/migration.wit"),
+    contract: include_str!("../../../wit/0.2.0/migration.wit"),
     sql_import: "hsm:migration/sql@0.2.0",
     names_files: true,
 };

@@ -11,15 +11,18 @@ impl crate::contract::hsm::migration::types::Host for GuestState {}
 
 impl sql::Host for GuestState {
     fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, SqlError> {
-        self.sql()?.execute(&sql, params)
+        let result = self.sql()?.execute(&sql, params);
+        self.settle(result)
     }
 
     fn execute_batch(&mut self, sql: String) -> Result<(), SqlError> {
-        self.sql()?.execute_batch(&sql)
+        let result = self.sql()?.execute_batch(&sql);
+        self.settle(result)
     }
 
     fn query(&mut self, sql: String, params: Vec<Value>) -> Result<sql::Page, SqlError> {
-        self.sql()?.query(&sql, params)
+        let result = self.sql()?.query(&sql, params);
+        self.settle(result)
     }
 
     fn query_rows(
@@ -27,12 +30,25 @@ impl sql::Host for GuestState {
         sql: String,
         params: Vec<Value>,
     ) -> Result<Resource<CursorHandle>, SqlError> {
-        let handle = self.sql()?.open_cursor(&sql, params)?;
+        let result = self.sql()?.open_cursor(&sql, params);
+        let handle = self.settle(result)?;
         self.keep(handle, "cursor")
     }
 
     fn execute_many(&mut self, sql: String, sets: sql::ParamSets) -> Result<u64, SqlError> {
-        self.sql()?.execute_many(&sql, sets)
+        let result = self.sql()?.execute_many(&sql, sets);
+        self.settle(result)
+    }
+
+    fn running_on(&mut self) -> sql::Dialect {
+        match self.sql {
+            Some(Session::Server(_)) => sql::Dialect::Postgresql,
+            Some(Session::Local(_)) | None => sql::Dialect::Sqlite,
+        }
+    }
+
+    fn last_sqlstate(&mut self) -> Option<String> {
+        self.last_sqlstate.clone()
     }
 
     fn last_insert_rowid(&mut self) -> i64 {
@@ -80,7 +96,8 @@ impl sql::HostRows for GuestState {
     }
 
     fn next(&mut self, rows: Resource<CursorHandle>, max: u32) -> Result<sql::Page, SqlError> {
-        self.sql()?.cursor_next(self.cursor(&rows)?, max)
+        let result = self.sql()?.cursor_next(self.cursor(&rows)?, max);
+        self.settle(result)
     }
 
     fn drop(&mut self, rows: Resource<CursorHandle>) -> wasmtime::Result<()> {
@@ -94,7 +111,8 @@ impl sql::HostRows for GuestState {
 
 impl sql::HostStatement for GuestState {
     fn prepare(&mut self, sql: String) -> Result<Resource<PreparedStatement>, SqlError> {
-        let statement = self.sql()?.prepare(&sql)?;
+        let result = self.sql()?.prepare(&sql);
+        let statement = self.settle(result)?;
         self.keep(statement, "statement")
     }
 
@@ -104,7 +122,8 @@ impl sql::HostStatement for GuestState {
         params: Vec<Value>,
     ) -> Result<u64, SqlError> {
         let sql = self.statement_sql(&statement)?;
-        self.sql()?.execute(&sql, params)
+        let result = self.sql()?.execute(&sql, params);
+        self.settle(result)
     }
 
     fn query(
@@ -113,7 +132,8 @@ impl sql::HostStatement for GuestState {
         params: Vec<Value>,
     ) -> Result<sql::Page, SqlError> {
         let sql = self.statement_sql(&statement)?;
-        self.sql()?.statement_query(&sql, params)
+        let result = self.sql()?.statement_query(&sql, params);
+        self.settle(result)
     }
 
     fn drop(&mut self, statement: Resource<PreparedStatement>) -> wasmtime::Result<()> {
@@ -125,8 +145,16 @@ impl sql::HostStatement for GuestState {
     }
 }
 
-/// Keeping a resource in the call's table.
+/// Keeping a resource in the call's table, and the SQLSTATE of a call's error.
 impl GuestState {
+    /// Remembers the SQLSTATE of `result`'s error for `last-sqlstate`: the server's, or none
+    /// (a success, SQLite, or the host's own refusal).
+    fn settle<T>(&mut self, result: Result<T, SqlError>) -> Result<T, SqlError> {
+        let state = self.sql.as_ref().and_then(Session::take_sqlstate);
+        self.last_sqlstate = state.filter(|_| result.is_err());
+        result
+    }
+
     fn keep<T: Send + 'static>(&mut self, value: T, what: &str) -> Result<Resource<T>, SqlError> {
         self.table.push(value).map_err(|e| SqlError {
             code: SQLITE_MISUSE,

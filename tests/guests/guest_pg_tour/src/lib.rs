@@ -2,7 +2,7 @@
 //! ways, and the refusals a guest meets there. Fails with the first expectation that does not
 //! hold, so the host's test sees which.
 
-use hsm_guest::{Db, Error, Result, Value};
+use hsm_guest::{Db, Dialect, Error, Result, Value};
 
 fn expect(what: &str, holds: bool) -> Result<()> {
     match holds {
@@ -94,6 +94,35 @@ fn up(db: &Db) -> Result<()> {
         streamed += 1;
     }
     expect("all 500 streamed", streamed == 500)?;
+
+    // Contract 0.2.1: the dialect, and the SQLSTATE beside the mapped code.
+    expect("dialect is postgresql", db.dialect() == Dialect::Postgresql)?;
+    expect("no SQLSTATE before a failure", db.last_sqlstate().is_none())?;
+    db.execute("CREATE UNIQUE INDEX pg_tour_code ON pg_tour (code)", ())?;
+    let duplicate = db.execute("INSERT INTO pg_tour (code) VALUES ('ab')", ());
+    expect(
+        "a unique violation maps to SQLITE_CONSTRAINT_UNIQUE",
+        duplicate.as_ref().err().and_then(Error::sqlite_code) == Some(2067),
+    )?;
+    expect(
+        "a unique violation's SQLSTATE is 23505",
+        db.last_sqlstate().as_deref() == Some("23505"),
+    )?;
+    db.query("SELECT 1", ())?;
+    expect(
+        "a success clears the SQLSTATE",
+        db.last_sqlstate().is_none(),
+    )?;
+    let _ = db.execute("COMMIT", ());
+    expect(
+        "a host refusal has no SQLSTATE",
+        db.last_sqlstate().is_none(),
+    )?;
+    let _ = db.query("SELECT no_such_column FROM pg_tour", ());
+    expect(
+        "an undefined column's SQLSTATE is 42703",
+        db.last_sqlstate().as_deref() == Some("42703"),
+    )?;
 
     expect_refused(
         "an int4 out of range",

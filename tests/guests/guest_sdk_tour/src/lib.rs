@@ -1,7 +1,7 @@
 //! Version 8: exercises every SDK call against the example schema and checks each result
 //! inside the guest; any surprise fails the migration with a message saying what differed.
 
-use hsm_guest::{Db, Error, Result, Value, log};
+use hsm_guest::{Db, Dialect, Error, Result, Value, log};
 
 fn check(condition: bool, what: &str) -> Result<()> {
     if condition {
@@ -30,6 +30,14 @@ fn up(db: &Db) -> Result<()> {
     check(changed == 1, "execute returns rows changed")?;
     let id = db.last_insert_rowid();
     check(id == 1, "last_insert_rowid is the new row")?;
+
+    // Contract 0.2.1 on SQLite: the dialect, and no SQLSTATE after an error.
+    check(db.dialect() == Dialect::Sqlite, "dialect is sqlite")?;
+    let missing = db.execute("INSERT INTO no_such_table VALUES (1)", ());
+    check(
+        missing.is_err() && db.last_sqlstate().is_none(),
+        "SQLite errors have no SQLSTATE",
+    )?;
 
     // Typed reads by index and by name, including NULL as Option.
     let (i, r, t, b, n): (i64, f64, String, Vec<u8>, Option<String>) = db.query_row(

@@ -13,6 +13,14 @@ function attack(db) {
     case 'sql_error':
       db.execute('INSERT INTO no_such_table VALUES (1)');
       break;
+    case 'dialect':
+      // Contract 0.2.1: the dialect, and an error's SQLSTATE (none on SQLite).
+      try {
+        db.execute('INSERT INTO no_such_table VALUES (1)');
+      } catch (error) {
+        throw new Error(`dialect ${db.dialect()}, sqlstate ${error.sqlstate}`);
+      }
+      throw new Error('the insert did not fail');
     case 'network':
       // Built without HTTP: fetch traps when called, and nothing else reaches a network.
       fetch('http://127.0.0.1:9/');

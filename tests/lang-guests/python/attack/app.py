@@ -15,6 +15,13 @@ def attack(db: Db) -> None:
         raise ValueError("refusing on purpose after writing")
     if name == "sql_error":
         db.execute("INSERT INTO no_such_table VALUES (1)")
+    if name == "dialect":
+        # Contract 0.2.1: the dialect, and an error's SQLSTATE (none on SQLite).
+        try:
+            db.execute("INSERT INTO no_such_table VALUES (1)")
+        except SqlError as error:
+            raise RuntimeError(f"dialect {db.dialect()}, sqlstate {error.sqlstate}")
+        raise RuntimeError("the insert did not fail")
     if name == "trap":
         db.execute("INSERT INTO attack VALUES ('written before the trap')")
         os.abort()
