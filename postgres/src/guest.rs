@@ -289,7 +289,7 @@ impl ServerSql for GuestSession {
                 lock(&self.0.step).1
             );
         }
-        for statement in run {
+        for statement in &run {
             let located = |mut error: SqlError| {
                 if all.len() > 1 {
                     error.message = format!(

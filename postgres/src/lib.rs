@@ -25,7 +25,7 @@ mod values;
 pub use connect::{Target, is_server_url};
 pub use dump::{DumpPlan, Dumped, dump};
 pub use errors::{LOCK_NOT_AVAILABLE, mapped_code};
-pub use outside::{Outside, outside_statement};
+pub use outside::{Outside, is_concurrent_index, outside_statement};
 pub use rehearsal::Rehearsal;
 pub use server::Server;
 pub use step::{Recorded, Step};

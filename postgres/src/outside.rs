@@ -33,6 +33,25 @@ const ONLY: &str = "asks to run outside a transaction, which hsm-host does only 
     and any check) or one `DROP INDEX CONCURRENTLY name`; build other indexes in a \
     transaction (without CONCURRENTLY), or remove the marker";
 
+/// Whether `sql` is one concurrent index statement, which cannot run in a transaction at all:
+/// golang-migrate and Flyway run such a file outside one without a marker (golang-migrate
+/// sends a file as one string; Flyway looks for the statement), so hsm-host does the same for
+/// every layout rather than fail it with `25001`.
+pub fn is_concurrent_index(sql: &str) -> bool {
+    let all = split::statements(sql);
+    let [statement] = all.as_slice() else {
+        return false;
+    };
+    let words = split::words(statement.text, 4);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["create", "index", "concurrently", ..]
+            | ["create", "unique", "index", "concurrently"]
+            | ["drop", "index", "concurrently", ..]
+    )
+}
+
 /// The statement of a migration that runs outside a transaction, or why it may not.
 pub fn outside_statement(sql: &str) -> Result<Outside, String> {
     let all = split::statements(sql);

@@ -21,6 +21,8 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
     let mut i = 0;
     // Inside `BEGIN ATOMIC`: how many END still close it (CASE … END opens one more).
     let mut atomic_depth = 0usize;
+    // Parentheses: a `;` inside them (`CREATE RULE … DO ALSO (…; …)`) ends nothing, as psql reads it.
+    let mut paren_depth = 0usize;
     let mut previous_word = String::new();
     while i < bytes.len() {
         let c = bytes[i];
@@ -35,7 +37,15 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'$' => i = skip_dollar_quoted(script, i),
-            b';' if atomic_depth == 0 => {
+            b'(' => {
+                paren_depth += 1;
+                i += 1;
+            }
+            b')' => {
+                paren_depth = paren_depth.saturating_sub(1);
+                i += 1;
+            }
+            b';' if atomic_depth == 0 && paren_depth == 0 => {
                 push(script, start, i, &mut out);
                 i += 1;
                 start = i;
@@ -61,16 +71,17 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
 }
 
 fn push<'a>(script: &'a str, start: usize, end: usize, out: &mut Vec<Statement<'a>>) {
-    let text = &script[start..end];
-    if first_word(text).is_empty() {
+    let piece = &script[start..end];
+    // Only whitespace and comments are left out: anything else goes to the server (or is
+    // refused), whatever it starts with — `(SELECT …)` and a psql `\set` line included.
+    let offset = first_word_offset(piece);
+    if offset == piece.len() {
         return;
     }
     // The line of its first word: a comment before it is not where it starts.
-    let line = 1 + script[..start + first_word_offset(text)]
-        .matches('\n')
-        .count();
+    let line = 1 + script[..start + offset].matches('\n').count();
     out.push(Statement {
-        text: text.trim(),
+        text: piece[offset..].trim_end(),
         line,
     });
 }
@@ -199,6 +210,18 @@ pub fn words(mut sql: &str, n: usize) -> Vec<String> {
 /// open or split the host's transaction, and `COPY` (its data would come from the client, or
 /// from the server's files).
 pub fn refusal(statement: &str) -> Option<String> {
+    let text = &statement[first_word_offset(statement)..];
+    if text.starts_with('\\') {
+        let command: String = text
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .take(16)
+            .collect();
+        return Some(format!(
+            "{command} is a psql meta-command: hsm-host sends SQL to the server, not psql \
+             scripts; write it as SQL or leave it out"
+        ));
+    }
     let words = words(statement, 2);
     let first = words.first().map(String::as_str).unwrap_or_default();
     let second = words.get(1).map(String::as_str).unwrap_or_default();
@@ -209,7 +232,7 @@ pub fn refusal(statement: &str) -> Option<String> {
     if control {
         return Some(format!(
             "{} is transaction control, which hsm-host owns: each migration runs in the \
-             transaction hsm-host opened, committed when it returns ok",
+             transaction hsm-host opened, committed when the migration succeeds",
             first.to_ascii_uppercase()
         ));
     }
@@ -223,9 +246,11 @@ pub fn refusal(statement: &str) -> Option<String> {
     None
 }
 
-/// Whether the script is wrapped whole in `BEGIN; … COMMIT;` (or `START TRANSACTION` /
-/// `END`), which then runs inside the host's transaction without the wrapper.
-pub fn unwrap_transaction<'a, 'b>(statements: &'b [Statement<'a>]) -> &'b [Statement<'a>] {
+/// The script without the transaction blocks it wraps its statements in: `BEGIN; … COMMIT;`
+/// (or `START TRANSACTION` / `END`), whole or in several blocks one after another, run inside
+/// the host's transaction without them (a failure then undoes the whole migration, not only
+/// its block). A block that is not closed, or closed by ROLLBACK, stays, and is refused.
+pub fn unwrap_transaction<'a>(statements: &[Statement<'a>]) -> Vec<Statement<'a>> {
     let opens = |s: &Statement<'_>| {
         let w = words(s.text, 3);
         (w.len() == 1 && (w[0] == "begin" || w[0] == "start"))
@@ -239,10 +264,23 @@ pub fn unwrap_transaction<'a, 'b>(statements: &'b [Statement<'a>]) -> &'b [State
         matches!(w.first().map(String::as_str), Some("commit" | "end"))
             && w.get(1).is_none_or(|s| s == "transaction" || s == "work")
     };
-    match statements {
-        [first, middle @ .., last] if opens(first) && closes(last) => middle,
-        _ => statements,
+    let mut kept = Vec::with_capacity(statements.len());
+    let mut open: Option<usize> = None;
+    for statement in statements {
+        if open.is_none() && opens(statement) {
+            open = Some(kept.len());
+            kept.push(statement.clone());
+        } else if let Some(at) = open.filter(|_| closes(statement)) {
+            kept.remove(at);
+            open = None;
+        } else if open.is_some() && opens(statement) {
+            // A BEGIN inside a block: nothing is unwrapped (and the BEGIN is refused).
+            return statements.to_vec();
+        } else {
+            kept.push(statement.clone());
+        }
     }
+    kept
 }
 
 #[cfg(test)]
@@ -299,10 +337,72 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_script_wrapper_is_dropped_and_nothing_else() {
-        let all = statements("BEGIN; CREATE TABLE a (x int); COMMIT;");
-        assert_eq!(unwrap_transaction(&all).len(), 1);
-        let all = statements("CREATE TABLE a (x int); COMMIT;");
-        assert_eq!(unwrap_transaction(&all).len(), 2);
+    fn transaction_blocks_are_dropped_and_nothing_else() {
+        let unwrapped = |script| {
+            unwrap_transaction(&statements(script))
+                .into_iter()
+                .map(|s| s.text)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unwrapped("BEGIN; CREATE TABLE a (x int); COMMIT;"),
+            ["CREATE TABLE a (x int)"]
+        );
+        assert_eq!(
+            unwrapped("CREATE TABLE a (x int); COMMIT;"),
+            ["CREATE TABLE a (x int)", "COMMIT"]
+        );
+        assert_eq!(
+            unwrapped("SELECT 1; BEGIN; SELECT 2; COMMIT; START TRANSACTION; SELECT 3; END;"),
+            ["SELECT 1", "SELECT 2", "SELECT 3"]
+        );
+        assert_eq!(
+            unwrapped("BEGIN; SELECT 2; ROLLBACK;"),
+            ["BEGIN", "SELECT 2", "ROLLBACK"]
+        );
+        assert_eq!(unwrapped("BEGIN; SELECT 2;"), ["BEGIN", "SELECT 2"]);
+        assert_eq!(
+            unwrapped("BEGIN; BEGIN; SELECT 2; COMMIT; COMMIT;"),
+            ["BEGIN", "BEGIN", "SELECT 2", "COMMIT", "COMMIT"]
+        );
+    }
+
+    #[test]
+    fn nothing_but_blanks_and_comments_is_left_out() {
+        // Found on real sets: a piece starting with `(` or `\` was dropped, and with it the
+        // SQL after it up to the next `;`, and the migration recorded as applied.
+        assert_eq!(
+            texts("CREATE TABLE ps (v int);\n(SELECT 1/0);"),
+            ["CREATE TABLE ps (v int)", "(SELECT 1/0)"]
+        );
+        let meta = statements(
+            "CREATE TABLE pm (v int);\n\\set ON_ERROR_STOP on\nCREATE TABLE pm2 (v int);",
+        );
+        assert_eq!(meta.len(), 2);
+        let refused = refusal(meta[1].text).unwrap();
+        assert!(
+            refused.starts_with("\\set is a psql meta-command"),
+            "{refused}"
+        );
+        assert!(refusal("-- c\n\\i /etc/hostname").is_some());
+        assert_eq!(
+            texts("-- only a comment\n/* and another */ ;  ;"),
+            Vec::<&str>::new()
+        );
+        // The statement starts at its first word, so messages show the SQL, not the comment.
+        let located = statements("-- why\n-- more\nDROP TABLE t;");
+        assert_eq!(located[0].text, "DROP TABLE t");
+        assert_eq!(located[0].line, 3);
+    }
+
+    #[test]
+    fn a_semicolon_inside_parentheses_ends_nothing() {
+        let got = texts(
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO l VALUES (NEW.v); \
+             INSERT INTO l VALUES (NEW.v * 10)); SELECT ')' ; SELECT 2",
+        );
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got[0].ends_with("(NEW.v * 10))"), "{}", got[0]);
+        assert_eq!(got[1], "SELECT ')'");
     }
 }

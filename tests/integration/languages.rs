@@ -5,7 +5,8 @@
 //! shared compile cache.
 
 use hsm_test_artifacts::{
-    JS_ATTACK, JS_V009_ADD_EMAIL_DOMAINS, PY_ATTACK, PY_V008_ADD_DISPLAY_NAMES, lang_guest,
+    JS_ATTACK, JS_V009_ADD_EMAIL_DOMAINS, PY_ATTACK, PY_BOTH_DIALECTS, PY_V008_ADD_DISPLAY_NAMES,
+    lang_guest,
 };
 
 use crate::support::{Env, applied, table_exists};
@@ -202,4 +203,57 @@ fn javascript_failures_roll_back_with_a_clear_message_and_the_sandbox_holds() {
         "memory",
         &[failed, "exceeded its memory limit of 128.0 MiB"],
     );
+}
+
+#[test]
+fn a_python_migration_declared_for_both_dialects_runs_on_sqlite_and_says_so() {
+    let env = Env::empty();
+    let built = lang_guest(PY_BOTH_DIALECTS);
+    let undeclared = env.dir.path().join("undeclared.wasm");
+    std::fs::copy(built, &undeclared).unwrap();
+    env.hsm(&["inspect", undeclared.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("dialects     sqlite (it declares none)");
+    let declared = env.migrations.join("1_both_dialects.wasm");
+    let declare = |file: &str, dialects: &str| {
+        env.hsm(&[
+            "declare",
+            file,
+            "--dialects",
+            dialects,
+            "-o",
+            declared.to_str().unwrap(),
+        ])
+    };
+    declare(undeclared.to_str().unwrap(), "sqlite,postgresql")
+        .assert_success()
+        .assert_stdout_contains("declares: sqlite, postgresql");
+    // An unknown dialect is a usage error, and the file stays as it was.
+    let before = std::fs::read(&declared).unwrap();
+    declare(declared.to_str().unwrap(), "sqlite,oracle")
+        .assert_code(2)
+        .assert_stderr_contains("`oracle` is not a dialect hsm-host knows");
+    assert_eq!(std::fs::read(&declared).unwrap(), before);
+    env.hsm(&["inspect", declared.to_str().unwrap()])
+        .assert_success()
+        .assert_stdout_contains("dialects     sqlite, postgresql");
+
+    env.hsm(&["up"]).assert_success();
+    let notes: Vec<(String, Option<String>)> = env
+        .open()
+        .prepare("SELECT note, sqlstate FROM dialect_notes ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        notes,
+        [
+            ("sqlite".to_owned(), None),
+            ("duplicate (code 2067)".to_owned(), None)
+        ]
+    );
+    env.hsm(&["down", "0"]).assert_success();
+    assert!(!table_exists(&env.open(), "dialect_notes"));
 }

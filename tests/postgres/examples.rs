@@ -76,5 +76,6 @@ fn the_postgresql_examples_apply_convert_the_legacy_rows_and_roll_back_to_the_ir
     // 007 is irreversible: down stops there and says so.
     let down = env.hsm(&["down", "3"]).fails_with(1);
     assert!(down.stderr().contains("irreversible"), "{}", down.stderr());
+    assert!(down.stderr().contains("pg_restore"), "{}", down.stderr());
     assert_eq!(env.applied(), vec![1, 2, 3, 4, 5, 6, 7]);
 }

@@ -8,6 +8,7 @@ mod checks;
 mod examples;
 mod hostile;
 mod races;
+mod real_sets;
 mod rehearsal;
 mod review;
 mod runs;

@@ -183,3 +183,43 @@ fn a_component_written_for_sqlite_alone_is_refused_before_anything_runs() {
         dry.stderr()
     );
 }
+
+#[test]
+fn a_python_migration_runs_on_postgresql_once_declared_for_it() {
+    use hsm_test_artifacts::{PY_BOTH_DIALECTS, lang_guest};
+    let env = PgEnv::new();
+    let target = env.migrations.join("1_both_dialects.wasm");
+    std::fs::copy(lang_guest(PY_BOTH_DIALECTS), &target).unwrap();
+    // As built it declares nothing: SQLite's, refused before anything runs.
+    let refused = env.hsm(&["up"]).fails_with(1);
+    assert!(
+        refused.stderr().contains("is written for SQLite"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(env.applied().is_empty());
+    env.hsm(&[
+        "declare",
+        target.to_str().unwrap(),
+        "--dialects",
+        "postgresql,sqlite",
+    ])
+    .success();
+    env.hsm(&["up"]).success();
+    let notes: Vec<(String, Option<String>)> = env
+        .client()
+        .query("SELECT note, sqlstate FROM dialect_notes ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("postgresql".to_owned(), None),
+            ("duplicate (code 2067)".to_owned(), Some("23505".to_owned()))
+        ]
+    );
+    env.hsm(&["down", "0"]).success();
+    assert!(!env.has_table("dialect_notes"));
+}

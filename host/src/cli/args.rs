@@ -365,6 +365,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Say which databases a component's SQL is written for, in the component (an
+    /// `hsm:dialects` section; the Rust SDK's `migration!` writes it from `dialects`): for a
+    /// Python or JavaScript migration whose SQL also runs on PostgreSQL. Declarations only add
+    Declare {
+        /// The component file; rewritten unless --output names another
+        file: PathBuf,
+        /// The dialects, comma-separated: sqlite, postgresql
+        #[arg(long, value_delimiter = ',', required = true)]
+        dialects: Vec<String>,
+        /// Write the component here instead
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Test every migration on a scratch database: each is applied, and each reversible one
     /// rolled back (the schema must be exactly as before) and applied again (exactly as up
     /// made it). Exits 1 on any failure. What CI runs on a pull request

@@ -170,6 +170,15 @@ struct UsageError(String);
 
 fn run(args: &Args) -> Result<()> {
     let global = &args.global;
+    if let Command::Declare {
+        file,
+        dialects,
+        output,
+    } = &args.command
+    {
+        let mut out = sink::SafeOut::new(std::io::stdout().lock());
+        return declare(file, dialects, output.as_deref(), &mut out);
+    }
     if let Some(url) = global.server_url() {
         return server::run(args, url);
     }
@@ -293,6 +302,11 @@ fn run(args: &Args) -> Result<()> {
                 Err(Reported(format!("{failed} migration(s) failed their round trip")).into())
             }
         }
+        Command::Declare {
+            file,
+            dialects,
+            output,
+        } => declare(file, dialects, output.as_deref(), &mut out),
         Command::New {
             name,
             dir,
@@ -474,4 +488,43 @@ fn restore(
     }
     let report = project.restore(path)?;
     report::restored(&report, global.json, out)
+}
+
+/// `hsm-host declare`: no database involved.
+fn declare(
+    file: &Path,
+    dialects: &[String],
+    output: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (declared, names) = hsm_host::runtime::dialects::declare(&bytes, dialects)
+        .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
+    let target = output.unwrap_or(file);
+    write_replacing(target, &declared)
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    writeln!(out, "{} declares: {}", target.display(), names.join(", "))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a file beside it renamed over it: a reader never sees half
+/// a component.
+fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }

@@ -59,7 +59,7 @@ impl ServerProject {
                 };
                 component
                     .run_on_server(direction, guest, deadline)
-                    .map_err(|f| failed(f.message, f.sqlite_code))?;
+                    .map_err(|f| failed(rehearsal_limit(f.message), f.sqlite_code))?;
                 let recorded = Recorded {
                     name: &component.metadata().name,
                     description: &component.metadata().description,
@@ -96,5 +96,20 @@ impl ServerProject {
             to: plan.to,
             steps,
         })
+    }
+}
+
+/// A failure only a dry run meets, said so: it runs every migration in one transaction, and
+/// PostgreSQL lets a value an earlier migration added to an enum (`ALTER TYPE … ADD VALUE`) be
+/// used only once that migration committed, as `up` does after each.
+fn rehearsal_limit(message: String) -> String {
+    match message.contains("[SQLSTATE 55P04]") {
+        true => format!(
+            "{message}; a dry run cannot go past this: it runs every migration in one \
+             transaction, and PostgreSQL uses a value an earlier migration added to an enum \
+             only once that migration committed, as up does (try up --dry-run up to the \
+             version before it, then again after up)"
+        ),
+        false => message,
     }
 }

@@ -10,7 +10,7 @@ use hsm_postgres::{Recorded, Server};
 use super::{LOCK_RETRIES, ServerProject, server_error, step_failed, step_report};
 use crate::error::{Error, Result};
 use crate::migrator::{Migrator, RunReport, StepReport};
-use crate::plan::{Available, Direction, Plan, plan_down, plan_up};
+use crate::plan::{Available, Direction, Plan, PlanError, plan_down, plan_up};
 use crate::runtime::MigrationComponent;
 use crate::tracking::RowStatus;
 
@@ -63,7 +63,20 @@ impl ServerProject {
             .collect();
         let plan = match direction {
             Direction::Up => plan_up(&available, &applied, target)?,
-            Direction::Down => plan_down(&available, &applied, target)?,
+            Direction::Down => plan_down(&available, &applied, target).map_err(|e| match e {
+                // A server has no file hsm-host restores: say what stands in.
+                PlanError::Irreversible { version, name, .. } => Error::Server {
+                    usage: false,
+                    message: format!(
+                        "migration {version} ({name}) is irreversible, so the database cannot \
+                         go below it: restore a dump taken before it was applied (`pg_restore \
+                         --clean --if-exists --single-transaction --dbname URL FILE`; `up \
+                         --backup pg_dump` takes one before each run), or recover to a point in \
+                         time before it"
+                    ),
+                },
+                other => other.into(),
+            })?,
         };
         // A component written for SQLite alone is refused before anything runs.
         for &version in &plan.steps {
@@ -208,12 +221,17 @@ pub(super) fn outside_transaction(
     let info = component.info();
     let origin: Option<&dyn std::any::Any> = info.sql.as_deref().map(|sql| sql as _);
     let sql = origin?.downcast_ref::<crate::pack::SqlMigration>()?;
-    sql.no_transaction.as_ref()?;
-    match direction {
-        Direction::Up => Some(hsm_postgres::outside_statement(&sql.up)),
-        Direction::Down => hsm_postgres::outside_statement(sql.down.as_deref()?)
-            .ok()
-            .map(Ok),
+    let text = match direction {
+        Direction::Up => sql.up.as_str(),
+        Direction::Down => sql.down.as_deref()?,
+    };
+    // Marked by its tool's no-transaction marker, or nothing but one concurrent index
+    // statement (which no transaction can run).
+    let concurrent = hsm_postgres::is_concurrent_index(text);
+    match (sql.no_transaction.is_some(), direction) {
+        (_, _) if concurrent => Some(hsm_postgres::outside_statement(text)),
+        (true, Direction::Up) => Some(hsm_postgres::outside_statement(text)),
+        _ => None,
     }
 }
 

@@ -258,7 +258,7 @@ impl MigrationComponent {
         if self.sql.is_some() {
             return Ok(true);
         }
-        let declared = declared_dialects(&self.bytes()?);
+        let declared = super::dialects::declared(&self.bytes()?);
         Ok(match declared.is_empty() {
             true => dialect == "sqlite",
             false => declared.iter().any(|d| d == dialect),
@@ -451,29 +451,6 @@ impl MigrationComponent {
         };
         format!("{message} ({hint})")
     }
-}
-
-/// The dialects a component's `hsm:dialects` custom sections name (in any of its modules).
-pub fn declared_dialects(bytes: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let section = match payload {
-            Ok(wasmparser::Payload::CustomSection(section)) => section,
-            Ok(_) => continue,
-            // Not a component hsm-host could run anyway: it declares nothing.
-            Err(_) => break,
-        };
-        if section.name() == "hsm:dialects" {
-            let text = String::from_utf8_lossy(section.data());
-            names.extend(
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| text::neutralize(name, 32)),
-            );
-        }
-    }
-    names
 }
 
 /// Where a loaded component's bytes are.

@@ -28,6 +28,8 @@ pub struct Inspection {
     pub world: Option<String>,
     /// Everything it imports, as the component names it.
     pub imports: Vec<String>,
+    /// The databases it says it is written for (`hsm:dialects`); none means SQLite alone.
+    pub dialects: Vec<String>,
     /// Whether `up` would accept it.
     pub accepted: bool,
     /// Why not, when it would not.
@@ -110,6 +112,7 @@ impl Runtime {
             contract,
             world,
             imports,
+            dialects: super::dialects::declared(bytes),
             accepted: problem.is_none(),
             problem,
         })

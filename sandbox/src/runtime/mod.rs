@@ -6,6 +6,7 @@ pub use hsm_store::digest::sha256_hex;
 pub mod cache_trim;
 mod clock;
 mod component;
+pub mod dialects;
 mod engines;
 mod functions;
 mod host;

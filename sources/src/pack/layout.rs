@@ -146,6 +146,19 @@ pub fn read(dir: &Path, named: Option<Layout>) -> Result<Vec<SqlMigration>, SetE
             )?;
             continue;
         }
+        if let Some(stem) = file_name.strip_suffix(".go")
+            && stem.starts_with(|c: char| c.is_ascii_digit())
+            && stem.contains('_')
+            && !stem.ends_with("_test")
+        {
+            // Left out, the set would run on without it and fail further on, or worse not.
+            return Err(error(
+                &path,
+                "is a goose migration written in Go, which hsm-host cannot run (it runs SQL \
+                 files and WebAssembly components): port it to a SQL file (`-- +goose Up`) or \
+                 a component, or apply the set with goose and then `hsm-host adopt`",
+            ));
+        }
         let Some(stem) = file_name.strip_suffix(".sql") else {
             continue;
         };

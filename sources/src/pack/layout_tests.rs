@@ -433,3 +433,25 @@ fn a_named_layout_decides_what_ambiguous_files_are_and_refuses_others() {
         Some(Layout::Tool(Tool::GolangMigrate))
     );
 }
+
+#[test]
+fn a_goose_migration_in_go_refuses_the_set_rather_than_vanish() {
+    // Found on a real goose set: `00002_backfill.go` was passed over without a word, and a
+    // later SQL migration failed on the table it makes.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "00001_a.sql", "-- +goose Up\nCREATE TABLE a (x int);\n");
+    write(d, "00002_backfill.go", "package migrations\n");
+    write(d, "00003_c.sql", "-- +goose Up\nCREATE TABLE c (x int);\n");
+    let error = read(d, None).unwrap_err();
+    assert!(error.path.ends_with("00002_backfill.go"), "{error:?}");
+    assert!(
+        error.reason.contains("goose migration written in Go"),
+        "{error:?}"
+    );
+    // Go files that are not migrations stay out of it.
+    std::fs::remove_file(d.join("00002_backfill.go")).unwrap();
+    write(d, "main.go", "package main\n");
+    write(d, "00002_helpers_test.go", "package migrations\n");
+    assert_eq!(read(d, None).unwrap().len(), 2);
+}

@@ -36,6 +36,12 @@ pub fn inspected(
         if let (Some(contract), Some(world)) = (&item.contract, &item.world) {
             writeln!(out, "  contract     {contract} (world {world})")?;
         }
+        if item.contract.is_some() {
+            match item.dialects.is_empty() {
+                true => writeln!(out, "  dialects     sqlite (it declares none)")?,
+                false => writeln!(out, "  dialects     {}", item.dialects.join(", "))?,
+            }
+        }
         if !item.imports.is_empty() {
             writeln!(out, "  imports      {}", item.imports.join(", "))?;
         }
