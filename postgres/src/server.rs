@@ -297,6 +297,29 @@ impl Server {
 }
 
 impl Server {
+    /// Sets the recorded checksum of applied migrations (`repair`), in one transaction.
+    pub fn set_checksums(&mut self, checksums: &[(u64, String)]) -> Result<(), Error> {
+        let s = self.schema();
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|e| Error::query("begin", e))?;
+        for (version, checksum) in checksums {
+            tx.execute(
+                &format!(
+                    "UPDATE {s}.migrations SET checksum = $1
+                      WHERE version = $2 AND status = 'applied'"
+                ),
+                &[checksum, &(*version as i64)],
+            )
+            .map_err(|e| Error::query("record the accepted checksum", e))?;
+        }
+        tx.commit()
+            .map_err(|e| Error::query("commit the repair", e))
+    }
+}
+
+impl Server {
     /// The columns of `table` in the `public` schema, where the other tools keep their
     /// history (none when there is no such table).
     pub fn public_columns(&mut self, table: &str) -> Result<Vec<String>, Error> {

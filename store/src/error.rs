@@ -418,7 +418,11 @@ fn completed_note(direction: Direction, completed: &[u64]) -> String {
     let Some(last) = completed.last() else {
         return String::new();
     };
-    let versions: Vec<String> = completed.iter().map(u64::to_string).collect();
+    // A long run (hundreds of migrations) is said by its count, its first and its last.
+    let versions: Vec<String> = match completed.len() {
+        0..=8 => completed.iter().map(u64::to_string).collect(),
+        n => vec![format!("{n} migrations, {} to {last}", completed[0])],
+    };
     let done = match direction {
         Direction::Up => "applied",
         Direction::Down => "rolled back",
@@ -469,5 +473,25 @@ fn digests_note(found: &str) -> &'static str {
     match found.contains('+') {
         true => " (its up file's, then its down file's)",
         false => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_run_is_said_by_its_count_and_ends() {
+        // Found on crates.io's and lemmy's sets: one line listed ~250 versions.
+        let many: Vec<u64> = (1..=246).collect();
+        assert_eq!(
+            completed_note(Direction::Up, &many),
+            " (this run applied 246 migrations, 1 to 246 before it, which stay; the last was 246)"
+        );
+        assert_eq!(
+            completed_note(Direction::Down, &[3, 2]),
+            " (this run rolled back 3, 2 before it, which stay; the last was 2)"
+        );
+        assert_eq!(completed_note(Direction::Up, &[]), "");
     }
 }

@@ -223,3 +223,48 @@ fn a_python_migration_runs_on_postgresql_once_declared_for_it() {
     env.hsm(&["down", "0"]).success();
     assert!(!env.has_table("dialect_notes"));
 }
+
+#[test]
+fn repair_accepts_a_changed_file_and_refuses_another_migration_at_its_version() {
+    let env = PgEnv::new();
+    env.write("1_tags.up.sql", "CREATE TABLE tags (id bigint);");
+    env.write("1_tags.down.sql", "DROP TABLE tags;");
+    env.hsm(&["up"]).success();
+    // The file changed after it was applied (a comment added): up refuses until repaired.
+    env.write(
+        "1_tags.up.sql",
+        "-- tags, for the search page\nCREATE TABLE tags (id bigint);",
+    );
+    env.write("2_more.up.sql", "CREATE TABLE more (id bigint);");
+    let refused = env.hsm(&["up"]).fails_with(1);
+    assert!(
+        refused.stderr().contains("hsm-host repair"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(!env.has_table("more"));
+    let repaired = env.hsm(&["repair"]).success();
+    assert!(repaired.stdout().contains('1'), "{}", repaired.stdout());
+    let status = env.hsm(&["status", "--json"]).success();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(status["changed_components"], serde_json::json!([]));
+    env.hsm(&["up"]).success();
+    assert_eq!(env.applied(), [1, 2]);
+    // Another migration at an applied version is not a changed file: refused, nothing written.
+    std::fs::remove_file(env.migrations.join("1_tags.up.sql")).unwrap();
+    std::fs::remove_file(env.migrations.join("1_tags.down.sql")).unwrap();
+    env.write("1_labels.up.sql", "CREATE TABLE labels (id bigint);");
+    let before: Option<String> = env
+        .client()
+        .query_one("SELECT checksum FROM hsm.migrations WHERE version = 1", &[])
+        .unwrap()
+        .get(0);
+    let run = env.hsm(&["repair"]);
+    assert_ne!(run.code(), Some(0), "{}", run.stdout());
+    let after: Option<String> = env
+        .client()
+        .query_one("SELECT checksum FROM hsm.migrations WHERE version = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after);
+}

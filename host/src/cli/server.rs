@@ -90,6 +90,10 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
             let run = with_loading_context(global, project.down(*target))?;
             report::run(&run, global.json, &mut out)?;
         }
+        Command::Repair {} => {
+            let repaired = with_loading_context(global, project.repair())?;
+            report::repaired(&repaired, global.json, &mut out)?;
+        }
         Command::Backup {} => {
             let dumped = project.backup(&dump_plan)?;
             dumped_to(&dumped, global.json, &mut out)?;
@@ -127,7 +131,8 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
 fn not_yet(what: &str) -> anyhow::Error {
     UsageError(format!(
         "{what} is not available for a PostgreSQL database yet (status, up, down, their dry \
-         runs, adopt, baseline, backup, pg init and pg doctor are; see docs/postgresql.md)"
+         runs, adopt, baseline, repair, backup, pg init and pg doctor are; see \
+         docs/postgresql.md)"
     ))
     .into()
 }
@@ -140,7 +145,6 @@ fn command_name(command: &Command) -> &'static str {
              --single-transaction --dbname URL FILE; see docs/postgresql.md)"
         }
         Command::Export { .. } => "export",
-        Command::Repair {} => "repair",
         Command::Gc {} => "gc",
         Command::Test { .. } => "test",
         _ => "this command",

@@ -360,7 +360,7 @@ pub(crate) fn with_completed(error: Error, completed: Vec<u64>) -> Error {
 /// `up` must not build on a migration whose component is not the one that was applied.
 /// Refuses a changed file that is another migration altogether (another name at an applied
 /// version), which neither `up` nor `repair` may take for the one applied.
-pub(super) fn refuse_reused(assessment: &Assessment<'_>) -> Result<()> {
+pub(crate) fn refuse_reused(assessment: &Assessment<'_>) -> Result<()> {
     match assessment
         .changed
         .iter()

@@ -12,6 +12,7 @@ use hsm_postgres::{Server, Target};
 mod adopt;
 mod baseline;
 mod rehearsal;
+mod repair;
 mod run;
 
 use crate::error::{Error, Result};
