@@ -32,6 +32,7 @@ use hsm_store::database;
 pub use hsm_store::error;
 use hsm_store::integrity;
 pub use hsm_store::lock;
+pub mod fleet;
 pub mod migrator;
 pub use hsm_sources::pack;
 pub use hsm_sources::tool;

@@ -49,6 +49,12 @@ pub struct Project {
 }
 
 impl Project {
+    /// The same project on another database (a fleet's target).
+    pub fn with_database(mut self, database: impl Into<PathBuf>) -> Self {
+        self.database = database.into();
+        self
+    }
+
     /// The database at `database` and the migrations in `migrations`, with the defaults of
     /// `hsm-host`: default tracking names, [`Limits`] and [`Safety`], and the user's compile
     /// cache ([`cache::default_dir`]).
@@ -166,7 +172,7 @@ impl Project {
 
     /// [`Project::migrator`], refusing a directory with no migrations at all (`up` would only
     /// make an empty database: the directory is almost certainly the wrong one).
-    fn migrator_with_migrations(&self) -> Result<Migrator> {
+    pub(crate) fn migrator_with_migrations(&self) -> Result<Migrator> {
         let migrator = self.migrator()?;
         if migrator.migrations().is_empty() {
             return Err(Error::NoMigrations {

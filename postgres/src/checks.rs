@@ -23,7 +23,8 @@ pub enum Amcheck {
     },
 }
 
-/// Runs `bt_index_check` on every valid B-tree index outside the system schemas.
+/// Runs `bt_index_check` on every valid B-tree index outside the system schemas (a
+/// partitioned table's index has no storage of its own: its partitions' indexes are checked).
 ///
 /// The host's session may be a superuser's, and a function it calls runs with its rights: it
 /// calls amcheck only when the extension's schema and functions belong to a superuser and no
@@ -72,7 +73,7 @@ pub fn amcheck(server: &mut Server) -> Result<Amcheck, Error> {
                JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pg_catalog.pg_am a ON a.oid = c.relam
-              WHERE a.amname = 'btree' AND i.indisvalid AND i.indisready
+              WHERE a.amname = 'btree' AND c.relkind = 'i' AND i.indisvalid AND i.indisready
                 AND c.relpersistence <> 't'
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                 AND n.nspname NOT LIKE 'pg\\_toast%'

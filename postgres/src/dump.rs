@@ -3,7 +3,6 @@
 //! a failed migration; the dump is for the one that succeeded and was wrong.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,19 +37,22 @@ pub fn dump(server: &Server, plan: &DumpPlan) -> Result<Dumped, Error> {
         .mode(0o700)
         .create(&plan.dir)
         .map_err(|e| usage(format!("cannot make {}: {e}", plan.dir.display())))?;
-    let prefix = format!("{}-", file_stem(server.target().database()));
+    check_dir(&plan.dir)?;
+    let prefix = file_prefix(server.target().database());
     let name = format!("{prefix}{}.dump", timestamp());
     let path = plan.dir.join(&name);
     let partial = plan.dir.join(format!(".{name}.partial"));
-    // Made by us, mode 0600, before pg_dump writes into it: a dump holds every row.
-    OpenOptions::new()
+    // Made by us, mode 0600, and handed to pg_dump open as its output: a dump holds every
+    // row, and pg_dump never opens a name someone could have swapped for a link.
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&partial)
-        .and_then(|mut file| file.flush())
         .map_err(|e| usage(format!("cannot create {}: {e}", partial.display())))?;
-    let output = pg_dump_command(&pg_dump, server, &partial)
+    let output = pg_dump_command(&pg_dump, server)
+        .stdout(file)
         .output()
         .map_err(|e| usage(format!("cannot run {}: {e}", pg_dump.display())));
     let failed = match &output {
@@ -73,6 +75,40 @@ pub fn dump(server: &Server, plan: &DumpPlan) -> Result<Dumped, Error> {
         .map_err(|e| usage(format!("cannot rename {}: {e}", partial.display())))?;
     let removed = rotate(&plan.dir, &prefix, &path, plan.keep);
     Ok(Dumped { path, removed })
+}
+
+/// Refuses a backup directory that is a link, is not the user's, or that others may write:
+/// whoever can write it can swap or plant files there (the review's `.partial` race, and
+/// decoys that steer rotation into deleting real dumps).
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir)
+        .map_err(|e| usage(format!("cannot read {}: {e}", dir.display())))?;
+    let euid = effective_uid();
+    let why = if meta.file_type().is_symlink() {
+        Some("is a symbolic link")
+    } else if !meta.is_dir() {
+        Some("is not a directory")
+    } else if meta.uid() != euid {
+        Some("belongs to another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("may be written by other users (group or others)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(usage(format!(
+            "the backup directory {} {why}: dumps go only where no one else can plant or swap \
+             files (chmod 700, or choose another --backup-dir)",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// This process's effective user.
+fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// A `pg_dump` at least as new as the server (an older one refuses to dump it): `HSM_PG_DUMP`,
@@ -122,18 +158,17 @@ fn pg_dump_major(program: &Path) -> Option<u32> {
     version.split('.').next()?.parse().ok()
 }
 
-/// `pg_dump` for `server`'s database into `file`: the connection in libpq's variables (and
-/// no other PG* variable of ours, such as a PGSERVICE that would point it elsewhere).
-fn pg_dump_command(program: &Path, server: &Server, file: &Path) -> Command {
+/// `pg_dump` for `server`'s database, writing to its standard output: the connection in
+/// libpq's variables (and no other PG* variable of ours, such as a PGSERVICE that would point
+/// it elsewhere).
+fn pg_dump_command(program: &Path, server: &Server) -> Command {
     let mut command = Command::new(program);
     command
         .args([
             "--format=custom",
             "--no-password",
             "--lock-wait-timeout=30s",
-            "--file",
         ])
-        .arg(file)
         .stdin(Stdio::null());
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PG") {
@@ -145,23 +180,31 @@ fn pg_dump_command(program: &Path, server: &Server, file: &Path) -> Command {
     command
 }
 
-/// Removes this database's oldest dumps beyond `keep`, never `taken`: only regular files
-/// named as hsm-host names them (`<prefix><timestamp>.dump`), so a symlink or another file
-/// planted in the directory is never followed or removed.
+/// Removes this database's oldest dumps beyond `keep`, never `taken`: only regular files of
+/// this user, mode 0600 as hsm-host makes them, named exactly as it names them
+/// (`<prefix><timestamp>.dump`, a time not in the future), so a link, another's file or a
+/// decoy dated ahead is never followed, removed or counted.
 fn rotate(dir: &Path, prefix: &str, taken: &Path, keep: usize) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
+    let euid = effective_uid();
+    let now = timestamp();
     let mut ours: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|entry| {
+            entry.metadata().is_ok_and(|m| {
+                m.file_type().is_file() && m.uid() == euid && m.mode() & 0o777 == 0o600
+            })
+        })
         .map(|entry| entry.path())
         .filter(|path| {
             path.file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix(prefix))
                 .and_then(|rest| rest.strip_suffix(".dump"))
-                .is_some_and(is_timestamp)
+                .is_some_and(|stamp| is_timestamp(stamp) && stamp <= now.as_str())
         })
         .filter(|path| path != taken)
         .collect();
@@ -171,6 +214,14 @@ fn rotate(dir: &Path, prefix: &str, taken: &Path, keep: usize) -> Vec<PathBuf> {
         .take(excess)
         .filter(|path| fs::remove_file(path).is_ok())
         .collect()
+}
+
+/// `<name>-<hash>-`: the database's name made a file name, and 8 hex digits of its sha256, so
+/// two databases whose names read alike (`app.db`, `app_db`) never share dumps.
+fn file_prefix(database: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(database.as_bytes())[..4]);
+    format!("{}-{hash}-", file_stem(database))
 }
 
 /// The database's name as a file name: letters, digits, `_` and `-`; anything else `_`.
@@ -196,8 +247,17 @@ fn timestamp() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
 }
 
+/// Exactly `YYYYmmddTHHMMSS.mmmZ`, as [`timestamp`] writes it.
 fn is_timestamp(text: &str) -> bool {
-    chrono::NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S%.3fZ").is_ok()
+    let b = text.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 => *c == b'T',
+            15 => *c == b'.',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && chrono::NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S%.3fZ").is_ok()
 }
 
 fn usage(message: String) -> Error {
@@ -218,16 +278,33 @@ mod tests {
 
     #[test]
     fn rotation_keeps_the_newest_and_only_touches_our_files() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let names = [
+        let write = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            fs::write(&path, b"x").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let ours = [
             "app-20261201T000000.000Z.dump",
             "app-20261202T000000.000Z.dump",
             "app-20261203T000000.000Z.dump",
-            "app-notes.dump",
-            "other-20261201T000000.000Z.dump",
         ];
-        for name in names {
-            fs::write(dir.path().join(name), b"x").unwrap();
+        for name in ours {
+            write(name, 0o600);
+        }
+        // Decoys (the review's): dated ahead, named almost alike, another mode, another
+        // database, and a link.
+        let decoys = [
+            ("app-99990101T000000.000Z.dump", 0o600),
+            ("app-20260101T000000Z.dump", 0o600),
+            ("app- 20260101T000000.000Z.dump", 0o600),
+            ("app-20260101T000000.000Z.dump", 0o644),
+            ("app-notes.dump", 0o600),
+            ("other-20261201T000000.000Z.dump", 0o600),
+        ];
+        for (name, mode) in decoys {
+            write(name, mode);
         }
         let outside = tempfile::NamedTempFile::new().unwrap();
         std::os::unix::fs::symlink(
@@ -238,20 +315,46 @@ mod tests {
         let taken = dir.path().join("app-20261203T000000.000Z.dump");
         let removed = rotate(dir.path(), "app-", &taken, 2);
         assert_eq!(removed, [dir.path().join("app-20261201T000000.000Z.dump")]);
-        for kept in &names[1..] {
+        for kept in ours[1..].iter().chain(decoys.iter().map(|(n, _)| n)) {
             assert!(dir.path().join(kept).exists(), "{kept}");
         }
         assert!(outside.path().exists());
-        assert!(
-            dir.path()
-                .join("app-20261130T000000.000Z.dump")
-                .symlink_metadata()
-                .is_ok()
-        );
         // keep 0 still keeps the one just taken.
         rotate(dir.path(), "app-", &taken, 0);
         assert!(taken.exists());
         assert!(!dir.path().join("app-20261202T000000.000Z.dump").exists());
+        assert!(dir.path().join("app-99990101T000000.000Z.dump").exists());
+    }
+
+    #[test]
+    fn names_that_read_alike_get_their_own_prefix() {
+        assert_ne!(file_prefix("app.db"), file_prefix("app_db"));
+        assert!(file_prefix("app.db").starts_with("app_db-"));
+    }
+
+    #[test]
+    fn a_backup_directory_others_can_write_or_a_link_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            check_dir(&open)
+                .unwrap_err()
+                .to_string()
+                .contains("other users")
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        assert!(
+            check_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o700)).unwrap();
+        check_dir(&open).unwrap();
     }
 
     #[test]

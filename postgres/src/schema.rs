@@ -190,6 +190,7 @@ pub fn init(client: &mut Client, options: &InitOptions) -> Result<InitReport, Er
         "GRANT {app_q} TO {migrator};
          GRANT {owner} TO {host_q};
          GRANT CONNECT ON DATABASE {db} TO {migrator};
+         GRANT CREATE ON DATABASE {db} TO {owner};
          GRANT USAGE, CREATE ON SCHEMA public TO {app_q};
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
          GRANT {migrator} TO {host_q};

@@ -75,15 +75,45 @@ fn push<'a>(script: &'a str, start: usize, end: usize, out: &mut Vec<Statement<'
     // Only whitespace and comments are left out: anything else goes to the server (or is
     // refused), whatever it starts with — `(SELECT …)` and a psql `\set` line included.
     let offset = first_word_offset(piece);
-    if offset == piece.len() {
-        return;
-    }
+    // An unterminated `/*` hides everything after it: sent, the server refuses it (psql
+    // does too); dropped, the SQL after it would vanish from a migration recorded applied.
+    let offset = match offset == piece.len() {
+        true if has_unterminated_comment(piece) => piece.len() - piece.trim_start().len(),
+        true => return,
+        false => offset,
+    };
     // The line of its first word: a comment before it is not where it starts.
     let line = 1 + script[..start + offset].matches('\n').count();
     out.push(Statement {
         text: piece[offset..].trim_end(),
         line,
     });
+}
+
+/// Whether a block comment in `piece` (outside quotes) is never closed.
+fn has_unterminated_comment(piece: &str) -> bool {
+    let bytes = piece.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => i = skip_quoted(bytes, i, b'\'', escapes_backslash(bytes, i)),
+            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = piece[i..]
+                    .find(['\n', '\r'])
+                    .map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let end = skip_block_comment(bytes, i);
+                if end == bytes.len() && !piece[..end].ends_with("*/") {
+                    return true;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 fn is_word_start(c: u8) -> bool {
@@ -206,6 +236,21 @@ pub fn words(mut sql: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// Whether `sql` has nothing after its first `n` words but blanks and comments.
+fn words_end(sql: &str, n: usize) -> bool {
+    let mut rest = sql;
+    for _ in 0..n {
+        let offset = first_word_offset(rest);
+        rest = &rest[offset..];
+        let len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        rest = &rest[len..];
+    }
+    first_word_offset(rest) == rest.len()
+}
+
 /// Why hsm-host refuses to send `statement` to the server, if it does: statements that end,
 /// open or split the host's transaction, and `COPY` (its data would come from the client, or
 /// from the server's files).
@@ -251,13 +296,15 @@ pub fn refusal(statement: &str) -> Option<String> {
 /// the host's transaction without them (a failure then undoes the whole migration, not only
 /// its block). A block that is not closed, or closed by ROLLBACK, stays, and is refused.
 pub fn unwrap_transaction<'a>(statements: &[Statement<'a>]) -> Vec<Statement<'a>> {
+    // Only a plain BEGIN: one with modes (`READ ONLY`, `ISOLATION LEVEL …`) asks for
+    // something the host's transaction would not give, so it stays, and is refused.
     let opens = |s: &Statement<'_>| {
         let w = words(s.text, 3);
-        (w.len() == 1 && (w[0] == "begin" || w[0] == "start"))
-            || w.first().is_some_and(|f| f == "begin")
-                && w.get(1).is_some_and(|s| s == "transaction" || s == "work")
-            || w.first().is_some_and(|f| f == "start")
-                && w.get(1).is_some_and(|s| s == "transaction")
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        matches!(
+            w.as_slice(),
+            ["begin"] | ["begin", "transaction" | "work"] | ["start", "transaction"]
+        ) && words_end(s.text, w.len())
     };
     let closes = |s: &Statement<'_>| {
         let w = words(s.text, 2);
@@ -393,6 +440,34 @@ mod tests {
         let located = statements("-- why\n-- more\nDROP TABLE t;");
         assert_eq!(located[0].text, "DROP TABLE t");
         assert_eq!(located[0].line, 3);
+    }
+
+    #[test]
+    fn an_unterminated_comment_is_sent_not_dropped() {
+        // Found by the review: the SQL after `/* … /* nested */` vanished.
+        let got =
+            texts("CREATE TABLE a (x int);\n/* see 123 /* nested */\nREVOKE ALL ON a FROM PUBLIC;");
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[1].contains("REVOKE"), "{got:#?}");
+        let got = texts("SELECT 1; /*/ CREATE TABLE b (x int); /*/ CREATE TABLE c (x int);");
+        assert_eq!(got.len(), 2, "{got:#?}");
+        // A closed one is still left out, and quotes hide a `/*`.
+        assert_eq!(texts("SELECT 1; /* a /* b */ c */"), ["SELECT 1"]);
+        assert_eq!(texts("SELECT '/*';"), ["SELECT '/*'"]);
+    }
+
+    #[test]
+    fn a_begin_with_modes_is_not_unwrapped() {
+        let unwrapped = |script| unwrap_transaction(&statements(script)).len();
+        assert_eq!(
+            unwrapped("BEGIN TRANSACTION READ ONLY; SELECT 1; COMMIT WORK;"),
+            3
+        );
+        assert_eq!(
+            unwrapped("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1; COMMIT;"),
+            3
+        );
+        assert_eq!(unwrapped("BEGIN WORK /* plain */; SELECT 1; COMMIT;"), 1);
     }
 
     #[test]

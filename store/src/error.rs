@@ -66,6 +66,10 @@ pub enum Error {
     #[error("cannot make the new migration: {0}")]
     Scaffold(String),
 
+    /// A fleet's targets file cannot be used.
+    #[error("{0}")]
+    Fleet(String),
+
     /// `hsm-host export` could not write a stored component back out.
     #[error("cannot export: {0}")]
     Export(String),
@@ -317,6 +321,7 @@ impl Error {
             Error::IncompatibleTracking { .. } => "incompatible_tracking",
             Error::TrackedElsewhere { .. } => "tracked_elsewhere",
             Error::Scaffold(_) => "scaffold",
+            Error::Fleet(_) => "fleet",
             Error::Export(_) => "export",
             Error::InvalidTrackingPrefix { .. } => "invalid_tracking_prefix",
             Error::ReadMigrations { .. } => "read_migrations",
@@ -347,7 +352,10 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::NoDatabase { .. } | Error::NoMigrations { .. } | Error::Scaffold(_)
+            Error::NoDatabase { .. }
+                | Error::NoMigrations { .. }
+                | Error::Scaffold(_)
+                | Error::Fleet(_)
         ) || matches!(self, Error::Plan(plan) if plan.is_usage())
             // A migrations directory that is not there: the wrong --migrations.
             || matches!(self, Error::ReadMigrations { source, .. }

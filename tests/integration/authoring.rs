@@ -245,3 +245,41 @@ fn test_with_takes_the_migrations_a_new_one_builds_on() {
         .assert_code(1)
         .assert_stderr_contains("version 1");
 }
+
+#[test]
+fn declare_writes_only_regular_files_it_read_whole_and_keeps_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = crate::support::Env::empty();
+    let component = env.dir.path().join("m.wasm");
+    std::fs::copy(hsm_test_artifacts::EXAMPLES[0], &component).unwrap();
+    std::fs::set_permissions(&component, std::fs::Permissions::from_mode(0o640)).unwrap();
+    env.hsm(&[
+        "declare",
+        component.to_str().unwrap(),
+        "--dialects",
+        "postgresql",
+    ])
+    .assert_success()
+    .assert_stdout_contains("declares: postgresql");
+    let mode = std::fs::metadata(&component).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    // A link, a device and a FIFO are refused, and nothing is written (found by the review).
+    let link = env.dir.path().join("link.wasm");
+    std::os::unix::fs::symlink(&component, &link).unwrap();
+    env.hsm(&["declare", link.to_str().unwrap(), "--dialects", "sqlite"])
+        .assert_code(2)
+        .assert_stderr_contains("symbolic link");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    env.hsm(&["declare", "/dev/zero", "--dialects", "sqlite"])
+        .assert_code(2);
+    let fifo = env.dir.path().join("fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.hsm(&["declare", fifo.to_str().unwrap(), "--dialects", "sqlite"])
+        .assert_code(2);
+}

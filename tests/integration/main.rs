@@ -11,6 +11,7 @@ mod compilers;
 mod config;
 mod crash;
 mod failures;
+mod fleet;
 mod guests_used;
 mod hostile_files;
 mod hostile_rows;

@@ -189,3 +189,75 @@ fn backup_pg_dump_on_a_sqlite_file_is_a_usage_error() {
     );
     assert!(!dir.path().join("app.db").exists());
 }
+
+#[test]
+fn the_restore_hsm_host_prints_runs_no_migration_code_as_the_superuser() {
+    // Found by the review: restored as the superuser, a migration's CHECK constraint ran as
+    // it (COPY checks constraints as the restoring user) and made the application's role a
+    // superuser.
+    let env = PgEnv::new();
+    env.write(
+        "1_trap.up.sql",
+        &format!(
+            "CREATE FUNCTION evil() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+             BEGIN
+               IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                 ALTER ROLE {app} SUPERUSER;
+               END IF;
+               RETURN true;
+             END $$;
+             CREATE TABLE trapped (x int CHECK (evil()));
+             INSERT INTO trapped VALUES (1);",
+            app = env.app_role
+        ),
+    );
+    env.hsm(&["up"]).success();
+    let backups = env.dir.path().join("dumps");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = env
+        .hsm(&["backup", "--backup-dir", backups.to_str().unwrap()])
+        .success();
+    let stdout = run.stdout();
+    let printed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Restore it with: "))
+        .unwrap_or_else(|| panic!("no restore line in {stdout}"));
+    let args: Vec<String> = printed
+        .split_whitespace()
+        .skip(1)
+        .map(|a| match a {
+            "URL" => env.url(),
+            other => other.to_owned(),
+        })
+        .collect();
+    let restored = Command::new("pg_restore").args(&args).output().unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let superuser: bool = env
+        .client()
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+            &[&env.app_role],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        !superuser,
+        "the restore ran the migration's code as the superuser"
+    );
+    assert_eq!(env.applied(), [1]);
+    let rows: i64 = env
+        .client()
+        .query_one("SELECT count(*) FROM trapped", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // And the restored database still migrates.
+    env.write("2_more.up.sql", "CREATE TABLE more (x int);");
+    env.hsm(&["up"]).success();
+    assert_eq!(env.applied(), [1, 2]);
+}

@@ -425,6 +425,65 @@ pub enum Command {
         #[command(subcommand)]
         action: PgAction,
     },
+    /// One migration set, many databases: status, up or down on every SQLite database a
+    /// targets file lists, the set loaded once; a line per target as it finishes, then a
+    /// summary. Exits 1 when any target failed or was not started
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
+}
+
+/// The targets and pace of `hsm-host fleet …`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// File of targets: one SQLite database path a line (relative to the file), `#` comments,
+    /// globs (`data/*.db`)
+    #[arg(long, value_name = "FILE")]
+    pub targets: PathBuf,
+    /// How many targets migrate at once
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// After a target fails: start no new one (stop; running ones finish) or run them all
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
+    pub on_error: OnErrorArg,
+    /// Run the first K targets one by one before the rest; any failure among them stops the
+    /// fleet
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub canary: usize,
+}
+
+/// `--on-error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnErrorArg {
+    /// Start no new target after a failure.
+    Stop,
+    /// Run every target.
+    Continue,
+}
+
+/// `hsm-host fleet …`.
+#[derive(Debug, Subcommand)]
+pub enum FleetAction {
+    /// Each target's version, grouped: which are behind, changed or interrupted
+    Status {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Apply pending migrations on every target, all of them or up to TARGET
+    Up {
+        /// Version to migrate each target up to [default: the newest]
+        target: Option<u64>,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Roll back on every target: the newest migration, or every one above TARGET (0 = all)
+    Down {
+        /// Version to roll each target back to
+        target: Option<u64>,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
 }
 
 /// `hsm-host pg …`.

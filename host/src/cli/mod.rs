@@ -6,6 +6,7 @@
 mod args;
 mod bar;
 mod config;
+mod fleet;
 mod logging;
 mod report;
 mod server;
@@ -178,6 +179,11 @@ fn run(args: &Args) -> Result<()> {
     {
         let mut out = sink::SafeOut::new(std::io::stdout().lock());
         return declare(file, dialects, output.as_deref(), &mut out);
+    }
+    if let Command::Fleet { action } = &args.command {
+        // Each target is its own database: --database is not one of them.
+        let project = project(global)?;
+        return fleet::run(&project, global, action);
     }
     if let Some(url) = global.server_url() {
         return server::run(args, url);
@@ -377,7 +383,7 @@ fn run(args: &Args) -> Result<()> {
             report::repaired(&repaired, global.json, &mut out)
         }
         Command::Gc {} => report::collected(&project.gc()?, global.json, &mut out),
-        Command::Pg { .. } => unreachable!("answered above"),
+        Command::Pg { .. } | Command::Fleet { .. } => unreachable!("answered above"),
     }?;
     out.flush().context("cannot write to stdout")
 }
@@ -497,11 +503,20 @@ fn declare(
     output: Option<&Path>,
     out: &mut impl Write,
 ) -> Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // A regular file, not followed through a link, at most a component's size (the review
+    // pointed it at /dev/zero and a FIFO).
+    let (bytes, mode) = hsm_store::files::open_regular(file, false)
+        .and_then(|(handle, meta)| {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            hsm_store::files::read_capped(handle, &meta, hsm_store::files::MAX_COMPONENT_FILE)
+                .map(|bytes| (bytes, mode))
+        })
+        .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
     let (declared, names) = hsm_host::runtime::dialects::declare(&bytes, dialects)
         .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
     let target = output.unwrap_or(file);
-    write_replacing(target, &declared)
+    write_replacing(target, &declared, mode)
         .with_context(|| format!("cannot write {}", target.display()))?;
     writeln!(out, "{} declares: {}", target.display(), names.join(", "))?;
     out.flush()?;
@@ -510,13 +525,16 @@ fn declare(
 
 /// Writes `bytes` to `path` through a file beside it renamed over it: a reader never sees half
 /// a component.
-fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_replacing(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode)
         .open(&partial)
         .and_then(|mut file| {
             file.write_all(bytes)?;

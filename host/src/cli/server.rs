@@ -142,7 +142,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Redo {} => "redo",
         Command::Restore { .. } => {
             "restore (a dump hsm-host took is restored with pg_restore --clean --if-exists \
-             --single-transaction --dbname URL FILE; see docs/postgresql.md)"
+             --single-transaction --use-set-session-authorization --dbname URL FILE; see \
+             docs/postgresql.md)"
         }
         Command::Export { .. } => "export",
         Command::Gc {} => "gc",
@@ -168,8 +169,15 @@ fn dumped_to(dumped: &Dumped, as_json: bool, out: &mut impl Write) -> Result<()>
     writeln!(out, "Backup taken: {}", dumped.path.display())?;
     writeln!(
         out,
-        "Restore it with: pg_restore --clean --if-exists --single-transaction --dbname URL {}",
+        "Restore it with: pg_restore --clean --if-exists --single-transaction \
+         --use-set-session-authorization --dbname URL {}",
         dumped.path.display()
+    )?;
+    writeln!(
+        out,
+        "(--use-set-session-authorization loads each table as its owner: without it, a \
+         migration's CHECK constraints, domains and generated columns run as the restoring \
+         superuser)"
     )?;
     Ok(())
 }

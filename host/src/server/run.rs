@@ -70,7 +70,8 @@ impl ServerProject {
                     message: format!(
                         "migration {version} ({name}) is irreversible, so the database cannot \
                          go below it: restore a dump taken before it was applied (`pg_restore \
-                         --clean --if-exists --single-transaction --dbname URL FILE`; `up \
+                         --clean --if-exists --single-transaction \
+                         --use-set-session-authorization --dbname URL FILE`; `up \
                          --backup pg_dump` takes one before each run), or recover to a point in \
                          time before it"
                     ),

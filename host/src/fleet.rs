@@ -1,0 +1,312 @@
+//! `hsm-host fleet`: one migration set, many databases. The set is loaded (scanned and
+//! compiled) once and shared; each target keeps everything a single run has (its lock, backup,
+//! checks and tracking tables) and its own outcome. No cross-target atomicity: a rerun goes on
+//! from where each target stands.
+//!
+//! Targets run `parallel` at a time; the first `canary` ones run alone, one after another, and
+//! any failure among them stops the fleet. After a failure, `OnError::Stop` starts no new
+//! target (running ones finish); `OnError::Continue` runs them all. Each outcome is handed to
+//! the caller as its target finishes and not kept: a fleet of thousands streams its report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::migrator::{Migrator, RunReport};
+use crate::plan::Direction;
+use crate::project::Project;
+
+/// What to do after a target failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Start no new target; the running ones finish.
+    #[default]
+    Stop,
+    /// Run every target.
+    Continue,
+}
+
+/// How a fleet runs.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetOptions {
+    /// Targets migrating at once (at least 1).
+    pub parallel: usize,
+    /// After a failure.
+    pub on_error: OnError,
+    /// The first targets, run one by one before the rest; any failure among them stops the
+    /// fleet whatever `on_error` says.
+    pub canary: usize,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            parallel: 1,
+            on_error: OnError::Stop,
+            canary: 0,
+        }
+    }
+}
+
+/// How one target ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its run finished (perhaps with nothing to do).
+    Done(RunReport),
+    /// Its run failed: what a single run would have said.
+    Failed(Error),
+    /// Not started: an earlier failure stopped the fleet.
+    NotStarted,
+}
+
+/// One target's outcome, handed over as it finishes.
+#[derive(Debug)]
+pub struct TargetOutcome {
+    /// The database.
+    pub target: PathBuf,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How long its run took.
+    pub duration: Duration,
+}
+
+/// The counts of a fleet's outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FleetSummary {
+    /// Targets in the fleet.
+    pub targets: usize,
+    /// Runs that finished.
+    pub succeeded: usize,
+    /// Runs that failed.
+    pub failed: usize,
+    /// Targets an earlier failure kept from starting.
+    pub not_started: usize,
+}
+
+impl FleetSummary {
+    fn count(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Done(_) => self.succeeded += 1,
+            Outcome::Failed(_) => self.failed += 1,
+            Outcome::NotStarted => self.not_started += 1,
+        }
+    }
+}
+
+/// The targets a file lists: one SQLite path a line (relative to the file's directory), `#`
+/// comments and blank lines left out, and a line with `*`, `?` or `[` a glob whose matches
+/// are taken in name order. A target named twice runs once.
+///
+/// # Errors
+/// [`Error::Fleet`] when the file cannot be read, a glob matches nothing, or a line is a
+/// server URL (fleets of PostgreSQL databases are not supported yet).
+pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::Fleet(format!(
+            "cannot read the targets file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut targets: Vec<PathBuf> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{} line {}", file.display(), number + 1);
+        if crate::server::is_server_url(line) {
+            return Err(Error::Fleet(format!(
+                "{}: a PostgreSQL URL; fleets of SQLite databases only, for now (run \
+                 `hsm-host --database URL up` for each server)",
+                at()
+            )));
+        }
+        let path = base.join(line);
+        if line.contains(['*', '?', '[']) {
+            let pattern = path.to_string_lossy().into_owned();
+            let mut matched: Vec<PathBuf> = glob::glob(&pattern)
+                .map_err(|e| Error::Fleet(format!("{}: not a glob: {e}", at())))?
+                .filter_map(std::result::Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            if matched.is_empty() {
+                return Err(Error::Fleet(format!(
+                    "{}: `{}` matches no file",
+                    at(),
+                    crate::text::neutralize(line, 200)
+                )));
+            }
+            matched.sort();
+            targets.extend(matched);
+        } else {
+            targets.push(path);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.clone()));
+    if targets.is_empty() {
+        return Err(Error::Fleet(format!(
+            "the targets file {} names no database",
+            file.display()
+        )));
+    }
+    Ok(targets)
+}
+
+/// Runs `up` (or `down`) to `version` on every target with the set `project` names, loaded
+/// once. `on_done` receives each target's outcome as it finishes (from the worker that ran
+/// it), `NotStarted` ones at the end.
+///
+/// # Errors
+/// Loading the set (as [`Project::migrator`]); a target's failure is its outcome, not an error.
+pub fn run(
+    project: &Project,
+    targets: &[PathBuf],
+    direction: Direction,
+    version: Option<u64>,
+    options: FleetOptions,
+    on_done: &(dyn Fn(TargetOutcome) + Sync),
+) -> Result<FleetSummary> {
+    let migrator = match direction {
+        Direction::Up => project.migrator_with_migrations()?,
+        Direction::Down => project.migrator()?,
+    };
+    let summary = Mutex::new(FleetSummary {
+        targets: targets.len(),
+        ..FleetSummary::default()
+    });
+    let stop = AtomicBool::new(false);
+    let report = |outcome: TargetOutcome| {
+        let failed = matches!(outcome.outcome, Outcome::Failed(_));
+        lock(&summary).count(&outcome.outcome);
+        on_done(outcome);
+        failed
+    };
+    let one = |target: &PathBuf| -> TargetOutcome {
+        let started = Instant::now();
+        let outcome = match run_one(project, &migrator, target, direction, version) {
+            Ok(run) => Outcome::Done(run),
+            Err(error) => Outcome::Failed(error),
+        };
+        TargetOutcome {
+            target: target.clone(),
+            outcome,
+            duration: started.elapsed(),
+        }
+    };
+    // Which targets started (a byte each): the others are reported not started at the end.
+    let started: Vec<AtomicBool> = targets.iter().map(|_| AtomicBool::new(false)).collect();
+    let canary = options.canary.min(targets.len());
+    for (i, target) in targets[..canary].iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        started[i].store(true, Ordering::SeqCst);
+        if report(one(target)) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+    let next = AtomicUsize::new(canary);
+    let workers = options.parallel.clamp(1, (targets.len() - canary).max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(target) = targets.get(i) else {
+                        return;
+                    };
+                    started[i].store(true, Ordering::SeqCst);
+                    if report(one(target)) && options.on_error == OnError::Stop {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    for (target, started) in targets.iter().zip(&started) {
+        if !started.load(Ordering::SeqCst) {
+            report(TargetOutcome {
+                target: target.clone(),
+                outcome: Outcome::NotStarted,
+                duration: Duration::ZERO,
+            });
+        }
+    }
+    let summary = *lock(&summary);
+    Ok(summary)
+}
+
+/// One target's run, as `hsm-host --database TARGET up|down` would do it with the set loaded.
+fn run_one(
+    project: &Project,
+    migrator: &Migrator,
+    target: &Path,
+    direction: Direction,
+    version: Option<u64>,
+) -> Result<RunReport> {
+    let target_project = project.clone().with_database(target);
+    match direction {
+        Direction::Up => migrator.up(&target_project.open()?, version),
+        Direction::Down => {
+            if !target.exists() {
+                return Err(Error::NoDatabase {
+                    path: target.to_owned(),
+                    action: "there is nothing to roll back",
+                });
+            }
+            migrator.down(&target_project.open()?, version)
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_targets_file_lists_paths_globs_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.db", "a.db", "c.sqlite"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let file = dir.path().join("targets");
+        std::fs::write(
+            &file,
+            "# the installations\n\n  c.sqlite  \n*.db\na.db\nnew/one.db\n",
+        )
+        .unwrap();
+        let targets = read_targets(&file).unwrap();
+        let names: Vec<_> = targets
+            .iter()
+            .map(|t| {
+                t.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, ["c.sqlite", "a.db", "b.db", "new/one.db"]);
+        std::fs::write(&file, "*.nothing\n").unwrap();
+        let error = read_targets(&file).unwrap_err().to_string();
+        assert!(error.contains("matches no file"), "{error}");
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(read_targets(&file).is_err());
+        std::fs::write(&file, "postgresql://u@h/db\n").unwrap();
+        let error = read_targets(&file).unwrap_err().to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+}

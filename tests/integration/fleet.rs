@@ -1,0 +1,305 @@
+//! `hsm-host fleet`: one set, many SQLite databases, through the real binary: a poisoned
+//! target under `--on-error continue` and `stop`, `--canary`, a rerun that goes on from where
+//! each target stands, `fleet status` grouping targets by version, and the JSON lines.
+
+use std::path::PathBuf;
+
+use crate::support::{Env, applied};
+
+/// An environment with a three-migration SQL set and `n` target paths (none made yet), listed
+/// in a targets file; target `poisoned` already has a `tags` table, so migration 2 fails there.
+fn fleet(n: usize, poisoned: Option<usize>) -> (Env, PathBuf, Vec<PathBuf>) {
+    let env = Env::empty();
+    let write = |name: &str, sql: &str| std::fs::write(env.migrations.join(name), sql).unwrap();
+    write(
+        "1_users.up.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);",
+    );
+    write("1_users.down.sql", "DROP TABLE users;");
+    write(
+        "2_tags.up.sql",
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
+    );
+    write("2_tags.down.sql", "DROP TABLE tags;");
+    write(
+        "3_notes.up.sql",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    );
+    write("3_notes.down.sql", "DROP TABLE notes;");
+    let dir = env.dir.path().join("sites");
+    std::fs::create_dir(&dir).unwrap();
+    let targets: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("site{i:02}.db"))).collect();
+    if let Some(i) = poisoned {
+        rusqlite::Connection::open(&targets[i])
+            .unwrap()
+            .execute_batch("CREATE TABLE tags (legacy TEXT);")
+            .unwrap();
+    }
+    let file = env.dir.path().join("targets.txt");
+    let mut text = String::from("# every installation\n\n");
+    for target in &targets {
+        text.push_str(&format!(
+            "sites/{}\n",
+            target.file_name().unwrap().to_str().unwrap()
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    (env, file, targets)
+}
+
+/// The JSON lines of a run: every target's, then the summary.
+fn lines(stdout: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let mut all: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let summary = all.pop().unwrap();
+    (all, summary["summary"].clone())
+}
+
+fn count(targets: &[serde_json::Value], status: &str) -> usize {
+    targets.iter().filter(|t| t["status"] == status).count()
+}
+
+#[test]
+fn fifty_targets_in_parallel_one_poisoned_the_rest_migrate_and_the_report_says_which() {
+    let (env, file, targets) = fleet(50, Some(17));
+    let file = file.to_str().unwrap();
+    let run = env.hsm(&[
+        "fleet",
+        "up",
+        "--targets",
+        file,
+        "--parallel",
+        "4",
+        "--on-error",
+        "continue",
+        "--json",
+    ]);
+    run.assert_code(1);
+    let (each, summary) = lines(&run.stdout);
+    assert_eq!(each.len(), 50);
+    assert_eq!(
+        summary,
+        serde_json::json!({"targets": 50, "succeeded": 49, "failed": 1, "not_started": 0})
+    );
+    let failed: Vec<_> = each.iter().filter(|t| t["status"] == "failed").collect();
+    assert!(failed[0]["target"].as_str().unwrap().ends_with("site17.db"));
+    assert_eq!(failed[0]["error"]["kind"], "migration_failed");
+    for target in each.iter().filter(|t| t["status"] == "done") {
+        assert_eq!(target["to"], 3);
+        assert_eq!(target["applied"], serde_json::json!([1, 2, 3]));
+    }
+    for (i, target) in targets.iter().enumerate() {
+        let conn = rusqlite::Connection::open(target).unwrap();
+        let want: Vec<i64> = if i == 17 { vec![1] } else { vec![1, 2, 3] };
+        // The poisoned one kept what committed before its failure (one transaction each).
+        assert_eq!(applied(&conn), want, "{}", target.display());
+    }
+
+    // fleet status groups them by version; the behind one is named.
+    let status = env.hsm(&["fleet", "status", "--targets", file]);
+    status.assert_success();
+    assert!(
+        status.stdout.contains("49 at version 3, 1 at version 1"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("site17.db  (behind: 2 pending)"),
+        "{}",
+        status.stdout
+    );
+
+    // Fixed, a rerun goes on from where each stands: one target moves, 49 have nothing to do.
+    rusqlite::Connection::open(&targets[17])
+        .unwrap()
+        .execute_batch("DROP TABLE tags;")
+        .unwrap();
+    let rerun = env.hsm(&[
+        "fleet",
+        "up",
+        "--targets",
+        file,
+        "--parallel",
+        "3",
+        "--json",
+    ]);
+    rerun.assert_success();
+    let (each, summary) = lines(&rerun.stdout);
+    assert_eq!(summary["succeeded"], 50);
+    let moved: Vec<_> = each
+        .iter()
+        .filter(|t| t["applied"].as_array().is_some_and(|a| !a.is_empty()))
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0]["applied"], serde_json::json!([2, 3]));
+}
+
+#[test]
+fn on_error_stop_starts_no_target_after_a_failure() {
+    let (env, file, targets) = fleet(20, Some(5));
+    let run = env.hsm(&["fleet", "up", "--targets", file.to_str().unwrap(), "--json"]);
+    run.assert_code(1);
+    let (each, summary) = lines(&run.stdout);
+    assert_eq!(
+        summary,
+        serde_json::json!({"targets": 20, "succeeded": 5, "failed": 1, "not_started": 14})
+    );
+    assert_eq!(count(&each, "not_started"), 14);
+    // Those not started were not touched at all: no database made.
+    assert!(!targets[6].exists() && !targets[19].exists());
+    assert!(
+        run.stderr
+            .contains("1 of 20 target(s) failed and 14 did not start"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_failing_canary_stops_the_fleet_whatever_on_error_says() {
+    let (env, file, targets) = fleet(10, Some(1));
+    let run = env.hsm(&[
+        "fleet",
+        "up",
+        "--targets",
+        file.to_str().unwrap(),
+        "--canary",
+        "2",
+        "--parallel",
+        "4",
+        "--on-error",
+        "continue",
+    ]);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("Fleet: 10 target(s): 1 done, 1 failed, 8 not started."),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("FAILED       "), "{}", run.stdout);
+    assert!(!targets[2].exists());
+    // Without a failure, the canary runs first and the rest follow.
+    rusqlite::Connection::open(&targets[1])
+        .unwrap()
+        .execute_batch("DROP TABLE tags;")
+        .unwrap();
+    let run = env.hsm(&[
+        "fleet",
+        "up",
+        "--targets",
+        file.to_str().unwrap(),
+        "--canary",
+        "2",
+        "--parallel",
+        "4",
+    ]);
+    run.assert_success();
+    assert!(run.stdout.contains("10 done, 0 failed"), "{}", run.stdout);
+    // And down rolls every target back to the version asked.
+    env.hsm(&[
+        "fleet",
+        "down",
+        "1",
+        "--targets",
+        file.to_str().unwrap(),
+        "--parallel",
+        "2",
+    ])
+    .assert_success();
+    for target in &targets {
+        assert_eq!(applied(&rusqlite::Connection::open(target).unwrap()), [1]);
+    }
+}
+
+#[test]
+fn a_targets_file_that_names_nothing_usable_is_a_usage_error() {
+    let (env, file, _) = fleet(2, None);
+    std::fs::write(&file, "# nothing\nsites/*.nothing\n").unwrap();
+    let run = env.hsm(&["fleet", "up", "--targets", file.to_str().unwrap()]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("matches no file"), "{}", run.stderr);
+    std::fs::write(&file, "postgresql://app@db/app\n").unwrap();
+    env.hsm(&["fleet", "status", "--targets", file.to_str().unwrap()])
+        .assert_code(2)
+        .assert_stderr_contains("line 1");
+}
+
+#[test]
+fn a_locked_target_fails_alone_and_a_fleet_killed_midway_goes_on_when_rerun() {
+    let (env, file, targets) = fleet(6, None);
+    // A slow migration, so the kill lands while targets are migrating.
+    std::fs::write(
+        env.migrations.join("4_big.up.sql"),
+        "CREATE TABLE big (x INTEGER);\n\
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000)\n\
+         INSERT INTO big SELECT x FROM c;",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    // Another process holds target 3's lock: that target fails, as a single run would.
+    rusqlite::Connection::open(&targets[3]).unwrap();
+    let held = hsm_host::lock::acquire(&targets[3], std::time::Duration::ZERO).unwrap();
+    let run = env.hsm(&[
+        "fleet",
+        "up",
+        "3",
+        "--targets",
+        file,
+        "--parallel",
+        "2",
+        "--on-error",
+        "continue",
+        "--lock-timeout",
+        "1",
+        "--json",
+    ]);
+    run.assert_code(1);
+    let (each, summary) = lines(&run.stdout);
+    assert_eq!(summary["failed"], 1);
+    let locked: Vec<_> = each.iter().filter(|t| t["status"] == "failed").collect();
+    assert!(locked[0]["target"].as_str().unwrap().ends_with("site03.db"));
+    assert_eq!(locked[0]["error"]["kind"], "locked");
+    drop(held);
+
+    // Killed while the slow migration runs on the first targets.
+    let mut child = env
+        .hsm_command(&["fleet", "up", "--targets", file, "--parallel", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Each target is whole: its migration 4 either committed or left nothing.
+    for target in &targets {
+        let conn = rusqlite::Connection::open(target).unwrap();
+        // Not reached before the kill (the locked one was never migrated): no tables yet.
+        let versions = match crate::support::table_exists(&conn, "migrations") {
+            true => applied(&conn),
+            false => Vec::new(),
+        };
+        let has_big = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'big'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            == 1;
+        assert_eq!(versions.contains(&4), has_big, "{}", target.display());
+    }
+    let rerun = env.hsm(&["fleet", "up", "--targets", file, "--parallel", "2"]);
+    rerun.assert_success();
+    for target in &targets {
+        let conn = rusqlite::Connection::open(target).unwrap();
+        assert_eq!(applied(&conn), [1, 2, 3, 4], "{}", target.display());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM big", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2_000_000);
+    }
+}
