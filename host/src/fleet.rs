@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::migrator::{Migrator, RunReport};
 use crate::plan::Direction;
 use crate::project::Project;
+use crate::server::ServerProject;
 
 /// What to do after a target failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,8 +65,8 @@ pub enum Outcome {
 /// One target's outcome, handed over as it finishes.
 #[derive(Debug)]
 pub struct TargetOutcome {
-    /// The database.
-    pub target: PathBuf,
+    /// The database: its path, or its URL without the password.
+    pub target: String,
     /// How it ended.
     pub outcome: Outcome,
     /// How long its run took.
@@ -95,13 +96,12 @@ impl FleetSummary {
     }
 }
 
-/// The targets a file lists: one SQLite path a line (relative to the file's directory), `#`
-/// comments and blank lines left out, and a line with `*`, `?` or `[` a glob whose matches
-/// are taken in name order. A target named twice runs once.
+/// The targets a file lists: one SQLite path (relative to the file's directory) or
+/// PostgreSQL URL a line, `#` comments and blank lines left out, and a line with `*`, `?` or
+/// `[` a glob whose matches are taken in name order. A target named twice runs once.
 ///
 /// # Errors
-/// [`Error::Fleet`] when the file cannot be read, a glob matches nothing, or a line is a
-/// server URL (fleets of PostgreSQL databases are not supported yet).
+/// [`Error::Fleet`] when the file cannot be read or a glob matches nothing.
 pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Error::Fleet(format!(
@@ -118,11 +118,8 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
         }
         let at = || format!("{} line {}", file.display(), number + 1);
         if crate::server::is_server_url(line) {
-            return Err(Error::Fleet(format!(
-                "{}: a PostgreSQL URL; fleets of SQLite databases only, for now (run \
-                 `hsm-host --database URL up` for each server)",
-                at()
-            )));
+            targets.push(PathBuf::from(line));
+            continue;
         }
         let path = base.join(line);
         if line.contains(['*', '?', '[']) {
@@ -157,22 +154,41 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Runs `up` (or `down`) to `version` on every target with the set `project` names, loaded
-/// once. `on_done` receives each target's outcome as it finishes (from the worker that ran
-/// it), `NotStarted` ones at the end.
+/// once (once for SQLite files, once for servers: they read SQL sets' markers differently).
+/// `server` makes the project of a server target. `on_done` receives each target's outcome as
+/// it finishes (from the worker that ran it), `NotStarted` ones at the end.
 ///
 /// # Errors
 /// Loading the set (as [`Project::migrator`]); a target's failure is its outcome, not an error.
 pub fn run(
     project: &Project,
+    server: &(dyn Fn(&str) -> Result<ServerProject> + Sync),
     targets: &[PathBuf],
     direction: Direction,
     version: Option<u64>,
     options: FleetOptions,
     on_done: &(dyn Fn(TargetOutcome) + Sync),
 ) -> Result<FleetSummary> {
-    let migrator = match direction {
-        Direction::Up => project.migrator_with_migrations()?,
-        Direction::Down => project.migrator()?,
+    let is_url = |t: &PathBuf| t.to_str().is_some_and(crate::server::is_server_url);
+    let local = match targets.iter().any(|t| !is_url(t)) {
+        false => None,
+        true => Some(match direction {
+            Direction::Up => project.migrator_with_migrations()?,
+            Direction::Down => project.migrator()?,
+        }),
+    };
+    let remote = match targets
+        .iter()
+        .find_map(|t| t.to_str().filter(|_| is_url(t)))
+    {
+        Some(url) => Some(server(url)?.migrator()?),
+        None => None,
+    };
+    let sets = Sets {
+        project,
+        server,
+        local: local.as_ref(),
+        remote: remote.as_ref(),
     };
     let summary = Mutex::new(FleetSummary {
         targets: targets.len(),
@@ -187,12 +203,12 @@ pub fn run(
     };
     let one = |target: &PathBuf| -> TargetOutcome {
         let started = Instant::now();
-        let outcome = match run_one(project, &migrator, target, direction, version) {
+        let outcome = match sets.run_one(target, direction, version) {
             Ok(run) => Outcome::Done(run),
             Err(error) => Outcome::Failed(error),
         };
         TargetOutcome {
-            target: target.clone(),
+            target: shown(target),
             outcome,
             duration: started.elapsed(),
         }
@@ -233,7 +249,7 @@ pub fn run(
     for (target, started) in targets.iter().zip(&started) {
         if !started.load(Ordering::SeqCst) {
             report(TargetOutcome {
-                target: target.clone(),
+                target: shown(target),
                 outcome: Outcome::NotStarted,
                 duration: Duration::ZERO,
             });
@@ -243,26 +259,53 @@ pub fn run(
     Ok(summary)
 }
 
-/// One target's run, as `hsm-host --database TARGET up|down` would do it with the set loaded.
-fn run_one(
-    project: &Project,
-    migrator: &Migrator,
-    target: &Path,
-    direction: Direction,
-    version: Option<u64>,
-) -> Result<RunReport> {
-    let target_project = project.clone().with_database(target);
-    match direction {
-        Direction::Up => migrator.up(&target_project.open()?, version),
-        Direction::Down => {
-            if !target.exists() {
-                return Err(Error::NoDatabase {
-                    path: target.to_owned(),
-                    action: "there is nothing to roll back",
-                });
-            }
-            migrator.down(&target_project.open()?, version)
+/// The sets a fleet loaded, and how to reach a server target.
+struct Sets<'a> {
+    project: &'a Project,
+    server: &'a (dyn Fn(&str) -> Result<ServerProject> + Sync),
+    local: Option<&'a Migrator>,
+    remote: Option<&'a Migrator>,
+}
+
+impl Sets<'_> {
+    /// One target's run, as `hsm-host --database TARGET up|down` would do it with the set
+    /// loaded.
+    fn run_one(
+        &self,
+        target: &Path,
+        direction: Direction,
+        version: Option<u64>,
+    ) -> Result<RunReport> {
+        if let (Some(url), Some(migrator)) = (
+            target.to_str().filter(|t| crate::server::is_server_url(t)),
+            self.remote,
+        ) {
+            return (self.server)(url)?.run_with(migrator, direction, version);
         }
+        let migrator = self.local.expect("loaded when a target is a file");
+        let target_project = self.project.clone().with_database(target);
+        match direction {
+            Direction::Up => migrator.up(&target_project.open()?, version),
+            Direction::Down => {
+                if !target.exists() {
+                    return Err(Error::NoDatabase {
+                        path: target.to_owned(),
+                        action: "there is nothing to roll back",
+                    });
+                }
+                migrator.down(&target_project.open()?, version)
+            }
+        }
+    }
+}
+
+/// A target as output shows it: a path, or a URL without its password.
+pub fn shown(target: &Path) -> String {
+    match target.to_str() {
+        Some(url) if crate::server::is_server_url(url) => hsm_postgres::Target::parse(url)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| "postgresql://(a URL that does not parse)".into()),
+        _ => target.display().to_string(),
     }
 }
 
@@ -305,8 +348,12 @@ mod tests {
         assert!(error.contains("matches no file"), "{error}");
         std::fs::write(&file, "# nothing\n").unwrap();
         assert!(read_targets(&file).is_err());
-        std::fs::write(&file, "postgresql://u@h/db\n").unwrap();
-        let error = read_targets(&file).unwrap_err().to_string();
-        assert!(error.contains("line 1"), "{error}");
+        std::fs::write(&file, "postgresql://u:secret@h/db\n").unwrap();
+        let targets = read_targets(&file).unwrap();
+        assert_eq!(targets, [PathBuf::from("postgresql://u:secret@h/db")]);
+        // (The port may come from PGPORT.)
+        let shown = shown(&targets[0]);
+        assert!(shown.starts_with("postgresql://u:***@h"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
     }
 }

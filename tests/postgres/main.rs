@@ -6,6 +6,7 @@ mod adopt;
 mod backups;
 mod checks;
 mod examples;
+mod fleet;
 mod hostile;
 mod races;
 mod real_sets;

@@ -15,6 +15,7 @@ use hsm_host::{Database, Migrator, Runtime, Safety};
 use rusqlite::{Connection, params};
 
 mod data;
+mod fleet;
 mod measure;
 mod native;
 mod on_postgres;
@@ -23,6 +24,7 @@ mod runs;
 mod setup;
 
 use data::*;
+use fleet::fleet;
 use measure::*;
 use native::*;
 use on_postgres::postgres;
@@ -79,7 +81,7 @@ fn main() {
         bench.scale.runs
     );
     println!("|---|---|---|---|---|");
-    let sections: [(&str, Section); 13] = [
+    let sections: [(&str, Section); 14] = [
         ("compile", compile),
         ("up", up),
         ("group", group),
@@ -93,6 +95,7 @@ fn main() {
         ("languages", languages),
         ("languages-data", languages_data),
         ("postgres", postgres),
+        ("fleet", fleet),
     ];
     for (name, section) in sections {
         if selected(name) {

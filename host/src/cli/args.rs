@@ -425,8 +425,8 @@ pub enum Command {
         #[command(subcommand)]
         action: PgAction,
     },
-    /// One migration set, many databases: status, up or down on every SQLite database a
-    /// targets file lists, the set loaded once; a line per target as it finishes, then a
+    /// One migration set, many databases: status, up or down on every SQLite database or
+    /// PostgreSQL URL a targets file lists, the set loaded once; a line per target as it finishes, then a
     /// summary. Exits 1 when any target failed or was not started
     Fleet {
         #[command(subcommand)]
@@ -437,8 +437,8 @@ pub enum Command {
 /// The targets and pace of `hsm-host fleet …`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FleetArgs {
-    /// File of targets: one SQLite database path a line (relative to the file), `#` comments,
-    /// globs (`data/*.db`)
+    /// File of targets: one SQLite database path (relative to the file; globs such as
+    /// `data/*.db`) or PostgreSQL URL a line, `#` comments
     #[arg(long, value_name = "FILE")]
     pub targets: PathBuf,
     /// How many targets migrate at once

@@ -55,8 +55,10 @@ fn migrate(
         };
         let _ = out.flush();
     };
+    let server = |url: &str| super::server::server_project(global, url);
     let summary = fleet::run(
         project,
+        &server,
         &targets,
         direction,
         version,
@@ -106,7 +108,7 @@ fn target_json(done: &TargetOutcome) -> serde_json::Value {
 }
 
 fn target_line(done: &TargetOutcome) -> String {
-    let target = done.target.display();
+    let target = &done.target;
     match &done.outcome {
         Outcome::Done(run) => format!(
             "done         {target}: {} -> {} ({} migration(s), {} ms)",
@@ -129,7 +131,14 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
     let mut failed = 0;
     let mut lines = Vec::new();
     for target in &targets {
-        match project.clone().with_database(target).status() {
+        let read = match target
+            .to_str()
+            .filter(|t| hsm_host::server::is_server_url(t))
+        {
+            Some(url) => super::server::server_project(global, url).and_then(|p| p.status()),
+            None => project.clone().with_database(target).status(),
+        };
+        match read {
             Ok(status) => {
                 *by_version.entry(status.current_version).or_default() += 1;
                 newest = newest.max(
@@ -141,11 +150,11 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
                         .max()
                         .unwrap_or(0),
                 );
-                lines.push((target, Ok(status)));
+                lines.push((fleet::shown(target), Ok(status)));
             }
             Err(error) => {
                 failed += 1;
-                lines.push((target, Err(error)));
+                lines.push((fleet::shown(target), Err(error)));
             }
         }
     }
@@ -183,7 +192,7 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
                     out,
                     "version {:<6} {}{}",
                     status.current_version,
-                    target.display(),
+                    target,
                     match notes.is_empty() {
                         true => String::new(),
                         false => format!("  ({})", notes.join("; ")),
@@ -199,7 +208,7 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
                     "error": { "message": error.to_string(), "kind": error.kind() },
                 })
             )?,
-            (Err(error), false) => writeln!(out, "FAILED         {}: {error}", target.display())?,
+            (Err(error), false) => writeln!(out, "FAILED         {target}: {error}")?,
         }
     }
     let groups: Vec<serde_json::Value> = by_version

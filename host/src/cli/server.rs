@@ -7,41 +7,14 @@ use anyhow::Result;
 use hsm_host::Direction;
 use hsm_host::server::{Checkup, DumpPlan, Dumped, InitReport, ServerProject};
 
-use super::args::{Args, BackupMethod, Command, PgAction, UpTarget};
+use super::args::{Args, BackupMethod, Command, Global, PgAction, UpTarget};
 use super::{Reported, UsageError, report, sink, sql_options, with_loading_context};
 
 /// Runs `args.command` on the server `url`.
 pub(super) fn run(args: &Args, url: &str) -> Result<()> {
     let global = &args.global;
-    let schema = match global.tracking_prefix.as_str() {
-        "" => "hsm".to_owned(),
-        prefix => prefix.trim_end_matches('_').to_owned(),
-    };
-    let cache_dir = match global.no_cache {
-        true => None,
-        false => global
-            .cache_dir
-            .clone()
-            .or_else(hsm_host::runtime::cache::default_dir),
-    };
-    let dump_plan = DumpPlan {
-        dir: global.server_backup_dir(),
-        keep: global.keep_backups,
-    };
-    let project = ServerProject::new(url, &global.migrations)?
-        .with_sql(sql_options(global))
-        .with_schema(&schema)
-        .with_limits(hsm_host::Limits {
-            timeout: global.timeout,
-            max_memory: global.max_memory,
-        })
-        .with_cache(cache_dir, global.cache_max as u64)
-        .with_compiler(global.compiler)
-        .with_lock_wait(Duration::from_secs(global.lock_timeout))
-        .with_dump(match (global.backup, global.no_backup) {
-            (Some(BackupMethod::PgDump), false) => Some(dump_plan.clone()),
-            _ => None,
-        });
+    let dump_plan = dump_plan(global);
+    let project = server_project(global, url)?;
     let mut out = sink::SafeOut::new(std::io::BufWriter::new(std::io::stdout().lock()));
     match &args.command {
         Command::Status { check } => {
@@ -126,6 +99,43 @@ pub(super) fn run(args: &Args, url: &str) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Where `--backup pg_dump` writes and how many it keeps.
+fn dump_plan(global: &Global) -> DumpPlan {
+    DumpPlan {
+        dir: global.server_backup_dir(),
+        keep: global.keep_backups,
+    }
+}
+
+/// The server `url` with the command line's settings (a fleet makes one per target).
+pub(super) fn server_project(global: &Global, url: &str) -> hsm_host::Result<ServerProject> {
+    let schema = match global.tracking_prefix.as_str() {
+        "" => "hsm".to_owned(),
+        prefix => prefix.trim_end_matches('_').to_owned(),
+    };
+    let cache_dir = match global.no_cache {
+        true => None,
+        false => global
+            .cache_dir
+            .clone()
+            .or_else(hsm_host::runtime::cache::default_dir),
+    };
+    Ok(ServerProject::new(url, &global.migrations)?
+        .with_sql(sql_options(global))
+        .with_schema(&schema)
+        .with_limits(hsm_host::Limits {
+            timeout: global.timeout,
+            max_memory: global.max_memory,
+        })
+        .with_cache(cache_dir, global.cache_max as u64)
+        .with_compiler(global.compiler)
+        .with_lock_wait(Duration::from_secs(global.lock_timeout))
+        .with_dump(match (global.backup, global.no_backup) {
+            (Some(BackupMethod::PgDump), false) => Some(dump_plan(global)),
+            _ => None,
+        }))
 }
 
 fn not_yet(what: &str) -> anyhow::Error {

@@ -177,7 +177,12 @@ impl ServerProject {
         })
     }
 
-    fn migrator(&self) -> Result<Migrator> {
+    /// The set, loaded and validated (a fleet loads it once and runs it with
+    /// [`ServerProject::run_with`]).
+    ///
+    /// # Errors
+    /// As [`Migrator::load_dir_in`].
+    pub fn migrator(&self) -> Result<Migrator> {
         Migrator::load_dir_in(self.runtime()?, &self.migrations, self.sql.clone())
     }
 
@@ -243,7 +248,7 @@ impl ServerProject {
     /// [`Error::Plan`], [`Error::ComponentChanged`] before anything runs; [`Error::Server`];
     /// [`Error::MigrationFailed`].
     pub fn up(&self, target: Option<u64>) -> Result<RunReport> {
-        self.run(Direction::Up, target)
+        self.run_with(&self.migrator()?, Direction::Up, target)
     }
 
     /// Rolls back to `target` (the newest one when `None`).
@@ -251,6 +256,6 @@ impl ServerProject {
     /// # Errors
     /// As [`ServerProject::up`].
     pub fn down(&self, target: Option<u64>) -> Result<RunReport> {
-        self.run(Direction::Down, target)
+        self.run_with(&self.migrator()?, Direction::Down, target)
     }
 }

@@ -16,7 +16,8 @@ impl ServerProject {
     /// # Errors
     /// As [`ServerProject::up`]; a step that fails is [`Error::MigrationFailed`].
     pub fn dry_run(&self, direction: Direction, target: Option<u64>) -> Result<DryRunReport> {
-        let (migrator, mut server, plan, _) = self.planned(direction, target)?;
+        let migrator = self.migrator()?;
+        let (mut server, plan, _) = self.planned(&migrator, direction, target)?;
         let mut steps = Vec::new();
         if plan.steps.is_empty() {
             return Ok(DryRunReport {

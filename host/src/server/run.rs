@@ -19,10 +19,10 @@ impl ServerProject {
     /// components, and plans the run.
     pub(super) fn planned(
         &self,
+        migrator: &Migrator,
         direction: Direction,
         target: Option<u64>,
-    ) -> Result<(Migrator, Server, Plan, Vec<u64>)> {
-        let migrator = self.migrator()?;
+    ) -> Result<(Server, Plan, Vec<u64>)> {
         if migrator.migrations().is_empty() {
             return Err(Error::NoMigrations {
                 path: self.migrations.clone(),
@@ -95,11 +95,20 @@ impl ServerProject {
                 });
             }
         }
-        Ok((migrator, server, plan, interrupted))
+        Ok((server, plan, interrupted))
     }
 
-    pub(super) fn run(&self, direction: Direction, target: Option<u64>) -> Result<RunReport> {
-        let (migrator, mut server, plan, interrupted) = self.planned(direction, target)?;
+    /// `up` or `down` with the set already loaded (a fleet loads it once for every target).
+    ///
+    /// # Errors
+    /// As [`ServerProject::up`].
+    pub fn run_with(
+        &self,
+        migrator: &Migrator,
+        direction: Direction,
+        target: Option<u64>,
+    ) -> Result<RunReport> {
+        let (mut server, plan, interrupted) = self.planned(migrator, direction, target)?;
         let backup = match (&self.dump, plan.steps.is_empty()) {
             (Some(dump), false) => {
                 let dumped = hsm_postgres::dump(&server, dump).map_err(server_error)?;

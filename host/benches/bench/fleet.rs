@@ -1,0 +1,84 @@
+//! `fleet`: 100 SQLite databases × the nine examples (seven Rust, one Python, one JavaScript)
+//! with `hsm-host fleet up`, against what operators did before it: a shell loop of
+//! `hsm-host up`, one process (and one load of the set) per database.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Bench;
+use crate::measure::{Report, run_process};
+
+const TARGETS: usize = 100;
+
+pub(crate) fn fleet(bench: &Bench, report: &mut Report) {
+    let dir = bench.dir.join("fleet");
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    let mut examples: Vec<&str> = hsm_test_artifacts::EXAMPLES.to_vec();
+    examples.extend(hsm_test_artifacts::PY_V008_ADD_DISPLAY_NAMES);
+    examples.extend(hsm_test_artifacts::JS_V009_ADD_EMAIL_DOMAINS);
+    for example in &examples {
+        let name = Path::new(example).file_name().unwrap();
+        std::fs::copy(example, migrations.join(name)).unwrap();
+    }
+    let cache = dir.join("cache");
+    let hsm = |args: &[&str]| {
+        let mut cmd = Command::new(bench.hsm);
+        cmd.args(args)
+            .arg("--migrations")
+            .arg(&migrations)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--log-file")
+            .arg(dir.join("migration.log"));
+        cmd
+    };
+    // The compile cache warm for both, as on an operator's machine after the first run.
+    let warm = dir.join("warm.db");
+    run_process(hsm(&["up", "--database", warm.to_str().unwrap()]).arg("--no-backup"));
+    let targets = |run: &str| -> (PathBuf, Vec<PathBuf>) {
+        let sites = dir.join(run);
+        std::fs::create_dir_all(&sites).unwrap();
+        let paths: Vec<PathBuf> = (0..TARGETS)
+            .map(|i| sites.join(format!("site{i:03}.db")))
+            .collect();
+        let file = sites.join("targets.txt");
+        let lines: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        (file, paths)
+    };
+    let runs = bench.scale.runs.min(3);
+    for parallel in ["1", "2"] {
+        let (mut ours, mut looped) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            let (file, _) = targets(&format!("fleet-{parallel}-{run}"));
+            ours.push(run_process(&mut hsm(&[
+                "fleet",
+                "up",
+                "--targets",
+                file.to_str().unwrap(),
+                "--parallel",
+                parallel,
+            ])));
+            let (_, paths) = targets(&format!("loop-{parallel}-{run}"));
+            looped.push(
+                crate::measure::time(|| {
+                    for path in &paths {
+                        run_process(&mut hsm(&["up", "--database", path.to_str().unwrap()]));
+                    }
+                })
+                .0,
+            );
+        }
+        report.compare(
+            &format!(
+                "fleet up: {TARGETS} databases × {} examples, --parallel {parallel}",
+                examples.len()
+            ),
+            &ours,
+            &looped,
+            "a shell loop of hsm-host up",
+            "(first measure)",
+        );
+    }
+}
