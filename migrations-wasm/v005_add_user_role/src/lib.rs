@@ -18,4 +18,6 @@ hsm_guest::migration! {
     description: "Add role column to users table",
     up: up,
     down: down,
+    // Its SQL is the same on both: it runs on PostgreSQL too (docs/postgresql.md).
+    dialects: ["sqlite", "postgresql"],
 }

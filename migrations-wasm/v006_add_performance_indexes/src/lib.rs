@@ -24,4 +24,6 @@ hsm_guest::migration! {
     description: "Add indexes for query performance",
     up: up,
     down: down,
+    // Its SQL is the same on both: it runs on PostgreSQL too (docs/postgresql.md).
+    dialects: ["sqlite", "postgresql"],
 }
