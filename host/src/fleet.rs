@@ -103,16 +103,16 @@ impl FleetSummary {
 /// # Errors
 /// [`Error::Fleet`] when the file cannot be read or a glob matches nothing.
 pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Error::Fleet(format!(
-            "cannot read the targets file {}: {e}",
-            file.display()
-        ))
-    })?;
+    let cannot = |why: String| Error::Fleet(format!("the targets file {}: {why}", file.display()));
+    // A regular file of a sane size: not a FIFO that never ends, nor a link to /dev/zero.
+    let bytes = hsm_store::files::open_regular(file, true)
+        .and_then(|(handle, meta)| hsm_store::files::read_capped(handle, &meta, MAX_TARGETS_FILE))
+        .map_err(cannot)?;
+    let text = String::from_utf8(bytes).map_err(|_| cannot("is not UTF-8 text".into()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut targets: Vec<PathBuf> = Vec::new();
     for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
+        let line = line.trim_start_matches('\u{feff}').trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -121,9 +121,16 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
             targets.push(PathBuf::from(line));
             continue;
         }
-        let path = base.join(line);
         if line.contains(['*', '?', '[']) {
-            let pattern = path.to_string_lossy().into_owned();
+            if line.contains("**") {
+                return Err(Error::Fleet(format!(
+                    "{}: `**` is not supported (it follows links into loops): name each \
+                     directory's pattern",
+                    at()
+                )));
+            }
+            // The file's own directory is a path, not a pattern (`d[x]/` stays itself).
+            let pattern = format!("{}/{line}", glob::Pattern::escape(&base.to_string_lossy()));
             let mut matched: Vec<PathBuf> = glob::glob(&pattern)
                 .map_err(|e| Error::Fleet(format!("{}: not a glob: {e}", at())))?
                 .filter_map(std::result::Result::ok)
@@ -139,11 +146,10 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
             matched.sort();
             targets.extend(matched);
         } else {
-            targets.push(path);
+            targets.push(base.join(line));
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    targets.retain(|t| seen.insert(t.clone()));
+    let targets = distinct(targets);
     if targets.is_empty() {
         return Err(Error::Fleet(format!(
             "the targets file {} names no database",
@@ -151,6 +157,41 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     Ok(targets)
+}
+
+/// The largest targets file read (a million lines of paths is ~64 MiB).
+const MAX_TARGETS_FILE: u64 = 64 << 20;
+
+/// Each database once, however it is spelled (`a.db`, `./a.db`, a link to it, an absolute
+/// path; a URL with another spelling of the same server, port and database): run twice, a
+/// `down` would roll one database back twice as far (found by the review).
+fn distinct(targets: Vec<PathBuf>) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    targets
+        .into_iter()
+        .filter(|target| {
+            let key = match target.to_str().filter(|t| crate::server::is_server_url(t)) {
+                Some(url) => hsm_postgres::Target::parse(url)
+                    .map(|t| format!("url:{}", t.identity()))
+                    .unwrap_or_else(|_| format!("text:{url}")),
+                None => match std::fs::metadata(target) {
+                    Ok(meta) => format!("file:{}:{}", meta.dev(), meta.ino()),
+                    // Not made yet: its directory's identity and its name.
+                    Err(_) => match (
+                        target.parent().map(std::fs::canonicalize),
+                        target.file_name(),
+                    ) {
+                        (Some(Ok(dir)), Some(name)) => {
+                            format!("new:{}", dir.join(name).display())
+                        }
+                        _ => format!("path:{}", target.display()),
+                    },
+                },
+            };
+            seen.insert(key)
+        })
+        .collect()
 }
 
 /// Runs `up` (or `down`) to `version` on every target with the set `project` names, loaded
@@ -184,6 +225,19 @@ pub fn run(
         Some(url) => Some(server(url)?.migrator()?),
         None => None,
     };
+    // A version the set does not have is the command line's mistake, not every target's.
+    if let (Direction::Up, Some(target)) = (direction, version) {
+        let known = [local.as_ref(), remote.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|m| m.migrations().iter().any(|c| c.version() == target));
+        if !known {
+            return Err(Error::Fleet(format!(
+                "there is no migration with version {target} in {}",
+                project.migrations().display()
+            )));
+        }
+    }
     let sets = Sets {
         project,
         server,
@@ -203,12 +257,19 @@ pub fn run(
     };
     let one = |target: &PathBuf| -> TargetOutcome {
         let started = Instant::now();
+        let shown_target = shown(target);
+        // Every log line of the run names its target (runs interleave under --parallel).
+        let span = tracing::info_span!("target", target = %shown_target);
+        let _entered = span.enter();
         let outcome = match sets.run_one(target, direction, version) {
             Ok(run) => Outcome::Done(run),
-            Err(error) => Outcome::Failed(error),
+            Err(error) => {
+                tracing::error!("{shown_target} failed: {error}");
+                Outcome::Failed(error)
+            }
         };
         TargetOutcome {
-            target: shown(target),
+            target: shown_target,
             outcome,
             duration: started.elapsed(),
         }

@@ -80,6 +80,29 @@ impl Target {
         })
     }
 
+    /// What makes two URLs the same database: its hosts, port and name (not the role,
+    /// the password or the options).
+    pub fn identity(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                postgres::config::Host::Tcp(name) => match name.as_str() {
+                    "127.0.0.1" | "::1" => "localhost".to_owned(),
+                    other => other.to_ascii_lowercase(),
+                },
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        format!(
+            "{}:{}/{}",
+            hosts.join(","),
+            self.config.get_ports().first().copied().unwrap_or(5432),
+            self.database()
+        )
+    }
+
     /// The database's name.
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or_default()

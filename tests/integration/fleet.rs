@@ -303,3 +303,98 @@ fn a_locked_target_fails_alone_and_a_fleet_killed_midway_goes_on_when_rerun() {
         assert_eq!(rows, 2_000_000);
     }
 }
+
+#[test]
+fn one_database_however_spelled_runs_once_and_the_verdict_survives_a_closed_pipe() {
+    // Found by the review: `a.db`, `./a.db` and a link to it ran three times, and `down`
+    // rolled one database back three steps.
+    let (env, file, targets) = fleet(3, Some(2));
+    let sites = targets[0].parent().unwrap();
+    std::os::unix::fs::symlink("site00.db", sites.join("alias.db")).unwrap();
+    let file = file.to_str().unwrap();
+    env.hsm(&[
+        "fleet",
+        "up",
+        "2",
+        "--targets",
+        file,
+        "--on-error",
+        "continue",
+    ])
+    .assert_code(1);
+    std::fs::write(
+        file,
+        "sites/site00.db\n./sites/site00.db\nsites/alias.db\nsites/../sites/site00.db\n",
+    )
+    .unwrap();
+    let down = env.hsm(&["fleet", "down", "--targets", file, "--json"]);
+    down.assert_success();
+    let (each, summary) = lines(&down.stdout);
+    assert_eq!(each.len(), 1, "{}", down.stdout);
+    assert_eq!(summary["targets"], 1);
+    assert_eq!(
+        applied(&rusqlite::Connection::open(&targets[0]).unwrap()),
+        [1]
+    );
+
+    // The verdict does not depend on stdout's reader: a failed target exits 1 even when the
+    // reader is gone (`| head -1`).
+    std::fs::write(file, "sites/site01.db\nsites/site02.db\n").unwrap();
+    let mut child = env
+        .hsm_command(&["fleet", "up", "--targets", file, "--on-error", "continue"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+}
+
+#[test]
+fn json_lines_stay_json_and_the_log_names_each_target() {
+    let (env, file, _) = fleet(2, None);
+    let odd = env.dir.path().join("sites").join("c\u{202e}gnp\u{1b}2J.db");
+    std::fs::write(&file, format!("sites/site00.db\n{}\n", odd.display())).unwrap();
+    let run = env.hsm(&["fleet", "up", "--targets", file.to_str().unwrap(), "--json"]);
+    run.assert_success();
+    let (each, _) = lines(&run.stdout);
+    assert!(each.iter().any(|t| {
+        t["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("c\u{202e}gnp\u{1b}2J.db")
+    }));
+    assert!(
+        !run.stdout.contains('\u{1b}'),
+        "a raw escape reached stdout"
+    );
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(log.contains("site00.db"), "{log}");
+}
+
+#[test]
+fn a_version_the_set_lacks_or_an_endless_targets_file_is_the_command_lines_mistake() {
+    let (env, file, targets) = fleet(2, None);
+    env.hsm(&["fleet", "up", "99", "--targets", file.to_str().unwrap()])
+        .assert_code(2)
+        .assert_stderr_contains("there is no migration with version 99");
+    assert!(!targets[0].exists());
+    let zero = env.dir.path().join("zero.txt");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    env.hsm(&["fleet", "status", "--targets", zero.to_str().unwrap()])
+        .assert_code(2);
+    let fifo = env.dir.path().join("fifo.txt");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.hsm(&["fleet", "status", "--targets", fifo.to_str().unwrap()])
+        .assert_code(2);
+    std::fs::write(&file, "sites/**/*.db\n").unwrap();
+    env.hsm(&["fleet", "status", "--targets", file.to_str().unwrap()])
+        .assert_code(2)
+        .assert_stderr_contains("`**` is not supported");
+}

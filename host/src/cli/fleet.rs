@@ -26,6 +26,13 @@ pub(super) fn run(project: &Project, global: &Global, action: &FleetAction) -> R
     }
 }
 
+/// One JSON document on a line of its own, written raw (JSON escapes its own strings; the
+/// line writer would turn a `\u{202e}` into text that is not JSON, and cut long lines).
+fn json_line(out: &mut impl Write, value: &serde_json::Value) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
 fn options(args: &FleetArgs) -> FleetOptions {
     FleetOptions {
         parallel: usize::from(args.parallel),
@@ -50,7 +57,7 @@ fn migrate(
     let on_done = |done: TargetOutcome| {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = match as_json {
-            true => writeln!(out, "{}", target_json(&done)),
+            true => json_line(&mut *out, &target_json(&done)),
             false => writeln!(out, "{}", target_line(&done)),
         };
         let _ = out.flush();
@@ -66,15 +73,16 @@ fn migrate(
         &on_done,
     )?;
     let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
-    match as_json {
-        true => writeln!(out, "{}", json!({ "shape_version": 2, "summary": summary }))?,
+    // The verdict does not depend on the summary reaching a reader (`| head` closes it).
+    let _ = match as_json {
+        true => json_line(&mut out, &json!({ "shape_version": 2, "summary": summary })),
         false => writeln!(
             out,
             "Fleet: {} target(s): {} done, {} failed, {} not started.",
             summary.targets, summary.succeeded, summary.failed, summary.not_started
-        )?,
-    }
-    out.flush()?;
+        ),
+    };
+    let _ = out.flush();
     if summary.failed + summary.not_started > 0 {
         return Err(Reported(format!(
             "{} of {} target(s) failed and {} did not start",
@@ -141,12 +149,19 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
         match read {
             Ok(status) => {
                 *by_version.entry(status.current_version).or_default() += 1;
+                // The set's newest migration: a target ahead of the set does not count.
                 newest = newest.max(
                     status
                         .pending
                         .iter()
                         .map(|p| p.version)
-                        .chain(std::iter::once(status.current_version))
+                        .chain(
+                            status
+                                .applied
+                                .iter()
+                                .map(|row| row.version)
+                                .filter(|v| !status.missing_components.contains(v)),
+                        )
                         .max()
                         .unwrap_or(0),
                 );
@@ -158,92 +173,93 @@ fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
             }
         }
     }
-    for (target, status) in &lines {
-        match (status, global.json) {
-            (Ok(status), true) => writeln!(
-                out,
-                "{}",
-                json!({
-                    "target": target,
-                    "exists": status.exists,
-                    "current_version": status.current_version,
-                    "pending": status.pending.len(),
-                    "behind": status.current_version < newest,
-                    "changed_components": status.changed_components,
-                    "missing_components": status.missing_components,
-                    "interrupted": status.interrupted,
-                })
+    // The verdict does not depend on the report reaching a reader (`| head` closes it).
+    let printed = (|| -> std::io::Result<()> {
+        for (target, status) in &lines {
+            match (status, global.json) {
+                (Ok(status), true) => json_line(
+                    &mut out,
+                    &json!({
+                        "target": target,
+                        "exists": status.exists,
+                        "current_version": status.current_version,
+                        "pending": status.pending.len(),
+                        "behind": status.current_version < newest,
+                        "changed_components": status.changed_components,
+                        "missing_components": status.missing_components,
+                        "interrupted": status.interrupted,
+                    }),
+                )?,
+                (Ok(status), false) => {
+                    let mut notes = Vec::new();
+                    if status.current_version < newest {
+                        notes.push(format!("behind: {} pending", status.pending.len()));
+                    }
+                    if !status.changed_components.is_empty() {
+                        notes.push(format!("changed: {:?}", status.changed_components));
+                    }
+                    if !status.interrupted.is_empty() {
+                        notes.push(format!("interrupted: {:?}", status.interrupted));
+                    }
+                    if !status.exists {
+                        notes.push("no database yet".into());
+                    }
+                    writeln!(
+                        out,
+                        "version {:<6} {}{}",
+                        status.current_version,
+                        target,
+                        match notes.is_empty() {
+                            true => String::new(),
+                            false => format!("  ({})", notes.join("; ")),
+                        }
+                    )?;
+                }
+                (Err(error), true) => json_line(
+                    &mut out,
+                    &json!({
+                        "target": target,
+                        "status": "failed",
+                        "error": { "message": error.to_string(), "kind": error.kind() },
+                    }),
+                )?,
+                (Err(error), false) => writeln!(out, "FAILED         {target}: {error}")?,
+            }
+        }
+        let groups: Vec<serde_json::Value> = by_version
+            .iter()
+            .rev()
+            .map(|(version, count)| json!({ "version": version, "targets": count }))
+            .collect();
+        match global.json {
+            true => json_line(
+                &mut out,
+                &json!({
+                    "shape_version": 2,
+                    "summary": { "targets": targets.len(), "newest": newest, "by_version": groups, "failed": failed }
+                }),
             )?,
-            (Ok(status), false) => {
-                let mut notes = Vec::new();
-                if status.current_version < newest {
-                    notes.push(format!("behind: {} pending", status.pending.len()));
-                }
-                if !status.changed_components.is_empty() {
-                    notes.push(format!("changed: {:?}", status.changed_components));
-                }
-                if !status.interrupted.is_empty() {
-                    notes.push(format!("interrupted: {:?}", status.interrupted));
-                }
-                if !status.exists {
-                    notes.push("no database yet".into());
-                }
+            false => {
+                let shown: Vec<String> = by_version
+                    .iter()
+                    .rev()
+                    .map(|(version, count)| format!("{count} at version {version}"))
+                    .collect();
                 writeln!(
                     out,
-                    "version {:<6} {}{}",
-                    status.current_version,
-                    target,
-                    match notes.is_empty() {
-                        true => String::new(),
-                        false => format!("  ({})", notes.join("; ")),
+                    "Fleet: {} target(s): {}{} (newest migration: {newest}).",
+                    targets.len(),
+                    shown.join(", "),
+                    match failed {
+                        0 => String::new(),
+                        n => format!(", {n} unreadable"),
                     }
                 )?;
             }
-            (Err(error), true) => writeln!(
-                out,
-                "{}",
-                json!({
-                    "target": target,
-                    "status": "failed",
-                    "error": { "message": error.to_string(), "kind": error.kind() },
-                })
-            )?,
-            (Err(error), false) => writeln!(out, "FAILED         {target}: {error}")?,
         }
-    }
-    let groups: Vec<serde_json::Value> = by_version
-        .iter()
-        .rev()
-        .map(|(version, count)| json!({ "version": version, "targets": count }))
-        .collect();
-    match global.json {
-        true => writeln!(
-            out,
-            "{}",
-            json!({
-                "shape_version": 2,
-                "summary": { "targets": targets.len(), "newest": newest, "by_version": groups, "failed": failed }
-            })
-        )?,
-        false => {
-            let shown: Vec<String> = by_version
-                .iter()
-                .rev()
-                .map(|(version, count)| format!("{count} at version {version}"))
-                .collect();
-            writeln!(
-                out,
-                "Fleet: {} target(s): {}{} (newest migration: {newest}).",
-                targets.len(),
-                shown.join(", "),
-                match failed {
-                    0 => String::new(),
-                    n => format!(", {n} unreadable"),
-                }
-            )?;
-        }
-    }
-    out.flush()?;
+        out.flush()
+    })();
+    drop(printed);
     if failed > 0 {
         return Err(Reported(format!("{failed} target(s) could not be read")).into());
     }

@@ -24,9 +24,43 @@ pub(super) fn other_owner(database: &Path, dir: &Path) -> Option<String> {
 }
 
 /// Refuses `dir` when it holds the backups of another database of the same file name; marks
-/// it as `database`'s when nobody's.
+/// it as `database`'s when nobody's. Claiming is one step (`create_new`): two databases of the
+/// same name backed up at once (a fleet's `--parallel`) cannot both take the directory.
 pub(super) fn claim(database: &Path, dir: &Path) -> Result<()> {
-    if let Some(owner) = other_owner(database, dir) {
+    let marker = marker(database, dir);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&marker)
+        .and_then(|mut file| {
+            use std::io::Write;
+            writeln!(file, "{}", database.display())
+        });
+    match written {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            tracing::debug!("cannot write {}: {e}", marker.display());
+            return Ok(());
+        }
+    }
+    // Someone's marker; an empty one is being written this moment: wait for its name.
+    for _ in 0..100 {
+        let owner = crate::files::read_regular(&marker, MAX_MARKER)
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .trim_end_matches('\n')
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        if owner.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        if owner == database.to_string_lossy() {
+            return Ok(());
+        }
         return Err(Error::Backup {
             path: dir.to_owned(),
             reason: format!(
@@ -34,24 +68,9 @@ pub(super) fn claim(database: &Path, dir: &Path) -> Result<()> {
                  --backup-dir (or, if that database was moved here, remove {})",
                 crate::text::neutralize(&owner, 1024),
                 file_name(database),
-                marker(database, dir).display()
+                marker.display()
             ),
         });
-    }
-    let marker = marker(database, dir);
-    if fs::symlink_metadata(&marker).is_err() {
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&marker)
-            .and_then(|mut file| {
-                use std::io::Write;
-                writeln!(file, "{}", database.display())
-            });
-        if let Err(e) = written {
-            tracing::debug!("cannot write {}: {e}", marker.display());
-        }
     }
     Ok(())
 }
