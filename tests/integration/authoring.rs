@@ -272,14 +272,7 @@ fn declare_writes_only_regular_files_it_read_whole_and_keeps_their_mode() {
     assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
     env.hsm(&["declare", "/dev/zero", "--dialects", "sqlite"])
         .assert_code(2);
-    let fifo = env.dir.path().join("fifo.wasm");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = crate::support::fifo(&env.dir.path().join("fifo.wasm"));
     env.hsm(&["declare", fifo.to_str().unwrap(), "--dialects", "sqlite"])
         .assert_code(2);
 }

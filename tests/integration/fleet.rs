@@ -383,14 +383,7 @@ fn a_version_the_set_lacks_or_an_endless_targets_file_is_the_command_lines_mista
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     env.hsm(&["fleet", "status", "--targets", zero.to_str().unwrap()])
         .assert_code(2);
-    let fifo = env.dir.path().join("fifo.txt");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = crate::support::fifo(&env.dir.path().join("fifo.txt"));
     env.hsm(&["fleet", "status", "--targets", fifo.to_str().unwrap()])
         .assert_code(2);
     std::fs::write(&file, "sites/**/*.db\n").unwrap();

@@ -326,3 +326,10 @@ pub fn sha256_file(path: &Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A FIFO at `path` (a file that never ends when read), for the hostile-file tests.
+pub fn fifo(path: &Path) -> PathBuf {
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+    path.to_owned()
+}
