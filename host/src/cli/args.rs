@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::fleet_args::{FleetAction, FleetArgs, OnErrorArg};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use hsm_host::runtime::Compiler;
 
@@ -236,6 +237,17 @@ impl Global {
         }
     }
 
+    /// The compile cache: `--cache-dir`, else the user's, none with `--no-cache`.
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        match self.no_cache {
+            true => None,
+            false => self
+                .cache_dir
+                .clone()
+                .or_else(hsm_host::runtime::cache::default_dir),
+        }
+    }
+
     /// Where a server's dumps go: `--backup-dir`, else `backups/` beside the migrations
     /// directory (a URL has no directory of its own).
     pub fn server_backup_dir(&self) -> PathBuf {
@@ -431,58 +443,6 @@ pub enum Command {
     Fleet {
         #[command(subcommand)]
         action: FleetAction,
-    },
-}
-
-/// The targets and pace of `hsm-host fleet …`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct FleetArgs {
-    /// File of targets: one SQLite database path (relative to the file; globs such as
-    /// `data/*.db`) or PostgreSQL URL a line, `#` comments
-    #[arg(long, value_name = "FILE")]
-    pub targets: PathBuf,
-    /// How many targets migrate at once
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub parallel: u16,
-    /// After a target fails: start no new one (stop; running ones finish) or run them all
-    #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
-    pub on_error: OnErrorArg,
-    /// Run the first K targets one by one before the rest; any failure among them stops the
-    /// fleet
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub canary: usize,
-}
-
-/// `--on-error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnErrorArg {
-    /// Start no new target after a failure.
-    Stop,
-    /// Run every target.
-    Continue,
-}
-
-/// `hsm-host fleet …`.
-#[derive(Debug, Subcommand)]
-pub enum FleetAction {
-    /// Each target's version, grouped: which are behind, changed or interrupted
-    Status {
-        #[command(flatten)]
-        fleet: FleetArgs,
-    },
-    /// Apply pending migrations on every target, all of them or up to TARGET
-    Up {
-        /// Version to migrate each target up to [default: the newest]
-        target: Option<u64>,
-        #[command(flatten)]
-        fleet: FleetArgs,
-    },
-    /// Roll back on every target: the newest migration, or every one above TARGET (0 = all)
-    Down {
-        /// Version to roll each target back to
-        target: Option<u64>,
-        #[command(flatten)]
-        fleet: FleetArgs,
     },
 }
 

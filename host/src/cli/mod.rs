@@ -7,6 +7,7 @@ mod args;
 mod bar;
 mod config;
 mod fleet;
+mod fleet_args;
 mod logging;
 mod report;
 mod server;
@@ -402,13 +403,7 @@ fn sql_options(global: &Global) -> hsm_host::pack::SqlOptions {
 fn project(global: &Global) -> Result<Project> {
     let tracking =
         Tracking::with_prefix(&global.tracking_prefix).map_err(|e| UsageError(e.to_string()))?;
-    let cache_dir = match global.no_cache {
-        true => None,
-        false => global
-            .cache_dir
-            .clone()
-            .or_else(hsm_host::runtime::cache::default_dir),
-    };
+    let cache_dir = global.compile_cache_dir();
     let backups = BackupConfig {
         dir: global.backup_dir.clone(),
         keep: global.keep_backups,

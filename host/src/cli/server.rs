@@ -115,13 +115,7 @@ pub(super) fn server_project(global: &Global, url: &str) -> hsm_host::Result<Ser
         "" => "hsm".to_owned(),
         prefix => prefix.trim_end_matches('_').to_owned(),
     };
-    let cache_dir = match global.no_cache {
-        true => None,
-        false => global
-            .cache_dir
-            .clone()
-            .or_else(hsm_host::runtime::cache::default_dir),
-    };
+    let cache_dir = global.compile_cache_dir();
     Ok(ServerProject::new(url, &global.migrations)?
         .with_sql(sql_options(global))
         .with_schema(&schema)
