@@ -179,7 +179,17 @@ fn a_failing_canary_stops_the_fleet_whatever_on_error_says() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("FAILED       "), "{}", run.stdout);
+    // A table: its header, then a row per target in the target column's width.
+    let mut rows = run.stdout.lines();
+    let header = rows.next().unwrap();
+    assert!(
+        header.starts_with("TARGET") && header.contains("STATUS"),
+        "{header}"
+    );
+    let failed = run.stdout.lines().find(|l| l.contains("FAILED")).unwrap();
+    let column = header.find("STATUS").unwrap();
+    assert_eq!(failed.find("FAILED"), Some(column), "{}", run.stdout);
+    assert!(failed.contains("migration 2 (tags) failed"), "{failed}");
     assert!(!targets[2].exists());
     // Without a failure, the canary runs first and the rest follow.
     rusqlite::Connection::open(&targets[1])
@@ -220,7 +230,7 @@ fn a_targets_file_that_names_nothing_usable_is_a_usage_error() {
     std::fs::write(&file, "# nothing\nsites/*.nothing\n").unwrap();
     let run = env.hsm(&["fleet", "up", "--targets", file.to_str().unwrap()]);
     run.assert_code(2);
-    assert!(run.stderr.contains("matches no file"), "{}", run.stderr);
+    assert!(run.stderr.contains("matches no database"), "{}", run.stderr);
     std::fs::write(&file, "# nothing at all\n").unwrap();
     env.hsm(&["fleet", "status", "--targets", file.to_str().unwrap()])
         .assert_code(2)
@@ -390,4 +400,95 @@ fn a_version_the_set_lacks_or_an_endless_targets_file_is_the_command_lines_mista
     env.hsm(&["fleet", "status", "--targets", file.to_str().unwrap()])
         .assert_code(2)
         .assert_stderr_contains("`**` is not supported");
+}
+
+#[test]
+fn the_settings_file_names_the_fleet_and_its_pace_and_the_command_line_wins() {
+    let (env, _, targets) = fleet(6, Some(4));
+    let config = env.dir.path().join("hsm.toml");
+    std::fs::write(
+        &config,
+        "[fleet]\ntargets = [\"sites/site00.db\", \"sites/site01.db  # the first two\"]\n\
+         on_error = \"continue\"\nparallel = 2\n\n\
+         [env.all.fleet]\ntargets = \"all.txt\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        env.dir.path().join("all.txt"),
+        (0..6)
+            .map(|i| format!("sites/site{i:02}.db\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = env.hsm(&["fleet", "up", "--config", config, "--json"]);
+    run.assert_success();
+    let (each, summary) = lines(&run.stdout);
+    assert_eq!(summary["targets"], 2, "{}", run.stdout);
+    assert_eq!(count(&each, "done"), 2);
+    assert!(!targets[2].exists());
+    // [env.all.fleet] names the file of all six; its on_error (continue, from [fleet]) runs
+    // past the poisoned one, and the failure's line says what it did and where it failed.
+    let run = env.hsm(&["fleet", "up", "--config", config, "--env", "all", "--json"]);
+    run.assert_code(1);
+    let (each, summary) = lines(&run.stdout);
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["failed"].as_u64()),
+        (Some(5), Some(1))
+    );
+    let failed = each.iter().find(|t| t["status"] == "failed").unwrap();
+    assert!(
+        failed["target"].as_str().unwrap().ends_with("site04.db"),
+        "{failed}"
+    );
+    assert_eq!(failed["applied"], serde_json::json!([1]), "{failed}");
+    assert_eq!(failed["error"]["kind"], "migration_failed", "{failed}");
+    assert_eq!(failed["error"]["version"], 2, "{failed}");
+    assert_eq!(
+        failed["error"]["completed"],
+        serde_json::json!([1]),
+        "{failed}"
+    );
+    assert!(
+        failed["error"]["cause"].as_str().unwrap().contains("tags"),
+        "{failed}"
+    );
+    // The command line's --on-error stop wins over the file's continue: rolled back, then
+    // up again with the poisoned one first, nothing after it starts.
+    env.hsm(&["fleet", "down", "0", "--config", config, "--env", "all"])
+        .assert_success();
+    std::fs::write(
+        env.dir.path().join("all.txt"),
+        "sites/site04.db\nsites/site00.db\nsites/site01.db\n",
+    )
+    .unwrap();
+    let run = env.hsm(&[
+        "fleet",
+        "up",
+        "--config",
+        config,
+        "--env",
+        "all",
+        "--on-error",
+        "stop",
+        "--parallel",
+        "1",
+        "--json",
+    ]);
+    run.assert_code(1);
+    let (_, summary) = lines(&run.stdout);
+    assert_eq!(summary["not_started"], 2, "{}", run.stdout);
+    // Without targets anywhere, the command says where to give them.
+    std::fs::write(env.dir.path().join("hsm.toml"), "[fleet]\nparallel = 2\n").unwrap();
+    env.hsm(&["fleet", "status", "--config", config])
+        .assert_code(2)
+        .assert_stderr_contains("--targets FILE");
+    // A pace that makes no sense is refused before anything runs.
+    std::fs::write(env.dir.path().join("hsm.toml"), "[fleet]\nparallel = 0\n").unwrap();
+    env.hsm(&["fleet", "up", "--config", config, "--targets", "all.txt"])
+        .assert_code(2)
+        .assert_stderr_contains("fleet.parallel");
+    // `status` runs one target at a time and takes no pace.
+    env.hsm(&["fleet", "status", "--targets", "all.txt", "--parallel", "2"])
+        .assert_code(2);
 }

@@ -221,3 +221,46 @@ fn a_closed_pipe_is_a_quiet_exit() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_fleet_on_a_terminal_draws_a_bar_of_targets_over_its_table() {
+    let env = Env::empty();
+    std::fs::write(env.migrations.join("1_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(env.migrations.join("1_a.down.sql"), "DROP TABLE a;").unwrap();
+    let targets = env.dir.path().join("targets.txt");
+    std::fs::write(
+        &targets,
+        (0..12)
+            .map(|i| format!("sites/s{i:02}.db\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::create_dir(env.dir.path().join("sites")).unwrap();
+    let shown = on_a_terminal(
+        &env,
+        &[
+            "fleet",
+            "up",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--parallel",
+            "2",
+        ],
+    );
+    assert!(shown.contains("fleet up ["), "{shown}");
+    assert!(shown.contains("/12 targets"), "{shown}");
+    assert!(shown.contains("TARGET"), "{shown}");
+    assert!(
+        shown.contains("Fleet: 12 target(s): 12 done, 0 failed"),
+        "{shown}"
+    );
+    // The table reports each target: the run's info lines stay in the log file.
+    assert!(!shown.contains(" INFO "), "{shown}");
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(log.contains("s11.db"), "{log}");
+    // Into a pipe: the table, no bar.
+    let piped = env.hsm(&["fleet", "down", "--targets", targets.to_str().unwrap()]);
+    piped.assert_success();
+    assert!(!piped.stderr.contains("fleet down ["), "{}", piped.stderr);
+    assert!(piped.stdout.starts_with("TARGET"), "{}", piped.stdout);
+}

@@ -48,6 +48,65 @@ fn no_attack_takes_the_host_past_max_memory_plus_its_overhead() {
     }
 }
 
+/// A fleet of 1,000 databases streams: each target's run is let go when it finishes, so the
+/// process peaks where a fleet of 20 does, and no file stays open (the fleet runs under a
+/// limit of 64 open files).
+#[test]
+fn a_fleet_of_a_thousand_holds_no_more_than_a_fleet_of_twenty() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::empty();
+    std::fs::write(env.migrations.join("1_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(env.migrations.join("1_a.down.sql"), "DROP TABLE a;").unwrap();
+    let fleet = |n: usize| {
+        let dir = env.dir.path().join(format!("fleet{n}"));
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("targets.txt");
+        let lines: String = (0..n).map(|i| format!("site{i:04}.db\n")).collect();
+        std::fs::write(&file, lines).unwrap();
+        let mut cmd = env.hsm_command(&[
+            "fleet",
+            "up",
+            "--targets",
+            file.to_str().unwrap(),
+            "--parallel",
+            "4",
+        ]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 64,
+                    rlim_max: 64,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let (code, stderr, peak) = run_measuring_peak_rss(&mut cmd);
+        assert_eq!(code, 0, "{n} targets: {stderr}");
+        for i in [0, n / 2, n - 1] {
+            let db = rusqlite::Connection::open(dir.join(format!("site{i:04}.db"))).unwrap();
+            assert_eq!(support::applied(&db), [1]);
+        }
+        peak
+    };
+    let small = fleet(20);
+    let large = fleet(1000);
+    eprintln!(
+        "peak RSS: 20 targets {} KiB, 1,000 targets {} KiB",
+        small >> 10,
+        large >> 10
+    );
+    assert!(
+        large <= small + (16 << 20),
+        "1,000 targets peaked at {} MiB, 20 at {} MiB",
+        large >> 20,
+        small >> 20
+    );
+}
+
 /// Runs `cmd` to its end; its exit code, stderr and peak resident memory in bytes.
 #[expect(clippy::zombie_processes, reason = "wait4 below reaps the child")]
 fn run_measuring_peak_rss(cmd: &mut std::process::Command) -> (i32, String, u64) {

@@ -1,12 +1,14 @@
 //! `fleet`: 100 SQLite databases × the nine examples (seven Rust, one Python, one JavaScript)
 //! with `hsm-host fleet up`, against what operators did before it: a shell loop of
-//! `hsm-host up`, one process (and one load of the set) per database.
+//! `hsm-host up`, one process (and one load of the set) per database. Then the peak memory of
+//! a fleet of 100 and of 1,000 databases (one small SQL migration each): a fleet streams, so
+//! the two should match.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Bench;
-use crate::measure::{Report, run_process};
+use crate::measure::{Report, peak_rss_kib, run_process};
 
 const TARGETS: usize = 100;
 
@@ -85,4 +87,45 @@ pub(crate) fn fleet(bench: &Bench, report: &mut Report) {
             "(first measure)",
         );
     }
+    peak_by_size(bench, report, &dir);
+}
+
+/// Peak RSS of `fleet up --parallel 4` over 100 and 1,000 new databases.
+fn peak_by_size(bench: &Bench, report: &mut Report, dir: &Path) {
+    let migrations = dir.join("small-set");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("1_a.up.sql"), "CREATE TABLE a (x);").unwrap();
+    std::fs::write(migrations.join("1_a.down.sql"), "DROP TABLE a;").unwrap();
+    let mut peaks = Vec::new();
+    for n in [100, 1000] {
+        let sites = dir.join(format!("peak-{n}"));
+        std::fs::create_dir_all(&sites).unwrap();
+        let file = sites.join("targets.txt");
+        let lines: String = (0..n).map(|i| format!("site{i:04}.db\n")).collect();
+        std::fs::write(&file, lines).unwrap();
+        let log = dir.join("migration.log");
+        peaks.push(peak_rss_kib(&[
+            bench.hsm,
+            "--migrations",
+            migrations.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+            "fleet",
+            "up",
+            "--targets",
+            file.to_str().unwrap(),
+            "--parallel",
+            "4",
+        ]));
+        std::fs::remove_dir_all(&sites).unwrap();
+    }
+    report.absolute(
+        "peak RSS, fleet up --parallel 4: 100 / 1,000 databases",
+        format!(
+            "{:.1} / {:.1} MiB",
+            peaks[0] as f64 / 1024.0,
+            peaks[1] as f64 / 1024.0
+        ),
+        "1,000 within 10% of 100",
+    );
 }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::fleet_args::{FleetAction, FleetArgs, OnErrorArg};
+pub use super::fleet_args::{
+    ConfiguredTargets, FleetAction, FleetConfig, FleetPace, FleetTargets, OnErrorArg,
+};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use hsm_host::runtime::Compiler;
 
@@ -49,6 +51,10 @@ pub struct Global {
     /// The options the settings file gave (not the command line or the environment).
     #[arg(skip)]
     pub from_config: Vec<&'static str>,
+
+    /// The settings file's [fleet] table.
+    #[arg(skip)]
+    pub fleet: FleetConfig,
 
     /// The SQLite database to migrate (parent directories are created), or a PostgreSQL server's
     /// URL (postgresql://user:password@host/database; see docs/postgresql.md)

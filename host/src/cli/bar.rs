@@ -1,5 +1,7 @@
-//! The terminal's progress bar for migrations that report progress: drawn on stderr only when
-//! it is a terminal and the output is not `--json`; never in the log file.
+//! The terminal's progress bars: for migrations that report progress, and for a fleet's
+//! targets. Drawn on stderr only when it is a terminal and the output is not `--json`; never in
+//! the log file. Log lines for stderr are written around the fleet's bar ([`suspended`]), so
+//! neither draws over the other.
 
 use std::sync::Mutex;
 
@@ -74,6 +76,55 @@ impl ProgressSink for Bar {
     }
 }
 
+/// The fleet's bar while it is drawn, for the log lines written around it.
+static FLEET_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// A fleet's bar on stderr: targets finished of all, failures in its message. Cleared when
+/// dropped.
+pub struct FleetBar(ProgressBar);
+
+impl FleetBar {
+    pub fn stderr(direction: &str, targets: u64) -> Self {
+        Self::on(ProgressDrawTarget::stderr(), direction, targets)
+    }
+
+    fn on(target: ProgressDrawTarget, direction: &str, targets: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(targets), target);
+        let template = "fleet {prefix} [{bar:30}] {pos}/{len} targets{msg} ({elapsed}, {eta} left)";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(direction.to_owned());
+        *FLEET_BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
+        Self(bar)
+    }
+
+    /// Writes with the bar out of the way, then counts a finished target (and a failure).
+    pub fn finished(&self, failures: usize, write: impl FnOnce()) {
+        self.0.suspend(write);
+        if failures > 0 {
+            self.0.set_message(format!(", {failures} failed"));
+        }
+        self.0.inc(1);
+    }
+}
+
+impl Drop for FleetBar {
+    fn drop(&mut self) {
+        FLEET_BAR.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.0.finish_and_clear();
+    }
+}
+
+/// Runs `write` with the fleet's bar (if one is drawn) cleared from the terminal.
+pub fn suspended<R>(write: impl FnOnce() -> R) -> R {
+    let bar = FLEET_BAR.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +150,26 @@ mod tests {
         assert!(TERM.get().unwrap().contents().contains("1000/1000 (100%"));
         bar.finish("migration 3 (normalize)");
         assert_eq!(TERM.get().unwrap().contents().trim(), "");
+    }
+
+    #[test]
+    fn a_fleet_bar_counts_targets_and_failures_and_clears_when_dropped() {
+        let term = InMemoryTerm::new(4, 120);
+        let bar = FleetBar::on(
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+            "up",
+            50,
+        );
+        bar.finished(0, || {});
+        bar.finished(1, || {});
+        let screen = term.contents();
+        assert!(screen.contains("fleet up"), "{screen:?}");
+        assert!(screen.contains("2/50 targets, 1 failed"), "{screen:?}");
+        let mut wrote = false;
+        suspended(|| wrote = true);
+        assert!(wrote);
+        drop(bar);
+        assert_eq!(term.contents().trim(), "");
+        assert!(FLEET_BAR.lock().unwrap().is_none());
     }
 }

@@ -12,7 +12,7 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use super::args::Global;
+use super::args::{ConfiguredTargets, Global, OnErrorArg};
 
 /// The file looked for in the working directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "hsm.toml";
@@ -54,6 +54,25 @@ struct Settings {
     lock_timeout: Option<u64>,
     single_transaction: Option<bool>,
     placeholders: Option<BTreeMap<String, String>>,
+    fleet: Option<FleetSettings>,
+}
+
+/// `[fleet]`: what `hsm-host fleet` takes when its command line does not say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetSettings {
+    targets: Option<TargetsSetting>,
+    parallel: Option<u16>,
+    on_error: Option<OnErrorArg>,
+    canary: Option<usize>,
+}
+
+/// `targets`: a targets file's path, or the targets themselves.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TargetsSetting {
+    File(PathBuf),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +126,7 @@ pub fn apply(global: &mut Global, matches: &ArgMatches) -> Result<Option<PathBuf
     };
     // The environment's settings first, then the file's own.
     for settings in chosen.into_iter().chain([file.settings]) {
-        fill(global, matches, settings, &base)
+        fill(global, matches, settings, &base, &path)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
     }
     Ok(Some(path))
@@ -159,7 +178,13 @@ fn unset(matches: &ArgMatches, id: &str) -> bool {
     )
 }
 
-fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> Result<()> {
+fn fill(
+    global: &mut Global,
+    matches: &ArgMatches,
+    s: Settings,
+    base: &Path,
+    file: &Path,
+) -> Result<()> {
     let path = |p: PathBuf| base.join(p);
     // Each key is taken once: the first table that sets it (the environment's) wins.
     macro_rules! take {
@@ -225,6 +250,9 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
         single_transaction,
         s.single_transaction
     );
+    if let Some(fleet) = s.fleet {
+        fill_fleet(global, fleet, base, file)?;
+    }
     // Placeholders add up: the command line's win over the file's of the same name.
     if let Some(values) = s.placeholders {
         for (name, value) in values {
@@ -232,6 +260,35 @@ fn fill(global: &mut Global, matches: &ArgMatches, s: Settings, base: &Path) -> 
                 global.placeholders.push((name, value));
             }
         }
+    }
+    Ok(())
+}
+
+/// The `[fleet]` keys not already taken (from an `[env.NAME.fleet]` table); the command line
+/// overrides them when `hsm-host fleet` runs.
+fn fill_fleet(global: &mut Global, s: FleetSettings, base: &Path, file: &Path) -> Result<()> {
+    let fleet = &mut global.fleet;
+    if let Some(parallel) = s.parallel {
+        if !(1..=256).contains(&parallel) {
+            bail!("fleet.parallel: {parallel} is not in 1..=256");
+        }
+        fleet.parallel.get_or_insert(parallel);
+    }
+    if let Some(on_error) = s.on_error {
+        fleet.on_error.get_or_insert(on_error);
+    }
+    if let Some(canary) = s.canary {
+        fleet.canary.get_or_insert(canary);
+    }
+    if fleet.targets.is_none() {
+        fleet.targets = s.targets.map(|targets| match targets {
+            TargetsSetting::File(path) => ConfiguredTargets::File(base.join(path)),
+            TargetsSetting::List(entries) => ConfiguredTargets::List {
+                entries,
+                base: base.to_owned(),
+                origin: format!("fleet.targets in {}", file.display()),
+            },
+        });
     }
     Ok(())
 }

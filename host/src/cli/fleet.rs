@@ -1,66 +1,122 @@
-//! `hsm-host fleet status|up|down`: a line per target as it finishes (JSON with `--json`),
-//! then a summary; exit 1 when any target failed or was not started.
+//! `hsm-host fleet status|up|down`: a row of a table per target as it finishes (a JSON line
+//! with `--json`; on a terminal, under a progress bar), then a summary; exit 1 when any target
+//! failed or was not started.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use hsm_host::fleet::{self, FleetOptions, OnError, Outcome, TargetOutcome};
 use hsm_host::{Direction, Project};
 use serde_json::json;
 
-use super::args::{FleetAction, FleetArgs, Global, OnErrorArg};
-use super::{Reported, sink};
+use super::args::{ConfiguredTargets, FleetAction, FleetPace, FleetTargets, Global, OnErrorArg};
+use super::{Reported, UsageError, sink};
 
 /// Runs `action` for the set `project` names.
 pub(super) fn run(project: &Project, global: &Global, action: &FleetAction) -> Result<()> {
     match action {
-        FleetAction::Status { fleet } => status(project, global, fleet),
-        FleetAction::Up { target, fleet } => {
-            migrate(project, global, fleet, Direction::Up, *target)
+        FleetAction::Status { targets: args } => {
+            super::fleet_status::status(project, global, &targets(global, args)?)
         }
-        FleetAction::Down { target, fleet } => {
-            migrate(project, global, fleet, Direction::Down, *target)
-        }
+        FleetAction::Up {
+            target,
+            targets,
+            pace,
+        } => migrate(project, global, targets, pace, Direction::Up, *target),
+        FleetAction::Down {
+            target,
+            targets,
+            pace,
+        } => migrate(project, global, targets, pace, Direction::Down, *target),
+    }
+}
+
+/// The targets: `--targets FILE`, else `targets` in the settings file's `[fleet]`.
+fn targets(global: &Global, args: &FleetTargets) -> Result<Vec<PathBuf>> {
+    if let Some(file) = &args.targets {
+        return Ok(fleet::read_targets(file)?);
+    }
+    match &global.fleet.targets {
+        Some(ConfiguredTargets::File(file)) => Ok(fleet::read_targets(file)?),
+        Some(ConfiguredTargets::List {
+            entries,
+            base,
+            origin,
+        }) => Ok(fleet::from_lines(
+            entries.iter().map(String::as_str),
+            base,
+            origin,
+            "entry",
+        )?),
+        None => Err(UsageError(
+            "which databases? Give --targets FILE, or `targets` in the [fleet] table of the \
+             settings file (hsm.toml)"
+                .into(),
+        )
+        .into()),
     }
 }
 
 /// One JSON document on a line of its own, written raw (JSON escapes its own strings; the
 /// line writer would turn a `\u{202e}` into text that is not JSON, and cut long lines).
-fn json_line(out: &mut impl Write, value: &serde_json::Value) -> std::io::Result<()> {
+pub(super) fn json_line(out: &mut impl Write, value: &serde_json::Value) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
 }
 
-fn options(args: &FleetArgs) -> FleetOptions {
+/// The command line's pace, else the settings file's, else the defaults.
+fn options(global: &Global, pace: &FleetPace) -> FleetOptions {
+    let config = &global.fleet;
     FleetOptions {
-        parallel: usize::from(args.parallel),
-        on_error: match args.on_error {
-            OnErrorArg::Stop => OnError::Stop,
-            OnErrorArg::Continue => OnError::Continue,
+        parallel: usize::from(pace.parallel.or(config.parallel).unwrap_or(1)),
+        on_error: match pace.on_error.or(config.on_error) {
+            Some(OnErrorArg::Continue) => OnError::Continue,
+            Some(OnErrorArg::Stop) | None => OnError::Stop,
         },
-        canary: args.canary,
+        canary: pace.canary.or(config.canary).unwrap_or(0),
     }
 }
 
 fn migrate(
     project: &Project,
     global: &Global,
-    args: &FleetArgs,
+    targets_args: &FleetTargets,
+    pace: &FleetPace,
     direction: Direction,
     version: Option<u64>,
 ) -> Result<()> {
-    let targets = fleet::read_targets(&args.targets)?;
-    let out = Mutex::new(sink::SafeOut::new(std::io::stdout()));
+    let targets = targets(global, targets_args)?;
     let as_json = global.json;
-    let on_done = |done: TargetOutcome| {
+    let table = Table::for_targets(&targets);
+    let out = Mutex::new(sink::SafeOut::new(std::io::stdout()));
+    if !as_json {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = match as_json {
-            true => json_line(&mut *out, &target_json(&done)),
-            false => writeln!(out, "{}", target_line(&done)),
-        };
+        let _ = writeln!(out, "{}", table.header());
         let _ = out.flush();
+    }
+    // A bar for a person at a terminal, rows printed above it as targets finish.
+    let bar = (!as_json && std::io::stderr().is_terminal())
+        .then(|| super::bar::FleetBar::stderr(direction.as_str(), targets.len() as u64));
+    let failures = AtomicUsize::new(0);
+    let on_done = |done: TargetOutcome| {
+        let failed = matches!(done.outcome, Outcome::Failed(_));
+        let failures =
+            failures.fetch_add(usize::from(failed), Ordering::Relaxed) + usize::from(failed);
+        let write = || {
+            let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = match as_json {
+                true => json_line(&mut *out, &target_json(&done)),
+                false => writeln!(out, "{}", table.row(&done)),
+            };
+            let _ = out.flush();
+        };
+        match &bar {
+            Some(bar) => bar.finished(failures, write),
+            None => write(),
+        }
     };
     let server = |url: &str| super::server::server_project(global, url);
     let summary = fleet::run(
@@ -69,9 +125,11 @@ fn migrate(
         &targets,
         direction,
         version,
-        options(args),
+        options(global, pace),
         &on_done,
-    )?;
+    );
+    drop(bar);
+    let summary = summary?;
     let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
     // The verdict does not depend on the summary reaching a reader (`| head` closes it).
     let _ = match as_json {
@@ -93,6 +151,8 @@ fn migrate(
     Ok(())
 }
 
+/// A target's JSON line. A failed target's `from` and `to` are null (its run did not
+/// finish); `applied` lists what it did before failing, which stays done.
 fn target_json(done: &TargetOutcome) -> serde_json::Value {
     let duration_ms = done.duration.as_millis() as u64;
     match &done.outcome {
@@ -105,163 +165,91 @@ fn target_json(done: &TargetOutcome) -> serde_json::Value {
             "duration_ms": duration_ms,
             "backup": run.backup,
         }),
-        Outcome::Failed(error) => json!({
-            "target": done.target,
-            "status": "failed",
-            "duration_ms": duration_ms,
-            "error": { "message": error.to_string(), "kind": error.kind() },
-        }),
+        Outcome::Failed(error) => {
+            let mut body = json!({ "message": error.to_string() });
+            super::report::add_library_error(&mut body, error);
+            json!({
+                "target": done.target,
+                "status": "failed",
+                "from": null,
+                "to": null,
+                "applied": completed(error),
+                "duration_ms": duration_ms,
+                "backup": null,
+                "error": body,
+            })
+        }
         Outcome::NotStarted => json!({ "target": done.target, "status": "not_started" }),
     }
 }
 
-fn target_line(done: &TargetOutcome) -> String {
-    let target = &done.target;
-    match &done.outcome {
-        Outcome::Done(run) => format!(
-            "done         {target}: {} -> {} ({} migration(s), {} ms)",
-            run.from,
-            run.to,
-            run.steps.len(),
-            done.duration.as_millis()
-        ),
-        Outcome::Failed(error) => format!("FAILED       {target}: {error}"),
-        Outcome::NotStarted => format!("not started  {target}"),
+/// What a failed run did before it failed.
+fn completed(error: &hsm_host::Error) -> &[u64] {
+    match error {
+        hsm_host::Error::MigrationFailed { completed, .. } => completed,
+        _ => &[],
     }
 }
 
-/// Each target's version and what needs attention, then the targets grouped by version.
-fn status(project: &Project, global: &Global, args: &FleetArgs) -> Result<()> {
-    let targets = fleet::read_targets(&args.targets)?;
-    let mut out = sink::SafeOut::new(std::io::stdout().lock());
-    let mut by_version: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut newest = 0;
-    let mut failed = 0;
-    let mut lines = Vec::new();
-    for target in &targets {
-        let read = match target
-            .to_str()
-            .filter(|t| hsm_host::server::is_server_url(t))
-        {
-            Some(url) => super::server::server_project(global, url).and_then(|p| p.status()),
-            None => project.clone().with_database(target).status(),
-        };
-        match read {
-            Ok(status) => {
-                *by_version.entry(status.current_version).or_default() += 1;
-                // The set's newest migration: a target ahead of the set does not count.
-                newest = newest.max(
-                    status
-                        .pending
-                        .iter()
-                        .map(|p| p.version)
-                        .chain(
-                            status
-                                .applied
-                                .iter()
-                                .map(|row| row.version)
-                                .filter(|v| !status.missing_components.contains(v)),
-                        )
-                        .max()
-                        .unwrap_or(0),
-                );
-                lines.push((fleet::shown(target), Ok(status)));
-            }
-            Err(error) => {
-                failed += 1;
-                lines.push((fleet::shown(target), Err(error)));
-            }
-        }
-    }
-    // The verdict does not depend on the report reaching a reader (`| head` closes it).
-    let printed = (|| -> std::io::Result<()> {
-        for (target, status) in &lines {
-            match (status, global.json) {
-                (Ok(status), true) => json_line(
-                    &mut out,
-                    &json!({
-                        "target": target,
-                        "exists": status.exists,
-                        "current_version": status.current_version,
-                        "pending": status.pending.len(),
-                        "behind": status.current_version < newest,
-                        "changed_components": status.changed_components,
-                        "missing_components": status.missing_components,
-                        "interrupted": status.interrupted,
-                    }),
-                )?,
-                (Ok(status), false) => {
-                    let mut notes = Vec::new();
-                    if status.current_version < newest {
-                        notes.push(format!("behind: {} pending", status.pending.len()));
-                    }
-                    if !status.changed_components.is_empty() {
-                        notes.push(format!("changed: {:?}", status.changed_components));
-                    }
-                    if !status.interrupted.is_empty() {
-                        notes.push(format!("interrupted: {:?}", status.interrupted));
-                    }
-                    if !status.exists {
-                        notes.push("no database yet".into());
-                    }
-                    writeln!(
-                        out,
-                        "version {:<6} {}{}",
-                        status.current_version,
-                        target,
-                        match notes.is_empty() {
-                            true => String::new(),
-                            false => format!("  ({})", notes.join("; ")),
-                        }
-                    )?;
-                }
-                (Err(error), true) => json_line(
-                    &mut out,
-                    &json!({
-                        "target": target,
-                        "status": "failed",
-                        "error": { "message": error.to_string(), "kind": error.kind() },
-                    }),
-                )?,
-                (Err(error), false) => writeln!(out, "FAILED         {target}: {error}")?,
-            }
-        }
-        let groups: Vec<serde_json::Value> = by_version
+/// The text report's columns: the target column as wide as the longest name (up to a point),
+/// known before the first row since the targets are.
+struct Table {
+    width: usize,
+}
+
+impl Table {
+    fn for_targets(targets: &[PathBuf]) -> Self {
+        let widest = targets
             .iter()
-            .rev()
-            .map(|(version, count)| json!({ "version": version, "targets": count }))
-            .collect();
-        match global.json {
-            true => json_line(
-                &mut out,
-                &json!({
-                    "shape_version": 2,
-                    "summary": { "targets": targets.len(), "newest": newest, "by_version": groups, "failed": failed }
-                }),
-            )?,
-            false => {
-                let shown: Vec<String> = by_version
-                    .iter()
-                    .rev()
-                    .map(|(version, count)| format!("{count} at version {version}"))
-                    .collect();
-                writeln!(
-                    out,
-                    "Fleet: {} target(s): {}{} (newest migration: {newest}).",
-                    targets.len(),
-                    shown.join(", "),
-                    match failed {
-                        0 => String::new(),
-                        n => format!(", {n} unreadable"),
-                    }
-                )?;
-            }
+            .map(|t| fleet::shown(t).chars().count())
+            .max()
+            .unwrap_or(0);
+        Self {
+            width: widest.clamp("TARGET".len(), 60),
         }
-        out.flush()
-    })();
-    drop(printed);
-    if failed > 0 {
-        return Err(Reported(format!("{failed} target(s) could not be read")).into());
     }
-    Ok(())
+
+    fn header(&self) -> String {
+        format!(
+            "{:<w$}  {:<11}  {:>13}  {:>7}  {:>8}",
+            "TARGET",
+            "STATUS",
+            "VERSION",
+            "STEPS",
+            "TIME",
+            w = self.width
+        )
+    }
+
+    fn row(&self, done: &TargetOutcome) -> String {
+        let ms = |d: std::time::Duration| format!("{} ms", d.as_millis());
+        let (status, versions, applied, time, error) = match &done.outcome {
+            Outcome::Done(run) => (
+                "done",
+                format!("{} -> {}", run.from, run.to),
+                run.steps.len().to_string(),
+                ms(done.duration),
+                String::new(),
+            ),
+            Outcome::Failed(error) => (
+                "FAILED",
+                "-".into(),
+                completed(error).len().to_string(),
+                ms(done.duration),
+                format!("  {error}"),
+            ),
+            Outcome::NotStarted => (
+                "not started",
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                String::new(),
+            ),
+        };
+        format!(
+            "{:<w$}  {status:<11}  {versions:>13}  {applied:>7}  {time:>8}{error}",
+            done.target,
+            w = self.width
+        )
+    }
 }

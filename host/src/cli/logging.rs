@@ -30,9 +30,24 @@ pub fn flush() {
 
 /// Installs the subscriber. The returned value flushes the log file when dropped; without a
 /// usable log file, logging goes on to stderr only (with a warning).
-pub fn init(verbose: u8, log_file: &Path, color: bool) -> Flush {
-    install(verbose, log_file, color);
+/// `quiet` (a fleet, whose table reports each target) keeps stderr to warnings and errors
+/// unless `-v`; the log file has everything either way.
+pub fn init(verbose: u8, log_file: &Path, color: bool, quiet: bool) -> Flush {
+    install(verbose, log_file, color, quiet);
     Flush
+}
+
+/// stderr, written around the fleet's progress bar when one is drawn.
+struct AroundBar;
+
+impl std::io::Write for AroundBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        super::bar::suspended(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// The log file's writer, made when the first line is logged: a command that logs nothing
@@ -80,18 +95,24 @@ impl<'a> MakeWriter<'a> for LazyLogFile {
     }
 }
 
-fn install(verbose: u8, log_file: &Path, color: bool) {
+fn install(verbose: u8, log_file: &Path, color: bool, quiet: bool) {
     let level = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
     // Our crate and guest output at the chosen level; the wasm engine only when it warns.
-    let stderr_filter =
-        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(directives(level)));
+    // A fleet's own lines (a target failed) are its table's rows: the log file has them.
+    let own = match quiet && verbose == 0 {
+        true => ",hsm_host::fleet=off",
+        false => "",
+    };
+    let stderr_filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(directives(level) + own));
     let stderr = fmt::layer()
         .fmt_fields(super::sink::fields())
-        .with_writer(std::io::stderr)
+        .with_writer(|| AroundBar)
         .with_ansi(color)
         .with_target(false)
         .without_time()

@@ -8,6 +8,7 @@ mod bar;
 mod config;
 mod fleet;
 mod fleet_args;
+mod fleet_status;
 mod logging;
 mod report;
 mod server;
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
                 args.global.verbose,
                 &args.global.log_path(),
                 args.global.color(),
+                matches!(args.command, Command::Fleet { .. }),
             )
         });
     // A hard stop (a migration SQLite kept past its deadline) ends the process from the
@@ -76,7 +78,9 @@ pub fn main() -> ExitCode {
         logging::flush();
     }));
     // A bar only for a person at a terminal: never under --json, never into a pipe or the log.
-    if !args.global.json && std::io::stderr().is_terminal() {
+    // (A fleet draws its own, of targets: its migrations' bars would take turns.)
+    let fleet = matches!(args.command, Command::Fleet { .. });
+    if !args.global.json && std::io::stderr().is_terminal() && !fleet {
         hsm_host::runtime::set_progress_sink(std::sync::Arc::new(bar::Bar::stderr()));
     }
     match run(&args) {

@@ -448,23 +448,29 @@ pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Resu
         "kind": "error",
     });
     if let Some(library) = error.downcast_ref::<hsm_host::Error>() {
-        body["kind"] = library.kind().into();
-        if let hsm_host::Error::MigrationFailed {
-            version,
-            name,
-            direction,
-            cause,
-            completed,
-            sqlite_code,
-        } = library
-        {
-            body["sqlite_code"] = (*sqlite_code).into();
-            body["version"] = (*version).into();
-            body["name"] = name.as_str().into();
-            body["direction"] = direction.as_str().into();
-            body["cause"] = cause.as_str().into();
-            body["completed"] = completed.clone().into();
-        }
+        add_library_error(&mut body, library);
     }
     json(&serde_json::json!({ "error": body }), out)
+}
+
+/// A library error's kind and, for a failed migration, which one and why, added to a JSON
+/// error `body` (the single run's and each fleet target's).
+pub fn add_library_error(body: &mut serde_json::Value, library: &hsm_host::Error) {
+    body["kind"] = library.kind().into();
+    if let hsm_host::Error::MigrationFailed {
+        version,
+        name,
+        direction,
+        cause,
+        completed,
+        sqlite_code,
+    } = library
+    {
+        body["sqlite_code"] = (*sqlite_code).into();
+        body["version"] = (*version).into();
+        body["name"] = name.as_str().into();
+        body["direction"] = direction.as_str().into();
+        body["cause"] = cause.as_str().into();
+        body["completed"] = completed.clone().into();
+    }
 }

@@ -19,6 +19,9 @@ use crate::plan::Direction;
 use crate::project::Project;
 use crate::server::ServerProject;
 
+mod targets;
+pub use targets::{from_lines, read_targets};
+
 /// What to do after a target failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
@@ -94,104 +97,6 @@ impl FleetSummary {
             Outcome::NotStarted => self.not_started += 1,
         }
     }
-}
-
-/// The targets a file lists: one SQLite path (relative to the file's directory) or
-/// PostgreSQL URL a line, `#` comments and blank lines left out, and a line with `*`, `?` or
-/// `[` a glob whose matches are taken in name order. A target named twice runs once.
-///
-/// # Errors
-/// [`Error::Fleet`] when the file cannot be read or a glob matches nothing.
-pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
-    let cannot = |why: String| Error::Fleet(format!("the targets file {}: {why}", file.display()));
-    // A regular file of a sane size: not a FIFO that never ends, nor a link to /dev/zero.
-    let bytes = hsm_store::files::open_regular(file, true)
-        .and_then(|(handle, meta)| hsm_store::files::read_capped(handle, &meta, MAX_TARGETS_FILE))
-        .map_err(cannot)?;
-    let text = String::from_utf8(bytes).map_err(|_| cannot("is not UTF-8 text".into()))?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    let mut targets: Vec<PathBuf> = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = || format!("{} line {}", file.display(), number + 1);
-        if crate::server::is_server_url(line) {
-            targets.push(PathBuf::from(line));
-            continue;
-        }
-        if line.contains(['*', '?', '[']) {
-            if line.contains("**") {
-                return Err(Error::Fleet(format!(
-                    "{}: `**` is not supported (it follows links into loops): name each \
-                     directory's pattern",
-                    at()
-                )));
-            }
-            // The file's own directory is a path, not a pattern (`d[x]/` stays itself).
-            let pattern = format!("{}/{line}", glob::Pattern::escape(&base.to_string_lossy()));
-            let mut matched: Vec<PathBuf> = glob::glob(&pattern)
-                .map_err(|e| Error::Fleet(format!("{}: not a glob: {e}", at())))?
-                .filter_map(std::result::Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
-            if matched.is_empty() {
-                return Err(Error::Fleet(format!(
-                    "{}: `{}` matches no file",
-                    at(),
-                    crate::text::neutralize(line, 200)
-                )));
-            }
-            matched.sort();
-            targets.extend(matched);
-        } else {
-            targets.push(base.join(line));
-        }
-    }
-    let targets = distinct(targets);
-    if targets.is_empty() {
-        return Err(Error::Fleet(format!(
-            "the targets file {} names no database",
-            file.display()
-        )));
-    }
-    Ok(targets)
-}
-
-/// The largest targets file read (a million lines of paths is ~64 MiB).
-const MAX_TARGETS_FILE: u64 = 64 << 20;
-
-/// Each database once, however it is spelled (`a.db`, `./a.db`, a link to it, an absolute
-/// path; a URL with another spelling of the same server, port and database): run twice, a
-/// `down` would roll one database back twice as far (found by the review).
-fn distinct(targets: Vec<PathBuf>) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    targets
-        .into_iter()
-        .filter(|target| {
-            let key = match target.to_str().filter(|t| crate::server::is_server_url(t)) {
-                Some(url) => hsm_postgres::Target::parse(url)
-                    .map(|t| format!("url:{}", t.identity()))
-                    .unwrap_or_else(|_| format!("text:{url}")),
-                None => match std::fs::metadata(target) {
-                    Ok(meta) => format!("file:{}:{}", meta.dev(), meta.ino()),
-                    // Not made yet: its directory's identity and its name.
-                    Err(_) => match (
-                        target.parent().map(std::fs::canonicalize),
-                        target.file_name(),
-                    ) {
-                        (Some(Ok(dir)), Some(name)) => {
-                            format!("new:{}", dir.join(name).display())
-                        }
-                        _ => format!("path:{}", target.display()),
-                    },
-                },
-            };
-            seen.insert(key)
-        })
-        .collect()
 }
 
 /// Runs `up` (or `down`) to `version` on every target with the set `project` names, loaded
@@ -374,47 +279,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_targets_file_lists_paths_globs_and_comments() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["b.db", "a.db", "c.sqlite"] {
-            std::fs::write(dir.path().join(name), b"").unwrap();
-        }
-        let file = dir.path().join("targets");
-        std::fs::write(
-            &file,
-            "# the installations\n\n  c.sqlite  \n*.db\na.db\nnew/one.db\n",
-        )
-        .unwrap();
-        let targets = read_targets(&file).unwrap();
-        let names: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                t.strip_prefix(dir.path())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(names, ["c.sqlite", "a.db", "b.db", "new/one.db"]);
-        std::fs::write(&file, "*.nothing\n").unwrap();
-        let error = read_targets(&file).unwrap_err().to_string();
-        assert!(error.contains("matches no file"), "{error}");
-        std::fs::write(&file, "# nothing\n").unwrap();
-        assert!(read_targets(&file).is_err());
-        std::fs::write(&file, "postgresql://u:secret@h/db\n").unwrap();
-        let targets = read_targets(&file).unwrap();
-        assert_eq!(targets, [PathBuf::from("postgresql://u:secret@h/db")]);
-        // (The port may come from PGPORT.)
-        let shown = shown(&targets[0]);
-        assert!(shown.starts_with("postgresql://u:***@h"), "{shown}");
-        assert!(!shown.contains("secret"), "{shown}");
-    }
 }

@@ -1,0 +1,241 @@
+//! A fleet's targets: the lines of a targets file (or the `targets` list of the settings
+//! file), each a SQLite path, a glob of them or a PostgreSQL URL.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The largest targets file read (a million lines of paths is ~64 MiB).
+const MAX_TARGETS_FILE: u64 = 64 << 20;
+
+/// The targets a file lists: one SQLite path (relative to the file's directory) or
+/// PostgreSQL URL a line, `#` comments (whole lines, or after a space) and blank lines left
+/// out, and a line with `*`, `?` or `[` a glob whose matches are taken in name order. A
+/// target named twice runs once.
+///
+/// # Errors
+/// [`Error::Fleet`] when the file cannot be read, a glob matches nothing or matches a file
+/// that is not a SQLite database.
+pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
+    let cannot = |why: String| Error::Fleet(format!("the targets file {}: {why}", file.display()));
+    // A regular file of a sane size: not a FIFO that never ends, nor a link to /dev/zero.
+    let bytes = hsm_store::files::open_regular(file, true)
+        .and_then(|(handle, meta)| hsm_store::files::read_capped(handle, &meta, MAX_TARGETS_FILE))
+        .map_err(cannot)?;
+    let text = String::from_utf8(bytes).map_err(|_| cannot("is not UTF-8 text".into()))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let origin = format!("the targets file {}", file.display());
+    from_lines(text.lines(), base, &origin, "line")
+}
+
+/// The targets `lines` name, as [`read_targets`] reads a file's lines: relative paths are
+/// taken from `base`, and errors name `origin` and the `item` (`line`, `entry`) and its number.
+///
+/// # Errors
+/// As [`read_targets`].
+pub fn from_lines<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    base: &Path,
+    origin: &str,
+    item: &str,
+) -> Result<Vec<PathBuf>> {
+    let mut targets: Vec<PathBuf> = Vec::new();
+    for (number, line) in lines.into_iter().enumerate() {
+        let line = without_comment(line.trim_start_matches('\u{feff}'));
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{origin} {item} {}", number + 1);
+        if crate::server::is_server_url(line) {
+            targets.push(PathBuf::from(line));
+        } else if line.contains(['*', '?', '[']) {
+            targets.extend(glob_databases(line, base, &at)?);
+        } else {
+            targets.push(base.join(line));
+        }
+    }
+    let targets = distinct(targets);
+    if targets.is_empty() {
+        return Err(Error::Fleet(format!("{origin} names no database")));
+    }
+    Ok(targets)
+}
+
+/// A line without its comment: a `#` that starts it, or follows a space or tab, begins one
+/// (`a.db  # the first site`); a `#` inside a name (`site#2.db`) does not.
+fn without_comment(line: &str) -> &str {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return "";
+    }
+    let cut = line
+        .char_indices()
+        .find(|&(i, c)| c == '#' && line[..i].ends_with([' ', '\t']))
+        .map_or(line.len(), |(i, _)| i);
+    line[..cut].trim_end()
+}
+
+/// The databases a glob matches, in name order. The files SQLite and hsm-host keep beside a
+/// database (`-wal`, `-shm`, `-journal`, `.lock`) are left out; anything else that is not a
+/// SQLite database (or an empty file, a database not written yet) is refused, since `*` in a
+/// directory of mixed files is more likely a slip than a wish to migrate a log file.
+fn glob_databases(line: &str, base: &Path, at: &dyn Fn() -> String) -> Result<Vec<PathBuf>> {
+    let refuse = |why: String| Error::Fleet(format!("{}: {why}", at()));
+    if line.contains("**") {
+        return Err(refuse(
+            "`**` is not supported (it follows links into loops): name each directory's pattern"
+                .into(),
+        ));
+    }
+    // The base directory is a path, not a pattern (`d[x]/` stays itself).
+    let pattern = format!("{}/{line}", glob::Pattern::escape(&base.to_string_lossy()));
+    let shown = crate::text::neutralize(line, 200);
+    let mut matched = Vec::new();
+    for entry in glob::glob(&pattern).map_err(|e| refuse(format!("not a glob: {e}")))? {
+        // A directory it cannot read would hide databases: said, not skipped.
+        let path = entry.map_err(|e| refuse(format!("`{shown}`: {e}")))?;
+        if !path.is_file() || is_companion(&path) {
+            continue;
+        }
+        if !is_sqlite_or_empty(&path) {
+            return Err(refuse(format!(
+                "`{shown}` matches {}, which is not a SQLite database: narrow the pattern \
+                 (or name the databases one a line)",
+                crate::text::neutralize(&path.display().to_string(), 200)
+            )));
+        }
+        matched.push(path);
+    }
+    if matched.is_empty() {
+        return Err(refuse(format!("`{shown}` matches no database")));
+    }
+    matched.sort();
+    Ok(matched)
+}
+
+/// A file SQLite or hsm-host keeps beside a database.
+fn is_companion(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    ["-wal", "-shm", "-journal", ".lock"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// Whether a file starts with SQLite's header, or is empty.
+fn is_sqlite_or_empty(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok((file, meta)) = hsm_store::files::open_regular(path, true) else {
+        return false;
+    };
+    if meta.len() == 0 {
+        return true;
+    }
+    let mut header = [0u8; 16];
+    file.take(16).read_exact(&mut header).is_ok() && &header == b"SQLite format 3\0"
+}
+
+/// Each database once, however it is spelled (`a.db`, `./a.db`, a link to it, an absolute
+/// path; a URL with another spelling of the same server, port and database): run twice, a
+/// `down` would roll one database back twice as far (found by the review).
+fn distinct(targets: Vec<PathBuf>) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    targets
+        .into_iter()
+        .filter(|target| {
+            let key = match target.to_str().filter(|t| crate::server::is_server_url(t)) {
+                Some(url) => hsm_postgres::Target::parse(url)
+                    .map(|t| format!("url:{}", t.identity()))
+                    .unwrap_or_else(|_| format!("text:{url}")),
+                None => match std::fs::metadata(target) {
+                    Ok(meta) => format!("file:{}:{}", meta.dev(), meta.ino()),
+                    // Not made yet: its directory's identity and its name.
+                    Err(_) => match (
+                        target.parent().map(std::fs::canonicalize),
+                        target.file_name(),
+                    ) {
+                        (Some(Ok(dir)), Some(name)) => {
+                            format!("new:{}", dir.join(name).display())
+                        }
+                        _ => format!("path:{}", target.display()),
+                    },
+                },
+            };
+            seen.insert(key)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path, targets: &[PathBuf]) -> Vec<String> {
+        targets
+            .iter()
+            .map(|t| t.strip_prefix(dir).unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_targets_file_lists_paths_globs_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "b.db",
+            "a.db",
+            "c.sqlite",
+            "a.db-wal",
+            "a.db.lock",
+            "b.db-journal",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let file = dir.path().join("targets");
+        std::fs::write(
+            &file,
+            "# the installations\n\n  c.sqlite  # the old one\n*.db*\na.db\nnew/site#2.db\n",
+        )
+        .unwrap();
+        let targets = read_targets(&file).unwrap();
+        assert_eq!(
+            names(dir.path(), &targets),
+            ["c.sqlite", "a.db", "b.db", "new/site#2.db"]
+        );
+        std::fs::write(&file, "*.nothing\n").unwrap();
+        let error = read_targets(&file).unwrap_err().to_string();
+        assert!(error.contains("matches no database"), "{error}");
+        std::fs::write(&file, "# nothing\n").unwrap();
+        assert!(read_targets(&file).is_err());
+        std::fs::write(&file, "postgresql://u:secret@h/db  # tenant 7\n").unwrap();
+        let targets = read_targets(&file).unwrap();
+        assert_eq!(targets, [PathBuf::from("postgresql://u:secret@h/db")]);
+        // (The port may come from PGPORT.)
+        let shown = super::super::shown(&targets[0]);
+        assert!(shown.starts_with("postgresql://u:***@h"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_glob_that_takes_in_a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("made.db");
+        rusqlite::Connection::open(&made)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not a database").unwrap();
+        let lines = ["*.db"];
+        let targets = from_lines(lines, dir.path(), "the settings", "entry").unwrap();
+        assert_eq!(targets, [made]);
+        let error = from_lines(["*"], dir.path(), "the settings", "entry")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the settings entry 1") && error.contains("notes.txt"),
+            "{error}"
+        );
+    }
+}
