@@ -492,3 +492,30 @@ fn the_settings_file_names_the_fleet_and_its_pace_and_the_command_line_wins() {
     env.hsm(&["fleet", "status", "--targets", "all.txt", "--parallel", "2"])
         .assert_code(2);
 }
+
+#[test]
+fn a_glob_in_a_targets_file_of_the_working_directory_takes_the_databases_there() {
+    let (env, _, targets) = fleet(3, None);
+    for target in &targets {
+        rusqlite::Connection::open(target)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    // Named as `targets.txt` from its own directory: the glob reads `sites/`, not `/sites/`.
+    std::fs::write(
+        env.dir.path().join("here.txt"),
+        "sites/*.db  # all of them\n",
+    )
+    .unwrap();
+    let run = env.hsm(&["fleet", "up", "--targets", "here.txt", "--json"]);
+    run.assert_success();
+    let (each, _) = lines(&run.stdout);
+    assert_eq!(count(&each, "done"), 3, "{}", run.stdout);
+    for target in &targets {
+        assert_eq!(
+            applied(&rusqlite::Connection::open(target).unwrap()),
+            [1, 2, 3]
+        );
+    }
+}

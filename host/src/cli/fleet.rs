@@ -211,43 +211,35 @@ impl Table {
 
     fn header(&self) -> String {
         format!(
-            "{:<w$}  {:<11}  {:>13}  {:>7}  {:>8}",
+            "{:<w$}  {:<11}  {:>5}  {:>8}  VERSION",
             "TARGET",
             "STATUS",
-            "VERSION",
             "STEPS",
             "TIME",
             w = self.width
         )
     }
 
+    /// The version last: timestamp versions (`20240101120000 -> 20240301090000`) are wide.
     fn row(&self, done: &TargetOutcome) -> String {
         let ms = |d: std::time::Duration| format!("{} ms", d.as_millis());
-        let (status, versions, applied, time, error) = match &done.outcome {
+        let (status, steps, time, versions) = match &done.outcome {
             Outcome::Done(run) => (
                 "done",
-                format!("{} -> {}", run.from, run.to),
                 run.steps.len().to_string(),
                 ms(done.duration),
-                String::new(),
+                format!("{} -> {}", run.from, run.to),
             ),
             Outcome::Failed(error) => (
                 "FAILED",
-                "-".into(),
                 completed(error).len().to_string(),
                 ms(done.duration),
-                format!("  {error}"),
+                format!("-  {error}"),
             ),
-            Outcome::NotStarted => (
-                "not started",
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                String::new(),
-            ),
+            Outcome::NotStarted => ("not started", "-".into(), "-".into(), "-".into()),
         };
         format!(
-            "{:<w$}  {status:<11}  {versions:>13}  {applied:>7}  {time:>8}{error}",
+            "{:<w$}  {status:<11}  {steps:>5}  {time:>8}  {versions}",
             done.target,
             w = self.width
         )

@@ -23,7 +23,11 @@ pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
         .and_then(|(handle, meta)| hsm_store::files::read_capped(handle, &meta, MAX_TARGETS_FILE))
         .map_err(cannot)?;
     let text = String::from_utf8(bytes).map_err(|_| cannot("is not UTF-8 text".into()))?;
-    let base = file.parent().unwrap_or(Path::new("."));
+    // `targets.txt`'s parent is "", which a glob would read as the root (`/sites/*.db`).
+    let base = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let origin = format!("the targets file {}", file.display());
     from_lines(text.lines(), base, &origin, "line")
 }
@@ -50,6 +54,9 @@ pub fn from_lines<'a>(
             targets.push(PathBuf::from(line));
         } else if line.contains(['*', '?', '[']) {
             targets.extend(glob_databases(line, base, &at)?);
+        } else if base == Path::new(".") {
+            // As a glob's matches are shown: `sites/a.db`, not `./sites/a.db`.
+            targets.push(PathBuf::from(line));
         } else {
             targets.push(base.join(line));
         }
@@ -87,8 +94,12 @@ fn glob_databases(line: &str, base: &Path, at: &dyn Fn() -> String) -> Result<Ve
                 .into(),
         ));
     }
-    // The base directory is a path, not a pattern (`d[x]/` stays itself).
-    let pattern = format!("{}/{line}", glob::Pattern::escape(&base.to_string_lossy()));
+    // The base directory is a path, not a pattern (`d[x]/` stays itself); an absolute
+    // pattern is its own.
+    let pattern = match Path::new(line).is_absolute() {
+        true => line.to_owned(),
+        false => format!("{}/{line}", glob::Pattern::escape(&base.to_string_lossy())),
+    };
     let shown = crate::text::neutralize(line, 200);
     let mut matched = Vec::new();
     for entry in glob::glob(&pattern).map_err(|e| refuse(format!("not a glob: {e}")))? {
@@ -229,7 +240,12 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), b"not a database").unwrap();
         let lines = ["*.db"];
         let targets = from_lines(lines, dir.path(), "the settings", "entry").unwrap();
-        assert_eq!(targets, [made]);
+        assert_eq!(targets, std::slice::from_ref(&made));
+        // An absolute pattern is its own; a file in the working directory globs beside it.
+        let absolute = format!("{}/*.db", dir.path().display());
+        let elsewhere = tempfile::tempdir().unwrap();
+        let targets = from_lines([absolute.as_str()], elsewhere.path(), "x", "entry").unwrap();
+        assert_eq!(targets, std::slice::from_ref(&made));
         let error = from_lines(["*"], dir.path(), "the settings", "entry")
             .unwrap_err()
             .to_string();
