@@ -314,7 +314,7 @@ impl Project {
         );
         let up = migrator.up(&db, Some(step.version)).map_err(|error| {
             let error = crate::migrator::with_cause_note(error, &note);
-            crate::migrator::with_completed(error, vec![step.version])
+            crate::migrator::with_completed(error, vec![step.version], None)
         })?;
         Ok((down, up))
     }

@@ -210,6 +210,8 @@ pub enum Error {
         problems: String,
         /// The backup taken before this run.
         backup: Option<PathBuf>,
+        /// The versions the run applied (or rolled back), committed before the check.
+        completed: Vec<u64>,
     },
 
     /// The file at an applied migration's version is another migration (another name): the
@@ -308,6 +310,8 @@ pub enum Error {
         completed: Vec<u64>,
         /// SQLite's result code, when the migration failed with an error SQLite gave it.
         sqlite_code: Option<i32>,
+        /// The backup taken before this run, if one was: the way back to where it began.
+        backup: Option<PathBuf>,
     },
 }
 

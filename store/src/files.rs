@@ -61,6 +61,31 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
     read_capped(file, &meta, cap)
 }
 
+/// The bytes of a file that decides what hsm-host does (a settings file, a fleet's targets),
+/// if the operator controls it: a regular file, not a link, of this user or root, writable by
+/// nobody else, at most `cap` bytes. A file another user planted (in a shared directory such
+/// as /tmp) or could change would choose what runs.
+pub fn read_owned(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let (file, meta) = open_regular(path, false)?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "it belongs to another user (uid {}): hsm-host reads only such a file of its own \
+             user or root, since the file chooses what runs",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "others may write it (mode {:o}): make it writable by its owner alone (chmod go-w)",
+            mode & 0o777
+        ));
+    }
+    read_capped(file, &meta, cap)
+}
+
 /// Opens the regular file `path` without waiting (a FIFO would block the open), following a
 /// final symbolic link only if `follow`, and checks what was opened.
 pub fn open_regular(path: &Path, follow: bool) -> Result<(File, Metadata), String> {

@@ -453,6 +453,12 @@ fn the_settings_file_names_the_fleet_and_its_pace_and_the_command_line_wins() {
         failed["error"]["cause"].as_str().unwrap().contains("tags"),
         "{failed}"
     );
+    // The way back: the backup taken before its run, there on disk.
+    let backup = failed["backup"]
+        .as_str()
+        .expect("a failed target names its backup");
+    assert!(std::path::Path::new(backup).is_file(), "{failed}");
+    assert_eq!(failed["error"]["backup"], failed["backup"], "{failed}");
     // The command line's --on-error stop wins over the file's continue: rolled back, then
     // up again with the poisoned one first, nothing after it starts.
     env.hsm(&["fleet", "down", "0", "--config", config, "--env", "all"])
@@ -508,8 +514,19 @@ fn a_glob_in_a_targets_file_of_the_working_directory_takes_the_databases_there()
         "sites/*.db  # all of them\n",
     )
     .unwrap();
-    let run = env.hsm(&["fleet", "up", "--targets", "here.txt", "--json"]);
+    // Without --log-file, the log goes beside the migrations directory (not into a `data/`
+    // made for the default --database, which is none of the targets).
+    let run = crate::support::Run::from(
+        env.command()
+            .args(["--migrations", env.migrations.to_str().unwrap()])
+            .args(["fleet", "up", "--targets", "here.txt", "--json"])
+            .output()
+            .unwrap(),
+    );
     run.assert_success();
+    let log = env.migrations.parent().unwrap().join("migration.log");
+    assert!(log.is_file(), "no log at {}", log.display());
+    assert!(!env.dir.path().join("data").exists());
     let (each, _) = lines(&run.stdout);
     assert_eq!(count(&each, "done"), 3, "{}", run.stdout);
     for target in &targets {
@@ -518,4 +535,49 @@ fn a_glob_in_a_targets_file_of_the_working_directory_takes_the_databases_there()
             [1, 2, 3]
         );
     }
+}
+
+#[test]
+fn fleet_status_counts_a_target_missing_an_older_migration_as_behind() {
+    let (env, file, targets) = fleet(2, None);
+    let file = file.to_str().unwrap();
+    env.hsm(&["fleet", "up", "--targets", file])
+        .assert_success();
+    // One target rolled back to 1, then given 3 again with 2 left out: at version 3, yet
+    // migration 2 is pending there (and blocks `up`).
+    let site = targets[0].to_str().unwrap();
+    let single = |args: &[&str], migrations: &std::path::Path| {
+        crate::support::Run::from(
+            env.command()
+                .args(args)
+                .args(["--database", site, "--migrations"])
+                .arg(migrations)
+                .output()
+                .unwrap(),
+        )
+    };
+    single(&["down", "1"], &env.migrations).assert_success();
+    assert_eq!(
+        applied(&rusqlite::Connection::open(&targets[0]).unwrap()),
+        [1]
+    );
+    let only_three = env.dir.path().join("only-three");
+    std::fs::create_dir(&only_three).unwrap();
+    for name in ["1_users", "3_notes"] {
+        for direction in ["up", "down"] {
+            let file = format!("{name}.{direction}.sql");
+            std::fs::copy(env.migrations.join(&file), only_three.join(&file)).unwrap();
+        }
+    }
+    single(&["up"], &only_three).assert_success();
+    let status = env.hsm(&["fleet", "status", "--targets", file, "--json"]);
+    status.assert_success();
+    let (each, _) = lines(&status.stdout);
+    let gap = each
+        .iter()
+        .find(|t| t["target"].as_str().unwrap().ends_with("site00.db"))
+        .unwrap();
+    assert_eq!(gap["current_version"], 3, "{gap}");
+    assert_eq!(gap["behind"], true, "{gap}");
+    assert_eq!(gap["pending"], 1, "{gap}");
 }

@@ -268,9 +268,10 @@ impl Global {
 
     /// The log file: `--log-file`, else `migration.log` next to the database (never in the
     /// working directory).
-    pub fn log_path(&self) -> PathBuf {
-        if self.log_file.is_none() && self.server_url().is_some() {
-            // A URL has no directory: the log goes beside the migrations directory.
+    pub fn log_path(&self, fleet: bool) -> PathBuf {
+        if self.log_file.is_none() && (fleet || self.server_url().is_some()) {
+            // A URL has no directory, and a fleet's databases many: the log goes beside the
+            // migrations directory.
             return self
                 .migrations
                 .parent()

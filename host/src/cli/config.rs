@@ -137,36 +137,7 @@ pub fn apply(global: &mut Global, matches: &ArgMatches) -> Result<Option<PathBuf
 /// directory such as /tmp) or could change must not be read: a regular file (not a link) of
 /// this user or root, writable by nobody else, at most 1 MiB.
 fn read_trusted(path: &Path) -> Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    // Not through a link, and without waiting on a FIFO.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        bail!("it is not a regular file");
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        bail!(
-            "it belongs to another user (uid {}): hsm-host reads only a settings file of its own \
-             user or root, since the file chooses what runs",
-            meta.uid()
-        );
-    }
-    if meta.permissions().mode() & 0o022 != 0 {
-        bail!(
-            "others may write it (mode {:o}): make it writable by its owner alone (chmod go-w)",
-            meta.permissions().mode() & 0o777
-        );
-    }
-    let mut bytes = Vec::new();
-    file.take((1 << 20) + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > 1 << 20 {
-        bail!("it is larger than 1 MiB");
-    }
+    let bytes = hsm_store::files::read_owned(path, 1 << 20).map_err(anyhow::Error::msg)?;
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("it is not UTF-8 text"))
 }
 

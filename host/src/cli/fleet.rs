@@ -92,11 +92,8 @@ fn migrate(
     let as_json = global.json;
     let table = Table::for_targets(&targets);
     let out = Mutex::new(sink::SafeOut::new(std::io::stdout()));
-    if !as_json {
-        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{}", table.header());
-        let _ = out.flush();
-    }
+    // The header comes with the first row: a set that fails to load prints no table.
+    let headed = std::sync::Once::new();
     // A bar for a person at a terminal, rows printed above it as targets finish.
     let bar = (!as_json && std::io::stderr().is_terminal())
         .then(|| super::bar::FleetBar::stderr(direction.as_str(), targets.len() as u64));
@@ -107,6 +104,9 @@ fn migrate(
             failures.fetch_add(usize::from(failed), Ordering::Relaxed) + usize::from(failed);
         let write = || {
             let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+            if !as_json {
+                headed.call_once(|| drop(writeln!(out, "{}", table.header())));
+            }
             let _ = match as_json {
                 true => json_line(&mut *out, &target_json(&done)),
                 false => writeln!(out, "{}", table.row(&done)),
@@ -175,19 +175,38 @@ fn target_json(done: &TargetOutcome) -> serde_json::Value {
                 "to": null,
                 "applied": completed(error),
                 "duration_ms": duration_ms,
-                "backup": null,
+                "backup": taken(error),
                 "error": body,
             })
         }
-        Outcome::NotStarted => json!({ "target": done.target, "status": "not_started" }),
+        Outcome::NotStarted => json!({
+            "target": done.target,
+            "status": "not_started",
+            "from": null,
+            "to": null,
+            "applied": [],
+            "duration_ms": 0,
+            "backup": null,
+            "error": null,
+        }),
     }
 }
 
-/// What a failed run did before it failed.
+/// What a failed run did before it failed (and which stays done).
 fn completed(error: &hsm_host::Error) -> &[u64] {
     match error {
-        hsm_host::Error::MigrationFailed { completed, .. } => completed,
+        hsm_host::Error::MigrationFailed { completed, .. }
+        | hsm_host::Error::DamagedAfterRun { completed, .. } => completed,
         _ => &[],
+    }
+}
+
+/// The backup a failed run took before its first step: the way back.
+fn taken(error: &hsm_host::Error) -> Option<&std::path::Path> {
+    match error {
+        hsm_host::Error::MigrationFailed { backup, .. }
+        | hsm_host::Error::DamagedAfterRun { backup, .. } => backup.as_deref(),
+        _ => None,
     }
 }
 
@@ -201,7 +220,8 @@ impl Table {
     fn for_targets(targets: &[PathBuf]) -> Self {
         let widest = targets
             .iter()
-            .map(|t| fleet::shown(t).chars().count())
+            // As printed: a control character shows as an escape, wider than itself.
+            .map(|t| hsm_host::neutralize(&fleet::shown(t), 200).chars().count())
             .max()
             .unwrap_or(0);
         Self {
@@ -240,7 +260,7 @@ impl Table {
         };
         format!(
             "{:<w$}  {status:<11}  {steps:>5}  {time:>8}  {versions}",
-            done.target,
+            hsm_host::neutralize(&done.target, 200),
             w = self.width
         )
     }

@@ -24,6 +24,10 @@ pub(super) fn status(project: &Project, global: &Global, targets: &[PathBuf]) ->
     // The verdict does not depend on the report reaching a reader (`| head` closes it).
     let mut printing = Ok(());
     for target in targets {
+        let shown = fleet::shown(target);
+        // What reading it logs (an interrupted run found) names the target.
+        let span = tracing::info_span!("target", target = %shown);
+        let _entered = span.enter();
         let read = match target
             .to_str()
             .filter(|t| hsm_host::server::is_server_url(t))
@@ -31,13 +35,12 @@ pub(super) fn status(project: &Project, global: &Global, targets: &[PathBuf]) ->
             Some(url) => super::server::server_project(global, url).and_then(|p| p.status()),
             None => project.clone().with_database(target).status(),
         };
-        let shown = fleet::shown(target);
         let line = match read {
             Ok(status) => {
                 *by_version.entry(status.current_version).or_default() += 1;
                 // The set is the same for every target: its newest migration, seen once.
-                let newest = *newest.get_or_insert_with(|| newest_in_set(&status));
-                line_for(&shown, &status, newest, global.json)
+                newest.get_or_insert_with(|| newest_in_set(&status));
+                line_for(&shown, &status, global.json)
             }
             Err(error) => {
                 failed += 1;
@@ -97,8 +100,9 @@ fn newest_in_set(status: &Status) -> u64 {
         .unwrap_or(0)
 }
 
-fn line_for(target: &str, status: &Status, newest: u64, as_json: bool) -> Line {
-    let behind = status.current_version < newest;
+fn line_for(target: &str, status: &Status, as_json: bool) -> Line {
+    // Behind: anything pending, a version below the newest one too (it blocks `up`).
+    let behind = !status.pending.is_empty();
     if as_json {
         return Line::Json(json!({
             "target": target,

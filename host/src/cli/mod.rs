@@ -57,14 +57,16 @@ pub fn main() -> ExitCode {
         }
         return ExitCode::from(USAGE);
     }
+    // A fleet's output is JSON lines (under --json), its log beside the migrations.
+    let fleet = matches!(args.command, Command::Fleet { .. });
     // Completions and the manual page only print: no log file is made for them.
     let _log_guard =
         (!matches!(args.command, Command::Completions { .. } | Command::Man {})).then(|| {
             logging::init(
                 args.global.verbose,
-                &args.global.log_path(),
+                &args.global.log_path(fleet),
                 args.global.color(),
-                matches!(args.command, Command::Fleet { .. }),
+                fleet,
             )
         });
     // A hard stop (a migration SQLite kept past its deadline) ends the process from the
@@ -73,13 +75,17 @@ pub fn main() -> ExitCode {
     hsm_host::runtime::set_hard_stop_hook(std::sync::Arc::new(move |message: &str| {
         if json {
             let error = anyhow::anyhow!(message.to_owned());
-            let _ = report::error(&error, 1, &mut sink::SafeOut::new(std::io::stdout().lock()));
+            let _ = report::error(
+                &error,
+                1,
+                fleet,
+                &mut sink::SafeOut::new(std::io::stdout().lock()),
+            );
         }
         logging::flush();
     }));
     // A bar only for a person at a terminal: never under --json, never into a pipe or the log.
     // (A fleet draws its own, of targets: its migrations' bars would take turns.)
-    let fleet = matches!(args.command, Command::Fleet { .. });
     if !args.global.json && std::io::stderr().is_terminal() && !fleet {
         hsm_host::runtime::set_progress_sink(std::sync::Arc::new(bar::Bar::stderr()));
     }
@@ -100,6 +106,7 @@ pub fn main() -> ExitCode {
                 let _ = report::error(
                     &error,
                     code,
+                    fleet,
                     &mut sink::SafeOut::new(std::io::stdout().lock()),
                 );
             }
@@ -113,6 +120,7 @@ fn usage_error_as_json(error: anyhow::Error) {
     let _ = report::error(
         &error,
         USAGE,
+        false,
         &mut sink::SafeOut::new(std::io::stdout().lock()),
     );
 }

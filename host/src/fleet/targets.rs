@@ -18,10 +18,10 @@ const MAX_TARGETS_FILE: u64 = 64 << 20;
 /// that is not a SQLite database.
 pub fn read_targets(file: &Path) -> Result<Vec<PathBuf>> {
     let cannot = |why: String| Error::Fleet(format!("the targets file {}: {why}", file.display()));
-    // A regular file of a sane size: not a FIFO that never ends, nor a link to /dev/zero.
-    let bytes = hsm_store::files::open_regular(file, true)
-        .and_then(|(handle, meta)| hsm_store::files::read_capped(handle, &meta, MAX_TARGETS_FILE))
-        .map_err(cannot)?;
+    // It chooses what is migrated: read as the settings file is (a regular file of this user
+    // or root that no one else may write, not a link; not a FIFO that never ends, nor a link
+    // to /dev/zero), of a sane size.
+    let bytes = hsm_store::files::read_owned(file, MAX_TARGETS_FILE).map_err(cannot)?;
     let text = String::from_utf8(bytes).map_err(|_| cannot("is not UTF-8 text".into()))?;
     // `targets.txt`'s parent is "", which a glob would read as the root (`/sites/*.db`).
     let base = file
@@ -52,7 +52,10 @@ pub fn from_lines<'a>(
         let at = || format!("{origin} {item} {}", number + 1);
         if crate::server::is_server_url(line) {
             targets.push(PathBuf::from(line));
-        } else if line.contains(['*', '?', '[']) {
+        } else if let Some(why) = not_a_path(line) {
+            return Err(Error::Fleet(format!("{}: {why}", at())));
+        } else if line.contains(['*', '?', '[']) && !base.join(line).exists() {
+            // (A file whose name has `[` in it, named as it is, is that file.)
             targets.extend(glob_databases(line, base, &at)?);
         } else if base == Path::new(".") {
             // As a glob's matches are shown: `sites/a.db`, not `./sites/a.db`.
@@ -66,6 +69,26 @@ pub fn from_lines<'a>(
         return Err(Error::Fleet(format!("{origin} names no database")));
     }
     Ok(targets)
+}
+
+/// Why a line that is not a server URL cannot be a path either: a URL mistyped (its scheme
+/// in capitals, one slash) would otherwise become a new SQLite file named after it, password
+/// and all; `~` is not expanded (no shell reads the file). The line is not quoted: it may
+/// hold a password.
+fn not_a_path(line: &str) -> Option<&'static str> {
+    let scheme = line.split_once(':').map(|(scheme, _)| scheme);
+    let looks_like_url = line.contains("://")
+        || scheme.is_some_and(|s| s.to_ascii_lowercase().starts_with("postgres"));
+    if looks_like_url {
+        return Some(
+            "it looks like a URL but is not a server URL hsm-host reads: write \
+             postgresql://user@host/database (or postgres://), in lower case",
+        );
+    }
+    if line.starts_with('~') {
+        return Some("`~` is not expanded in a targets file: write the path out");
+    }
+    None
 }
 
 /// A line without its comment: a `#` that starts it, or follows a space or tab, begins one
@@ -82,10 +105,11 @@ fn without_comment(line: &str) -> &str {
     line[..cut].trim_end()
 }
 
-/// The databases a glob matches, in name order. The files SQLite and hsm-host keep beside a
-/// database (`-wal`, `-shm`, `-journal`, `.lock`) are left out; anything else that is not a
-/// SQLite database (or an empty file, a database not written yet) is refused, since `*` in a
-/// directory of mixed files is more likely a slip than a wish to migrate a log file.
+/// The databases a glob matches, in name order. Hidden files (`.gitkeep`) and the files
+/// SQLite and hsm-host keep beside a database (`-wal`, `-shm`, `-journal`, `.lock`) are left
+/// out; anything else that is not a SQLite database (an empty file too: a glob takes the
+/// databases that exist) is refused, since `*` in a directory of mixed files is more likely a
+/// slip than a wish to make a log file a database.
 fn glob_databases(line: &str, base: &Path, at: &dyn Fn() -> String) -> Result<Vec<PathBuf>> {
     let refuse = |why: String| Error::Fleet(format!("{}: {why}", at()));
     if line.contains("**") {
@@ -102,13 +126,19 @@ fn glob_databases(line: &str, base: &Path, at: &dyn Fn() -> String) -> Result<Ve
     };
     let shown = crate::text::neutralize(line, 200);
     let mut matched = Vec::new();
-    for entry in glob::glob(&pattern).map_err(|e| refuse(format!("not a glob: {e}")))? {
+    let options = glob::MatchOptions {
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
+    for entry in
+        glob::glob_with(&pattern, options).map_err(|e| refuse(format!("not a glob: {e}")))?
+    {
         // A directory it cannot read would hide databases: said, not skipped.
         let path = entry.map_err(|e| refuse(format!("`{shown}`: {e}")))?;
         if !path.is_file() || is_companion(&path) {
             continue;
         }
-        if !is_sqlite_or_empty(&path) {
+        if !is_sqlite(&path) {
             return Err(refuse(format!(
                 "`{shown}` matches {}, which is not a SQLite database: narrow the pattern \
                  (or name the databases one a line)",
@@ -135,15 +165,12 @@ fn is_companion(path: &Path) -> bool {
         .any(|suffix| name.ends_with(suffix))
 }
 
-/// Whether a file starts with SQLite's header, or is empty.
-fn is_sqlite_or_empty(path: &Path) -> bool {
+/// Whether a file starts with SQLite's header.
+fn is_sqlite(path: &Path) -> bool {
     use std::io::Read;
-    let Ok((file, meta)) = hsm_store::files::open_regular(path, true) else {
+    let Ok((file, _)) = hsm_store::files::open_regular(path, true) else {
         return false;
     };
-    if meta.len() == 0 {
-        return true;
-    }
     let mut header = [0u8; 16];
     file.take(16).read_exact(&mut header).is_ok() && &header == b"SQLite format 3\0"
 }
@@ -171,7 +198,11 @@ fn distinct(targets: Vec<PathBuf>) -> Vec<PathBuf> {
                         (Some(Ok(dir)), Some(name)) => {
                             format!("new:{}", dir.join(name).display())
                         }
-                        _ => format!("path:{}", target.display()),
+                        // `new/./x.db` and `new//x.db` are `new/x.db`.
+                        _ => format!(
+                            "path:{}",
+                            target.components().collect::<PathBuf>().display()
+                        ),
                     },
                 },
             };
@@ -194,14 +225,10 @@ mod tests {
     #[test]
     fn a_targets_file_lists_paths_globs_and_comments() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "b.db",
-            "a.db",
-            "c.sqlite",
-            "a.db-wal",
-            "a.db.lock",
-            "b.db-journal",
-        ] {
+        for name in ["b.db", "a.db", ".hidden.db"] {
+            sqlite_file(&dir.path().join(name));
+        }
+        for name in ["c.sqlite", "a.db-wal", "a.db.lock", "b.db-journal"] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
         let file = dir.path().join("targets");
@@ -229,14 +256,69 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
     }
 
+    fn sqlite_file(path: &Path) {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_line_is_a_named_file_a_glob_or_refused_and_the_file_must_be_the_operators() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        sqlite_file(&dir.path().join("tenant[eu].db"));
+        sqlite_file(&dir.path().join("tenante.db"));
+        let lines = |lines: &[&str]| from_lines(lines.iter().copied(), dir.path(), "t", "line");
+        // Named as it is, a file with `[` in its name is that file, not a pattern.
+        let named = lines(&["tenant[eu].db"]).unwrap();
+        assert_eq!(named, [dir.path().join("tenant[eu].db")]);
+        assert_eq!(
+            lines(&["tenant[xe].db"]).unwrap(),
+            [dir.path().join("tenante.db")]
+        );
+        // A URL mistyped is not a new SQLite file named after it; the error keeps its secret.
+        for url in [
+            "Postgresql://owner:Sup3rSecret@db1/t7",
+            "postgresql:/owner:Sup3rSecret@db1/t7",
+            "mysql://owner:Sup3rSecret@db1/t7",
+        ] {
+            let error = lines(&[url]).unwrap_err().to_string();
+            assert!(error.contains("looks like a URL"), "{error}");
+            assert!(!error.contains("Sup3rSecret"), "{error}");
+        }
+        let error = lines(&["~/x.db"]).unwrap_err().to_string();
+        assert!(error.contains("not expanded"), "{error}");
+        // New spellings of one new database are one target.
+        assert_eq!(
+            lines(&["new/x.db", "new/./x.db", "new//x.db"])
+                .unwrap()
+                .len(),
+            1
+        );
+        // An empty file is not taken by a glob.
+        std::fs::write(dir.path().join("NOTES"), b"").unwrap();
+        let error = lines(&["*"]).unwrap_err().to_string();
+        assert!(error.contains("NOTES"), "{error}");
+        // A targets file others may write, or a link, is refused.
+        let file = dir.path().join("targets.txt");
+        std::fs::write(&file, "tenante.db\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let error = read_targets(&file).unwrap_err().to_string();
+        assert!(error.contains("others may write it"), "{error}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let error = read_targets(&link).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(read_targets(&file).unwrap().len(), 1);
+    }
+
     #[test]
     fn a_glob_that_takes_in_a_file_that_is_not_a_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let made = dir.path().join("made.db");
-        rusqlite::Connection::open(&made)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (x)")
-            .unwrap();
+        sqlite_file(&made);
         std::fs::write(dir.path().join("notes.txt"), b"not a database").unwrap();
         let lines = ["*.db"];
         let targets = from_lines(lines, dir.path(), "the settings", "entry").unwrap();

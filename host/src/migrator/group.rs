@@ -67,7 +67,7 @@ impl Group {
         }
         drop(conn);
         kill_point("rolled-back");
-        let error = with_completed(error, Vec::new());
+        let error = with_completed(error, Vec::new(), None);
         let note = match steps {
             0 => "--single-transaction: nothing was changed".to_owned(),
             n => format!(

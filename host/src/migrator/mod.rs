@@ -204,6 +204,7 @@ impl Migrator {
                 with_completed(
                     error,
                     steps.iter().map(|s: &StepReport| s.version).collect(),
+                    backup,
                 )
             })?;
             tracing::debug!(
@@ -227,6 +228,7 @@ impl Migrator {
                 return Err(Error::DamagedAfterRun {
                     problems: integrity::summarize(&problems),
                     backup,
+                    completed: steps.iter().map(|s| s.version).collect(),
                 });
             }
         }
@@ -314,47 +316,30 @@ enum Planned<'a> {
 }
 
 /// A step's failure, its cause followed by `note`.
-pub(crate) fn with_cause_note(error: Error, note: &str) -> Error {
-    match error {
-        Error::MigrationFailed {
-            version,
-            name,
-            direction,
-            cause,
-            completed,
-            sqlite_code,
-        } => Error::MigrationFailed {
-            version,
-            name,
-            direction,
-            cause: format!("{cause}{note}"),
-            completed,
-            sqlite_code,
-        },
-        other => other,
+pub(crate) fn with_cause_note(mut error: Error, note: &str) -> Error {
+    if let Error::MigrationFailed { cause, .. } = &mut error {
+        cause.push_str(note);
     }
+    error
 }
 
-/// A step's failure, with the steps of the same run done before it.
-pub(crate) fn with_completed(error: Error, completed: Vec<u64>) -> Error {
-    match error {
-        Error::MigrationFailed {
-            version,
-            name,
-            direction,
-            cause,
-            sqlite_code,
-            ..
-        } => Error::MigrationFailed {
-            version,
-            name,
-            direction,
-            cause,
-            completed,
-            sqlite_code,
-        },
-        other => other,
+/// A step's failure, with the steps of the same run done before it and the backup taken
+/// before the run (when `taken` names one; `None` keeps what the error has).
+pub(crate) fn with_completed(
+    mut error: Error,
+    done: Vec<u64>,
+    taken: Option<&std::path::Path>,
+) -> Error {
+    if let Error::MigrationFailed {
+        completed, backup, ..
+    } = &mut error
+    {
+        *completed = done;
+        if let Some(taken) = taken {
+            *backup = Some(taken.to_owned());
+        }
     }
+    error
 }
 
 /// `up` must not build on a migration whose component is not the one that was applied.

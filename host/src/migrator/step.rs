@@ -247,6 +247,7 @@ pub(super) fn run_step_until(
         direction,
         completed: Vec::new(),
         sqlite_code,
+        backup: None,
         cause: match &file {
             Some(file) => format!("{file}: {cause}"),
             None => cause,

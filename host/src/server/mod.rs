@@ -66,6 +66,7 @@ fn step_failed(
         cause,
         completed: Vec::new(),
         sqlite_code,
+        backup: None,
     }
 }
 

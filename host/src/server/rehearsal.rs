@@ -89,6 +89,7 @@ impl ServerProject {
                 cause: format!("its deferred constraints fail at COMMIT: {cause}"),
                 completed: Vec::new(),
                 sqlite_code: None,
+                backup: None,
             });
         }
         Ok(DryRunReport {

@@ -126,6 +126,7 @@ impl ServerProject {
                     crate::migrator::with_completed(
                         failure,
                         steps.iter().map(|s: &StepReport| s.version).collect(),
+                        backup.as_deref(),
                     )
                 })?;
             steps.push(step_report(component, direction, started.elapsed()));

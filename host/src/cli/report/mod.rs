@@ -440,7 +440,14 @@ pub fn error_text(error: &anyhow::Error) -> String {
     text
 }
 
-pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Result<()> {
+/// The error document of `--json`: pretty, as every document is, or on one line where the
+/// output is JSON lines (a fleet's).
+pub fn error(
+    error: &anyhow::Error,
+    exit_code: u8,
+    one_line: bool,
+    out: &mut impl Write,
+) -> Result<()> {
     let mut body = serde_json::json!({
         "message": error_text(error),
         "exit_code": exit_code,
@@ -450,7 +457,16 @@ pub fn error(error: &anyhow::Error, exit_code: u8, out: &mut impl Write) -> Resu
     if let Some(library) = error.downcast_ref::<hsm_host::Error>() {
         add_library_error(&mut body, library);
     }
-    json(&serde_json::json!({ "error": body }), out)
+    let document = serde_json::json!({ "error": body });
+    match one_line {
+        false => json(&document, out),
+        true => {
+            let mut document = document;
+            document["shape_version"] = JSON_SHAPE_VERSION.into();
+            serde_json::to_writer(&mut *out, &document).context("cannot write JSON")?;
+            writeln!(out).context("cannot write to stdout")
+        }
+    }
 }
 
 /// A library error's kind and, for a failed migration, which one and why, added to a JSON
@@ -464,13 +480,22 @@ pub fn add_library_error(body: &mut serde_json::Value, library: &hsm_host::Error
         cause,
         completed,
         sqlite_code,
+        backup,
     } = library
     {
+        body["backup"] = serde_json::json!(backup);
         body["sqlite_code"] = (*sqlite_code).into();
         body["version"] = (*version).into();
         body["name"] = name.as_str().into();
         body["direction"] = direction.as_str().into();
         body["cause"] = cause.as_str().into();
+        body["completed"] = completed.clone().into();
+    }
+    if let hsm_host::Error::DamagedAfterRun {
+        backup, completed, ..
+    } = library
+    {
+        body["backup"] = serde_json::json!(backup);
         body["completed"] = completed.clone().into();
     }
 }
