@@ -17,6 +17,15 @@ if ! command -v pg_virtualenv >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq postgresql >/dev/null
 fi
 
+# ssh-keygen (openssh-client): the signing tests sign with an OpenSSH key and compare
+# fingerprints with what it shows.
+if ! command -v ssh-keygen >/dev/null 2>&1; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq openssh-client >/dev/null
+fi
+
 guest_manifests=(guest-sdk/Cargo.toml migrations-wasm/Cargo.toml tests/guests/Cargo.toml)
 
 cargo fmt --all -- --check
@@ -31,7 +40,7 @@ for manifest in "${guest_manifests[@]}"; do
 done
 
 # The library's public API is documented, and its docs link only to what a reader can see.
-RUSTDOCFLAGS="-D warnings" cargo doc -p hsm-store -p hsm-contract -p hsm-sandbox -p hsm-sources -p hsm-postgres -p hsm-host --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc -p hsm-store -p hsm-signing -p hsm-contract -p hsm-sandbox -p hsm-sources -p hsm-postgres -p hsm-host --no-deps
 
 cargo test --workspace
 # The PostgreSQL tests, against a real server started for them and dropped after.

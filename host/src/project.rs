@@ -46,6 +46,8 @@ pub struct Project {
     cache_max: u64,
     compiler: Compiler,
     safety: Safety,
+    /// `--require-signed`: the trust file every component is held to.
+    trust: Option<hsm_signing::Trust>,
 }
 
 impl Project {
@@ -69,7 +71,16 @@ impl Project {
             cache_max: crate::runtime::cache_trim::DEFAULT_MAX_BYTES,
             compiler: Compiler::default(),
             safety: Safety::default(),
+            trust: None,
         }
+    }
+
+    /// Runs only components `trust` accepts (`--require-signed`): an unsigned, untrusted,
+    /// tampered or revoked one is refused before anything changes; a SQL migration too (it
+    /// cannot carry a signature).
+    pub fn with_trust(mut self, trust: Option<hsm_signing::Trust>) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Reads the directory's SQL migrations in `layout` (`None`: recognised from file names).
@@ -153,8 +164,12 @@ impl Project {
     /// As [`Runtime::with_limits`].
     pub fn runtime(&self) -> Result<Runtime> {
         let runtime = Runtime::with_limits(self.limits)?.with_compiler(self.compiler);
-        Ok(match &self.cache_dir {
+        let runtime = match &self.cache_dir {
             Some(dir) => runtime.with_cache(dir, self.cache_max),
+            None => runtime,
+        };
+        Ok(match &self.trust {
+            Some(trust) => runtime.require_signed(trust.clone()),
             None => runtime,
         })
     }

@@ -77,6 +77,12 @@ pub fn scan_dir(
         .into_iter()
         .map(Arc::new)
         .collect();
+    // `--require-signed`: every file verified before any is loaded; what each verified
+    // file's bytes hash to, to hold what loads to it.
+    let verified = match runtime.signed_only() {
+        Some(policy) => Some(check_signed(policy, &files, &sql)?),
+        None => None,
+    };
     let packing = (sql.len() > 1).then(|| {
         crate::runtime::progress::HostProgress::new(
             format!("loading {} SQL migrations", sql.len()),
@@ -145,6 +151,18 @@ pub fn scan_dir(
             component: Some(component),
         });
     }
+    if let Some(verified) = &verified {
+        for found in &found {
+            if verified.get(&found.info.path) != Some(&found.info.checksum) {
+                return Err(Error::InvalidComponent {
+                    path: found.info.path.clone(),
+                    reason: "the file changed while hsm-host was checking its signature; run \
+                             the command again"
+                        .into(),
+                });
+            }
+        }
+    }
     found.sort_by(|a, b| (a.info.version(), &a.info.path).cmp(&(b.info.version(), &b.info.path)));
     if let Some(pair) = found
         .windows(2)
@@ -157,6 +175,28 @@ pub fn scan_dir(
         });
     }
     Ok(found)
+}
+
+/// Every component file verified against the trust file (its sha256 by path); a SQL
+/// migration refused, since it is packed at run time and carries no signature.
+fn check_signed(
+    policy: &crate::runtime::signed::SignedOnly,
+    files: &[PathBuf],
+    sql: &[Arc<crate::pack::SqlMigration>],
+) -> Result<BTreeMap<PathBuf, String>> {
+    if let Some(migration) = sql.first() {
+        return Err(Error::Untrusted {
+            subject: migration.source.display().to_string(),
+            reason: "a SQL migration is packed into a component when it is read, so it carries \
+                     no signature: pack and sign the directory ahead (`hsm-host pack SRC -o DIR \
+                     --sign KEY`) and run the signed components"
+                .into(),
+        });
+    }
+    files
+        .iter()
+        .map(|path| Ok((path.clone(), policy.check_file(path)?)))
+        .collect()
 }
 
 /// What [`scan_dir`] finds, without code (for `status`).

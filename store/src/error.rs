@@ -70,6 +70,20 @@ pub enum Error {
     #[error("{0}")]
     Fleet(String),
 
+    /// A key or a trust file cannot be used (the operator's setup: exit code 2).
+    #[error("{0}")]
+    Signing(String),
+
+    /// A component's signatures do not satisfy the trust file: unsigned, tampered, signed by
+    /// no trusted key (or too few), or by a revoked one. Nothing ran.
+    #[error("{subject} is refused: {reason}")]
+    Untrusted {
+        /// The component: its file, or the stored component of a version.
+        subject: String,
+        /// Why, for the operator.
+        reason: String,
+    },
+
     /// `hsm-host export` could not write a stored component back out.
     #[error("cannot export: {0}")]
     Export(String),
@@ -326,6 +340,8 @@ impl Error {
             Error::TrackedElsewhere { .. } => "tracked_elsewhere",
             Error::Scaffold(_) => "scaffold",
             Error::Fleet(_) => "fleet",
+            Error::Signing(_) => "signing",
+            Error::Untrusted { .. } => "untrusted_component",
             Error::Export(_) => "export",
             Error::InvalidTrackingPrefix { .. } => "invalid_tracking_prefix",
             Error::ReadMigrations { .. } => "read_migrations",
@@ -360,6 +376,7 @@ impl Error {
                 | Error::NoMigrations { .. }
                 | Error::Scaffold(_)
                 | Error::Fleet(_)
+                | Error::Signing(_)
         ) || matches!(self, Error::Plan(plan) if plan.is_usage())
             // A migrations directory that is not there: the wrong --migrations.
             || matches!(self, Error::ReadMigrations { source, .. }

@@ -25,6 +25,7 @@ mod real_sets;
 mod redo_and_down;
 mod sandbox;
 mod sandbox_limits;
+mod signing;
 mod single_transaction;
 mod sql_functions;
 mod sql_identity;

@@ -6,6 +6,7 @@ use std::time::Duration;
 pub use super::fleet_args::{
     ConfiguredTargets, FleetAction, FleetConfig, FleetPace, FleetTargets, OnErrorArg,
 };
+pub use super::signing_args::SigningCommand;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use hsm_host::runtime::Compiler;
 
@@ -162,6 +163,18 @@ pub struct Global {
     /// (default: each migration commits on its own)
     #[arg(long, global = true, help_heading = "Global options")]
     pub single_transaction: bool,
+
+    /// Run only components this trust file accepts (see `verify`): an unsigned, untrusted,
+    /// tampered or revoked one is refused before anything changes; SQL migrations must be
+    /// packed and signed ahead (`pack --sign`)
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "HSM_REQUIRE_SIGNED",
+        value_name = "TRUST"
+    )]
+    pub require_signed: Option<PathBuf>,
 
     /// Time one migration may run (`300`, `90s`, `5m`, `1h`)
     #[arg(long, global = true, help_heading = "Global options", env = "HSM_TIMEOUT", default_value = "5m",
@@ -375,6 +388,10 @@ pub enum Command {
         /// Where to write the components [default: the --migrations directory]
         #[arg(short, long)]
         out: Option<PathBuf>,
+        /// Sign each component written with this secret key (embedded), for a host that runs
+        /// with --require-signed
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
     },
     /// Say what component files are before anyone runs them: version, name, description,
     /// reversible, contract and world, imports, size, sha256, and whether this host accepts
@@ -451,6 +468,8 @@ pub enum Command {
         #[command(subcommand)]
         action: FleetAction,
     },
+    #[command(flatten)]
+    Signing(SigningCommand),
 }
 
 /// `hsm-host pg …`.

@@ -54,6 +54,7 @@ struct Settings {
     lock_timeout: Option<u64>,
     single_transaction: Option<bool>,
     placeholders: Option<BTreeMap<String, String>>,
+    require_signed: Option<PathBuf>,
     fleet: Option<FleetSettings>,
 }
 
@@ -216,6 +217,11 @@ fn fill(
         .map_err(|e| anyhow::anyhow!("compiler: {e}"))?;
     take!("compiler", compiler, compiler);
     take!("lock_timeout", lock_timeout, s.lock_timeout);
+    take!(
+        "require_signed",
+        require_signed,
+        s.require_signed.map(|p| Some(path(p)))
+    );
     take!(
         "single_transaction",
         single_transaction,

@@ -12,6 +12,8 @@ mod fleet_status;
 mod logging;
 mod report;
 mod server;
+mod signing;
+mod signing_args;
 mod sink;
 
 use std::io::{IsTerminal, Write};
@@ -193,6 +195,10 @@ fn run(args: &Args) -> Result<()> {
         let mut out = sink::SafeOut::new(std::io::stdout().lock());
         return declare(file, dialects, output.as_deref(), &mut out);
     }
+    if let Command::Signing(command) = &args.command {
+        let mut out = sink::SafeOut::new(std::io::stdout().lock());
+        return signing::run(command, global.json, &mut out);
+    }
     if let Command::Fleet { action } = &args.command {
         // Each target is its own database: --database is not one of them.
         let project = project(global)?;
@@ -287,9 +293,19 @@ fn run(args: &Args) -> Result<()> {
             let report = with_loading_context(global, project.baseline(*version, *dry_run))?;
             report::adopted(&report, global.json, &mut out)
         }
-        Command::Pack { src, out: to } => {
+        Command::Pack { src, out: to, sign } => {
             let to = to.as_ref().unwrap_or(&global.migrations);
+            // A key that cannot sign is refused before anything is written.
+            let key = sign
+                .as_deref()
+                .map(hsm_signing::read_secret_key)
+                .transpose()?;
             let written = hsm_host::pack::pack_dir(src, to, sql_options(global))?;
+            if let Some((secret, _)) = &key {
+                for file in &written {
+                    signing::sign_one(file, secret, false)?;
+                }
+            }
             report::packed(&written, global.json, &mut out)
         }
         Command::Inspect { files } => {
@@ -396,7 +412,9 @@ fn run(args: &Args) -> Result<()> {
             report::repaired(&repaired, global.json, &mut out)
         }
         Command::Gc {} => report::collected(&project.gc()?, global.json, &mut out),
-        Command::Pg { .. } | Command::Fleet { .. } => unreachable!("answered above"),
+        Command::Pg { .. } | Command::Fleet { .. } | Command::Signing(_) => {
+            unreachable!("answered above")
+        }
     }?;
     out.flush().context("cannot write to stdout")
 }
@@ -422,6 +440,7 @@ fn project(global: &Global) -> Result<Project> {
         keep_for: global.keep_backups_for,
     };
     Ok(Project::new(&global.database, &global.migrations)
+        .with_trust(trust(global)?)
         .with_layout(global.layout)
         .with_placeholders(sql_options(global).placeholders)
         .with_tracking(tracking)
@@ -438,6 +457,15 @@ fn project(global: &Global) -> Result<Project> {
             lock_timeout: Duration::from_secs(global.lock_timeout),
             single_transaction: global.single_transaction,
         }))
+}
+
+/// The trust file of `--require-signed`, read and checked.
+fn trust(global: &Global) -> hsm_host::Result<Option<hsm_signing::Trust>> {
+    global
+        .require_signed
+        .as_deref()
+        .map(hsm_signing::Trust::read)
+        .transpose()
 }
 
 /// Says which directory failed to load, and how to choose another, on errors of loading it.
@@ -532,7 +560,11 @@ fn declare(
 
 /// Writes `bytes` to `path` through a file beside it renamed over it: a reader never sees half
 /// a component.
-fn write_replacing(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(super) fn write_replacing(
+    path: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".partial-{}", std::process::id()));

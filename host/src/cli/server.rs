@@ -117,6 +117,7 @@ pub(super) fn server_project(global: &Global, url: &str) -> hsm_host::Result<Ser
     };
     let cache_dir = global.compile_cache_dir();
     Ok(ServerProject::new(url, &global.migrations)?
+        .with_trust(super::trust(global)?)
         .with_sql(sql_options(global))
         .with_schema(&schema)
         .with_limits(hsm_host::Limits {

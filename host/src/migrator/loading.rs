@@ -277,6 +277,24 @@ impl Migrator {
                 "migration {version}: its file changed or is gone; using the component that \
                  applied it"
             );
+            // `--require-signed`: the stored component is held to today's trust file (its
+            // detached signature was kept with it).
+            if let Some(policy) = self.runtime.signed_only() {
+                let sha256 = crate::runtime::sha256_hex(&bytes);
+                let detached = tracking.stored_signature(conn, &sha256)?;
+                let subject = format!("the stored component of migration {version}");
+                if detached.is_none() && hsm_signing::signature_count(&bytes, None) == Ok(0) {
+                    return Err(Error::Untrusted {
+                        subject,
+                        reason: "it carries no signature, and none was kept with it (applied \
+                                 unsigned, or signed detached before hsm-host kept signatures): \
+                                 put its signed file (and FILE.sig) back in the migrations \
+                                 directory"
+                            .into(),
+                    });
+                }
+                policy.check_bytes(&subject, &bytes, detached)?;
+            }
             stored.insert(version, self.runtime.load(origin, &bytes)?);
         }
         Ok(stored)

@@ -44,7 +44,11 @@ pub(super) fn store_component(
     let recorded = component.checksum();
     let sha256 = component.component_sha256();
     let recorded_as = (recorded != sha256).then_some(recorded.as_str());
-    tracking.store_component(conn, sha256, recorded_as, component.stored_form()?, now)
+    tracking.store_component(conn, sha256, recorded_as, component.stored_form()?, now)?;
+    if let Some(signed) = component.signed() {
+        tracking.record_signers(conn, sha256, &signed.recorded(), signed.detached.as_deref())?;
+    }
+    Ok(())
 }
 
 /// Runs one migration in its own transaction, with its history row: one commit per migration.

@@ -41,6 +41,7 @@ pub struct ServerProject {
     compiler: Compiler,
     lock_wait: Duration,
     dump: Option<DumpPlan>,
+    trust: Option<hsm_signing::Trust>,
 }
 
 /// A backend error in the library's terms.
@@ -109,7 +110,14 @@ impl ServerProject {
             compiler: Compiler::default(),
             lock_wait: Duration::from_secs(10),
             dump: None,
+            trust: None,
         })
+    }
+
+    /// Runs only components `trust` accepts (as [`crate::Project::with_trust`]).
+    pub fn with_trust(mut self, trust: Option<hsm_signing::Trust>) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Reads the directory's SQL files with these options.
@@ -172,8 +180,12 @@ impl ServerProject {
 
     fn runtime(&self) -> Result<Runtime> {
         let runtime = Runtime::with_limits(self.limits)?.with_compiler(self.compiler);
-        Ok(match &self.cache_dir {
+        let runtime = match &self.cache_dir {
             Some(dir) => runtime.with_cache(dir, self.cache_max),
+            None => runtime,
+        };
+        Ok(match &self.trust {
+            Some(trust) => runtime.require_signed(trust.clone()),
             None => runtime,
         })
     }

@@ -120,10 +120,17 @@ pub struct MigrationComponent {
     pub(super) engine: Engine,
     pub(super) ticker: Arc<EpochTicker>,
     pub(super) limits: Limits,
+    /// Who signed it, when the runtime holds components to a trust file.
+    pub(super) signed: Option<Arc<super::signed::Signed>>,
     pub(super) pre: MigrationPre<GuestState>,
 }
 
 impl MigrationComponent {
+    /// Who signed it, as the trust file of `--require-signed` names them (`None` without one).
+    pub fn signed(&self) -> Option<&super::signed::Signed> {
+        self.signed.as_deref()
+    }
+
     /// What the component says about itself.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata

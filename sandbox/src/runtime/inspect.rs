@@ -30,10 +30,24 @@ pub struct Inspection {
     pub imports: Vec<String>,
     /// The databases it says it is written for (`hsm:dialects`); none means SQLite alone.
     pub dialects: Vec<String>,
+    /// Its signatures (embedded, or in `FILE.sig` beside it).
+    pub signatures: Signatures,
     /// Whether `up` would accept it.
     pub accepted: bool,
     /// Why not, when it would not.
     pub problem: Option<String>,
+}
+
+/// A component's signatures, as `inspect` shows them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Signatures {
+    /// How many signatures it carries, whoever made them.
+    pub count: usize,
+    /// Whether they are in `FILE.sig` beside it rather than in it.
+    pub detached: bool,
+    /// Who signed it, by the trust file's names (only with `--require-signed`: a signature
+    /// names no key, a trust file's keys are tried against it).
+    pub signers: Vec<hsm_signing::Signer>,
 }
 
 impl Runtime {
@@ -51,7 +65,27 @@ impl Runtime {
                 path: path.to_owned(),
                 source: std::io::Error::other(reason),
             })?;
-        self.inspect_bytes(path, &bytes)
+        let mut inspection = self.inspect_bytes(path, &bytes)?;
+        let detached = hsm_signing::read_detached(path);
+        let refuse = |inspection: &mut Inspection, reason: String| {
+            inspection.accepted = false;
+            inspection.problem.get_or_insert(reason);
+        };
+        match detached {
+            Ok(detached) => {
+                inspection.signatures.detached = detached.is_some();
+                inspection.signatures.count =
+                    hsm_signing::signature_count(&bytes, detached.as_deref()).unwrap_or(0);
+                if let Some(policy) = &self.signed_only {
+                    match hsm_signing::verify(&bytes, detached.as_deref(), policy.trust()) {
+                        Ok(verdict) => inspection.signatures.signers = verdict.signers,
+                        Err(reason) => refuse(&mut inspection, reason),
+                    }
+                }
+            }
+            Err(reason) => refuse(&mut inspection, reason),
+        }
+        Ok(inspection)
     }
 
     /// [`Runtime::inspect_file`] of a component's bytes (a SQL migration packed), named `path`.
@@ -113,6 +147,7 @@ impl Runtime {
             world,
             imports,
             dialects: super::dialects::declared(bytes),
+            signatures: Signatures::default(),
             accepted: problem.is_none(),
             problem,
         })

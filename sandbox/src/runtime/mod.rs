@@ -17,6 +17,7 @@ mod limits;
 mod output;
 pub use hsm_store::progress;
 mod provided;
+pub mod signed;
 mod state;
 pub mod watchdog;
 
@@ -33,7 +34,7 @@ pub use component::{
 };
 pub use engines::{Compiler, QUICK_COMPILE_FROM};
 use engines::{Tier, Wasm};
-pub use inspect::Inspection;
+pub use inspect::{Inspection, Signatures};
 use limits::MemoryBudget;
 pub use limits::{Limits, Watch, describe_duration};
 pub use progress::{ProgressSink, set_progress_sink};
@@ -58,6 +59,8 @@ pub struct Runtime {
     cache: Option<Arc<cache::ComponentCache>>,
     /// The SQL functions of the migrations directory, given to every migration loaded.
     sql_functions: std::sync::Mutex<Option<Arc<provided::ProvidedFunctions>>>,
+    /// `--require-signed`: the trust file components are held to.
+    signed_only: Option<Arc<signed::SignedOnly>>,
 }
 
 impl Runtime {
@@ -81,6 +84,7 @@ impl Runtime {
             limits,
             cache: None,
             sql_functions: std::sync::Mutex::new(None),
+            signed_only: None,
         })
     }
 
@@ -115,6 +119,19 @@ impl Runtime {
     pub fn with_cache(mut self, dir: &Path, max_bytes: u64) -> Self {
         self.cache = cache::ComponentCache::open(dir, max_bytes).map(Arc::new);
         self
+    }
+
+    /// Loads only components `trust` accepts (see [`signed::SignedOnly`]): the sources check
+    /// each file before loading it.
+    #[must_use]
+    pub fn require_signed(mut self, trust: hsm_signing::Trust) -> Self {
+        self.signed_only = Some(Arc::new(signed::SignedOnly::new(trust)));
+        self
+    }
+
+    /// The trust file components are held to, if any.
+    pub fn signed_only(&self) -> Option<&signed::SignedOnly> {
+        self.signed_only.as_deref()
     }
 
     /// The limits every call gets.
@@ -372,6 +389,11 @@ impl Runtime {
                 metadata.version
             ))
         })?;
+        // What the trust file said of these very bytes (`--require-signed`).
+        let signed = self
+            .signed_only
+            .as_ref()
+            .and_then(|policy| policy.verdict(&checksum));
         Ok(MigrationComponent {
             path: origin,
             down_path: None,
@@ -385,6 +407,7 @@ impl Runtime {
             engine: engine.clone(),
             ticker: Arc::clone(&wasm.ticker),
             limits: self.limits,
+            signed,
             pre,
         })
     }

@@ -66,6 +66,15 @@ impl Runtime {
                 path: path.to_owned(),
                 source: std::io::Error::other(reason),
             })?;
+        // Code every migration calls: held to the trust file as they are (the bytes read here
+        // are the ones compiled).
+        if let Some(policy) = &self.signed_only {
+            let detached = hsm_signing::read_detached(path).map_err(|reason| Error::Untrusted {
+                subject: path.display().to_string(),
+                reason,
+            })?;
+            policy.check_bytes(&path.display().to_string(), &bytes, detached)?;
+        }
         let invalid = |reason: String| Error::InvalidComponent {
             path: path.to_owned(),
             reason,

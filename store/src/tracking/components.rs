@@ -1,7 +1,7 @@
 //! The components table: the exact bytes of each applied component, deflated, so `down` runs
 //! what was applied after its file changed or is gone; one per applied version.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Tracking, column_names};
 use crate::error::{Error, Result, SqliteContext};
@@ -78,6 +78,49 @@ impl Tracking {
         )
         .context("cannot store the applied component")?;
         Ok(())
+    }
+
+    /// Records who signed the stored component `checksum` (`name SHA256:…; …`) and its
+    /// detached signature, when that is what verified: `down` checks it again once the file
+    /// and its `FILE.sig` are gone.
+    pub fn record_signers(
+        &self,
+        conn: &Connection,
+        checksum: &str,
+        signers: &str,
+        signature: Option<&[u8]>,
+    ) -> Result<()> {
+        conn.execute(
+            &format!(
+                "UPDATE main.\"{}\" SET signers = ?2, signature = ?3 WHERE checksum = ?1",
+                self.components
+            ),
+            params![checksum, signers, signature],
+        )
+        .context("cannot record who signed the applied component")?;
+        Ok(())
+    }
+
+    /// The detached signature kept with the stored component `checksum`, if any (none in a
+    /// table of an earlier release).
+    pub fn stored_signature(&self, conn: &Connection, checksum: &str) -> Result<Option<Vec<u8>>> {
+        if !column_names(conn, &self.components)?
+            .iter()
+            .any(|c| c == "signature")
+        {
+            return Ok(None);
+        }
+        conn.query_row(
+            &format!(
+                "SELECT signature FROM main.\"{}\" WHERE checksum = ?1",
+                self.components
+            ),
+            [checksum],
+            |row| row.get::<_, Option<Vec<u8>>>(0),
+        )
+        .optional()
+        .map(Option::flatten)
+        .context("cannot read a stored component's signature")
     }
 
     /// The stored bytes of the component `migrations.checksum` records as `recorded` (its

@@ -256,19 +256,24 @@ impl Tracking {
         conn.execute_batch(&self.host_additions())
             .context(format!("cannot create the {} table", self.components))?;
         // What migrations.checksum records for a stored component when that is not its sha256
-        // (a SQL migration's file digests); tables of earlier releases lack it.
-        if !column_names(conn, &self.components)?
-            .iter()
-            .any(|c| c == "recorded_as")
-        {
-            conn.execute_batch(&format!(
-                "ALTER TABLE main.\"{}\" ADD COLUMN recorded_as TEXT",
-                self.components
-            ))
-            .context(format!(
-                "cannot add the recorded_as column to {}",
-                self.components
-            ))?;
+        // (a SQL migration's file digests); who signed it (`--require-signed`), and its
+        // detached signature. Tables of earlier releases lack them.
+        let present = column_names(conn, &self.components)?;
+        for (column, declared) in [
+            ("recorded_as", "TEXT"),
+            ("signers", "TEXT"),
+            ("signature", "BLOB"),
+        ] {
+            if !present.iter().any(|c| c == column) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE main.\"{}\" ADD COLUMN {column} {declared}",
+                    self.components
+                ))
+                .context(format!(
+                    "cannot add the {column} column to {}",
+                    self.components
+                ))?;
+            }
         }
         Ok(())
     }

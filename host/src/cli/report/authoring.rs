@@ -45,6 +45,26 @@ pub fn inspected(
         if !item.imports.is_empty() {
             writeln!(out, "  imports      {}", item.imports.join(", "))?;
         }
+        let signatures = &item.signatures;
+        let where_ = match signatures.detached {
+            true => " (detached, in FILE.sig)",
+            false => "",
+        };
+        match (signatures.count, signatures.signers.is_empty()) {
+            (0, _) => writeln!(out, "  signed       no")?,
+            (n, true) => writeln!(
+                out,
+                "  signed       {n} signature(s){where_}; --require-signed TRUST says by whom"
+            )?,
+            (_, false) => {
+                let names: Vec<String> = signatures
+                    .signers
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.fingerprint))
+                    .collect();
+                writeln!(out, "  signed       by {}{where_}", names.join(", "))?;
+            }
+        }
         writeln!(out, "  size         {}", human_bytes(item.size))?;
         writeln!(out, "  sha256       {}", item.sha256)?;
         match &item.problem {

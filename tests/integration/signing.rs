@@ -1,0 +1,354 @@
+//! Signed components through the real binary: `keygen`, `sign` (embedded and detached), and
+//! `verify` against a trust file: a tampered byte, an appended section, a component signed in
+//! parts and cut at its delimiter, an OpenSSH key, a threshold, a revoked signer, and a trust
+//! file others may write.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{Env, Run};
+
+/// The binary, run in the environment's directory, with these arguments only.
+fn hsm(env: &Env, args: &[&str]) -> Run {
+    Run::from(env.command().args(args).output().unwrap())
+}
+
+fn digest(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// Two signers' keys and an example component to sign, in a fresh environment.
+fn signers() -> (Env, PathBuf) {
+    let env = Env::empty();
+    for name in ["alice", "bob"] {
+        hsm(&env, &["keygen", name, "--dir", "keys"]).assert_code(2);
+    }
+    std::fs::create_dir(env.dir.path().join("keys")).unwrap();
+    for name in ["alice", "bob"] {
+        hsm(&env, &["keygen", name, "--dir", "keys"]).assert_success();
+    }
+    let component = env.add(hsm_test_artifacts::EXAMPLES[0]);
+    (env, component)
+}
+
+/// A trust file naming `names` (their keys in `keys/`), then `extra` lines; each call writes
+/// a file of its own.
+fn trust(env: &Env, names: &[&str], extra: &str) -> String {
+    let mut text = String::from("# who may sign\n");
+    for name in names {
+        let public = std::fs::read_to_string(env.dir.path().join(format!("keys/{name}.pub")));
+        text.push_str(&format!("{name} {}", public.unwrap()));
+    }
+    text.push_str(extra);
+    let path = env.dir.path().join(format!(
+        "trust-{}",
+        names.join("-") + &extra.len().to_string()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn public_line(env: &Env, name: &str) -> String {
+    std::fs::read_to_string(env.dir.path().join(format!("keys/{name}.pub"))).unwrap()
+}
+
+#[test]
+fn a_signed_component_verifies_and_any_change_to_it_is_refused() {
+    let (env, component) = signers();
+    let file = component.to_str().unwrap();
+    let trust = trust(&env, &["alice", "bob"], "");
+    // Unsigned: refused, with what to do.
+    hsm(&env, &["verify", file, "--trust", &trust])
+        .assert_code(1)
+        .assert_stdout_contains("sign it with `hsm-host sign");
+    let before = digest(&component);
+    hsm(&env, &["sign", file, "--key", "keys/alice.key"])
+        .assert_success()
+        .assert_stdout_contains("embedded: its sha256 changed");
+    assert_ne!(digest(&component), before);
+    let run = hsm(&env, &["verify", file, "--trust", &trust, "--json"]);
+    run.assert_success();
+    let verdict: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(verdict["trusted"], true, "{verdict}");
+    assert_eq!(verdict["signers"][0]["name"], "alice", "{verdict}");
+    // The signed component still runs.
+    env.hsm(&["up"]).assert_success();
+
+    let signed = std::fs::read(&component).unwrap();
+    let check = |bytes: &[u8], expect: &str| {
+        std::fs::write(&component, bytes).unwrap();
+        hsm(&env, &["verify", file, "--trust", &trust])
+            .assert_code(1)
+            .assert_stdout_contains(expect);
+    };
+    // One byte of the code changed.
+    let mut tampered = signed.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    check(&tampered, "changed after it was signed");
+    // A custom section appended after signing.
+    let mut appended = signed.clone();
+    appended.extend_from_slice(&[0, 5, 4, b'e', b'v', b'i', b'l']);
+    check(&appended, "changed after it was signed");
+    // Cut short.
+    check(&signed[..signed.len() - 10], "REFUSED");
+    // Signed by a key the trust file does not know.
+    std::fs::write(&component, &signed).unwrap();
+    let only_bob = self::trust(&env, &["bob"], "");
+    hsm(&env, &["verify", file, "--trust", &only_bob])
+        .assert_code(1)
+        .assert_stdout_contains("does not trust");
+}
+
+#[test]
+fn a_detached_signature_keeps_the_components_bytes_and_thresholds_count_signers() {
+    let (env, component) = signers();
+    let file = component.to_str().unwrap();
+    let before = digest(&component);
+    hsm(
+        &env,
+        &["sign", file, "--key", "keys/alice.key", "--detached"],
+    )
+    .assert_success();
+    assert_eq!(
+        digest(&component),
+        before,
+        "a detached signature changed the component"
+    );
+    assert!(PathBuf::from(format!("{file}.sig")).is_file());
+    let two = trust(&env, &["alice", "bob"], "min-signers 2\n");
+    hsm(&env, &["verify", file, "--trust", &two])
+        .assert_code(1)
+        .assert_stdout_contains("signed by 1 trusted signer(s) (alice); the trust file asks for 2");
+    hsm(&env, &["sign", file, "--key", "keys/bob.key", "--detached"]).assert_success();
+    hsm(&env, &["verify", file, "--trust", &two])
+        .assert_success()
+        .assert_stdout_contains("alice (SHA256:")
+        .assert_stdout_contains("bob (SHA256:");
+    // The same key twice is refused (one signer is not two).
+    hsm(&env, &["sign", file, "--key", "keys/bob.key", "--detached"])
+        .assert_code(1)
+        .assert_stdout_contains("signed it already");
+    // Revoking bob refuses what he signed, even beside alice.
+    let revoked = trust(
+        &env,
+        &["alice"],
+        &format!("revoked {}", public_line(&env, "bob")),
+    );
+    hsm(&env, &["verify", file, "--trust", &revoked])
+        .assert_code(1)
+        .assert_stdout_contains("revoked key");
+    // A tampered detached signature file.
+    let sig = PathBuf::from(format!("{file}.sig"));
+    let mut bytes = std::fs::read(&sig).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&sig, bytes).unwrap();
+    hsm(&env, &["verify", file, "--trust", &two]).assert_code(1);
+}
+
+#[test]
+fn an_openssh_key_signs_and_a_trust_file_others_may_write_is_refused() {
+    let (env, component) = signers();
+    let file = component.to_str().unwrap();
+    // OpenSSH's own ed25519 key, without a passphrase (openssh-client is on every CI machine
+    // that runs these tests: `.ci/run` checks for ssh-keygen).
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "carol@laptop", "-f"])
+        .arg(env.dir.path().join("keys/id_ed25519"))
+        .status()
+        .expect("ssh-keygen (openssh-client) makes the OpenSSH key");
+    assert!(made.success());
+    hsm(&env, &["sign", file, "--key", "keys/id_ed25519"]).assert_success();
+    let carol = std::fs::read_to_string(env.dir.path().join("keys/id_ed25519.pub")).unwrap();
+    let path = env.dir.path().join("trust");
+    std::fs::write(&path, format!("carol {carol}")).unwrap();
+    let trust = path.to_str().unwrap();
+    let run = hsm(&env, &["verify", file, "--trust", trust]);
+    run.assert_success()
+        .assert_stdout_contains("carol (SHA256:");
+    // The fingerprint is the one ssh-keygen shows.
+    let shown = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(env.dir.path().join("keys/id_ed25519.pub"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8(shown.stdout).unwrap();
+    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_owned();
+    run.assert_stdout_contains(&fingerprint);
+    // A trust file others may write is no trust file: exit 2, saying how to fix it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    hsm(&env, &["verify", file, "--trust", trust])
+        .assert_code(2)
+        .assert_stderr_contains("chmod go-w");
+    // A secret key others may read is refused before signing.
+    let key = env.dir.path().join("keys/alice.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    hsm(&env, &["sign", file, "--key", "keys/alice.key"])
+        .assert_code(2)
+        .assert_stderr_contains("chmod 600");
+}
+
+/// wasmsign2's whole-component verifier accepts a component signed in parts and cut short at
+/// a `signature_delimiter`: the signed first part runs without the rest. hsm-host refuses any
+/// component with a delimiter.
+#[test]
+fn a_component_signed_in_parts_and_cut_at_its_delimiter_is_refused() {
+    let (env, component) = signers();
+    let file = component.to_str().unwrap();
+    let bytes = std::fs::read(&component).unwrap();
+    let secret = wasmsign2::SecretKey::from_pem(
+        &std::fs::read_to_string(env.dir.path().join("keys/alice.key")).unwrap(),
+    )
+    .unwrap();
+    // The component, a delimiter, then a second part (a custom section).
+    let mut module = wasmsign2::Module::deserialize(&mut std::io::Cursor::new(&bytes)).unwrap();
+    let delimiter = |tag: u8| {
+        wasmsign2::Section::Custom(wasmsign2::CustomSection::new(
+            "signature_delimiter".into(),
+            vec![tag; 16],
+        ))
+    };
+    module.sections.push(delimiter(1));
+    module
+        .sections
+        .push(wasmsign2::Section::Custom(wasmsign2::CustomSection::new(
+            "second_part".into(),
+            b"more".to_vec(),
+        )));
+    module.sections.push(delimiter(2));
+    let (signed, _) = secret.sign_multi(module, None, false, false).unwrap();
+    // Cut after the first delimiter: the signature header, the component, the delimiter.
+    let mut cut = signed.clone();
+    cut.sections.truncate(cut.sections.len() - 2);
+    let mut cut_bytes = Vec::new();
+    cut.serialize(&mut cut_bytes).unwrap();
+    let public = wasmsign2::PublicKey {
+        pk: secret.sk.public_key(),
+        key_id: None,
+    };
+    assert!(
+        public
+            .verify(&mut std::io::Cursor::new(&cut_bytes), None)
+            .is_ok(),
+        "the attack needs wasmsign2's plain verifier to accept the cut component"
+    );
+    std::fs::write(&component, &cut_bytes).unwrap();
+    let trust = trust(&env, &["alice"], "");
+    hsm(&env, &["verify", file, "--trust", &trust])
+        .assert_code(1)
+        .assert_stdout_contains("signed in parts");
+}
+
+/// `--require-signed`: every component of the set verified before anything changes; what
+/// applied records who signed it; `down` from a stored component checks it against today's
+/// trust file.
+#[test]
+fn require_signed_runs_only_what_the_trust_file_accepts_and_changes_nothing_otherwise() {
+    let (env, first) = signers();
+    let second = env.add(hsm_test_artifacts::EXAMPLES[1]);
+    let trust = trust(&env, &["alice", "bob"], "");
+    let sign = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["sign", file.to_str().unwrap(), "--key", "keys/alice.key"];
+        args.extend_from_slice(extra);
+        hsm(&env, &args).assert_success();
+    };
+    sign(&first, &[]);
+    // The second unsigned: nothing runs, and the database is not even made.
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stderr_contains("v002_add_email_column.wasm is refused: it is not signed");
+    assert!(!env.db.exists());
+    sign(&second, &["--detached"]);
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_success();
+    let signers: Vec<(String, Option<usize>)> = env
+        .open()
+        .prepare("SELECT signers, length(signature) FROM hsm_components ORDER BY signature IS NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(signers.len(), 2, "{signers:?}");
+    assert!(
+        signers.iter().all(|(s, _)| s.starts_with("alice SHA256:")),
+        "{signers:?}"
+    );
+    assert!(
+        signers[0].1.is_some(),
+        "the detached signature is kept: {signers:?}"
+    );
+
+    let database_bytes = || std::fs::read(&env.db).unwrap();
+    let before = database_bytes();
+    // A tampered component, a SQL migration, an unsigned one beside them: each refused, the
+    // database as it was.
+    let third = env.add(hsm_test_artifacts::EXAMPLES[2]);
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stderr_contains("v003");
+    sign(&third, &[]);
+    let mut bytes = std::fs::read(&third).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&third, &bytes).unwrap();
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stderr_contains("changed after it was signed");
+    std::fs::remove_file(&third).unwrap();
+    std::fs::write(
+        env.migrations.join("003_notes.up.sql"),
+        "CREATE TABLE notes (x);",
+    )
+    .unwrap();
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stderr_contains("pack and sign the directory ahead");
+    std::fs::remove_file(env.migrations.join("003_notes.up.sql")).unwrap();
+    assert_eq!(
+        database_bytes(),
+        before,
+        "a refused run changed the database"
+    );
+
+    // The second's file and signature gone: down runs its stored component, checked with the
+    // signature kept, against today's trust file (from the environment, as cron would set it).
+    std::fs::remove_file(&second).unwrap();
+    std::fs::remove_file(PathBuf::from(format!("{}.sig", second.display()))).unwrap();
+    let revoked = self::trust(
+        &env,
+        &["bob"],
+        &format!("revoked {}", public_line(&env, "alice")),
+    );
+    // (alice is revoked: the first's file is refused before the stored one is looked at.)
+    Run::from(
+        env.hsm_command(&["down"])
+            .env("HSM_REQUIRE_SIGNED", &revoked)
+            .output()
+            .unwrap(),
+    )
+    .assert_code(1)
+    .assert_stderr_contains("revoked key");
+    // With the first's file gone too, the stored component alone meets a trust file that
+    // does not trust alice: refused.
+    std::fs::remove_file(&first).unwrap();
+    let only_bob = self::trust(&env, &["bob"], "");
+    env.hsm(&["down", "--require-signed", &only_bob])
+        .assert_code(1)
+        .assert_stderr_contains("the stored component of migration 1 is refused");
+    assert_eq!(
+        database_bytes(),
+        before,
+        "a refused down changed the database"
+    );
+    Run::from(
+        env.hsm_command(&["down"])
+            .env("HSM_REQUIRE_SIGNED", &trust)
+            .output()
+            .unwrap(),
+    )
+    .assert_success()
+    .assert_stdout_contains("Version 2 -> 1.");
+}
