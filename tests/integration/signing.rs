@@ -352,3 +352,45 @@ fn require_signed_runs_only_what_the_trust_file_accepts_and_changes_nothing_othe
     .assert_success()
     .assert_stdout_contains("Version 2 -> 1.");
 }
+
+/// A fleet under `--require-signed` loads (and verifies) the set once: an unsigned component
+/// stops it before any target is touched; a signed set runs on every target, each recording
+/// who signed what it applied.
+#[test]
+fn a_fleet_under_require_signed_checks_the_set_before_any_target() {
+    let (env, first) = signers();
+    let trust = trust(&env, &["alice"], "");
+    let targets = env.dir.path().join("targets.txt");
+    std::fs::write(&targets, "sites/a.db\nsites/b.db\n").unwrap();
+    std::fs::create_dir(env.dir.path().join("sites")).unwrap();
+    let fleet = |expect: i32| {
+        env.hsm(&[
+            "fleet",
+            "up",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--require-signed",
+            &trust,
+        ])
+        .assert_code(expect)
+        .stderr
+        .clone()
+    };
+    let stderr = fleet(1);
+    assert!(stderr.contains("is refused: it is not signed"), "{stderr}");
+    assert!(!env.dir.path().join("sites/a.db").exists());
+    hsm(
+        &env,
+        &["sign", first.to_str().unwrap(), "--key", "keys/alice.key"],
+    )
+    .assert_success();
+    fleet(0);
+    for site in ["a", "b"] {
+        let db =
+            rusqlite::Connection::open(env.dir.path().join(format!("sites/{site}.db"))).unwrap();
+        let signers: String = db
+            .query_row("SELECT signers FROM hsm_components", [], |r| r.get(0))
+            .unwrap();
+        assert!(signers.starts_with("alice SHA256:"), "{signers}");
+    }
+}
