@@ -193,7 +193,7 @@ impl Project {
             return Err(Error::NoMigrations {
                 path: self.migrations.clone(),
                 seen: crate::pack::layout::unread_sql_files(&self.migrations),
-                found: directories_with_migrations(&self.migrations),
+                found: crate::source::directories_with_migrations(&self.migrations),
             });
         }
         Ok(migrator)
@@ -453,7 +453,8 @@ impl Project {
 
     /// Writes the component an applied migration was applied from, as the database stored
     /// it, to `out` (default: `<version>_<name>.wasm` in the working directory): to put back a
-    /// file that changed or is gone. Never writes over an existing file.
+    /// file that changed or is gone; with its detached signature, if one was kept, as
+    /// `FILE.sig` beside it. Never writes over an existing file.
     ///
     /// # Errors
     /// [`Error::NoDatabase`]; [`Error::Export`] when the version is not applied, has no stored
@@ -501,6 +502,18 @@ impl Project {
             .map_err(|e| Error::Export(format!("cannot create {}: {e}", path.display())))?;
         std::io::Write::write_all(&mut file, &bytes)
             .map_err(|e| Error::Export(format!("cannot write {}: {e}", path.display())))?;
+        // Its detached signature, kept when it applied, goes back beside it as FILE.sig:
+        // without it, `--require-signed` would refuse the file put back.
+        let sha256 = crate::runtime::sha256_hex(&bytes);
+        if let Some(signature) = db.tracking().stored_signature(&conn, &sha256)? {
+            let sig = hsm_signing::detached_path(&path);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&sig)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, &signature))
+                .map_err(|e| Error::Export(format!("cannot write {}: {e}", sig.display())))?;
+        }
         Ok(path)
     }
 
@@ -572,42 +585,4 @@ impl Project {
         };
         migrator.test_round_trips(&scratch)
     }
-}
-
-/// Directories up to two levels below `dir` that hold `.sql` or `.wasm` files (or diesel's
-/// `<version>_<name>/up.sql` folders), for the error that `dir` holds none.
-fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
-    let holds = |d: &Path| {
-        std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                let p = e.path();
-                p.extension().is_some_and(|x| x == "sql" || x == "wasm")
-                    || p.join("up.sql").is_file()
-                    || p.join("migration.sql").is_file()
-            })
-    };
-    let mut found = Vec::new();
-    let subdirs = |d: &Path| -> Vec<PathBuf> {
-        let mut list: Vec<PathBuf> = std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
-            .collect();
-        list.sort();
-        list
-    };
-    for child in subdirs(dir) {
-        if holds(&child) {
-            found.push(child);
-            continue;
-        }
-        found.extend(subdirs(&child).into_iter().filter(|g| holds(g)));
-    }
-    found.truncate(10);
-    found
 }

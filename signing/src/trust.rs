@@ -74,6 +74,8 @@ impl Trust {
             let rest = rest.trim();
             match first {
                 "min-signers" => {
+                    // (`min-signers 2  # two of us`: a comment may follow the number.)
+                    let rest = rest.split('#').next().unwrap_or_default().trim();
                     let n: usize = rest
                         .parse()
                         .ok()
@@ -169,7 +171,7 @@ mod tests {
         let (carol, carol_key) = line("carol");
         let path = Path::new("trust");
         let text = format!(
-            "# who signs\nalice {alice}\n\nbob  {bob}\ncarol {carol}\nmin-signers 2\nrevoked {carol}\n"
+            "# who signs\nalice {alice}\n\nbob  {bob}\ncarol {carol}\nmin-signers 2  # two\nrevoked {carol}\n"
         );
         let trust = Trust::parse(&text, path).unwrap();
         assert_eq!(trust.min_signers, 2);

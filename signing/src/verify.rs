@@ -24,6 +24,21 @@ pub struct Verdict {
 /// # Errors
 /// Why the component is refused, for the operator.
 pub fn verify(bytes: &[u8], detached: Option<&[u8]>, trust: &Trust) -> Result<Verdict, String> {
+    verify_signatures(bytes, detached, trust).map_err(|reason| match detached {
+        // A stale FILE.sig beside a component signed inside would otherwise read as tampering.
+        Some(_) => format!(
+            "{reason} (the signature checked was FILE.sig beside it, which is used instead of \
+             any embedded one)"
+        ),
+        None => reason,
+    })
+}
+
+fn verify_signatures(
+    bytes: &[u8],
+    detached: Option<&[u8]>,
+    trust: &Trust,
+) -> Result<Verdict, String> {
     check_layout(bytes, detached.is_some())?;
     let keys = PublicKeySet::new(trust.keys().cloned().collect());
     let verified = match keys.verify(&mut std::io::Cursor::new(bytes), detached) {

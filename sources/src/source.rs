@@ -315,3 +315,41 @@ pub fn sort_unique(components: Vec<MigrationComponent>) -> Result<Vec<MigrationC
     }
     Ok(by_version.into_values().collect())
 }
+
+/// Directories up to two levels below `dir` that hold `.sql` or `.wasm` files (or diesel's
+/// `<version>_<name>/up.sql` folders), for the error that `dir` holds none.
+pub fn directories_with_migrations(dir: &Path) -> Vec<PathBuf> {
+    let holds = |d: &Path| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let p = e.path();
+                p.extension().is_some_and(|x| x == "sql" || x == "wasm")
+                    || p.join("up.sql").is_file()
+                    || p.join("migration.sql").is_file()
+            })
+    };
+    let mut found = Vec::new();
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        let mut list: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+            .collect();
+        list.sort();
+        list
+    };
+    for child in subdirs(dir) {
+        if holds(&child) {
+            found.push(child);
+            continue;
+        }
+        found.extend(subdirs(&child).into_iter().filter(|g| holds(g)));
+    }
+    found.truncate(10);
+    found
+}

@@ -394,3 +394,99 @@ fn a_fleet_under_require_signed_checks_the_set_before_any_target() {
         assert!(signers.starts_with("alice SHA256:"), "{signers}");
     }
 }
+
+/// Found by the review: `inspect --require-signed` described an unsigned component by running
+/// its `metadata()`; `pack -o DIR` wrote through a link planted in DIR, and `pack --sign`
+/// signed the set's `sql-functions.wasm` binary on the packer's behalf; `export` put a
+/// detached-signed component back without its signature.
+#[test]
+fn inspect_pack_and_export_keep_to_the_trust_file() {
+    let (env, component) = signers();
+    let trust = trust(&env, &["alice"], "");
+    let file = component.to_str().unwrap();
+    // Unsigned under --require-signed: described from its bytes, never compiled or asked.
+    let run = hsm(
+        &env,
+        &["inspect", file, "--require-signed", &trust, "--json"],
+    );
+    run.assert_code(1);
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let item = &shown["components"][0];
+    assert_eq!(item["metadata"], serde_json::Value::Null, "{item}");
+    assert!(
+        item["problem"].as_str().unwrap().contains("not signed"),
+        "{item}"
+    );
+    hsm(&env, &["sign", file, "--key", "keys/alice.key"]).assert_success();
+    let run = hsm(
+        &env,
+        &["inspect", file, "--require-signed", &trust, "--json"],
+    );
+    run.assert_success();
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        shown["components"][0]["signatures"]["signers"][0]["name"],
+        "alice"
+    );
+
+    // pack: a link planted in the output directory is replaced, not written through.
+    let src = env.dir.path().join("sql");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("1_notes.up.sql"), "CREATE TABLE notes (x);").unwrap();
+    std::fs::write(src.join("1_notes.down.sql"), "DROP TABLE notes;").unwrap();
+    std::fs::copy(
+        hsm_test_artifacts::GUEST_SQL_FUNCTIONS,
+        src.join("sql-functions.wasm"),
+    )
+    .unwrap();
+    let out = env.dir.path().join("packed");
+    std::fs::create_dir(&out).unwrap();
+    let victim = env.dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("1_notes.wasm")).unwrap();
+    hsm(
+        &env,
+        &["pack", "sql", "-o", "packed", "--sign", "keys/alice.key"],
+    )
+    .assert_success()
+    .assert_stdout_contains("1 component(s) signed")
+    .assert_stdout_contains("is copied unsigned");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let packed = out.join("1_notes.wasm");
+    hsm(
+        &env,
+        &["verify", packed.to_str().unwrap(), "--trust", &trust],
+    )
+    .assert_success();
+    let functions = out.join("sql-functions.wasm");
+    hsm(
+        &env,
+        &["verify", functions.to_str().unwrap(), "--trust", &trust],
+    )
+    .assert_code(1)
+    .assert_stdout_contains("not signed");
+
+    // export: a detached-signed component comes back with its FILE.sig, and runs again.
+    let second = env.add(hsm_test_artifacts::EXAMPLES[1]);
+    hsm(
+        &env,
+        &[
+            "sign",
+            second.to_str().unwrap(),
+            "--key",
+            "keys/alice.key",
+            "--detached",
+        ],
+    )
+    .assert_success();
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_success();
+    std::fs::remove_file(&second).unwrap();
+    std::fs::remove_file(format!("{}.sig", second.display())).unwrap();
+    env.hsm(&["export", "2", "-o", second.to_str().unwrap()])
+        .assert_success();
+    assert!(PathBuf::from(format!("{}.sig", second.display())).is_file());
+    env.hsm(&["down", "--require-signed", &trust])
+        .assert_success()
+        .assert_stdout_contains("Version 2 -> 1.");
+}

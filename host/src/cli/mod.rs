@@ -300,13 +300,13 @@ fn run(args: &Args) -> Result<()> {
                 .as_deref()
                 .map(hsm_signing::read_secret_key)
                 .transpose()?;
-            let written = hsm_host::pack::pack_dir(src, to, sql_options(global))?;
-            if let Some((secret, _)) = &key {
-                for file in &written {
-                    signing::sign_one(file, secret, false)?;
-                }
+            let secret = key.as_ref().map(|(secret, _)| secret);
+            let written = hsm_host::pack::pack_dir_signed(src, to, sql_options(global), secret)?;
+            report::packed(&written, global.json, &mut out)?;
+            if key.is_some() && !global.json {
+                signing::packed_signed(&written, &mut out)?;
             }
-            report::packed(&written, global.json, &mut out)
+            Ok(())
         }
         Command::Inspect { files } => {
             let found = files

@@ -102,8 +102,27 @@ fn sign(
     Ok(())
 }
 
+/// After `pack --sign`: what was signed, and the SQL functions left unsigned on purpose.
+pub(super) fn packed_signed(written: &[std::path::PathBuf], out: &mut impl Write) -> Result<()> {
+    let functions = |f: &std::path::PathBuf| {
+        f.file_name()
+            .is_some_and(|n| n == hsm_host::runtime::SQL_FUNCTIONS_FILE)
+    };
+    let signed = written.iter().filter(|f| !functions(f)).count();
+    writeln!(out, "{signed} component(s) signed.")?;
+    if let Some(functions) = written.iter().find(|f| functions(f)) {
+        writeln!(
+            out,
+            "{} is copied unsigned: it is a binary, not SQL you reviewed; review it, then \
+             `hsm-host sign` it yourself (--require-signed refuses it until then).",
+            functions.display()
+        )?;
+    }
+    Ok(())
+}
+
 /// Signs one file; the file written (the component, or its FILE.sig).
-pub(super) fn sign_one(
+fn sign_one(
     file: &Path,
     secret: &hsm_signing::SecretKey,
     detached: bool,

@@ -65,26 +65,54 @@ impl Runtime {
                 path: path.to_owned(),
                 source: std::io::Error::other(reason),
             })?;
-        let mut inspection = self.inspect_bytes(path, &bytes)?;
         let detached = hsm_signing::read_detached(path);
-        let refuse = |inspection: &mut Inspection, reason: String| {
-            inspection.accepted = false;
-            inspection.problem.get_or_insert(reason);
-        };
-        match detached {
+        let mut signatures = Signatures::default();
+        // Under `--require-signed`, a component the trust file refuses is not compiled, nor
+        // its metadata asked for: it is described from its bytes alone.
+        let refused = match &detached {
             Ok(detached) => {
-                inspection.signatures.detached = detached.is_some();
-                inspection.signatures.count =
+                signatures.detached = detached.is_some();
+                signatures.count =
                     hsm_signing::signature_count(&bytes, detached.as_deref()).unwrap_or(0);
-                if let Some(policy) = &self.signed_only {
-                    match hsm_signing::verify(&bytes, detached.as_deref(), policy.trust()) {
-                        Ok(verdict) => inspection.signatures.signers = verdict.signers,
-                        Err(reason) => refuse(&mut inspection, reason),
+                match &self.signed_only {
+                    Some(policy) => {
+                        match hsm_signing::verify(&bytes, detached.as_deref(), policy.trust()) {
+                            Ok(verdict) => {
+                                signatures.signers = verdict.signers;
+                                None
+                            }
+                            Err(reason) => Some(reason),
+                        }
                     }
+                    None => None,
                 }
             }
-            Err(reason) => refuse(&mut inspection, reason),
-        }
+            Err(reason) => Some(reason.clone()),
+        };
+        let mut inspection = match refused {
+            Some(reason) if self.signed_only.is_some() => Inspection {
+                path: path.to_owned(),
+                size: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+                metadata: None,
+                contract: None,
+                world: None,
+                imports: Vec::new(),
+                dialects: super::dialects::declared(&bytes),
+                signatures: Signatures::default(),
+                accepted: false,
+                problem: Some(reason),
+            },
+            refused => {
+                let mut inspection = self.inspect_bytes(path, &bytes)?;
+                if let Some(reason) = refused {
+                    inspection.accepted = false;
+                    inspection.problem.get_or_insert(reason);
+                }
+                inspection
+            }
+        };
+        inspection.signatures = signatures;
         Ok(inspection)
     }
 

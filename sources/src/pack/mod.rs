@@ -243,6 +243,21 @@ pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMig
 /// As [`read_dir`]; [`Error::SqlSet`] when `src` holds no SQL migrations or a file cannot be
 /// written.
 pub fn pack_dir(src: &Path, out: &Path, options: impl Into<SqlOptions>) -> Result<Vec<PathBuf>> {
+    pack_dir_signed(src, out, options, None)
+}
+
+/// [`pack_dir`], each component signed with `key` (embedded) before it is written, so no
+/// file on disk is ever signed by path. The directory's `sql-functions.wasm` is copied as it
+/// is: a binary no one reviewed is not signed on the packer's behalf.
+///
+/// # Errors
+/// As [`pack_dir`]; [`Error::SqlSet`] when a component cannot be signed.
+pub fn pack_dir_signed(
+    src: &Path,
+    out: &Path,
+    options: impl Into<SqlOptions>,
+    key: Option<&hsm_signing::SecretKey>,
+) -> Result<Vec<PathBuf>> {
     let options = options.into();
     let named = options.layout;
     let set = read_dir(src, options)?;
@@ -265,7 +280,18 @@ pub fn pack_dir(src: &Path, out: &Path, options: impl Into<SqlOptions>) -> Resul
     let mut written = Vec::with_capacity(set.len());
     for migration in &set {
         let path = out.join(migration.file_name());
-        std::fs::write(&path, migration.component()?).map_err(|e| write_error(&path, e))?;
+        let bytes = match key {
+            Some(key) => {
+                hsm_signing::sign_embedded(&migration.component()?, key).map_err(|reason| {
+                    Error::SqlSet {
+                        path: path.clone(),
+                        reason: format!("cannot sign it: {reason}"),
+                    }
+                })?
+            }
+            None => migration.component()?,
+        };
+        write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
         written.push(path);
     }
     // The set's SQL functions go with it: its migrations call them.
@@ -277,8 +303,32 @@ pub fn pack_dir(src: &Path, out: &Path, options: impl Into<SqlOptions>) -> Resul
                 reason,
             })?;
         let path = out.join(crate::runtime::SQL_FUNCTIONS_FILE);
-        std::fs::write(&path, bytes).map_err(|e| write_error(&path, e))?;
+        write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// Writes `bytes` to `path` through a new file beside it renamed over it: a link already at
+/// `path` is replaced, never written through (it could point at any of the user's files).
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&partial)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()));
+    match written.and_then(|()| std::fs::rename(&partial, path)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(error)
+        }
+    }
 }
