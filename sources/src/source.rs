@@ -189,7 +189,8 @@ fn check_signed(
             subject: migration.source.display().to_string(),
             reason: "a SQL migration is packed into a component when it is read, so it carries \
                      no signature: pack and sign the directory ahead (`hsm-host pack SRC -o DIR \
-                     --sign KEY`) and run the signed components"
+                     --sign KEY`, with `--dialects sqlite,postgresql` for a PostgreSQL server) \
+                     and run the signed components"
                 .into(),
         });
     }

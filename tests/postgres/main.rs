@@ -13,4 +13,5 @@ mod real_sets;
 mod rehearsal;
 mod review;
 mod runs;
+mod signing;
 mod support;

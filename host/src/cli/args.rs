@@ -392,6 +392,10 @@ pub enum Command {
         /// with --require-signed
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
+        /// Declare the databases the components run on (sqlite, postgresql), as `declare`
+        /// does: `sqlite,postgresql` for a set a PostgreSQL server runs
+        #[arg(long, value_delimiter = ',')]
+        dialects: Vec<String>,
     },
     /// Say what component files are before anyone runs them: version, name, description,
     /// reversible, contract and world, imports, size, sha256, and whether this host accepts

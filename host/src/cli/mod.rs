@@ -293,7 +293,12 @@ fn run(args: &Args) -> Result<()> {
             let report = with_loading_context(global, project.baseline(*version, *dry_run))?;
             report::adopted(&report, global.json, &mut out)
         }
-        Command::Pack { src, out: to, sign } => {
+        Command::Pack {
+            src,
+            out: to,
+            sign,
+            dialects,
+        } => {
             let to = to.as_ref().unwrap_or(&global.migrations);
             // A key that cannot sign is refused before anything is written.
             let key = sign
@@ -301,7 +306,8 @@ fn run(args: &Args) -> Result<()> {
                 .map(hsm_signing::read_secret_key)
                 .transpose()?;
             let secret = key.as_ref().map(|(secret, _)| secret);
-            let written = hsm_host::pack::pack_dir_signed(src, to, sql_options(global), secret)?;
+            let written =
+                hsm_host::pack::pack_dir_signed(src, to, sql_options(global), dialects, secret)?;
             report::packed(&written, global.json, &mut out)?;
             if key.is_some() && !global.json {
                 signing::packed_signed(&written, &mut out)?;

@@ -243,19 +243,23 @@ pub fn read_dir(dir: &Path, options: impl Into<SqlOptions>) -> Result<Vec<SqlMig
 /// As [`read_dir`]; [`Error::SqlSet`] when `src` holds no SQL migrations or a file cannot be
 /// written.
 pub fn pack_dir(src: &Path, out: &Path, options: impl Into<SqlOptions>) -> Result<Vec<PathBuf>> {
-    pack_dir_signed(src, out, options, None)
+    pack_dir_signed(src, out, options, &[], None)
 }
 
-/// [`pack_dir`], each component signed with `key` (embedded) before it is written, so no
-/// file on disk is ever signed by path. The directory's `sql-functions.wasm` is copied as it
-/// is: a binary no one reviewed is not signed on the packer's behalf.
+/// [`pack_dir`], each component declaring `dialects` (when not empty: `postgresql` for a set
+/// that runs on a server, where the server's own rules split its SQL when it runs) and
+/// signed with `key` (embedded), both before it is written, so no file on disk is ever
+/// signed by path. The directory's `sql-functions.wasm` is copied as it is: a binary no one
+/// reviewed is not signed on the packer's behalf.
 ///
 /// # Errors
-/// As [`pack_dir`]; [`Error::SqlSet`] when a component cannot be signed.
+/// As [`pack_dir`]; [`Error::SqlSet`] for an unknown dialect or a component that cannot be
+/// signed.
 pub fn pack_dir_signed(
     src: &Path,
     out: &Path,
     options: impl Into<SqlOptions>,
+    dialects: &[String],
     key: Option<&hsm_signing::SecretKey>,
 ) -> Result<Vec<PathBuf>> {
     let options = options.into();
@@ -280,17 +284,20 @@ pub fn pack_dir_signed(
     let mut written = Vec::with_capacity(set.len());
     for migration in &set {
         let path = out.join(migration.file_name());
-        let bytes = match key {
-            Some(key) => {
-                hsm_signing::sign_embedded(&migration.component()?, key).map_err(|reason| {
-                    Error::SqlSet {
-                        path: path.clone(),
-                        reason: format!("cannot sign it: {reason}"),
-                    }
-                })?
-            }
-            None => migration.component()?,
+        let refuse = |reason: String| Error::SqlSet {
+            path: path.clone(),
+            reason,
         };
+        let mut bytes = migration.component()?;
+        if !dialects.is_empty() {
+            bytes = crate::runtime::dialects::declare(&bytes, dialects)
+                .map_err(&refuse)?
+                .0;
+        }
+        if let Some(key) = key {
+            bytes = hsm_signing::sign_embedded(&bytes, key)
+                .map_err(|reason| refuse(format!("cannot sign it: {reason}")))?;
+        }
         write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
         written.push(path);
     }
