@@ -231,7 +231,17 @@ impl Project {
             if let Some(migration) = set.iter().find(|m| {
                 same(&m.source, file) || m.down_source.as_deref().is_some_and(|d| same(d, file))
             }) {
-                return runtime.inspect_bytes(file, &migration.component()?);
+                let mut inspection = runtime.inspect_bytes(file, &migration.component()?)?;
+                // What `up` would say of it under `--require-signed` (found by the review).
+                if self.trust.is_some() {
+                    inspection.accepted = false;
+                    inspection.problem = Some(
+                        "a SQL migration carries no signature, and --require-signed refuses \
+                         it: pack and sign it ahead (`hsm-host pack SRC -o DIR --sign KEY`)"
+                            .into(),
+                    );
+                }
+                return Ok(inspection);
             }
         }
         Err(Error::SqlSet {
@@ -495,6 +505,15 @@ impl Project {
         let path = out
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from(format!("{version}_{name}.wasm")));
+        // A FILE.sig already there would be read instead of the component's own signature.
+        let sig = hsm_signing::detached_path(&path);
+        if std::fs::symlink_metadata(&sig).is_ok() {
+            return Err(Error::Export(format!(
+                "{} exists, and would be read as the signature of what is exported: move it \
+                 away, or export elsewhere",
+                sig.display()
+            )));
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -506,7 +525,6 @@ impl Project {
         // without it, `--require-signed` would refuse the file put back.
         let sha256 = crate::runtime::sha256_hex(&bytes);
         if let Some(signature) = db.tracking().stored_signature(&conn, &sha256)? {
-            let sig = hsm_signing::detached_path(&path);
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

@@ -27,8 +27,8 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, trust: &Trust) -> Result<Ve
     verify_signatures(bytes, detached, trust).map_err(|reason| match detached {
         // A stale FILE.sig beside a component signed inside would otherwise read as tampering.
         Some(_) => format!(
-            "{reason} (the signature checked was FILE.sig beside it, which is used instead of \
-             any embedded one)"
+            "{reason} (the signature checked was the detached one, FILE.sig, which is used \
+             instead of any embedded one)"
         ),
         None => reason,
     })

@@ -77,12 +77,25 @@ pub fn scan_dir(
         .into_iter()
         .map(Arc::new)
         .collect();
-    // `--require-signed`: every file verified before any is loaded; what each verified
-    // file's bytes hash to, to hold what loads to it.
-    let verified = match runtime.signed_only() {
-        Some(policy) => Some(check_signed(policy, &files, &sql)?),
-        None => None,
-    };
+    // `--require-signed`: each file read once, its bytes verified, and those very bytes
+    // loaded (a file swapped after its check is never compiled or asked anything).
+    if let Some(policy) = runtime.signed_only() {
+        refuse_sql(&sql)?;
+        let loaded = parallel_map(&files, |path| {
+            let bytes = policy.verified_file(path)?;
+            runtime.load(path.clone(), &bytes)
+        });
+        let found = loaded
+            .into_iter()
+            .map(|component| {
+                component.map(|component| Found {
+                    info: component.info(),
+                    component: Some(component),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return sorted_unique(found);
+    }
     let packing = (sql.len() > 1).then(|| {
         crate::runtime::progress::HostProgress::new(
             format!("loading {} SQL migrations", sql.len()),
@@ -151,18 +164,11 @@ pub fn scan_dir(
             component: Some(component),
         });
     }
-    if let Some(verified) = &verified {
-        for found in &found {
-            if verified.get(&found.info.path) != Some(&found.info.checksum) {
-                return Err(Error::InvalidComponent {
-                    path: found.info.path.clone(),
-                    reason: "the file changed while hsm-host was checking its signature; run \
-                             the command again"
-                        .into(),
-                });
-            }
-        }
-    }
+    sorted_unique(found)
+}
+
+/// `found` by version, refusing two of one version.
+fn sorted_unique(mut found: Vec<Found>) -> Result<Vec<Found>> {
     found.sort_by(|a, b| (a.info.version(), &a.info.path).cmp(&(b.info.version(), &b.info.path)));
     if let Some(pair) = found
         .windows(2)
@@ -177,13 +183,9 @@ pub fn scan_dir(
     Ok(found)
 }
 
-/// Every component file verified against the trust file (its sha256 by path); a SQL
-/// migration refused, since it is packed at run time and carries no signature.
-fn check_signed(
-    policy: &crate::runtime::signed::SignedOnly,
-    files: &[PathBuf],
-    sql: &[Arc<crate::pack::SqlMigration>],
-) -> Result<BTreeMap<PathBuf, String>> {
+/// Under `--require-signed`, a SQL migration is refused: it is packed when read and so
+/// carries no signature.
+fn refuse_sql(sql: &[Arc<crate::pack::SqlMigration>]) -> Result<()> {
     if let Some(migration) = sql.first() {
         return Err(Error::Untrusted {
             subject: migration.source.display().to_string(),
@@ -194,10 +196,7 @@ fn check_signed(
                 .into(),
         });
     }
-    files
-        .iter()
-        .map(|path| Ok((path.clone(), policy.check_file(path)?)))
-        .collect()
+    Ok(())
 }
 
 /// What [`scan_dir`] finds, without code (for `status`).

@@ -332,12 +332,12 @@ fn require_signed_runs_only_what_the_trust_file_accepts_and_changes_nothing_othe
     .assert_code(1)
     .assert_stderr_contains("revoked key");
     // With the first's file gone too, the stored component alone meets a trust file that
-    // does not trust alice: refused.
+    // does not trust alice: refused (only the one the down would run is checked).
     std::fs::remove_file(&first).unwrap();
     let only_bob = self::trust(&env, &["bob"], "");
     env.hsm(&["down", "--require-signed", &only_bob])
         .assert_code(1)
-        .assert_stderr_contains("the stored component of migration 1 is refused");
+        .assert_stderr_contains("the stored component of migration 2 is refused");
     assert_eq!(
         database_bytes(),
         before,
@@ -450,7 +450,7 @@ fn inspect_pack_and_export_keep_to_the_trust_file() {
     )
     .assert_success()
     .assert_stdout_contains("1 component(s) signed")
-    .assert_stdout_contains("is copied unsigned");
+    .assert_stdout_contains("is copied as it is, not signed by this pack");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let packed = out.join("1_notes.wasm");
     hsm(
@@ -489,4 +489,65 @@ fn inspect_pack_and_export_keep_to_the_trust_file() {
     env.hsm(&["down", "--require-signed", &trust])
         .assert_success()
         .assert_stdout_contains("Version 2 -> 1.");
+}
+
+/// Found by the second review: `down` under `--require-signed` was blocked by an old,
+/// unsigned migration below the target (its stored component was checked though never run);
+/// `inspect` accepted a SQL file `up` refuses; `sign` (embedded) beside a FILE.sig and
+/// `declare` on a signed component each broke a signature silently; `export` over an
+/// existing FILE.sig left a component whose signature it was not.
+#[test]
+fn down_checks_only_what_it_rolls_back_and_nothing_breaks_a_signature_silently() {
+    let (env, first) = signers();
+    let trust = trust(&env, &["alice"], "");
+    // The first applied unsigned, before signatures were required; its file then gone.
+    env.hsm(&["up"]).assert_success();
+    std::fs::remove_file(&first).unwrap();
+    let second = env.add(hsm_test_artifacts::EXAMPLES[1]);
+    let file = second.to_str().unwrap();
+    hsm(
+        &env,
+        &["sign", file, "--key", "keys/alice.key", "--detached"],
+    )
+    .assert_success();
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_success();
+    env.hsm(&["down", "--require-signed", &trust])
+        .assert_success()
+        .assert_stdout_contains("Version 2 -> 1.");
+    // Going below it still meets the unsigned one: refused, with what to do.
+    env.hsm(&["down", "0", "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stderr_contains("the stored component of migration 1 is refused");
+
+    // sign (embedded) beside a FILE.sig: refused, the file unchanged.
+    let before = digest(&second);
+    hsm(&env, &["sign", file, "--key", "keys/bob.key"])
+        .assert_code(1)
+        .assert_stdout_contains("add to it with --detached");
+    assert_eq!(digest(&second), before);
+    // declare on a signed component: refused.
+    env.hsm(&["declare", file, "--dialects", "sqlite,postgresql"])
+        .assert_code(2)
+        .assert_stderr_contains("declare the unsigned component, then sign it");
+    // inspect of a SQL file under --require-signed: refused, as up refuses it.
+    std::fs::write(
+        env.migrations.join("3_notes.up.sql"),
+        "CREATE TABLE notes (x);",
+    )
+    .unwrap();
+    let sql = env.migrations.join("3_notes.up.sql");
+    env.hsm(&["inspect", sql.to_str().unwrap(), "--require-signed", &trust])
+        .assert_code(1)
+        .assert_stdout_contains("carries no signature");
+    std::fs::remove_file(&sql).unwrap();
+    // export where a FILE.sig already is: refused before anything is written.
+    let out = env.dir.path().join("again.wasm");
+    std::fs::write(format!("{}.sig", out.display()), "stale").unwrap();
+    env.hsm(&["up", "--require-signed", &trust])
+        .assert_success();
+    env.hsm(&["export", "2", "-o", out.to_str().unwrap()])
+        .assert_code(1)
+        .assert_stderr_contains("would be read as the signature");
+    assert!(!out.exists());
 }

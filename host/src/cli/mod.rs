@@ -554,6 +554,17 @@ fn declare(
                 .map(|bytes| (bytes, mode))
         })
         .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
+    // Declaring rewrites the component: its signatures would no longer verify (review).
+    let signed = hsm_signing::signature_count(&bytes, None).unwrap_or(0) > 0
+        || hsm_signing::detached_path(file).exists();
+    if signed {
+        return Err(UsageError(format!(
+            "{} is signed, and declaring rewrites it so its signatures would no longer verify: \
+             declare the unsigned component, then sign it",
+            file.display()
+        ))
+        .into());
+    }
     let (declared, names) = hsm_host::runtime::dialects::declare(&bytes, dialects)
         .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
     let target = output.unwrap_or(file);
@@ -575,16 +586,17 @@ pub(super) fn write_replacing(
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
-    let written = std::fs::OpenOptions::new()
+    // An entry already at the partial name is not ours: refused, and left alone.
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(mode)
         .open(&partial)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&partial, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);

@@ -113,8 +113,9 @@ pub(super) fn packed_signed(written: &[std::path::PathBuf], out: &mut impl Write
     if let Some(functions) = written.iter().find(|f| functions(f)) {
         writeln!(
             out,
-            "{} is copied unsigned: it is a binary, not SQL you reviewed; review it, then \
-             `hsm-host sign` it yourself (--require-signed refuses it until then).",
+            "{} is copied as it is, not signed by this pack: it is a binary, not SQL you \
+             reviewed; if it is not signed already, review it and `hsm-host sign` it yourself \
+             (--require-signed refuses it until then).",
             functions.display()
         )?;
     }
@@ -136,6 +137,19 @@ fn sign_one(
         super::write_replacing(&path, &signature, 0o644)
             .with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(path);
+    }
+    // A FILE.sig beside it is read instead of an embedded signature: the new one would be
+    // ignored, and the old one no longer matches the rewritten bytes (found by the review).
+    if hsm_signing::read_detached(file)
+        .map_err(anyhow::Error::msg)?
+        .is_some()
+    {
+        anyhow::bail!(
+            "{} is signed detached ({} beside it, which is read instead of an embedded \
+             signature): add to it with --detached",
+            file.display(),
+            hsm_signing::detached_path(file).display()
+        );
     }
     let signed = hsm_signing::sign_embedded(&bytes, secret).map_err(anyhow::Error::msg)?;
     super::write_replacing(file, &signed, mode)

@@ -257,15 +257,21 @@ impl Migrator {
     }
 
     /// The components that applied migrations whose file changed or is gone, from the bytes
-    /// stored at apply time. (Where the file is unchanged, it is the component.)
+    /// stored at apply time, for the versions `rolled_back` says the run may roll back (only
+    /// those are loaded: an old migration below the target is neither run nor checked).
+    /// (Where the file is unchanged, it is the component.)
     pub(super) fn stored_for_down(
         &self,
         tracking: &Tracking,
         conn: &Connection,
         assessment: &Assessment<'_>,
+        rolled_back: impl Fn(u64) -> bool,
     ) -> Result<BTreeMap<u64, MigrationComponent>> {
         let mut stored = BTreeMap::new();
         for &(version, recorded) in &assessment.from_store {
+            if !rolled_back(version) {
+                continue;
+            }
             let Some(bytes) = tracking.stored_component(conn, recorded)? else {
                 continue;
             };
@@ -289,7 +295,8 @@ impl Migrator {
                         reason: "it carries no signature, and none was kept with it (applied \
                                  unsigned, or signed detached before hsm-host kept signatures): \
                                  put its signed file (and FILE.sig) back in the migrations \
-                                 directory"
+                                 directory; if a signed file of the same migration is there \
+                                 now (re-packed and signed), `hsm-host repair` records it"
                             .into(),
                     });
                 }

@@ -261,7 +261,13 @@ impl Migrator {
                 Ok((plan, BTreeMap::new()))
             }
             Direction::Down => {
-                let stored = self.stored_for_down(db.tracking(), conn, &assessment)?;
+                // What a down to `target` may roll back: the newest applied, or all above it.
+                let newest = applied.last().copied();
+                let rolled_back = |version: u64| match target {
+                    None => Some(version) == newest,
+                    Some(target) => version > target,
+                };
+                let stored = self.stored_for_down(db.tracking(), conn, &assessment, rolled_back)?;
                 let mut available = available(
                     self.migrations
                         .iter()

@@ -87,7 +87,10 @@ impl Runtime {
                     None => None,
                 }
             }
-            Err(reason) => Some(reason.clone()),
+            // Without a trust file, a FILE.sig that cannot be read only means no signature
+            // is counted: `up` would run the component.
+            Err(reason) if self.signed_only.is_some() => Some(reason.clone()),
+            Err(_) => None,
         };
         let mut inspection = match refused {
             Some(reason) if self.signed_only.is_some() => Inspection {

@@ -53,13 +53,13 @@ impl SignedOnly {
         &self.trust
     }
 
-    /// Reads the component file `path` (and its `FILE.sig`), verifies it, and returns the
-    /// sha256 of the bytes verified.
+    /// Reads the component file `path` (and its `FILE.sig`) once, verifies it, and returns
+    /// the bytes verified: the ones to load.
     ///
     /// # Errors
     /// [`Error::Untrusted`] naming the file and why; [`Error::ReadMigrations`] when it cannot
     /// be read.
-    pub fn check_file(&self, path: &Path) -> Result<String> {
+    pub fn verified_file(&self, path: &Path) -> Result<Vec<u8>> {
         let unreadable = |why: String| Error::ReadMigrations {
             path: path.to_owned(),
             source: std::io::Error::other(why),
@@ -76,7 +76,8 @@ impl SignedOnly {
             subject: path.display().to_string(),
             reason: why,
         })?;
-        self.check_bytes(&path.display().to_string(), &bytes, detached)
+        self.check_bytes(&path.display().to_string(), &bytes, detached)?;
+        Ok(bytes)
     }
 
     /// Verifies `bytes` (with their detached signature, if any): the sha256 of the bytes.

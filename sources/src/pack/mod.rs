@@ -299,6 +299,14 @@ pub fn pack_dir_signed(
                 .map_err(|reason| refuse(format!("cannot sign it: {reason}")))?;
         }
         write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
+        if key.is_some() {
+            // A FILE.sig left from an earlier pack would be read instead of the signature
+            // just embedded, and it signs other bytes.
+            let stale = hsm_signing::detached_path(&path);
+            if std::fs::symlink_metadata(&stale).is_ok() {
+                std::fs::remove_file(&stale).map_err(|e| write_error(&stale, e))?;
+            }
+        }
         written.push(path);
     }
     // The set's SQL functions go with it: its migrations call them.
@@ -311,6 +319,11 @@ pub fn pack_dir_signed(
             })?;
         let path = out.join(crate::runtime::SQL_FUNCTIONS_FILE);
         write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
+        // With its detached signature, if it has one: copied as it is, like the file.
+        if let Ok(Some(signature)) = hsm_signing::read_detached(&functions) {
+            let sig = hsm_signing::detached_path(&path);
+            write_replacing(&sig, &signature).map_err(|e| write_error(&sig, e))?;
+        }
         written.push(path);
     }
     Ok(written)
@@ -324,13 +337,15 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
-    let written = std::fs::OpenOptions::new()
+    // An entry already at the partial name is not ours: refused, and left alone.
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o644)
         .open(&partial)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()));
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     match written.and_then(|()| std::fs::rename(&partial, path)) {
         Ok(()) => Ok(()),
         Err(error) => {
