@@ -253,6 +253,32 @@ pub fn real_file(path: &Path) -> PathBuf {
     }
 }
 
+/// Writes `bytes` to `path` (mode `mode`, before the umask) through a new file beside it
+/// renamed over it: a reader never sees half a file, and a link already at `path` is
+/// replaced, never written through (it could point at any of the user's files). An entry
+/// already at the partial name is not ours: refused, and left alone.
+pub fn write_replacing(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode)
+        .open(&partial)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

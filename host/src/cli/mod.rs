@@ -568,38 +568,9 @@ fn declare(
     let (declared, names) = hsm_host::runtime::dialects::declare(&bytes, dialects)
         .map_err(|reason| UsageError(format!("{}: {reason}", file.display())))?;
     let target = output.unwrap_or(file);
-    write_replacing(target, &declared, mode)
+    hsm_store::files::write_replacing(target, &declared, mode)
         .with_context(|| format!("cannot write {}", target.display()))?;
     writeln!(out, "{} declares: {}", target.display(), names.join(", "))?;
     out.flush()?;
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a file beside it renamed over it: a reader never sees half
-/// a component.
-pub(super) fn write_replacing(
-    path: &std::path::Path,
-    bytes: &[u8],
-    mode: u32,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(".partial-{}", std::process::id()));
-    let partial = PathBuf::from(partial);
-    // An entry already at the partial name is not ours: refused, and left alone.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(mode)
-        .open(&partial)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&partial, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written
 }

@@ -134,7 +134,7 @@ fn sign_one(
         let signature = hsm_signing::sign_detached(&bytes, existing.as_deref(), secret)
             .map_err(anyhow::Error::msg)?;
         let path = hsm_signing::detached_path(file);
-        super::write_replacing(&path, &signature, 0o644)
+        hsm_store::files::write_replacing(&path, &signature, 0o644)
             .with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(path);
     }
@@ -152,7 +152,7 @@ fn sign_one(
         );
     }
     let signed = hsm_signing::sign_embedded(&bytes, secret).map_err(anyhow::Error::msg)?;
-    super::write_replacing(file, &signed, mode)
+    hsm_store::files::write_replacing(file, &signed, mode)
         .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(file.to_owned())
 }

@@ -298,7 +298,7 @@ pub fn pack_dir_signed(
             bytes = hsm_signing::sign_embedded(&bytes, key)
                 .map_err(|reason| refuse(format!("cannot sign it: {reason}")))?;
         }
-        write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
+        crate::files::write_replacing(&path, &bytes, 0o644).map_err(|e| write_error(&path, e))?;
         if key.is_some() {
             // A FILE.sig left from an earlier pack would be read instead of the signature
             // just embedded, and it signs other bytes.
@@ -318,39 +318,14 @@ pub fn pack_dir_signed(
                 reason,
             })?;
         let path = out.join(crate::runtime::SQL_FUNCTIONS_FILE);
-        write_replacing(&path, &bytes).map_err(|e| write_error(&path, e))?;
+        crate::files::write_replacing(&path, &bytes, 0o644).map_err(|e| write_error(&path, e))?;
         // With its detached signature, if it has one: copied as it is, like the file.
         if let Ok(Some(signature)) = hsm_signing::read_detached(&functions) {
             let sig = hsm_signing::detached_path(&path);
-            write_replacing(&sig, &signature).map_err(|e| write_error(&sig, e))?;
+            crate::files::write_replacing(&sig, &signature, 0o644)
+                .map_err(|e| write_error(&sig, e))?;
         }
         written.push(path);
     }
     Ok(written)
-}
-
-/// Writes `bytes` to `path` through a new file beside it renamed over it: a link already at
-/// `path` is replaced, never written through (it could point at any of the user's files).
-fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(".partial-{}", std::process::id()));
-    let partial = PathBuf::from(partial);
-    // An entry already at the partial name is not ours: refused, and left alone.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
-        .open(&partial)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    match written.and_then(|()| std::fs::rename(&partial, path)) {
-        Ok(()) => Ok(()),
-        Err(error) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(error)
-        }
-    }
 }
